@@ -1,0 +1,3 @@
+from jobsub.cli import main
+
+main()

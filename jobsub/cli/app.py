@@ -1,0 +1,86 @@
+"""Shared CLI state: the chosen profile, the object store (opened lazily), output mode and error rendering."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import click
+
+from jobsub.config import Profile, resolve_profile
+from jobsub.redact import RedactingFilter, redact
+from jobsub.storage.base import ObjectStore
+
+
+@dataclass
+class App:
+    profile_option: str | None = None
+    debug: bool = False
+    _profile: tuple[str, Profile] | None = field(default=None, repr=False)
+
+    @property
+    def profile_name(self) -> str:
+        return self.resolved[0]
+
+    @property
+    def profile(self) -> Profile:
+        return self.resolved[1]
+
+    @property
+    def resolved(self) -> tuple[str, Profile]:
+        if self._profile is None:
+            self._profile = resolve_profile(self.profile_option)
+        return self._profile
+
+    def open_store(self, concurrency: int = 8) -> ObjectStore:
+        from jobsub.storage import open_store
+
+        return open_store(self.profile, concurrency)
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return self.open_store()
+
+    @cached_property
+    def console(self):
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False)
+
+    @cached_property
+    def out(self):
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    if debug:
+        logging.getLogger("jobsub").setLevel(logging.DEBUG)
+        for name in ("botocore.endpoint", "botocore.retryhandler", "botocore.retries", "urllib3.connectionpool"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def error_line(message: str) -> None:
+    click.echo(redact(f"error: {message}"), err=True)
+
+
+def warn_line(message: str) -> None:
+    click.echo(redact(f"warning: {message}"), err=True)

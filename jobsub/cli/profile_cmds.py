@@ -1,0 +1,117 @@
+"""profile add/list/show/use/remove: named storage + executor configurations, never secrets."""
+
+from __future__ import annotations
+
+import click
+
+from jobsub.cli.app import App, pass_app, print_json
+from jobsub.config import DEFAULT_PROFILE, Profile, config_file, load_config, resolve_profile, save_config
+from jobsub.errors import ConfigError
+
+
+@click.group("profile")
+def profile_command() -> None:
+    """Named configurations: where objects are stored and where jobs run."""
+
+
+@profile_command.command("add")
+@click.argument("name")
+@click.option("--storage", type=click.Choice(["local", "s3"]), required=True)
+@click.option("--endpoint-url", help="S3-compatible endpoint, e.g. https://obs.cn-north-4.myhuaweicloud.com")
+@click.option("--region")
+@click.option(
+    "--addressing-style",
+    type=click.Choice(["auto", "path", "virtual"]),
+    default="auto",
+    show_default=True,
+    help="path for MinIO, Ceph and most self-hosted servers",
+)
+@click.option("--aws-profile", help="Credentials from this ~/.aws profile (jobsub never stores a secret).")
+@click.option("--root", type=click.Path(), help="local storage: the folder that holds the buckets")
+@click.option("--jobs-uri", default="s3://jobsub/jobs/", show_default=True, help="Where job records are kept.")
+@click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
+def profile_add(name, storage, endpoint_url, region, addressing_style, aws_profile, root, jobs_uri, make_current):
+    """Add (or replace) profile NAME."""
+    from pydantic import ValidationError
+
+    try:
+        profile = Profile(
+            storage=storage,
+            endpoint_url=endpoint_url,
+            region=region,
+            addressing_style=addressing_style,
+            aws_profile=aws_profile,
+            root=root,
+            jobs_uri=jobs_uri,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"profile {name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    config = load_config()
+    config.profiles[name] = profile
+    if make_current:
+        config.current = name
+    path = save_config(config)
+    click.echo(f"saved profile {name} in {path}" + (" (now current)" if make_current else ""))
+
+
+@profile_command.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def profile_list(as_json: bool) -> None:
+    """List profiles; the current one is marked with *."""
+    config = load_config()
+    profiles = dict(config.profiles)
+    profiles.setdefault(DEFAULT_PROFILE, Profile())
+    if as_json:
+        print_json({"current": config.current, "profiles": {k: v.model_dump() for k, v in profiles.items()}})
+        return
+    for name, profile in sorted(profiles.items()):
+        mark = "*" if name == config.current else " "
+        where = profile.effective_endpoint() or "AWS S3" if profile.storage == "s3" else str(profile.local_root())
+        click.echo(f"{mark} {name:<16} {profile.storage:<6} {where}")
+
+
+@profile_command.command("show")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def profile_show(app: App, name: str | None, as_json: bool) -> None:
+    """Show a profile (default: the one in use)."""
+    resolved_name, profile = resolve_profile(name or app.profile_option)
+    data = profile.model_dump()
+    if profile.storage == "local":
+        data["root"] = str(profile.local_root())
+    else:
+        data["endpoint_url"] = profile.effective_endpoint()
+    if as_json:
+        print_json({"name": resolved_name, **data})
+        return
+    click.echo(f"profile {resolved_name} ({config_file()})")
+    for key, value in data.items():
+        if value is not None:
+            click.echo(f"  {key}: {value}")
+
+
+@profile_command.command("use")
+@click.argument("name")
+def profile_use(name: str) -> None:
+    """Make NAME the current profile."""
+    config = load_config()
+    resolve_profile(name, config)
+    config.current = name
+    save_config(config)
+    click.echo(f"current profile: {name}")
+
+
+@profile_command.command("remove")
+@click.argument("name")
+def profile_remove(name: str) -> None:
+    """Remove profile NAME."""
+    config = load_config()
+    if name not in config.profiles:
+        raise ConfigError(f"no profile named {name!r}")
+    del config.profiles[name]
+    if config.current == name:
+        config.current = DEFAULT_PROFILE
+    save_config(config)
+    click.echo(f"removed profile {name}")

@@ -1,0 +1,304 @@
+"""upload, download, uploads (list/abort), ls, rm."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+import click
+
+from jobsub.cli.app import App, error_line, pass_app, print_json, warn_line
+from jobsub.cli.progress import progress_for
+from jobsub.errors import JobsubError, TransferInterrupted, UsageError
+from jobsub.units import human_duration, human_size, parse_duration, parse_size
+from jobsub.uri import ObjectURI, is_remote
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except JobsubError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+transfer_options = [
+    click.option(
+        "--part-size", callback=_size, help="Multipart part size, e.g. 8MiB or 64M (default: automatic, >= 8 MiB)."
+    ),
+    click.option(
+        "--concurrency",
+        "-j",
+        type=click.IntRange(1, 64),
+        default=8,
+        show_default=True,
+        help="Parts transferred in parallel.",
+    ),
+    click.option(
+        "--max-bandwidth", callback=_size, help="Cap the transfer rate in bytes per second, e.g. 20MiB (default: none)."
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (bytes, parts sent/reused, MB/s)."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress output."),
+]
+
+
+def with_transfer_options(func: Callable) -> Callable:
+    for option in reversed(transfer_options):
+        func = option(func)
+    return func
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum, frame):  # SIGTERM behaves like Ctrl-C: stop, keep the transfer resumable
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callable) -> None:
+    """Run a transfer with progress; print the summary; turn Ctrl-C into a resume hint and exit 130."""
+    from jobsub.transfer import TransferManager, TransferOptions
+
+    _sigterm_as_interrupt()
+    subscribers, context = progress_for(verb, app.console, quiet)
+    try:
+        with context:
+            summary = action(TransferManager, TransferOptions, subscribers)
+    except TransferInterrupted:
+        signal.signal(signal.SIGINT, lambda *a: os._exit(130))  # a second Ctrl-C exits at once
+        click.echo(f"{verb} interrupted; what was sent is kept. Resume with:", err=True)
+        click.echo(f"  jobsub {shlex.join(sys.argv[1:])}", err=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130)  # do not wait for parts in flight: the server and the journal already know them
+    if as_json:
+        print_json(summary.as_dict())
+    elif not quiet:
+        parts = f"{summary.parts_sent} parts sent, {summary.parts_reused} reused"
+        click.echo(
+            f"{verb}: {summary.files_transferred} transferred ({summary.files_resumed} resumed), "
+            f"{summary.files_skipped} unchanged, {len(summary.failures)} failed; "
+            f"{human_size(summary.bytes_transferred)} in {summary.seconds:.1f}s; {parts}",
+            err=True,
+        )
+    for refused in summary.refused:
+        warn_line(f"refused unsafe key {refused!r}")
+    if summary.failures:
+        for failure in summary.failures:
+            error_line(failure)
+        sys.exit(1)
+
+
+@click.command("upload")
+@click.argument("sources", nargs=-1, required=True, type=click.Path())
+@click.argument("dest")
+@with_transfer_options
+@pass_app
+def upload_command(
+    app: App, sources: tuple[str, ...], dest: str, part_size, concurrency, max_bandwidth, as_json, quiet
+) -> None:
+    """Upload files or folders to DEST (s3://bucket/prefix or s3://bucket/key).
+
+    Large files go up in parts, in parallel, and survive the process dying: run the same command again and
+    only the missing parts are sent. Unchanged files (same size and SHA-256) are skipped. A single folder
+    uploads its contents under DEST; several sources each go under DEST/<name>/.
+    """
+    target = ObjectURI.parse(dest)
+    for source in sources:
+        if is_remote(source):
+            raise UsageError(f"upload takes local sources; for {source} use `jobsub download`")
+
+    def action(manager_cls, options_cls, subscribers):
+        store = app.open_store(concurrency)
+        manager = manager_cls(
+            store, options_cls(part_size=part_size, concurrency=concurrency, max_bandwidth=max_bandwidth), subscribers
+        )
+        return manager.upload(list(sources), target)
+
+    run_transfer(app, "upload", quiet, as_json, action)
+
+
+@click.command("download")
+@click.argument("source")
+@click.argument("dest", type=click.Path())
+@with_transfer_options
+@pass_app
+def download_command(app: App, source: str, dest: str, part_size, concurrency, max_bandwidth, as_json, quiet) -> None:
+    """Download an object or every object under a prefix (or a job's outputs) into DEST.
+
+    SOURCE is s3://bucket/key, s3://bucket/prefix/ or a job id. Parallel ranged reads, resumable, checked
+    against the SHA-256 stored at upload, renamed into place only when complete. Keys that would land
+    outside DEST ('..', absolute, empty segments) are refused with a warning.
+    """
+    if is_remote(source):
+        uri = ObjectURI.parse(source)
+    else:
+        from jobsub.jobs.service import JobService
+
+        uri = JobService(app.profile, app.store).outputs_uri(source)
+
+    def action(manager_cls, options_cls, subscribers):
+        store = app.open_store(concurrency)
+        manager = manager_cls(
+            store, options_cls(part_size=part_size, concurrency=concurrency, max_bandwidth=max_bandwidth), subscribers
+        )
+        return manager.download(uri, dest)
+
+    run_transfer(app, "download", quiet, as_json, action)
+
+
+@click.group("uploads")
+def uploads_command() -> None:
+    """Pending multipart uploads: what a resume would continue, and their clean-up."""
+
+
+def _pending(app: App, uri: ObjectURI | None) -> list[dict]:
+    from jobsub.transfer.journal import all_journals
+
+    journals = {j.upload_id: j for j in all_journals() if j.store == app.store.description}
+    buckets = [uri.bucket] if uri else sorted({j.bucket for j in journals.values()})
+    rows = []
+    for bucket in buckets:
+        for upload in app.store.list_uploads(bucket, uri.key if uri else ""):
+            journal = journals.get(upload.upload_id)
+            percent = None
+            if journal:
+                done = sum(
+                    min(journal.part_size, journal.size - (int(n) - 1) * journal.part_size) for n in journal.parts
+                )
+                percent = round(100.0 * done / journal.size, 1) if journal.size else 100.0
+            rows.append(
+                {
+                    "upload_id": upload.upload_id,
+                    "uri": f"s3://{bucket}/{upload.key}",
+                    "initiated": upload.initiated.isoformat() if upload.initiated else None,
+                    "age_seconds": time.time() - upload.initiated.timestamp() if upload.initiated else None,
+                    "source": journal.source if journal else None,
+                    "percent_done": percent,
+                }
+            )
+    return rows
+
+
+@uploads_command.command("list")
+@click.argument("uri", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def uploads_list(app: App, uri: str | None, as_json: bool) -> None:
+    """List pending uploads in s3://bucket[/prefix] (default: the buckets this machine has journals for)."""
+    rows = _pending(app, ObjectURI.parse(uri) if uri else None)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no pending uploads")
+        return
+    from rich.table import Table
+
+    table = Table("upload id", "destination", "age", "done", "source", box=None)
+    for row in rows:
+        done = f"{row['percent_done']:.0f}%" if row["percent_done"] is not None else "?"
+        table.add_row(row["upload_id"], row["uri"], human_duration(row["age_seconds"]), done, row["source"] or "-")
+    app.out.print(table)
+
+
+@uploads_command.command("abort")
+@click.argument("upload_id", required=False)
+@click.option("--all", "abort_all", is_flag=True, help="Abort every pending upload under URI.")
+@click.option("--older-than", help="With --all: only uploads started longer ago than this (e.g. 7d, 12h).")
+@click.option("--uri", help="s3://bucket[/prefix] to look in (needed when no local journal knows the id).")
+@pass_app
+def uploads_abort(app: App, upload_id: str | None, abort_all: bool, older_than: str | None, uri: str | None) -> None:
+    """Abort a pending upload (its parts are deleted on the server) and forget its journal."""
+    from jobsub.transfer.journal import all_journals
+
+    if bool(upload_id) == abort_all:
+        raise UsageError("give an UPLOAD_ID or --all (see `jobsub uploads list`)")
+    rows = _pending(app, ObjectURI.parse(uri) if uri else None)
+    if abort_all:
+        min_age = parse_duration(older_than) if older_than else 0
+        chosen = [r for r in rows if (r["age_seconds"] or 0) >= min_age]
+    else:
+        chosen = [r for r in rows if r["upload_id"] == upload_id]
+        if not chosen:
+            raise UsageError(f"no pending upload {upload_id}; pass --uri s3://bucket if no local journal knows it")
+    journals = {j.upload_id: j for j in all_journals()}
+    for row in chosen:
+        target = ObjectURI.parse(row["uri"])
+        app.store.abort_multipart(target.bucket, target.key, row["upload_id"])
+        if row["upload_id"] in journals:
+            journals[row["upload_id"]].delete()
+        click.echo(f"aborted {row['upload_id']} ({row['uri']})")
+    if not chosen:
+        click.echo("nothing to abort")
+
+
+@click.command("ls")
+@click.argument("uri", required=False)
+@click.option("--recursive", "-r", is_flag=True, help="List every object under the prefix, not just one level.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> None:
+    """List buckets, or the objects and prefixes under s3://bucket/prefix."""
+    if not uri:
+        buckets = app.store.list_buckets()
+        if as_json:
+            print_json(buckets)
+        else:
+            for bucket in buckets:
+                click.echo(f"s3://{bucket}/")
+        return
+    target = ObjectURI.parse(uri)
+    if recursive:
+        objects, prefixes = list(app.store.iter_objects(target.bucket, target.key)), []
+    else:
+        listing = app.store.list(target.bucket, target.key, "/")
+        objects, prefixes = listing.objects, listing.prefixes
+        if not objects and prefixes == [target.key + "/"]:  # `ls s3://b/dir` means the folder
+            listing = app.store.list(target.bucket, target.key + "/", "/")
+            objects, prefixes = listing.objects, listing.prefixes
+    if as_json:
+        print_json(
+            [{"key": p, "prefix": True} for p in prefixes]
+            + [{"key": o.key, "size": o.size, "etag": o.etag, "last_modified": o.last_modified} for o in objects]
+        )
+        return
+    for prefix in prefixes:
+        click.echo(f"{'':>19} {'PRE':>10}  s3://{target.bucket}/{prefix}")
+    for obj in objects:
+        when = obj.last_modified.strftime("%Y-%m-%d %H:%M:%S") if obj.last_modified else ""
+        click.echo(f"{when:>19} {human_size(obj.size):>10}  s3://{target.bucket}/{obj.key}")
+
+
+@click.command("rm")
+@click.argument("uri")
+@click.option("--recursive", "-r", is_flag=True, help="Delete every object under the prefix.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def rm_command(app: App, uri: str, recursive: bool, yes: bool) -> None:
+    """Delete an object, or with --recursive every object under a prefix (asks first unless --yes)."""
+    target = ObjectURI.parse(uri)
+    if recursive:
+        keys = [o.key for o in app.store.iter_objects(target.bucket, target.key)]
+    else:
+        if target.is_prefix:
+            raise UsageError(f"{uri} is a prefix: add --recursive to delete everything under it")
+        if app.store.head(target.bucket, target.key) is None:
+            raise UsageError(f"no object {uri}")
+        keys = [target.key]
+    if not keys:
+        click.echo("nothing to delete")
+        return
+    if recursive and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to delete {len(keys)} object(s) without a terminal to confirm: add --yes")
+        click.confirm(f"delete {len(keys)} object(s) under {uri}?", abort=True)
+    for key in keys:
+        app.store.delete(target.bucket, key)
+    click.echo(f"deleted {len(keys)} object(s)")

@@ -1,0 +1,87 @@
+"""The whole jobsub exception tree, documented in one place (the httpx model).
+
+    JobsubError                     exit 1 unless stated
+    ├── UsageError                  exit 2: the user asked for something malformed
+    │   ├── InvalidURIError         not s3://bucket/key (or obs://), or a key that is unsafe
+    │   ├── SourceNotFoundError     a local path to upload does not exist
+    │   ├── ConfigError             a profile or config file that cannot be used
+    │   └── SpecError               a job spec / template / --set that does not validate
+    ├── StorageError                talking to the object store failed
+    │   ├── CredentialsError        missing or rejected credentials (never carries the secret)
+    │   ├── BucketNotFoundError
+    │   ├── ObjectNotFoundError
+    │   ├── UploadNotFoundError     a multipart upload id that the server no longer knows
+    │   └── EndpointError           the endpoint cannot be reached (DNS, refused, timeout)
+    ├── IntegrityError              bytes on the server differ from the bytes we sent / expected
+    ├── TransferInterrupted         Ctrl-C / SIGTERM: the transfer is resumable (exit 130)
+    └── JobError                    a job id that does not exist, an executor that failed
+Every message is one line that says what to fix. Messages never include a secret.
+"""
+
+from __future__ import annotations
+
+
+class JobsubError(Exception):
+    exit_code = 1
+    #: A transient error is worth retrying (log followers ride over these).
+    transient = False
+
+
+class UsageError(JobsubError):
+    exit_code = 2
+
+
+class InvalidURIError(UsageError):
+    pass
+
+
+class SourceNotFoundError(UsageError):
+    pass
+
+
+class ConfigError(UsageError):
+    pass
+
+
+class SpecError(UsageError):
+    pass
+
+
+class StorageError(JobsubError):
+    pass
+
+
+class CredentialsError(StorageError):
+    pass
+
+
+class BucketNotFoundError(StorageError):
+    pass
+
+
+class ObjectNotFoundError(StorageError):
+    pass
+
+
+class UploadNotFoundError(StorageError):
+    pass
+
+
+class EndpointError(StorageError):
+    transient = True
+
+
+class IntegrityError(JobsubError):
+    pass
+
+
+class TransferInterrupted(JobsubError):
+    exit_code = 130
+
+
+class JobError(JobsubError):
+    pass
+
+
+class JobNotFoundError(JobError):
+    pass

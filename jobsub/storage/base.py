@@ -1,0 +1,97 @@
+"""The ObjectStore protocol: the few S3 operations jobsub needs, with one meaning in every backend.
+
+Backends translate their own failures into the jobsub.errors tree, so callers never see botocore or OSError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+ProgressCallback = Callable[[int], None]
+"""Called with a byte count as a body is sent; a negative count means a retry rewound the body."""
+
+#: User metadata key holding the hex SHA-256 of the whole object.
+SHA256_META = "jobsub-sha256"
+
+
+@dataclass
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str = ""
+    last_modified: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ListResult:
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+
+
+@dataclass
+class PartInfo:
+    number: int
+    size: int
+    etag: str
+
+
+@dataclass
+class UploadInfo:
+    key: str
+    upload_id: str
+    initiated: datetime | None = None
+
+
+class ObjectStore(Protocol):
+    """What the transfer engine and the job records need from any S3-compatible store."""
+
+    description: str
+
+    def list_buckets(self) -> list[str]: ...
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    def get_range(self, bucket: str, key: str, start: int, length: int) -> bytes: ...
+
+    def get(self, bucket: str, key: str) -> bytes: ...
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        metadata: dict[str, str] | None = None,
+        content_md5: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str: ...
+
+    def iter_objects(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]: ...
+
+    def list(self, bucket: str, prefix: str = "", delimiter: str = "/") -> ListResult: ...
+
+    def delete(self, bucket: str, key: str) -> None: ...
+
+    def create_multipart(self, bucket: str, key: str, metadata: dict[str, str] | None = None) -> str: ...
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        content_md5: str,
+        progress: ProgressCallback | None = None,
+    ) -> str: ...
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]: ...
+
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str: ...
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...
+
+    def list_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]: ...

@@ -1,0 +1,289 @@
+"""LocalStore: S3 semantics in a folder, so the default profile runs the same transfer engine and job records.
+
+Layout under the root::
+
+    <bucket>/<key>                          object bytes, browsable with a file manager
+    .jobsub/meta/<bucket>/<key>.json        size, mtime, ETag and user metadata of the object
+    .jobsub/uploads/<bucket>/<id>/          pending multipart uploads: upload.json + NNNNN-<md5>.part
+    .jobsub/tmp/                            staging for atomic writes (same filesystem, so os.replace is atomic)
+
+Buckets are folders and are created on first write: the embedded default needs no setup.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jobsub.errors import (
+    BucketNotFoundError,
+    IntegrityError,
+    InvalidURIError,
+    ObjectNotFoundError,
+    StorageError,
+    UploadNotFoundError,
+)
+from jobsub.storage.base import ListResult, ObjectInfo, PartInfo, ProgressCallback, UploadInfo
+from jobsub.uri import validate_bucket, validate_key
+
+_INTERNAL = ".jobsub"
+
+
+def _md5_matches(data_md5: bytes, content_md5: str | None) -> bool:
+    return content_md5 is None or base64.b64encode(data_md5).decode() == content_md5
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.description = f"local folder {self.root}"
+        self._tmp = self.root / _INTERNAL / "tmp"
+
+    # -- paths -------------------------------------------------------------------------------------------
+    def _bucket_dir(self, bucket: str, create: bool = False) -> Path:
+        validate_bucket(bucket)
+        path = self.root / bucket
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.is_dir():
+            raise BucketNotFoundError(f"bucket {bucket!r} does not exist in {self.description}")
+        return path
+
+    def _object_path(self, bucket: str, key: str, create: bool = False) -> Path:
+        validate_key(key)
+        if not key or key.endswith("/"):
+            raise InvalidURIError(f"invalid object key {key!r}: a local object key cannot end with '/'")
+        return self._bucket_dir(bucket, create) / key
+
+    def _meta_path(self, bucket: str, key: str) -> Path:
+        return self.root / _INTERNAL / "meta" / bucket / (key + ".json")
+
+    def _upload_dir(self, bucket: str, upload_id: str) -> Path:
+        if not upload_id.isalnum():
+            raise UploadNotFoundError(f"no multipart upload {upload_id!r}")
+        return self.root / _INTERNAL / "uploads" / bucket / upload_id
+
+    def _tmp_path(self) -> Path:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        return self._tmp / uuid.uuid4().hex
+
+    def _write_atomic(self, dest: Path, data: bytes) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp_path()
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+
+    def _place(self, tmp: Path, bucket: str, key: str, etag: str, metadata: dict[str, str] | None) -> None:
+        dest = self._object_path(bucket, key, create=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+        except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(
+                f"cannot store s3://{bucket}/{key} in a local folder: a key is both an object and a prefix ({exc})"
+            ) from None
+        stat = dest.stat()
+        meta = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "etag": etag, "metadata": metadata or {}}
+        self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
+
+    # -- objects -----------------------------------------------------------------------------------------
+    def check_bucket(self, bucket: str) -> None:
+        """Local buckets are created on first write, so any valid name is usable."""
+        validate_bucket(bucket)
+
+    def list_buckets(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != _INTERNAL)
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            path = self._object_path(bucket, key)
+        except BucketNotFoundError:
+            return None  # local buckets spring into being on first write
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not path.is_file():
+            return None
+        info = ObjectInfo(key, stat.st_size, last_modified=datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+        try:
+            meta = json.loads(self._meta_path(bucket, key).read_text())
+        except (OSError, ValueError):
+            return info
+        if meta.get("size") == stat.st_size and meta.get("mtime_ns") == stat.st_mtime_ns:
+            info.etag = meta.get("etag", "")
+            info.metadata = dict(meta.get("metadata", {}))
+        return info
+
+    def get_range(
+        self, bucket: str, key: str, start: int, length: int, progress: ProgressCallback | None = None
+    ) -> bytes:
+        path = self._object_path(bucket, key)
+        try:
+            with path.open("rb") as fh:
+                data = os.pread(fh.fileno(), length, start)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"no object s3://{bucket}/{key} in {self.description}") from None
+        if progress:
+            progress(len(data))
+        return data
+
+    def get(self, bucket: str, key: str) -> bytes:
+        path = self._object_path(bucket, key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"no object s3://{bucket}/{key} in {self.description}") from None
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        metadata: dict[str, str] | None = None,
+        content_md5: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        digest = hashlib.md5(data).digest()
+        if not _md5_matches(digest, content_md5):
+            raise IntegrityError(f"Content-MD5 mismatch writing s3://{bucket}/{key}")
+        tmp = self._tmp_path()
+        tmp.write_bytes(data)
+        self._place(tmp, bucket, key, digest.hex(), metadata)
+        if progress:
+            progress(len(data))
+        return digest.hex()
+
+    def iter_objects(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        base = self._bucket_dir(bucket)
+        # Walk only the deepest folder the prefix names, then filter: listing a job's logs stays cheap.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        top = base / folder if folder else base
+        keys: list[str] = []
+        for dirpath, _dirnames, filenames in os.walk(top):
+            rel = os.path.relpath(dirpath, base)
+            for name in filenames:
+                key = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
+                if key.startswith(prefix) and key > start_after:
+                    keys.append(key)
+        for key in sorted(keys):
+            info = self.head(bucket, key)
+            if info is not None:
+                yield info
+
+    def list(self, bucket: str, prefix: str = "", delimiter: str = "/") -> ListResult:
+        objects: list[ObjectInfo] = []
+        prefixes: set[str] = set()
+        for info in self.iter_objects(bucket, prefix):
+            rest = info.key[len(prefix) :]
+            if delimiter and delimiter in rest:
+                prefixes.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
+            else:
+                objects.append(info)
+        return ListResult(objects, sorted(prefixes))
+
+    def delete(self, bucket: str, key: str) -> None:
+        path = self._object_path(bucket, key)
+        path.unlink(missing_ok=True)
+        self._meta_path(bucket, key).unlink(missing_ok=True)
+        base = self._bucket_dir(bucket)
+        parent = path.parent
+        while parent != base:  # tidy empty folders, as S3 has no folders to leave behind
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    # -- multipart ---------------------------------------------------------------------------------------
+    def create_multipart(self, bucket: str, key: str, metadata: dict[str, str] | None = None) -> str:
+        self._object_path(bucket, key, create=True)
+        upload_id = uuid.uuid4().hex
+        folder = self._upload_dir(bucket, upload_id)
+        folder.mkdir(parents=True)
+        record = {"key": key, "metadata": metadata or {}, "initiated": datetime.now(timezone.utc).isoformat()}
+        self._write_atomic(folder / "upload.json", json.dumps(record).encode())
+        return upload_id
+
+    def _upload_record(self, bucket: str, upload_id: str) -> dict:
+        try:
+            return json.loads((self._upload_dir(bucket, upload_id) / "upload.json").read_text())
+        except (OSError, ValueError):
+            raise UploadNotFoundError(f"no multipart upload {upload_id} in bucket {bucket!r}") from None
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        content_md5: str,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        self._upload_record(bucket, upload_id)
+        digest = hashlib.md5(data).digest()
+        if not _md5_matches(digest, content_md5):
+            raise IntegrityError(f"Content-MD5 mismatch for part {number} of s3://{bucket}/{key}")
+        folder = self._upload_dir(bucket, upload_id)
+        for old in folder.glob(f"{number:05d}-*.part"):
+            old.unlink(missing_ok=True)
+        self._write_atomic(folder / f"{number:05d}-{digest.hex()}.part", data)
+        if progress:
+            progress(len(data))
+        return digest.hex()
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+        self._upload_record(bucket, upload_id)
+        parts = []
+        for path in sorted(self._upload_dir(bucket, upload_id).glob("*.part")):
+            number, etag = path.stem.split("-", 1)
+            parts.append(PartInfo(int(number), path.stat().st_size, etag))
+        return parts
+
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:
+        record = self._upload_record(bucket, upload_id)
+        folder = self._upload_dir(bucket, upload_id)
+        tmp = self._tmp_path()
+        md5s = b""
+        with tmp.open("wb") as out:
+            for number, etag in parts:
+                part = folder / f"{number:05d}-{etag.strip(chr(34))}.part"
+                if not part.exists():
+                    tmp.unlink(missing_ok=True)
+                    raise IntegrityError(f"part {number} of upload {upload_id} is missing or has another ETag")
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, 8 << 20)
+                md5s += bytes.fromhex(etag.strip('"'))
+        etag = f"{hashlib.md5(md5s).hexdigest()}-{len(parts)}"
+        self._place(tmp, bucket, key, etag, record.get("metadata"))
+        shutil.rmtree(folder, ignore_errors=True)
+        return etag
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        self._upload_record(bucket, upload_id)
+        shutil.rmtree(self._upload_dir(bucket, upload_id), ignore_errors=True)
+
+    def list_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
+        self._bucket_dir(bucket)
+        folder = self.root / _INTERNAL / "uploads" / bucket
+        uploads = []
+        for path in sorted(folder.glob("*/upload.json")) if folder.is_dir() else []:
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if record["key"].startswith(prefix):
+                initiated = datetime.fromisoformat(record["initiated"])
+                uploads.append(UploadInfo(record["key"], path.parent.name, initiated))
+        return uploads

@@ -1,0 +1,46 @@
+"""The transfer engine: a thin public manager over upload and download workers (the s3transfer model).
+
+    manager = TransferManager(store, TransferOptions(concurrency=8), subscribers=[MySubscriber()])
+    summary = manager.upload(["ckpt/"], ObjectURI.parse("s3://bucket/models/ckpt/"))
+
+Progress reaches subscribers as events (see events.TransferSubscriber); nothing here prints.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from jobsub.storage.base import ObjectStore
+from jobsub.transfer.common import TransferOptions, TransferSummary
+from jobsub.transfer.download import Downloader
+from jobsub.transfer.events import EventHub, TransferSubscriber
+from jobsub.transfer.upload import Uploader, plan_uploads
+from jobsub.uri import ObjectURI
+
+__all__ = ["TransferManager", "TransferOptions", "TransferSubscriber", "TransferSummary"]
+
+
+class TransferManager:
+    def __init__(
+        self,
+        store: ObjectStore,
+        options: TransferOptions | None = None,
+        subscribers: list[TransferSubscriber] | None = None,
+    ) -> None:
+        self.store = store
+        self.options = options or TransferOptions()
+        self.hub = EventHub(subscribers)
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop starting new parts; parts already sent stay on the server and a rerun resumes."""
+        self._cancel.set()
+
+    def upload(self, sources: list[str | Path], dest: ObjectURI) -> TransferSummary:
+        items = plan_uploads(sources, dest)
+        return Uploader(self.store, self.options, self.hub, self._cancel).run(items)
+
+    def download(self, source: ObjectURI, dest: str | Path) -> TransferSummary:
+        downloader = Downloader(self.store, self.options, self.hub, self._cancel)
+        return downloader.run(downloader.plan(source, dest))

@@ -1,0 +1,166 @@
+"""What upload and download share: options, the run summary, per-part retries and the file-level runner."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from jobsub.errors import (
+    BucketNotFoundError,
+    CredentialsError,
+    IntegrityError,
+    JobsubError,
+    StorageError,
+    TransferInterrupted,
+    UploadNotFoundError,
+)
+from jobsub.transfer.events import EventHub
+from jobsub.transfer.planning import DEFAULT_PART_SIZE
+
+T = TypeVar("T")
+
+
+class Cancelled(Exception):
+    """Raised inside workers once the transfer was interrupted or the file already failed."""
+
+
+@dataclass
+class TransferOptions:
+    part_size: int | None = None  # None: 8 MiB, raised for files that would need more than 10,000 parts
+    concurrency: int = 8
+    multipart_threshold: int = DEFAULT_PART_SIZE
+    part_attempts: int = 4  # on top of botocore's own retries, for errors that outlast them
+    retry_backoff: float = 0.5
+    max_bandwidth: int | None = None  # bytes per second across all workers; None: unlimited
+
+
+class RateLimiter:
+    """A shared pacing clock: each part waits for its slot so the whole transfer stays under a byte rate."""
+
+    def __init__(self, bytes_per_second: int | None) -> None:
+        self.rate = bytes_per_second
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def consume(self, n: int, stop: Callable[[], bool]) -> None:
+        if not self.rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._next, now)
+            self._next = start + n / self.rate
+        while (remaining := start - time.monotonic()) > 0:
+            if stop():
+                raise Cancelled()
+            time.sleep(min(remaining, 0.05))
+
+
+@dataclass
+class TransferSummary:
+    files: int = 0
+    files_transferred: int = 0
+    files_resumed: int = 0
+    files_skipped: int = 0
+    bytes_total: int = 0
+    bytes_transferred: int = 0
+    parts_sent: int = 0
+    parts_reused: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        data["mb_per_s"] = round(self.bytes_transferred / 1e6 / self.seconds, 2) if self.seconds else 0.0
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+_FINAL = (CredentialsError, BucketNotFoundError, UploadNotFoundError)
+
+
+def with_retries(
+    action: Callable[[Callable[[int], None]], T],
+    report: Callable[[int], None],
+    options: TransferOptions,
+    stop: Callable[[], bool],
+) -> T:
+    """Run ``action(progress)`` until it succeeds; a failed attempt rewinds the progress it reported.
+
+    Credentials, missing buckets and vanished uploads are final; other storage and integrity errors are
+    retried ``options.part_attempts`` times with a growing pause.
+    """
+    for attempt in range(1, options.part_attempts + 1):
+        if stop():
+            raise Cancelled()
+        moved = 0
+
+        def progress(n: int) -> None:
+            nonlocal moved
+            moved += n
+            report(n)
+
+        try:
+            return action(progress)
+        except (StorageError, IntegrityError, OSError) as exc:
+            report(-moved)
+            if isinstance(exc, _FINAL) or attempt == options.part_attempts:
+                raise
+            time.sleep(options.retry_backoff * attempt)
+    raise AssertionError("unreachable")
+
+
+def run_files(
+    items: list[T],
+    work: Callable[[T], str],
+    label: Callable[[T], str],
+    hub: EventHub,
+    summary: TransferSummary,
+    options: TransferOptions,
+    cancel: threading.Event,
+    verb: str,
+) -> TransferSummary:
+    """Run ``work`` for every item on a file-level pool; failures are collected, Ctrl-C becomes TransferInterrupted."""
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=max(1, min(options.concurrency, len(items))), thread_name_prefix="file")
+    futures: dict[Future[str], T] = {pool.submit(work, item): item for item in items}
+    try:
+        for future in as_completed(futures):
+            item = futures[future]
+            try:
+                outcome = future.result()
+            except Cancelled:
+                continue
+            except JobsubError as exc:
+                if isinstance(exc, CredentialsError | BucketNotFoundError):
+                    cancel.set()  # every other file would fail the same way
+                summary.failures.append(f"{label(item)}: {exc}")
+                hub.emit("done", path=label(item), outcome="failed", error=str(exc))
+                continue
+            except OSError as exc:
+                summary.failures.append(f"{label(item)}: {exc.strerror or exc}")
+                hub.emit("done", path=label(item), outcome="failed", error=str(exc))
+                continue
+            counter = {"skipped": "files_skipped", "resumed": "files_resumed"}.get(outcome)
+            summary.add(files_transferred=0 if outcome == "skipped" else 1, **({counter: 1} if counter else {}))
+            hub.emit("done", path=label(item), outcome=outcome)
+    except KeyboardInterrupt:
+        cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        summary.seconds = time.monotonic() - started
+        raise TransferInterrupted(f"{verb} interrupted; run the same command again to resume") from None
+    pool.shutdown(wait=True)
+    summary.seconds = time.monotonic() - started
+    if cancel.is_set() and not summary.failures:
+        raise TransferInterrupted(f"{verb} interrupted; run the same command again to resume")
+    return summary

@@ -1,0 +1,187 @@
+"""Downloads: parallel ranged GETs into a partial file, resumable, verified, renamed into place atomically.
+
+Never writes outside DEST: a key with a '..' or '.' segment, a leading '/', a backslash or an empty segment
+is refused with a message and the rest of the download continues.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+from jobsub.errors import IntegrityError, ObjectNotFoundError, StorageError
+from jobsub.storage.base import SHA256_META, ObjectInfo, ObjectStore
+from jobsub.transfer.checksums import cached_sha256, etag_is_md5, file_digest
+from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
+from jobsub.transfer.events import EventHub
+from jobsub.transfer.planning import part_ranges, plan_part_size
+from jobsub.uri import ObjectURI, key_problem
+
+DownloadItem = tuple[str, ObjectInfo, Path]  # (bucket, listed object, target file)
+PARTIAL_SUFFIX = ".jobsub-part"
+
+
+def safe_target(dest: Path, relative_key: str) -> Path | None:
+    """The file a relative key maps to inside ``dest``, or None when it would escape or is malformed."""
+    if not relative_key or key_problem(relative_key):
+        return None
+    target = (dest / relative_key).resolve()
+    root = dest.resolve()
+    return target if target != root and target.is_relative_to(root) else None
+
+
+class Downloader:
+    def __init__(self, store: ObjectStore, options: TransferOptions, hub: EventHub, cancel: threading.Event) -> None:
+        self.store = store
+        self.options = options
+        self.hub = hub
+        self.cancel = cancel
+        self.summary = TransferSummary()
+        self.limiter = RateLimiter(options.max_bandwidth)
+        self._parts = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="range")
+
+    def plan(self, source: ObjectURI, dest: str | Path) -> list[DownloadItem]:
+        """One object (to DEST, or DEST/<name> when DEST is a folder or ends with '/') or all under a prefix."""
+        raw = str(dest)
+        dest = Path(dest).expanduser()
+        if source.key and not source.is_prefix:
+            info = self.store.head(source.bucket, source.key)
+            if info is not None:
+                into_folder = dest.is_dir() or raw.endswith(("/", os.sep))
+                return [(source.bucket, info, (dest / source.name) if into_folder else dest)]
+        prefix = source.as_prefix().key if source.key else ""
+        items: list[DownloadItem] = []
+        for info in self.store.iter_objects(source.bucket, prefix):
+            relative = info.key[len(prefix) :]
+            if relative.endswith("/") and info.size == 0:
+                continue  # a "folder" marker object
+            target = safe_target(dest, relative)
+            if target is None:
+                problem = key_problem(relative) or "would land outside the destination"
+                note = f"refused key {info.key!r}: it {problem}; skipped"
+                self.summary.refused.append(info.key)
+                self.hub.emit("message", text=note)
+                continue
+            items.append((source.bucket, info, target))
+        if not items and not self.summary.refused:
+            raise ObjectNotFoundError(f"nothing found at {source}")
+        return items
+
+    def run(self, items: list[DownloadItem]) -> TransferSummary:
+        for _, info, target in items:
+            self.summary.add(files=1, bytes_total=info.size)
+            self.hub.emit("queued", path=str(target), size=info.size)
+        try:
+            return run_files(
+                items,
+                self._download,
+                lambda i: f"s3://{i[0]}/{i[1].key}",
+                self.hub,
+                self.summary,
+                self.options,
+                self.cancel,
+                "download",
+            )
+        finally:
+            self._parts.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
+
+    def _download(self, item: DownloadItem) -> str:
+        bucket, listed, target = item
+        if self.cancel.is_set():
+            raise Cancelled()
+        info = self.store.head(bucket, listed.key)
+        if info is None:
+            raise ObjectNotFoundError(f"s3://{bucket}/{listed.key} disappeared before it could be downloaded")
+        report = self.hub.progress_for(str(target))
+        sha = info.metadata.get(SHA256_META)
+        if target.is_file() and target.stat().st_size == info.size and self._matches(target, info, sha):
+            report(info.size)
+            return "skipped"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + PARTIAL_SUFFIX)
+        journal_path = target.with_name(target.name + PARTIAL_SUFFIX + ".json")
+        part_size = plan_part_size(info.size, self.options.part_size)
+        ranges = part_ranges(info.size, part_size) if info.size else []
+        state = {"key": info.key, "etag": info.etag, "size": info.size, "part_size": part_size, "done": []}
+        done: set[int] = set()
+        try:
+            old = json.loads(journal_path.read_text())
+            if (
+                {k: old.get(k) for k in ("key", "etag", "size", "part_size")}
+                == {k: state[k] for k in ("key", "etag", "size", "part_size")}
+                and partial.is_file()
+                and partial.stat().st_size == info.size
+            ):
+                done = set(old.get("done", []))
+        except (OSError, ValueError):
+            pass
+        if not done:
+            with partial.open("wb") as fh:
+                fh.truncate(info.size)
+        resumed = bool(done)
+        self.summary.add(parts_reused=len(done))
+        if resumed:
+            report(sum(length for n, _, length in ranges if n in done))
+        lock = threading.Lock()
+
+        def save_state() -> None:
+            state["done"] = sorted(done)
+            tmp = journal_path.with_suffix(f".{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, journal_path)
+
+        fd = os.open(partial, os.O_RDWR)
+        failed = threading.Event()
+        try:
+
+            def fetch(number: int, offset: int, length: int) -> None:
+                def get(progress) -> bytes:
+                    data = self.store.get_range(bucket, info.key, offset, length, progress)
+                    if len(data) != length:
+                        raise StorageError(f"short read of s3://{bucket}/{info.key} at {offset}")
+                    return data
+
+                try:
+                    self.limiter.consume(length, lambda: self.cancel.is_set() or failed.is_set())
+                    data = with_retries(get, report, self.options, lambda: self.cancel.is_set() or failed.is_set())
+                    os.pwrite(fd, data, offset)
+                except Exception:
+                    failed.set()
+                    raise
+                with lock:
+                    done.add(number)
+                    save_state()
+                self.summary.add(parts_sent=1, bytes_transferred=length)
+
+            futures = [self._parts.submit(fetch, *r) for r in ranges if r[0] not in done]
+            wait(futures)
+            errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+            real = [e for e in errors if not isinstance(e, Cancelled)]
+            if real:
+                raise real[0]
+            if errors or any(f.cancelled() for f in futures):
+                raise Cancelled()
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not self._matches(partial, info, sha):
+            partial.unlink(missing_ok=True)
+            journal_path.unlink(missing_ok=True)
+            raise IntegrityError(f"s3://{bucket}/{info.key} downloaded with a wrong checksum; run the download again")
+        os.replace(partial, target)
+        journal_path.unlink(missing_ok=True)
+        return "resumed" if resumed else "downloaded"
+
+    @staticmethod
+    def _matches(path: Path, info: ObjectInfo, sha: str | None) -> bool:
+        """True when the local file holds the object's bytes, by the strongest checksum the object carries."""
+        if path.stat().st_size != info.size:
+            return False
+        if sha:
+            return (cached_sha256(path) if not path.name.endswith(PARTIAL_SUFFIX) else file_digest(path)) == sha
+        if etag_is_md5(info.etag):
+            return file_digest(path, "md5") == info.etag.lower()
+        return True  # nothing to compare with but the size
