@@ -75,11 +75,21 @@ class Env:
     bucket: str = ""
     endpoint: str | None = None
 
-    def run(self, *args: str, check: bool = False, timeout: float = 120, input: str | None = None,
-            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *args: str,
+        check: bool = False,
+        timeout: float = 120,
+        input: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, "-m", "jobsub", *args], env={**self.vars, **(extra_env or {})}, capture_output=True,
-            text=True, timeout=timeout, input=input,
+            [sys.executable, "-m", "jobsub", *args],
+            env={**self.vars, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"jobsub {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
@@ -105,8 +115,13 @@ class Env:
     def boto(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+        )
 
     def uri(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"
@@ -130,12 +145,26 @@ def make_env(tmp_path: Path, kind: str = "local", moto: str | None = None) -> En
     if kind == "s3":
         assert moto
         env.endpoint = moto
-        env.run("profile", "add", "moto", "--storage", "s3", "--endpoint-url", moto, "--addressing-style", "path",
-                "--jobs-uri", f"s3://{env.bucket}/jobs/", "--use", check=True)
+        env.run(
+            "profile",
+            "add",
+            "moto",
+            "--storage",
+            "s3",
+            "--endpoint-url",
+            moto,
+            "--addressing-style",
+            "path",
+            "--jobs-uri",
+            f"s3://{env.bucket}/jobs/",
+            "--use",
+            check=True,
+        )
         env.boto().create_bucket(Bucket=env.bucket)
     else:
-        env.run("profile", "add", "loc", "--storage", "local", "--jobs-uri", f"s3://{env.bucket}/jobs/", "--use",
-                check=True)
+        env.run(
+            "profile", "add", "loc", "--storage", "local", "--jobs-uri", f"s3://{env.bucket}/jobs/", "--use", check=True
+        )
     return env
 
 

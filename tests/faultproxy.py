@@ -100,7 +100,8 @@ class FaultProxy:
                 reason = "Internal Server Error" if rule.action == "500" else "Service Unavailable"
                 client.sendall(
                     f"HTTP/1.1 {rule.action} {reason}\r\nContent-Type: application/xml\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
                 )
                 return
             if rule and rule.action == "stall":

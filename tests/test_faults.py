@@ -18,15 +18,19 @@ def _via(env: Env, proxy: FaultProxy) -> dict[str, str]:
 
 def test_upload_completes_through_resets_and_5xx(s3env: Env, tmp_path: Path) -> None:
     src = write_random(tmp_path / "f.bin", 30 * MiB, seed=11)
-    proxy = FaultProxy(s3env.endpoint or "", [
-        Rule("PUT", PART, "503", {1, 3}),
-        Rule("PUT", PART, "reset", {5}),
-        Rule("PUT", PART, "500", {7}),
-        Rule("PUT", PART, "stall", {9}, stall_seconds=1.0),
-    ])
+    proxy = FaultProxy(
+        s3env.endpoint or "",
+        [
+            Rule("PUT", PART, "503", {1, 3}),
+            Rule("PUT", PART, "reset", {5}),
+            Rule("PUT", PART, "500", {7}),
+            Rule("PUT", PART, "stall", {9}, stall_seconds=1.0),
+        ],
+    )
     try:
-        result = s3env.run("upload", str(src), s3env.uri("f/f.bin"), "--part-size", "5MiB", "--json",
-                           extra_env=_via(s3env, proxy))
+        result = s3env.run(
+            "upload", str(src), s3env.uri("f/f.bin"), "--part-size", "5MiB", "--json", extra_env=_via(s3env, proxy)
+        )
         assert result.returncode == 0, result.stderr
         assert sum(r.hits for r in proxy.rules) == 5, "the faults were not all injected"
     finally:

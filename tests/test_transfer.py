@@ -34,7 +34,11 @@ def test_folder_round_trip_is_byte_identical_and_rerun_skips(env: Env, tmp_path:
     first = env.run_json("upload", str(src), env.uri("models/ckpt/"))
     assert first["files_transferred"] == 3 and first["failures"] == []
     listed = env.run_json("ls", env.uri("models/ckpt/"), "--recursive")
-    assert sorted(o["key"] for o in listed) == ["models/ckpt/empty.txt", "models/ckpt/model.bin", "models/ckpt/sub/config.json"]
+    assert sorted(o["key"] for o in listed) == [
+        "models/ckpt/empty.txt",
+        "models/ckpt/model.bin",
+        "models/ckpt/sub/config.json",
+    ]
 
     again = env.run_json("upload", str(src), env.uri("models/ckpt/"))
     assert again["files_skipped"] == 3 and again["parts_sent"] == 0
@@ -61,12 +65,25 @@ def test_single_file_to_key_and_into_folder(env: Env, tmp_path: Path) -> None:
 
 def test_kill_9_mid_upload_then_rerun_sends_only_missing_parts(env: Env, tmp_path: Path) -> None:
     src = write_random(tmp_path / "big.bin", 40 * MiB, seed=3)  # 8 parts of 5 MiB
-    args = ["upload", str(src), env.uri("ckpt/big.bin"), "--part-size", "5MiB", "--concurrency", "2",
-            "--max-bandwidth", "20MiB", "-q"]
+    args = [
+        "upload",
+        str(src),
+        env.uri("ckpt/big.bin"),
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "2",
+        "--max-bandwidth",
+        "20MiB",
+        "-q",
+    ]
     proc = env.popen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        journal = poll(lambda: next((j for j in journals(env) if len(j["parts"]) >= 3), None), 60,
-                       what="three parts recorded in the journal")
+        poll(
+            lambda: next((j for j in journals(env) if len(j["parts"]) >= 3), None),
+            60,
+            what="three parts recorded in the journal",
+        )
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(10)
@@ -89,8 +106,17 @@ def test_kill_9_mid_upload_then_rerun_sends_only_missing_parts(env: Env, tmp_pat
 
 def test_sigterm_keeps_upload_resumable_and_prints_resume_command(env: Env, tmp_path: Path) -> None:
     src = write_random(tmp_path / "big.bin", 30 * MiB, seed=4)
-    args = ["upload", str(src), env.uri("t/big.bin"), "--part-size", "5MiB", "--concurrency", "1",
-            "--max-bandwidth", "10MiB"]
+    args = [
+        "upload",
+        str(src),
+        env.uri("t/big.bin"),
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "--max-bandwidth",
+        "10MiB",
+    ]
     proc = env.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     poll(lambda: any(len(j["parts"]) >= 1 for j in journals(env)), 60, what="a part in the journal")
     proc.send_signal(signal.SIGTERM)
@@ -105,8 +131,17 @@ def test_sigterm_keeps_upload_resumable_and_prints_resume_command(env: Env, tmp_
 
 def test_changed_source_restarts_and_says_so(env: Env, tmp_path: Path) -> None:
     src = write_random(tmp_path / "f.bin", 30 * MiB, seed=5)
-    args = ["upload", str(src), env.uri("c/f.bin"), "--part-size", "5MiB", "--concurrency", "1",
-            "--max-bandwidth", "10MiB"]
+    args = [
+        "upload",
+        str(src),
+        env.uri("c/f.bin"),
+        "--part-size",
+        "5MiB",
+        "--concurrency",
+        "1",
+        "--max-bandwidth",
+        "10MiB",
+    ]
     proc = env.popen(*args, "-q", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     poll(lambda: any(len(j["parts"]) >= 1 for j in journals(env)), 60, what="a part in the journal")
     os.kill(proc.pid, signal.SIGKILL)
@@ -122,8 +157,20 @@ def test_changed_source_restarts_and_says_so(env: Env, tmp_path: Path) -> None:
 
 def test_uploads_abort_removes_pending_upload(env: Env, tmp_path: Path) -> None:
     src = write_random(tmp_path / "f.bin", 30 * MiB, seed=7)
-    proc = env.popen("upload", str(src), env.uri("a/f.bin"), "--part-size", "5MiB", "-j", "1", "--max-bandwidth",
-                     "10MiB", "-q", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = env.popen(
+        "upload",
+        str(src),
+        env.uri("a/f.bin"),
+        "--part-size",
+        "5MiB",
+        "-j",
+        "1",
+        "--max-bandwidth",
+        "10MiB",
+        "-q",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     poll(lambda: any(len(j["parts"]) >= 1 for j in journals(env)), 60, what="a part in the journal")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)

@@ -10,8 +10,9 @@ from jobsub.units import parse_duration, parse_size
 from jobsub.uri import ObjectURI, key_problem
 
 
-@pytest.mark.parametrize("text, expected", [("8MiB", 8 << 20), ("8M", 8 << 20), ("8MB", 8_000_000), ("1024", 1024),
-                                            ("1.5GiB", 3 << 29)])
+@pytest.mark.parametrize(
+    "text, expected", [("8MiB", 8 << 20), ("8M", 8 << 20), ("8MB", 8_000_000), ("1024", 1024), ("1.5GiB", 3 << 29)]
+)
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
 

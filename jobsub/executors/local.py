@@ -1,0 +1,81 @@
+"""The local executor: the runtime as a detached process on this machine.
+
+The runner gets its own session (it survives the CLI exiting and the terminal closing). The handle keeps
+the pid *and* the process start time, so a recycled pid is never mistaken for the runner.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from jobsub.config import state_dir
+from jobsub.executors.base import Liveness
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (Linux), or None where /proc is absent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19]  # field 22 of the whole line
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+class LocalExecutor:
+    kind = "local"
+
+    def submit(self, job_id: str, job_uri: str, profile_json: str) -> dict[str, Any]:
+        run_dir = state_dir() / "runs" / job_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "JOBSUB_PROFILE_JSON": profile_json, "PYTHONUNBUFFERED": "1"}
+        with (run_dir / "runner.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "jobsub.runtime", job_uri, "--work-dir", str(run_dir / "work")],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                cwd=str(run_dir),
+            )
+        return {"kind": self.kind, "host": socket.gethostname(), "pid": proc.pid,
+                "start_time": _proc_start_time(proc.pid), "run_dir": str(run_dir)}
+
+    def poll(self, handle: dict[str, Any]) -> Liveness:
+        if handle.get("host") != socket.gethostname() or "pid" not in handle:
+            return "unknown"
+        pid = int(handle["pid"])
+        started = _proc_start_time(pid)
+        if started is None:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return "dead"
+            except PermissionError:
+                return "alive"
+            return "alive" if not Path("/proc").is_dir() else "dead"
+        if handle.get("start_time") and started != handle["start_time"]:
+            return "dead"  # the pid now belongs to another process
+        return "dead" if _proc_state(pid) in ("Z", "X") else "alive"
+
+    def cancel(self, handle: dict[str, Any]) -> None:
+        if self.poll(handle) == "alive":
+            try:
+                os.kill(int(handle["pid"]), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def describe(self, handle: dict[str, Any]) -> str:
+        if not handle:
+            return "local (not started)"
+        return f"local pid {handle.get('pid')} on {handle.get('host')}"

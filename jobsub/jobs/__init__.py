@@ -1,0 +1,1 @@
+"""Jobs: specs and templates, records kept in the object store, log chunks, the service the CLI calls."""

@@ -1,0 +1,145 @@
+"""Job records in the object store, so any machine with the profile can list, follow and collect a job.
+
+    <jobs uri>/<job id>/job.json        resolved spec, inputs, outputs URI (no secrets)
+                       /status.json     state, timestamps, exit code, reason, executor handle, heartbeat
+                       /logs/NNNNNNNN.jsonl   ordered, immutable chunks of {"t", "s", "l"} lines
+                       /metrics.jsonl   the JSON metric lines the program appended
+                       /outputs/        what the program wrote (default outputs location)
+                       /cancel          present when someone asked for the job to stop
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from jobsub.errors import JobNotFoundError, ObjectNotFoundError
+from jobsub.storage.base import ObjectStore
+from jobsub.uri import ObjectURI
+
+
+class State(str, Enum):
+    QUEUED = "QUEUED"
+    STAGING = "STAGING"
+    RUNNING = "RUNNING"
+    UPLOADING = "UPLOADING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    LOST = "LOST"
+
+    @property
+    def final(self) -> bool:
+        return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class JobStatus(BaseModel):
+    state: State = State.QUEUED
+    created: str = Field(default_factory=now_iso)
+    started: str | None = None
+    finished: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    attempt: int = 0
+    heartbeat: float | None = None
+    executor: dict[str, Any] = Field(default_factory=dict)
+
+    def duration(self) -> float | None:
+        if not self.started:
+            return None
+        end = datetime.fromisoformat(self.finished) if self.finished else datetime.now(timezone.utc)
+        return (end - datetime.fromisoformat(self.started)).total_seconds()
+
+    def cli_exit_code(self) -> int:
+        """What `logs -f` / `submit --follow` exit with: the job's own code, 130 for cancelled, 1 for lost."""
+        if self.state == State.SUCCEEDED:
+            return 0
+        if self.state == State.CANCELLED:
+            return 130
+        return self.exit_code if self.exit_code not in (None, 0) else 1
+
+
+class JobRecord:
+    """Reads and writes one job's objects."""
+
+    def __init__(self, store: ObjectStore, jobs_uri: ObjectURI, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.root = jobs_uri.as_prefix().join(job_id).as_prefix()
+
+    @property
+    def bucket(self) -> str:
+        return self.root.bucket
+
+    def key(self, name: str) -> str:
+        return self.root.key + name
+
+    def uri(self, name: str = "") -> str:
+        return f"s3://{self.bucket}/{self.key(name)}"
+
+    def put_json(self, name: str, data: Any) -> None:
+        self.store.put(self.bucket, self.key(name), json.dumps(data, indent=1, default=str).encode())
+
+    def get_json(self, name: str) -> Any:
+        try:
+            return json.loads(self.store.get(self.bucket, self.key(name)))
+        except ObjectNotFoundError:
+            raise JobNotFoundError(f"no job {self.job_id!r} at {self.root} (see `jobsub jobs`)") from None
+
+    def exists(self) -> bool:
+        return self.store.head(self.bucket, self.key("status.json")) is not None
+
+    def read_status(self) -> JobStatus:
+        return JobStatus.model_validate(self.get_json("status.json"))
+
+    def write_status(self, status: JobStatus) -> None:
+        self.put_json("status.json", status.model_dump(mode="json"))
+
+    def read_job(self) -> dict[str, Any]:
+        return self.get_json("job.json")
+
+    def cancel_requested(self) -> bool:
+        return self.store.head(self.bucket, self.key("cancel")) is not None
+
+    def request_cancel(self) -> None:
+        self.store.put(self.bucket, self.key("cancel"), now_iso().encode())
+
+    # -- logs --------------------------------------------------------------------------------------------
+    def chunk_key(self, number: int) -> str:
+        return self.key(f"logs/{number:08d}.jsonl")
+
+    def write_chunk(self, number: int, lines: list[dict[str, Any]]) -> None:
+        body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        self.store.put(self.bucket, self.chunk_key(number), body)
+
+    def chunks_after(self, last_key: str) -> list[str]:
+        return [o.key for o in self.store.iter_objects(self.bucket, self.key("logs/"), start_after=last_key)]
+
+    def read_chunk(self, key: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.store.get(self.bucket, key).decode().splitlines() if line]
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        try:
+            text = self.store.get(self.bucket, self.key("metrics.jsonl")).decode()
+        except ObjectNotFoundError:
+            return []
+        rows = []
+        for line in text.splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+        return rows
+
+
+def heartbeat_age(status: JobStatus) -> float | None:
+    return time.time() - status.heartbeat if status.heartbeat else None

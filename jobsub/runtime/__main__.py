@@ -1,0 +1,43 @@
+"""``python -m jobsub.runtime JOB_URI --work-dir DIR``: run one job record to its final state.
+
+The profile arrives as JSON in JOBSUB_PROFILE_JSON (it holds no secret; credentials come from the
+environment's own boto3 chain), so the runtime needs no config file on the machine it runs on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from jobsub.config import Profile, resolve_profile
+from jobsub.jobs.records import JobRecord
+from jobsub.redact import RedactingFilter
+from jobsub.runtime.runner import Runner
+from jobsub.storage import open_store
+from jobsub.uri import ObjectURI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobsub.runtime", description=__doc__)
+    parser.add_argument("job_uri", help="the job record, e.g. s3://bucket/jobs/<job id>/")
+    parser.add_argument("--work-dir", required=True, type=Path, help="local folder for inputs, code and outputs")
+    args = parser.parse_args(argv)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=[handler])
+    raw = os.environ.get("JOBSUB_PROFILE_JSON")
+    profile = Profile.model_validate_json(raw) if raw else resolve_profile()[1]
+    job = ObjectURI.parse(args.job_uri).as_prefix()
+    parts = job.key.rstrip("/").rsplit("/", 1)
+    jobs_uri = ObjectURI(job.bucket, parts[0] + "/" if len(parts) == 2 else "")
+    record = JobRecord(open_store(profile, concurrency=8), jobs_uri, parts[-1])
+    return Runner(record.store, record, args.work_dir).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
