@@ -55,7 +55,8 @@ class App:
     def out(self):
         from rich.console import Console
 
-        return Console(highlight=False, soft_wrap=True)
+        # piped output keeps whole lines (job ids, URIs) instead of wrapping them at 80 columns
+        return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)

@@ -45,11 +45,20 @@ class LocalExecutor:
         with (run_dir / "runner.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "jobsub.runtime", job_uri, "--work-dir", str(run_dir / "work")],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
                 cwd=str(run_dir),
             )
-        return {"kind": self.kind, "host": socket.gethostname(), "pid": proc.pid,
-                "start_time": _proc_start_time(proc.pid), "run_dir": str(run_dir)}
+        return {
+            "kind": self.kind,
+            "host": socket.gethostname(),
+            "pid": proc.pid,
+            "start_time": _proc_start_time(proc.pid),
+            "run_dir": str(run_dir),
+        }
 
     def poll(self, handle: dict[str, Any]) -> Liveness:
         if handle.get("host") != socket.gethostname() or "pid" not in handle:

@@ -17,8 +17,20 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-ALWAYS_EXCLUDED = {".git", "__pycache__", ".venv", "venv", ".env", "env", ".mypy_cache", ".pytest_cache",
-                   ".ruff_cache", "node_modules", ".ipynb_checkpoints", ".DS_Store"}
+ALWAYS_EXCLUDED = {
+    ".git",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".env",
+    "env",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    "node_modules",
+    ".ipynb_checkpoints",
+    ".DS_Store",
+}
 WARN_BYTES = 100 * 1000 * 1000
 
 

@@ -1,11 +1,11 @@
 """Job records in the object store, so any machine with the profile can list, follow and collect a job.
 
-    <jobs uri>/<job id>/job.json        resolved spec, inputs, outputs URI (no secrets)
-                       /status.json     state, timestamps, exit code, reason, executor handle, heartbeat
-                       /logs/NNNNNNNN.jsonl   ordered, immutable chunks of {"t", "s", "l"} lines
-                       /metrics.jsonl   the JSON metric lines the program appended
-                       /outputs/        what the program wrote (default outputs location)
-                       /cancel          present when someone asked for the job to stop
+<jobs uri>/<job id>/job.json        resolved spec, inputs, outputs URI (no secrets)
+                   /status.json     state, timestamps, exit code, reason, executor handle, heartbeat
+                   /logs/NNNNNNNN.jsonl   ordered, immutable chunks of {"t", "s", "l"} lines
+                   /metrics.jsonl   the JSON metric lines the program appended
+                   /outputs/        what the program wrote (default outputs location)
+                   /cancel          present when someone asked for the job to stop
 """
 
 from __future__ import annotations

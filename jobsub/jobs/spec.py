@@ -35,7 +35,9 @@ class JobSpec(BaseModel):
     command: str
     code: str | None = Field(default=None, description="local folder packed and unpacked as the working folder")
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    inputs: dict[str, str | None] = Field(default_factory=dict, description="name -> URI or local path; null = required")
+    inputs: dict[str, str | None] = Field(
+        default_factory=dict, description="name -> URI or local path; null = required"
+    )
     outputs: str | None = Field(default=None, description="URI prefix for outputs (default: inside the job record)")
     env: dict[str, str] = Field(default_factory=dict)
     image: str | None = None
@@ -57,7 +59,9 @@ class JobSpec(BaseModel):
 
         secret = [k for k in value if is_secret_env(k)]
         if secret:
-            raise ValueError(f"{', '.join(secret)} looks like a secret; pass secrets through the executor, not the spec")
+            raise ValueError(
+                f"{', '.join(secret)} looks like a secret; pass secrets through the executor, not the spec"
+            )
         return {k: str(v) for k, v in value.items()}
 
     def placeholders(self) -> list[tuple[str, str]]:

@@ -28,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        handlers=[handler])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=[handler])
     raw = os.environ.get("JOBSUB_PROFILE_JSON")
     profile = Profile.model_validate_json(raw) if raw else resolve_profile()[1]
     job = ObjectURI.parse(args.job_uri).as_prefix()

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -97,9 +98,7 @@ class Runner:
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop("cancel"))
         signal.signal(signal.SIGINT, lambda *_: self._request_stop("cancel"))
         handle = {"kind": "runtime", "host": os.uname().nodename, "pid": os.getpid()}
-        self.status.update(
-            state=State.STAGING, started=self.status.status.started or now_iso(), executor={**handle}
-        )
+        self.status.update(state=State.STAGING, started=self.status.status.started or now_iso(), executor={**handle})
         self.status.start()
         self.logs.on_tick.append(self._sync_metrics)
         self.logs.on_tick.append(self._periodic_outputs)
@@ -202,6 +201,8 @@ class Runner:
         }
         command = self.spec.render_command(values)
         env = {k: v for k, v in os.environ.items() if k != "JOBSUB_PROFILE_JSON"}
+        # the runtime's own interpreter comes first on PATH, so `python` in a command is one with jobsub installed
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update(self.spec.env)
         env.update(
             {
@@ -276,7 +277,10 @@ class Runner:
             self._metrics_size = len(data)
 
     def _periodic_outputs(self) -> None:
-        if self.status.status.state == State.RUNNING and time.monotonic() - self._last_output_sync > OUTPUT_SYNC_SECONDS:
+        if (
+            self.status.status.state == State.RUNNING
+            and time.monotonic() - self._last_output_sync > OUTPUT_SYNC_SECONDS
+        ):
             self._last_output_sync = time.monotonic()
             self._upload_outputs()
 

@@ -51,6 +51,9 @@ class ObjectStore(Protocol):
 
     description: str
 
+    def check_bucket(self, bucket: str) -> None:
+        """Raise BucketNotFoundError / CredentialsError early, before any work is done."""
+
     def list_buckets(self) -> list[str]: ...
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None: ...

@@ -1,0 +1,337 @@
+"""Job commands: submit, status, jobs, cancel, logs, results, templates. Thin over jobs.service.JobService."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jobsub.cli.app import App, pass_app, print_json, warn_line
+from jobsub.errors import SpecError, UsageError
+from jobsub.jobs.records import JobStatus
+from jobsub.units import human_duration, human_size
+
+
+def _service(app: App):
+    from jobsub.jobs.service import JobService
+
+    return JobService(app.profile, app.store, app.profile_name)
+
+
+def _parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{option} {value!r}: expected NAME=VALUE, e.g. {option} data=./tnews")
+        pairs[name.strip()] = rest
+    return pairs
+
+
+def _render_line(line: dict[str, Any], timestamps: bool) -> str:
+    text = line.get("l", "")
+    if timestamps:
+        stamp = datetime.fromtimestamp(line.get("t", 0)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        return f"{stamp} {text}"
+    return text
+
+
+def _follow(app: App, job_id: str, tail: int | None, timestamps: bool) -> JobStatus:
+    service = _service(app)
+    final: JobStatus | None = None
+    for item in service.follow(job_id, tail=tail, on_error=warn_line):
+        if isinstance(item, JobStatus):
+            final = item
+        else:
+            click.echo(_render_line(item, timestamps))
+    assert final is not None
+    return final
+
+
+def _final_line(job_id: str, status: JobStatus) -> str:
+    detail = f" ({status.reason})" if status.reason else ""
+    return f"job {job_id} {status.state.value}{detail}"
+
+
+# -- submit ----------------------------------------------------------------------------------------------
+@click.command("submit")
+@click.argument("template", required=False)
+@click.option("-f", "--file", "spec_file", type=click.Path(dir_okay=False, path_type=Path), help="A job spec YAML.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override params.X, env.X, resources.X, ...")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=URI|PATH", help="An input; local paths are uploaded.")
+@click.option("--output", help="URI prefix for the job's outputs (default: inside the job record).")
+@click.option("--name", help="Job name (default: the spec's name).")
+@click.option("--idempotency-key", help="With the same name and key, a retried submit returns the existing job.")
+@click.option("--code", "code", type=click.Path(file_okay=False, path_type=Path), help="Code folder to pack.")
+@click.option("--follow", is_flag=True, help="Follow the log to the end and exit with the job's exit code.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved spec and planned uploads; submit nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job id and record as JSON.")
+@pass_app
+def submit_command(
+    app: App,
+    template: str | None,
+    spec_file: Path | None,
+    sets: tuple[str, ...],
+    inputs: tuple[str, ...],
+    output: str | None,
+    name: str | None,
+    idempotency_key: str | None,
+    code: Path | None,
+    follow: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Submit a job from a TEMPLATE (see `jobsub templates`) or a spec file (-f job.yaml).
+
+    \b
+    Examples:
+      jobsub submit python-script --input code=./src --set params.script=train.py
+      jobsub submit bert-finetune --input data=./tnews --input model=s3://b/ckpt/ --set params.epochs=3
+      jobsub submit -f job.yaml --name nightly --idempotency-key 2026-11-25 --follow
+    """
+    from jobsub.cli.progress import progress_for
+    from jobsub.jobs.spec import apply_sets, load_spec
+    from jobsub.jobs.templates import find_template
+
+    if bool(template) == bool(spec_file):
+        raise UsageError("name a TEMPLATE or a spec file with -f job.yaml (not both); see `jobsub templates`")
+    path = spec_file if spec_file else find_template(template or "")
+    spec = load_spec(path)
+    assignments = list(sets) + ([f"name={name}"] if name else [])
+    spec = apply_sets(spec, assignments)
+    if code:
+        if not code.is_dir():
+            raise SpecError(f"--code {code}: no such folder")
+        spec = spec.model_copy(update={"code": str(code.resolve())})
+    service = _service(app)
+    base = Path.cwd() if template else path.parent
+    plan = service.plan(spec, _parse_pairs(inputs, "--input"), output, idempotency_key, base_dir=base)
+    if dry_run:
+        print_json({**plan.as_dict(), "dry_run": True})
+        return
+    subscribers, context = progress_for("upload", app.console, as_json)
+    with context:
+        job_id, created = service.submit(
+            plan, subscribers, idempotency_key, on_message=lambda m: None if as_json else app.console.print(m)
+        )
+    record = service.record(job_id)
+    if as_json:
+        print_json({"job_id": job_id, "created": created, "record": record.uri(), "outputs": plan.outputs})
+    else:
+        click.echo(job_id)
+        if not created:
+            app.console.print(f"a job named {spec.name!r} with this idempotency key exists: {job_id} (nothing started)")
+        if not follow:
+            app.console.print(
+                "Next steps:\n"
+                f"  jobsub logs -f {job_id}      follow the log\n"
+                f"  jobsub status {job_id}       state, exit code, timings\n"
+                f"  jobsub cancel {job_id}       stop it\n"
+                f"  jobsub results {job_id}      metrics, plots and outputs when it is done"
+            )
+    if follow:
+        status = _follow(app, job_id, None, False)
+        app.console.print(_final_line(job_id, status))
+        sys.exit(status.cli_exit_code())
+
+
+# -- status / jobs / cancel -----------------------------------------------------------------------------
+@click.command("status")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def status_command(app: App, job_id: str, as_json: bool) -> None:
+    """Show a job's state, exit code, reason, timings and where its record and outputs are."""
+    info = _service(app).describe(job_id)
+    if as_json:
+        print_json(info)
+        return
+    status = info["status"]
+    duration = info["duration_seconds"]
+    rows = [
+        ("job", info["id"]),
+        ("state", status["state"] + (f" (attempt {status['attempt']})" if status["attempt"] > 1 else "")),
+        ("exit code", "" if status["exit_code"] is None else str(status["exit_code"])),
+        ("reason", status["reason"] or ""),
+        ("created", status["created"]),
+        ("started", status["started"] or ""),
+        ("finished", status["finished"] or ""),
+        ("duration", human_duration(duration) if duration is not None else ""),
+        ("executor", info["executor"]),
+        ("record", info["record"]),
+        ("outputs", info["outputs"]),
+    ]
+    for label, value in rows:
+        if value:
+            click.echo(f"{label:<10} {value}")
+
+
+@click.command("jobs")
+@click.option(
+    "--state",
+    type=click.Choice(
+        ["QUEUED", "STAGING", "RUNNING", "UPLOADING", "SUCCEEDED", "FAILED", "CANCELLED", "LOST"], case_sensitive=False
+    ),
+    help="Only jobs in this state.",
+)
+@click.option("--limit", default=20, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None:
+    """List jobs in the profile's job store, newest first."""
+    rows = _service(app).list_jobs(state, limit)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no jobs yet; try `jobsub templates` and `jobsub submit`")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "NAME", "STATE", "STARTED", "DURATION", "EXIT"):
+        table.add_column(column)
+    for row in rows:
+        duration = row["duration_seconds"]
+        table.add_row(
+            row["id"],
+            row["name"],
+            row["state"],
+            (row["started"] or "")[:19].replace("T", " "),
+            human_duration(duration) if duration is not None else "",
+            "" if row["exit_code"] is None else str(row["exit_code"]),
+        )
+    app.out.print(table)
+
+
+@click.command("cancel")
+@click.argument("job_id")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the job reached a final state.")
+@pass_app
+def cancel_command(app: App, job_id: str, wait: bool) -> None:
+    """Stop a job: SIGTERM to its process group, SIGKILL after a grace period. Works from any shell."""
+    service = _service(app)
+    status = service.cancel(job_id)
+    if status.state.final:
+        click.echo(_final_line(job_id, status) + " (already final)")
+        return
+    if not wait:
+        click.echo(f"cancel requested for {job_id}")
+        return
+    status = service.wait(job_id, timeout=120)
+    click.echo(_final_line(job_id, status))
+
+
+# -- logs / results --------------------------------------------------------------------------------------
+@click.command("logs")
+@click.argument("job_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep following until the job ends; exit with its exit code.")
+@click.option("--tail", type=int, help="Only the last N lines (then follow, with -f).")
+@click.option("--timestamps", is_flag=True, help="Prefix each line with the time the job printed it.")
+@pass_app
+def logs_command(app: App, job_id: str, follow: bool, tail: int | None, timestamps: bool) -> None:
+    """Print a job's log (stdout and stderr in order, with jobsub's own [jobsub] lines)."""
+    if follow:
+        status = _follow(app, job_id, tail, timestamps)
+        app.console.print(_final_line(job_id, status))
+        sys.exit(status.cli_exit_code())
+    for line in _service(app).log_lines(job_id, tail):
+        click.echo(_render_line(line, timestamps))
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+@click.command("results")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def results_command(app: App, job_id: str, as_json: bool) -> None:
+    """Final metrics as a table, with the plots and outputs listed by URI."""
+    results = _service(app).results(job_id)
+    if as_json:
+        print_json(results)
+        return
+    from rich.table import Table
+
+    click.echo(
+        f"job {job_id}: {results['state']}"
+        + (f", exit code {results['exit_code']}" if results["exit_code"] not in (None, 0) else "")
+    )
+    metrics = results["metrics"]
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
+    if scalars:
+        table = Table(title=f"metrics ({results['metrics_source']})", box=None, pad_edge=False, title_justify="left")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in scalars.items():
+            table.add_row(key, _format_value(value))
+        app.out.print(table)
+        per_class = metrics.get("per_class")
+        if isinstance(per_class, dict) and per_class:
+            table = Table(title="per class", box=None, pad_edge=False, title_justify="left")
+            for column in ("class", "precision", "recall", "f1", "support"):
+                table.add_column(column, justify="left" if column == "class" else "right")
+            for label, row in per_class.items():
+                table.add_row(label, *(_format_value(row.get(c, "")) for c in ("precision", "recall", "f1", "support")))
+            app.out.print(table)
+    else:
+        click.echo(
+            "no metrics recorded (the program writes metrics.json to its outputs or lines to $JOBSUB_METRICS_FILE)"
+        )
+    if results["plots"]:
+        click.echo("plots:")
+        for uri in results["plots"]:
+            click.echo(f"  {uri}")
+    click.echo(
+        f"outputs: {results['outputs']} ({len(results['files'])} files, "
+        f"{human_size(sum(f['size'] for f in results['files']))})"
+    )
+    click.echo(f"  fetch them with: jobsub download {job_id} ./{job_id}")
+
+
+# -- templates --------------------------------------------------------------------------------------------
+@click.group("templates", invoke_without_command=True)
+@click.pass_context
+def templates_command(ctx: click.Context) -> None:
+    """List the job templates (built-in and your own in <config dir>/templates)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(templates_list)
+
+
+@templates_command.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def templates_list(as_json: bool = False) -> None:
+    """List templates with their one-line descriptions."""
+    from jobsub.jobs.spec import load_spec
+    from jobsub.jobs.templates import template_paths
+
+    rows = []
+    for name, path in template_paths().items():
+        try:
+            description = load_spec(path).description.strip().splitlines()[0]
+        except (SpecError, IndexError) as exc:
+            description = f"(invalid: {exc})" if isinstance(exc, SpecError) else ""
+        rows.append({"name": name, "description": description, "path": str(path)})
+    if as_json:
+        print_json(rows)
+        return
+    width = max((len(r["name"]) for r in rows), default=0)
+    for row in rows:
+        click.echo(f"{row['name']:<{width}}  {row['description']}")
+    click.echo("\nshow one with `jobsub templates show NAME`; run it with `jobsub submit NAME --input ...`")
+
+
+@templates_command.command("show")
+@click.argument("name")
+def templates_show(name: str) -> None:
+    """Print a template's YAML (copy it, edit it, submit it with -f)."""
+    from jobsub.jobs.templates import find_template
+
+    click.echo(find_template(name).read_text(encoding="utf-8"), nl=False)
