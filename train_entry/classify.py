@@ -1,0 +1,322 @@
+"""finetune, evaluate and predict: sequence classification on TNEWS-style data."""
+
+from __future__ import annotations
+
+import json
+import time
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from train_entry.common import MetricLines, device_settings, encode, latest_checkpoint
+from train_entry.data import (
+    DataError,
+    Dataset,
+    LabelSet,
+    dedupe_against,
+    find_labels,
+    find_split,
+    labels_from_data,
+    load_dataset,
+    load_labels,
+)
+from train_entry.modeling import count_parameters, init_model, load_tokenizer
+from train_entry.reporting import (
+    classification_metrics,
+    emit_metrics_line,
+    plot_confusion_matrix,
+    plot_curves,
+    write_json,
+)
+
+LABELS_FILE = "jobsub_labels.json"
+SUBMISSION_FILE = "tnews_predict.json"
+
+
+def _split_path(args: Namespace, split: str) -> Path | None:
+    explicit = getattr(args, split, None)
+    if explicit:
+        return Path(explicit)
+    return find_split(Path(args.data), split) if args.data else None
+
+
+def _label_set(args: Namespace, train_path: Path | None) -> LabelSet:
+    if args.labels:
+        return load_labels(Path(args.labels))
+    folder = Path(args.data) if args.data else (train_path.parent if train_path else None)
+    found = find_labels(folder) if folder else None
+    if found:
+        return load_labels(found)
+    if train_path is None:
+        raise DataError("no labels file (labels.json / label_index2en2zh.json) and no training data to infer them")
+    return labels_from_data([train_path], args.label_field)
+
+
+def _load(args: Namespace, path: Path, labels: LabelSet) -> Dataset:
+    return load_dataset(path, labels, args.text_field, args.label_field, args.keywords)
+
+
+def predict_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int) -> np.ndarray:
+    """Batched inference, longest-first buckets for speed, results in input order."""
+    from transformers import DataCollatorWithPadding
+
+    model.eval()
+    device = next(model.parameters()).device
+    collator = DataCollatorWithPadding(tokenizer)
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = collator([{k: encoded[k][i] for k in encoded} for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out[idx] = model(**batch).logits.float().cpu().numpy()
+    return out
+
+
+def _write_predictions(path: Path, dataset: Dataset, predictions: np.ndarray, labels: LabelSet) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for example, pred in zip(dataset.examples, predictions, strict=True):
+            row: dict[str, Any] = {
+                "id": example.id,
+                "sentence": example.text,
+                "pred": labels.ids[int(pred)],
+                "pred_desc": labels.display(int(pred)),
+            }
+            if example.label is not None:
+                row["label"] = labels.ids[example.label]
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _write_submission(path: Path, dataset: Dataset, predictions: np.ndarray, labels: LabelSet) -> None:
+    """CLUE's TNEWS submission format: one {"id", "label", "label_desc"} line per test line, in order."""
+    with path.open("w", encoding="utf-8") as handle:
+        for number, (example, pred) in enumerate(zip(dataset.examples, predictions, strict=True)):
+            ident: Any = int(example.id) if example.id and example.id.isdigit() else (example.id or number)
+            row = {"id": ident, "label": labels.ids[int(pred)], "label_desc": labels.display(int(pred))}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def evaluate_dataset(
+    model, tokenizer, dataset: Dataset, labels: LabelSet, args: Namespace, output: Path, name: str
+) -> dict[str, Any]:
+    started = time.monotonic()
+    logits = predict_logits(model, tokenizer, [e.text for e in dataset.examples], args.max_length, args.eval_batch_size)
+    predictions = logits.argmax(axis=1)
+    _write_predictions(output / "predictions.jsonl", dataset, predictions, labels)
+    metrics = classification_metrics([e.label for e in dataset.examples], predictions.tolist(), labels)
+    metrics["eval_file"] = str(dataset.path)
+    metrics["eval_examples"] = len(dataset.examples)
+    metrics["eval_seconds"] = round(time.monotonic() - started, 2)
+    write_json(output / "confusion_matrix.json", {"labels": metrics["labels"], "matrix": metrics["confusion_matrix"]})
+    plot_confusion_matrix(
+        metrics["confusion_matrix"],
+        labels,
+        output / "confusion_matrix.png",
+        f"{name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}",
+    )
+    return metrics
+
+
+def _load_classifier(folder: Path, labels: LabelSet | None):
+    from transformers import BertForSequenceClassification
+
+    if not (folder / "config.json").is_file():
+        raise DataError(f"--model {folder}: not a model folder (no config.json); make one with `train_entry init`")
+    kwargs: dict[str, Any] = {}
+    if labels is not None:
+        kwargs = {
+            "num_labels": len(labels.ids),
+            "id2label": dict(enumerate(labels.ids)),
+            "label2id": {label: i for i, label in enumerate(labels.ids)},
+        }
+    return BertForSequenceClassification.from_pretrained(str(folder), **kwargs)
+
+
+def finetune(args: Namespace) -> dict[str, Any]:
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, set_seed
+
+    set_seed(args.seed)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    train_path = _split_path(args, "train")
+    if train_path is None:
+        raise DataError(f"no training file: pass --train FILE or --data DIR holding train.json (got {args.data})")
+    labels = _label_set(args, train_path)
+    train = _load(args, train_path, labels)
+    dev_path, test_path = _split_path(args, "dev"), _split_path(args, "test")
+    dev = _load(args, dev_path, labels) if dev_path else None
+    test = _load(args, test_path, labels) if test_path else None
+    held_out = [d for d in (dev, test) if d is not None and d.labelled]
+    dropped = dedupe_against(train, held_out)
+    print(
+        f"data: {len(train.examples)} training lines ({dropped} dropped: also in the evaluation set), "
+        f"{len(dev.examples) if dev else 0} dev, {len(test.examples) if test else 0} test, "
+        f"{len(labels.ids)} classes",
+        flush=True,
+    )
+
+    if args.model:
+        model_dir = Path(args.model)
+    else:
+        if not args.vocab:
+            raise DataError("pass --model DIR (a model folder) or --vocab vocab.txt --preset NAME (a new model)")
+        model_dir = init_model(Path(args.vocab), args.preset, output / "init", seed=args.seed)
+    tokenizer = load_tokenizer(model_dir)
+    model = _load_classifier(model_dir, labels)
+    settings = device_settings()
+    print(
+        f"model: {model_dir} ({count_parameters(model) / 1e6:.1f}M parameters) on {settings['device']}"
+        f"{' with bf16 + TF32' if settings['bf16'] else ''}",
+        flush=True,
+    )
+
+    train_set = encode(tokenizer, [e.text for e in train.examples], args.max_length, [e.label for e in train.examples])
+    eval_data = dev if dev is not None and dev.labelled else None
+    eval_set = (
+        encode(tokenizer, [e.text for e in eval_data.examples], args.max_length, [e.label for e in eval_data.examples])
+        if eval_data
+        else None
+    )
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        preds = prediction.predictions.argmax(axis=1)
+        result = classification_metrics(prediction.label_ids.tolist(), preds.tolist(), labels)
+        return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+
+    checkpoints = output / "checkpoints"
+    training_args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        learning_rate=args.lr,
+        weight_decay=0.01,
+        warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio
+        logging_steps=args.logging_steps,
+        eval_strategy="epoch" if eval_set is not None else "no",
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=2,
+        seed=args.seed,
+        bf16=settings["bf16"],
+        tf32=settings["tf32"] or None,
+        use_cpu=settings["device"] == "cpu",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    lines = MetricLines()
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics if eval_set is not None else None,
+        callbacks=[lines],
+    )
+    trainer.remove_callback(PrinterCallback)  # MetricLines prints one JSON line per step instead
+    resume = latest_checkpoint(checkpoints) if args.resume else None
+    if args.resume:
+        print(f"resume: {'from ' + resume if resume else 'no checkpoint yet in ' + str(checkpoints)}", flush=True)
+    started = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.monotonic() - started
+    trainer.save_state()
+
+    model_out = output / "model"
+    trainer.save_model(str(model_out))
+    tokenizer.save_pretrained(str(model_out))
+    write_json(model_out / LABELS_FILE, labels.to_json())
+
+    final = test if test is not None and test.labelled else eval_data
+    metrics: dict[str, Any] = {}
+    if final is not None:
+        metrics = evaluate_dataset(trainer.model, tokenizer, final, labels, args, output, "fine-tune")
+    if test is not None and not test.labelled:
+        logits = predict_logits(
+            trainer.model, tokenizer, [e.text for e in test.examples], args.max_length, args.eval_batch_size
+        )
+        _write_submission(output / SUBMISSION_FILE, test, logits.argmax(axis=1), labels)
+    metrics.update(
+        {
+            "task": "finetune",
+            "train_examples": len(train.examples),
+            "train_dropped_duplicates": dropped,
+            "dev_examples": len(dev.examples) if dev else 0,
+            "test_examples": len(test.examples) if test else 0,
+            "epochs": args.epochs,
+            "train_seconds": round(train_seconds, 1),
+            "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
+            "train_loss": round(result.training_loss, 4),
+            "resumed_from": resume,
+            "use_keywords": args.keywords,
+            "max_length": args.max_length,
+            "parameters": count_parameters(trainer.model),
+            "device": settings["device"],
+            "bf16": settings["bf16"],
+            "model_dir": str(model_out),
+        }
+    )
+    plot_curves(lines.history, output / "training_curves.png")
+    write_json(output / "metrics.json", metrics)
+    emit_metrics_line({k: metrics[k] for k in ("accuracy", "macro_f1") if k in metrics} | {"final": True})
+    return metrics
+
+
+def evaluate(args: Namespace) -> dict[str, Any]:
+    model_dir = Path(args.model)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    labels_file = model_dir / LABELS_FILE
+    if labels_file.is_file():
+        labels = LabelSet.from_json(json.loads(labels_file.read_text(encoding="utf-8")))
+    else:
+        labels = _label_set(args, None)
+    path = Path(args.file) if args.file else _split_path(args, args.split)
+    if path is None:
+        raise DataError(f"no {args.split} file in {args.data}: pass --file FILE or --split NAME")
+    dataset = _load(args, path, labels)
+    if not dataset.labelled:
+        raise DataError(f"{path}: has unlabelled lines; use `train_entry predict` for those")
+    tokenizer = load_tokenizer(model_dir)
+    model = _load_classifier(model_dir, None)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    metrics = evaluate_dataset(model, tokenizer, dataset, labels, args, output, "evaluate")
+    metrics.update(
+        {"task": "evaluate", "model_dir": str(model_dir), "use_keywords": args.keywords, "max_length": args.max_length}
+    )
+    write_json(output / "metrics.json", metrics)
+    emit_metrics_line({"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "final": True})
+    return metrics
+
+
+def predict(args: Namespace) -> dict[str, Any]:
+    model_dir = Path(args.model)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    labels = LabelSet.from_json(json.loads((model_dir / LABELS_FILE).read_text(encoding="utf-8")))
+    path = Path(args.file) if args.file else _split_path(args, "test")
+    if path is None:
+        raise DataError(f"no test file in {args.data}: pass --file FILE")
+    dataset = load_dataset(path, None, args.text_field, args.label_field, args.keywords)
+    tokenizer = load_tokenizer(model_dir)
+    model = _load_classifier(model_dir, None)
+    logits = predict_logits(model, tokenizer, [e.text for e in dataset.examples], args.max_length, args.eval_batch_size)
+    predictions = logits.argmax(axis=1)
+    _write_predictions(output / "predictions.jsonl", dataset, predictions, labels)
+    _write_submission(output / SUBMISSION_FILE, dataset, predictions, labels)
+    summary = {
+        "task": "predict",
+        "file": str(path),
+        "examples": len(dataset.examples),
+        "submission": str(output / SUBMISSION_FILE),
+    }
+    write_json(output / "predict_summary.json", summary)
+    return summary

@@ -1,0 +1,68 @@
+"""Pieces shared by finetune, evaluate, predict and pretrain: devices, tokenised datasets, the Trainer
+callback that turns logging steps into metric lines, and checkpoint discovery for --resume."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from train_entry.reporting import emit_metrics_line
+
+
+def device_settings() -> dict[str, Any]:
+    """bf16 and TF32 on a GPU that has them, fp32 on the CPU."""
+    if torch.cuda.is_available():
+        return {"bf16": torch.cuda.is_bf16_supported(), "tf32": True, "device": torch.cuda.get_device_name(0)}
+    return {"bf16": False, "tf32": False, "device": "cpu"}
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenised lazily-padded examples: the collator pads each batch to its own longest line."""
+
+    def __init__(self, encodings: dict[str, list], labels: list[int] | None = None) -> None:
+        self.encodings = encodings
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.encodings["input_ids"])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = {key: values[index] for key, values in self.encodings.items()}
+        if self.labels is not None:
+            item["labels"] = self.labels[index]
+        return item
+
+
+def encode(tokenizer, texts: list[str], max_length: int, labels: list[int] | None = None) -> EncodedDataset:
+    encodings = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
+    return EncodedDataset(dict(encodings), labels)
+
+
+class MetricLines(TrainerCallback):
+    """One JSON line per logging step / evaluation (step, epoch, loss, learning rate, eval metrics)."""
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        for key, value in logs.items():
+            if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
+                row["lr" if key == "learning_rate" else key] = value
+        row["elapsed_s"] = round(time.monotonic() - self.started, 1)
+        self.history.append(row)
+        emit_metrics_line(row)
+
+
+def latest_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
