@@ -23,7 +23,7 @@ from train_entry.data import (
     load_dataset,
     load_labels,
 )
-from train_entry.modeling import count_parameters, init_model, load_tokenizer
+from train_entry.modeling import count_parameters, init_model, load_tokenizer, save_tokenizer
 from train_entry.reporting import (
     classification_metrics,
     emit_metrics_line,
@@ -52,7 +52,7 @@ def _label_set(args: Namespace, train_path: Path | None) -> LabelSet:
         return load_labels(found)
     if train_path is None:
         raise DataError("no labels file (labels.json / label_index2en2zh.json) and no training data to infer them")
-    return labels_from_data([train_path], args.label_field)
+    return labels_from_data([train_path], args.label_field, args.text_field)
 
 
 def _load(args: Namespace, path: Path, labels: LabelSet) -> Dataset:
@@ -231,7 +231,7 @@ def finetune(args: Namespace) -> dict[str, Any]:
 
     model_out = output / "model"
     trainer.save_model(str(model_out))
-    tokenizer.save_pretrained(str(model_out))
+    save_tokenizer(tokenizer, model_out)
     write_json(model_out / LABELS_FILE, labels.to_json())
 
     final = test if test is not None and test.labelled else eval_data

@@ -108,11 +108,11 @@ def load_labels(path: Path) -> LabelSet:
     return LabelSet(ids, names, names_zh)
 
 
-def labels_from_data(paths: list[Path], label_field: str = "label") -> LabelSet:
+def labels_from_data(paths: list[Path], label_field: str = "label", text_field: str = "sentence") -> LabelSet:
     """Without a labels file: the sorted set of labels seen in the training data."""
     seen: set[str] = set()
     for path in paths:
-        for _, row in _rows(path, label_field=label_field):
+        for _, row in _rows(path, text_field, label_field):
             if row.get(label_field) not in (None, ""):
                 seen.add(str(row[label_field]).strip())
     if len(seen) < 2:

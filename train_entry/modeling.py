@@ -27,9 +27,16 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 def load_tokenizer(folder: Path):
     from transformers import BertTokenizer
 
-    if not (folder / "vocab.txt").is_file():
-        raise FileNotFoundError(f"{folder} has no vocab.txt (a BERT WordPiece vocabulary)")
+    if not (folder / "vocab.txt").is_file() and not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{folder} has no vocab.txt (a BERT WordPiece vocabulary) or tokenizer.json")
     return BertTokenizer.from_pretrained(str(folder))
+
+
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    """tokenizer.json (transformers 5) plus vocab.txt, so the folder also loads as a plain WordPiece vocabulary."""
+    tokenizer.save_pretrained(str(folder))
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
 
 
 def build_char_vocab(texts: list[str], out_file: Path, min_count: int = 1) -> int:
@@ -59,7 +66,7 @@ def init_model(vocab: Path, preset: str, output: Path, max_positions: int = 512,
     config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=max_positions, **PRESETS[preset])
     model = BertForMaskedLM(config)
     model.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
+    save_tokenizer(tokenizer, output)
     (output / "jobsub_model.json").write_text(json.dumps({"preset": preset, "vocab_size": len(tokenizer)}) + "\n")
     return output
 

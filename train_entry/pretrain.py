@@ -12,7 +12,7 @@ from typing import Any
 
 from train_entry.common import MetricLines, device_settings, encode, latest_checkpoint
 from train_entry.data import DataError, find_split, load_dataset
-from train_entry.modeling import count_parameters, init_model, load_tokenizer
+from train_entry.modeling import count_parameters, init_model, load_tokenizer, save_tokenizer
 from train_entry.reporting import emit_metrics_line, plot_curves, write_json
 
 
@@ -114,7 +114,7 @@ def pretrain(args: Namespace) -> dict[str, Any]:
     evaluation = trainer.evaluate()
     model_out = output / "model"
     trainer.save_model(str(model_out))
-    tokenizer.save_pretrained(str(model_out))
+    save_tokenizer(tokenizer, model_out)
     metrics = {
         "task": "pretrain",
         "train_texts": len(train_texts),
