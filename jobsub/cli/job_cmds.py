@@ -39,7 +39,7 @@ def _render_line(line: dict[str, Any], timestamps: bool) -> str:
     return text
 
 
-def _follow(app: App, job_id: str, tail: int | None, timestamps: bool) -> JobStatus:
+def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> JobStatus:
     service = _service(app)
     final: JobStatus | None = None
     for item in service.follow(job_id, tail=tail, on_error=warn_line):
@@ -133,7 +133,7 @@ def submit_command(
                 f"  jobsub results {job_id}      metrics, plots and outputs when it is done"
             )
     if follow:
-        status = _follow(app, job_id, None, False)
+        status = follow_job(app, job_id, None, False)
         app.console.print(_final_line(job_id, status))
         sys.exit(status.cli_exit_code())
 
@@ -235,7 +235,7 @@ def cancel_command(app: App, job_id: str, wait: bool) -> None:
 def logs_command(app: App, job_id: str, follow: bool, tail: int | None, timestamps: bool) -> None:
     """Print a job's log (stdout and stderr in order, with jobsub's own [jobsub] lines)."""
     if follow:
-        status = _follow(app, job_id, tail, timestamps)
+        status = follow_job(app, job_id, tail, timestamps)
         app.console.print(_final_line(job_id, status))
         sys.exit(status.cli_exit_code())
     for line in _service(app).log_lines(job_id, tail):
@@ -258,6 +258,11 @@ def results_command(app: App, job_id: str, as_json: bool) -> None:
     if as_json:
         print_json(results)
         return
+    render_results(app, job_id, results)
+
+
+def render_results(app: App, job_id: str, results: dict[str, Any]) -> None:
+    """The metrics table, per-class table, plots and outputs of one job (also used by `jobsub demo`)."""
     from rich.table import Table
 
     click.echo(
@@ -265,7 +270,8 @@ def results_command(app: App, job_id: str, as_json: bool) -> None:
         + (f", exit code {results['exit_code']}" if results["exit_code"] not in (None, 0) else "")
     )
     metrics = results["metrics"]
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
+    # numbers only: paths and settings in metrics.json stay available through --json
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if scalars:
         table = Table(title=f"metrics ({results['metrics_source']})", box=None, pad_edge=False, title_justify="left")
         table.add_column("metric")
