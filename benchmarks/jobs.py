@@ -1,0 +1,125 @@
+"""Job latency, on the local profile and on a moto S3 profile: median over N jobs of
+  - submit -> first log line shown by `jobsub logs -f` (what a user waits for after pressing enter), and
+  - line printed by the job -> the same line shown by `logs -f` (how live the log is).
+
+    python benchmarks/jobs.py [--jobs 10]
+
+Targets (issue 3): both medians under 2 seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.transfer import start_moto  # noqa: E402
+
+SCRIPT = "import time\nfor i in range(6):\n    print(f'tick {time.time():.4f}', flush=True)\n    time.sleep(0.5)\n"
+
+
+def one_job(env: dict[str, str], code: Path) -> tuple[float, list[float]]:
+    jobsub = [sys.executable, "-m", "jobsub"]
+    started = time.time()
+    out = subprocess.run(
+        [*jobsub, "submit", "python-script", "--code", str(code), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    job_id = json.loads(out)["job_id"]
+    follow = subprocess.Popen([*jobsub, "logs", "-f", job_id], env=env, stdout=subprocess.PIPE, text=True)
+    first = None
+    delays = []
+    assert follow.stdout is not None
+    for line in follow.stdout:
+        now = time.time()
+        if line.startswith("tick "):
+            first = first or now
+            delays.append(now - float(line.split()[1]))
+    follow.wait()
+    return (first or time.time()) - started, delays
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=10)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="jobsub-jobs-bench-"))
+    (work / "code").mkdir()
+    (work / "code" / "main.py").write_text(SCRIPT)
+    moto, url = start_moto()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSUB_", "XDG_"))}
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "XDG_CONFIG_HOME": str(work / "cfg"),
+            "XDG_DATA_HOME": str(work / "data"),
+            "XDG_STATE_HOME": str(work / "state"),
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    results = {}
+    try:
+        import boto3
+
+        boto3.client(
+            "s3", endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+        ).create_bucket(Bucket="jobs-bench")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jobsub",
+                "profile",
+                "add",
+                "moto",
+                "--storage",
+                "s3",
+                "--endpoint-url",
+                url,
+                "--addressing-style",
+                "path",
+                "--jobs-uri",
+                "s3://jobs-bench/jobs/",
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        for profile in ("default", "moto"):
+            firsts, delays = [], []
+            for _ in range(args.jobs):
+                first, line_delays = one_job({**env, "JOBSUB_PROFILE": profile}, work / "code")
+                firsts.append(first)
+                delays.extend(line_delays)
+            results[profile] = {
+                "jobs": args.jobs,
+                "submit_to_first_line_median_s": round(statistics.median(firsts), 3),
+                "submit_to_first_line_max_s": round(max(firsts), 3),
+                "line_latency_median_s": round(statistics.median(delays), 3),
+                "line_latency_p90_s": round(sorted(delays)[int(len(delays) * 0.9)], 3),
+            }
+            print(profile, json.dumps(results[profile]), flush=True)
+    finally:
+        moto.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    out = REPO / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"jobs-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""jobsub transfers against their peers, measured in one run on one moto server (the machines are noisy,
+so only ratios within a run mean anything).
+
+    python benchmarks/transfer.py                     # 512 MiB file
+    python benchmarks/transfer.py --size 2GiB         # also the memory-flatness check against 512 MiB
+    python benchmarks/transfer.py --skip-memory --skip-resume
+
+Peers: boto3 upload_file / download_file (s3transfer, default TransferConfig), `aws s3 cp` when installed,
+and, for the local profile, plain `cp`. Each command runs in its own process; wall seconds, CPU seconds
+(user + system) and peak RSS come from wait4(). Prints a table and writes JSON to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from jobsub.units import human_size, parse_size  # noqa: E402
+
+BOTO_UPLOAD = """
+import boto3, sys
+c = boto3.client("s3", endpoint_url=sys.argv[1])
+c.upload_file(sys.argv[2], sys.argv[3], sys.argv[4])
+"""
+BOTO_DOWNLOAD = """
+import boto3, sys
+c = boto3.client("s3", endpoint_url=sys.argv[1])
+c.download_file(sys.argv[3], sys.argv[4], sys.argv[2])
+"""
+
+
+def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {code}: {stderr[-2000:]}")
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    binary = Path(sys.executable).with_name("moto_server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("moto_server did not start")
+
+
+def make_file(path: Path, size: int) -> Path:
+    chunk = os.urandom(1 << 20)
+    with path.open("wb") as handle:
+        for _ in range(size >> 20):
+            handle.write(chunk[:-8] + os.urandom(8))  # distinct parts, cheap to generate
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="512MiB")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 2 GiB memory-flatness check")
+    parser.add_argument("--skip-resume", action="store_true", help="skip the kill -9 / resume check")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    work = Path(tempfile.mkdtemp(prefix="jobsub-bench-"))
+    moto, url = start_moto()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSUB_", "XDG_"))}
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "XDG_CONFIG_HOME": str(work / "cfg"),
+            "XDG_DATA_HOME": str(work / "data"),
+            "XDG_STATE_HOME": str(work / "state"),
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    jobsub = [sys.executable, "-m", "jobsub"]
+    results: dict[str, dict] = {}
+    try:
+        subprocess.run(
+            [*jobsub, "profile", "add", "moto", "--storage", "s3", "--endpoint-url", url, "--addressing-style", "path"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [*jobsub, "profile", "add", "loc", "--storage", "local", "--root", str(work / "store")],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        import boto3
+
+        boto3.client(
+            "s3", endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+        ).create_bucket(Bucket="bench")
+        source = make_file(work / "source.bin", size)
+        moto_env = {**env, "JOBSUB_PROFILE": "moto"}
+        print(f"file {human_size(size)}; moto at {url}", flush=True)
+
+        results["upload jobsub"] = measure([*jobsub, "upload", str(source), "s3://bench/jobsub.bin", "-q"], moto_env)
+        results["upload boto3"] = measure(
+            [sys.executable, "-c", BOTO_UPLOAD, url, str(source), "bench", "boto3.bin"], env
+        )
+        if shutil.which("aws"):
+            results["upload aws-cli"] = measure(
+                ["aws", "--endpoint-url", url, "s3", "cp", "--only-show-errors", str(source), "s3://bench/aws.bin"], env
+            )
+        results["download jobsub"] = measure(
+            [*jobsub, "download", "s3://bench/jobsub.bin", str(work / "d1.bin"), "-q"], moto_env
+        )
+        results["download boto3"] = measure(
+            [sys.executable, "-c", BOTO_DOWNLOAD, url, str(work / "d2.bin"), "bench", "boto3.bin"], env
+        )
+        if shutil.which("aws"):
+            results["download aws-cli"] = measure(
+                [
+                    "aws",
+                    "--endpoint-url",
+                    url,
+                    "s3",
+                    "cp",
+                    "--only-show-errors",
+                    "s3://bench/aws.bin",
+                    str(work / "d3.bin"),
+                ],
+                env,
+            )
+        for name in ("d1.bin", "d2.bin", "d3.bin"):
+            (work / name).unlink(missing_ok=True)
+        local_env = {**env, "JOBSUB_PROFILE": "loc"}
+        results["local upload jobsub"] = measure(
+            [*jobsub, "upload", str(source), "s3://bench/local.bin", "-q"], local_env
+        )
+        results["local copy cp"] = measure(["cp", str(source), str(work / "cp.bin")], env)
+        (work / "cp.bin").unlink()
+        shutil.rmtree(work / "store", ignore_errors=True)
+
+        if not args.skip_resume:
+            results["resume after kill -9"] = resume_check(jobsub, source, moto_env, url)
+        if not args.skip_memory:
+            big = make_file(work / "big.bin", parse_size("2GiB"))
+            results["upload jobsub 2GiB"] = measure([*jobsub, "upload", str(big), "s3://bench/big.bin", "-q"], moto_env)
+            big.unlink()
+    finally:
+        moto.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, size, args.out)
+
+
+def resume_check(jobsub: list[str], source: Path, env: dict[str, str], url: str) -> dict:
+    """kill -9 an upload in the middle, rerun it: how many parts did the second run send?"""
+    args = [*jobsub, "upload", str(source), "s3://bench/resume.bin", "--part-size", "8MiB", "-j", "4"]
+    proc = subprocess.Popen([*args, "--max-bandwidth", "40MiB", "-q"], env=env)
+    time.sleep(4)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        region_name="us-east-1",
+    )
+    uploads = client.list_multipart_uploads(Bucket="bench").get("Uploads", [])
+    on_server = sum(
+        len(client.list_parts(Bucket="bench", Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
+        for u in uploads
+        if u["Key"] == "resume.bin"
+    )
+    second = json.loads(
+        subprocess.run([*args, "--json", "-q"], env=env, check=True, capture_output=True, text=True).stdout
+    )
+    total = -(-source.stat().st_size // (8 << 20))
+    return {
+        "parts_total": total,
+        "parts_on_server_after_kill": on_server,
+        "parts_sent_on_resume": second["parts_sent"],
+        "parts_reused": second["parts_reused"],
+        "resent_beyond_missing": second["parts_sent"] - (total - on_server),
+    }
+
+
+def report(results: dict[str, dict], size: int, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| run | wall s | CPU s | peak RSS MiB | wall vs jobsub | RSS vs jobsub |", "|---|---|---|---|---|---|"]
+    for name, row in results.items():
+        if "wall_s" not in row:
+            continue
+        kind = "upload" if "upload" in name or name.startswith("local") else "download"
+        base = results.get("local upload jobsub" if name.startswith("local") else f"{kind} jobsub")
+        ratio = f"{row['wall_s'] / base['wall_s']:.2f}x" if base else ""
+        rss = f"{row['peak_rss_mib'] / base['peak_rss_mib']:.2f}x" if base else ""
+        lines.append(f"| {name} | {row['wall_s']} | {row['cpu_s']} | {row['peak_rss_mib']} | {ratio} | {rss} |")
+    table = "\n".join(lines)
+    print(table)
+    for name, row in results.items():
+        if "wall_s" not in row:
+            print(f"{name}: {json.dumps(row)}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"transfer-{stamp}.json").write_text(json.dumps({"size": size, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
