@@ -42,11 +42,18 @@ def _render_line(line: dict[str, Any], timestamps: bool) -> str:
 def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> JobStatus:
     service = _service(app)
     final: JobStatus | None = None
-    for item in service.follow(job_id, tail=tail, on_error=warn_line):
-        if isinstance(item, JobStatus):
-            final = item
-        else:
-            click.echo(_render_line(item, timestamps))
+    try:
+        for item in service.follow(job_id, tail=tail, on_error=warn_line):
+            if isinstance(item, JobStatus):
+                final = item
+            else:
+                click.echo(_render_line(item, timestamps))
+    except KeyboardInterrupt:
+        app.console.print(
+            f"stopped following; the job keeps running. Resume with `jobsub logs -f {job_id}`, "
+            f"stop it with `jobsub cancel {job_id}`"
+        )
+        sys.exit(130)
     assert final is not None
     return final
 

@@ -109,13 +109,13 @@ class JobService:
         idempotency_key: str | None = None,
         base_dir: Path | None = None,
     ) -> SubmitPlan:
-        inputs = {**spec.inputs, **(inputs or {})}
+        wanted: dict[str, str | None] = {**spec.inputs, **(inputs or {})}
         # inputs the spec does not name are allowed: the program reads them from JOBSUB_INPUT_<NAME>
         self.store.check_bucket(self.jobs_uri.bucket)  # a missing bucket or bad credentials fail before any upload
         plan = SubmitPlan(job_id=new_job_id(spec.name), spec=spec, inputs={})
         if idempotency_key:
             plan.existing = self._idempotent_job(spec.name, idempotency_key)
-        for name, value in inputs.items():
+        for name, value in wanted.items():
             if value is None or value == "":
                 raise SpecError(f"input {name!r} is required: pass --input {name}=PATH_OR_URI")
             if is_remote(value):
@@ -131,7 +131,8 @@ class JobService:
             dest = prefix.join(path.name) if path.is_file() else prefix
             plan.uploads.append((name, path, str(dest)))
             plan.inputs[name] = str(dest)
-        plan.outputs = str(ObjectURI.parse(output or spec.outputs).as_prefix()) if (output or spec.outputs) else ""
+        target = output or spec.outputs
+        plan.outputs = str(ObjectURI.parse(target).as_prefix()) if target else ""
         if not plan.outputs:
             plan.outputs = JobRecord(self.store, self.jobs_uri, plan.job_id).uri("outputs/")
         if spec.code:
@@ -390,7 +391,7 @@ class JobService:
             rows = self.record(job_id).read_metrics()
             if rows:
                 metrics, source = rows[-1], self.record(job_id).uri("metrics.jsonl") + " (last line)"
-        files = [
+        files: list[dict[str, Any]] = [
             {"uri": f"s3://{uri.bucket}/{o.key}", "size": o.size}
             for o in objects
             if "/checkpoint-" not in o.key and "/model/" not in o.key

@@ -69,7 +69,13 @@ class JobSpec(BaseModel):
 
     def check_placeholders(self) -> None:
         for scope, name in self.placeholders():
-            known = {"inputs": self.inputs, "params": self.params, "outputs": {"dir": 1}, "job": {"id": 1}}.get(scope)
+            scopes: dict[str, set[str]] = {
+                "inputs": set(self.inputs),
+                "params": set(self.params),
+                "outputs": {"dir"},
+                "job": {"id"},
+            }
+            known = scopes.get(scope)
             if known is None or name not in known:
                 raise SpecError(f"command uses ${{{{{scope}.{name}}}}} but the spec has no {scope} named {name!r}")
 

@@ -193,7 +193,7 @@ class Runner:
 
     # -- the command -----------------------------------------------------------------------------------
     def _run_command(self, paths: dict[str, str]) -> int:
-        values = {
+        values: dict[str, dict[str, Any]] = {
             "inputs": paths,
             "params": self.spec.params,
             "outputs": {"dir": str(self.outputs_dir)},

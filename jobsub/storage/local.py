@@ -13,6 +13,7 @@ Buckets are folders and are created on first write: the embedded default needs n
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import json
 import os
@@ -182,7 +183,7 @@ class LocalStore:
                 yield info
 
     def list(self, bucket: str, prefix: str = "", delimiter: str = "/") -> ListResult:
-        objects: list[ObjectInfo] = []
+        objects: builtins.list[ObjectInfo] = []
         prefixes: set[str] = set()
         for info in self.iter_objects(bucket, prefix):
             rest = info.key[len(prefix) :]
@@ -243,7 +244,7 @@ class LocalStore:
             progress(len(data))
         return digest.hex()
 
-    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartInfo]:
         self._upload_record(bucket, upload_id)
         parts = []
         for path in sorted(self._upload_dir(bucket, upload_id).glob("*.part")):
@@ -251,7 +252,7 @@ class LocalStore:
             parts.append(PartInfo(int(number), path.stat().st_size, etag))
         return parts
 
-    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]) -> str:
         record = self._upload_record(bucket, upload_id)
         folder = self._upload_dir(bucket, upload_id)
         tmp = self._tmp_path()
@@ -274,7 +275,7 @@ class LocalStore:
         self._upload_record(bucket, upload_id)
         shutil.rmtree(self._upload_dir(bucket, upload_id), ignore_errors=True)
 
-    def list_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
+    def list_uploads(self, bucket: str, prefix: str = "") -> builtins.list[UploadInfo]:
         self._bucket_dir(bucket)
         folder = self.root / _INTERNAL / "uploads" / bucket
         uploads = []

@@ -8,6 +8,7 @@ SHA-256 in object metadata), because some servers accept a wrong Content-MD5.
 
 from __future__ import annotations
 
+import builtins
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -282,8 +283,8 @@ class S3Store:
 
     def list(self, bucket: str, prefix: str = "", delimiter: str = "/") -> ListResult:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": delimiter}
-        objects: list[ObjectInfo] = []
-        prefixes: list[str] = []
+        objects: builtins.list[ObjectInfo] = []
+        prefixes: builtins.list[str] = []
         while True:
             response = self._call("list_objects_v2", _ctx=(bucket, prefix, ""), **kwargs)
             for item in response.get("Contents", []):
@@ -327,8 +328,8 @@ class S3Store:
         )
         return response.get("ETag", "").strip('"')
 
-    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        parts: list[PartInfo] = []
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        parts: builtins.list[PartInfo] = []
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
         while True:
             response = self._call("list_parts", _ctx=(bucket, key, upload_id), **kwargs)
@@ -338,7 +339,7 @@ class S3Store:
                 return parts
             kwargs["PartNumberMarker"] = response["NextPartNumberMarker"]
 
-    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> str:
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]) -> str:
         response = self._call(
             "complete_multipart_upload",
             _ctx=(bucket, key, upload_id),
@@ -352,8 +353,8 @@ class S3Store:
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         self._call("abort_multipart_upload", _ctx=(bucket, key, upload_id), Bucket=bucket, Key=key, UploadId=upload_id)
 
-    def list_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
-        uploads: list[UploadInfo] = []
+    def list_uploads(self, bucket: str, prefix: str = "") -> builtins.list[UploadInfo]:
+        uploads: builtins.list[UploadInfo] = []
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         while True:
             response = self._call("list_multipart_uploads", _ctx=(bucket, prefix, ""), **kwargs)

@@ -158,7 +158,7 @@ class Downloader:
 
             futures = [self._parts.submit(fetch, *r) for r in ranges if r[0] not in done]
             wait(futures)
-            errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+            errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
             real = [e for e in errors if not isinstance(e, Cancelled)]
             if real:
                 raise real[0]

@@ -240,7 +240,7 @@ class Uploader:
 
         futures = [self._parts.submit(send_part, *r) for r in ranges]
         wait(futures)
-        errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+        errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
         real = [e for e in errors if not isinstance(e, Cancelled)]
         if real:
             raise real[0]
