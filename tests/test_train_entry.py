@@ -299,3 +299,21 @@ def test_bf16_on_a_gpu() -> None:
 
     settings = device_settings()
     assert settings["tf32"] is True and settings["bf16"] == torch.cuda.is_bf16_supported()
+
+
+def test_a_vocabulary_with_repeated_lines_keeps_its_token_ids(tmp_path: Path) -> None:
+    """bert-base-chinese's vocab.txt repeats 53 entries: the model must be sized by the largest id, and saved
+    model folders must keep the original vocab.txt (a rewrite would shift every later id)."""
+    vocab = tmp_path / "vocab.txt"
+    chars = sorted(
+        {
+            c
+            for line in (SAMPLE / "train.json").read_text(encoding="utf-8").splitlines()[:50]
+            for c in json.loads(line)["sentence"]
+        }
+    )
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "##0", "##0", *chars]) + "\n")
+    run("init", "--vocab", str(vocab), "--preset", "tiny", "--output", str(tmp_path / "m"))
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["vocab_size"] == len(chars) + 7
+    assert (tmp_path / "m" / "vocab.txt").read_text() == vocab.read_text()

@@ -231,7 +231,7 @@ def finetune(args: Namespace) -> dict[str, Any]:
 
     model_out = output / "model"
     trainer.save_model(str(model_out))
-    save_tokenizer(tokenizer, model_out)
+    save_tokenizer(tokenizer, model_out, model_dir)
     write_json(model_out / LABELS_FILE, labels.to_json())
 
     final = test if test is not None and test.labelled else eval_data

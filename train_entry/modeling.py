@@ -32,11 +32,27 @@ def load_tokenizer(folder: Path):
     return BertTokenizer.from_pretrained(str(folder))
 
 
-def save_tokenizer(tokenizer, folder: Path) -> None:
-    """tokenizer.json (transformers 5) plus vocab.txt, so the folder also loads as a plain WordPiece vocabulary."""
+def vocab_size(tokenizer) -> int:
+    """Embedding rows the model needs: the largest token id + 1. bert-base-chinese's vocab.txt repeats 53
+    entries (##0 ... ##9, ...), so len(tokenizer) (21,075) is smaller than its largest id (21,127)."""
+    return max(max(tokenizer.get_vocab().values()) + 1, len(tokenizer))
+
+
+def save_tokenizer(tokenizer, folder: Path, source: Path | None = None) -> None:
+    """tokenizer.json (transformers 5) plus vocab.txt, so the folder also loads as a plain WordPiece vocabulary.
+
+    vocab.txt is copied from the source folder when it has one: rewriting it from the tokenizer would drop
+    the repeated lines and shift every later token id.
+    """
     tokenizer.save_pretrained(str(folder))
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
+    target = folder / "vocab.txt"
+    if source is not None and (source / "vocab.txt").is_file():
+        if (source / "vocab.txt").resolve() != target.resolve():
+            shutil.copyfile(source / "vocab.txt", target)
+        return
+    by_id = {index: token for token, index in tokenizer.get_vocab().items()}
+    lines = [by_id.get(i, f"[unused_duplicate_{i}]") for i in range(vocab_size(tokenizer))]
+    target.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def build_char_vocab(texts: list[str], out_file: Path, min_count: int = 1) -> int:
@@ -63,11 +79,12 @@ def init_model(vocab: Path, preset: str, output: Path, max_positions: int = 512,
     if vocab_file.resolve() != (output / "vocab.txt").resolve():
         shutil.copyfile(vocab_file, output / "vocab.txt")
     tokenizer = load_tokenizer(output)
-    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=max_positions, **PRESETS[preset])
+    config = BertConfig(vocab_size=vocab_size(tokenizer), max_position_embeddings=max_positions, **PRESETS[preset])
     model = BertForMaskedLM(config)
     model.save_pretrained(str(output))
-    save_tokenizer(tokenizer, output)
-    (output / "jobsub_model.json").write_text(json.dumps({"preset": preset, "vocab_size": len(tokenizer)}) + "\n")
+    save_tokenizer(tokenizer, output, output)
+    info = {"preset": preset, "vocab_size": vocab_size(tokenizer)}
+    (output / "jobsub_model.json").write_text(json.dumps(info) + "\n")
     return output
 
 

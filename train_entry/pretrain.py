@@ -114,7 +114,7 @@ def pretrain(args: Namespace) -> dict[str, Any]:
     evaluation = trainer.evaluate()
     model_out = output / "model"
     trainer.save_model(str(model_out))
-    save_tokenizer(tokenizer, model_out)
+    save_tokenizer(tokenizer, model_out, model_dir)
     metrics = {
         "task": "pretrain",
         "train_texts": len(train_texts),
