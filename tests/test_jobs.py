@@ -243,3 +243,40 @@ def test_secret_env_in_a_spec_is_refused(env: Env, tmp_path: Path, spec_env: str
     spec.write_text(f"name: leak\ncommand: echo hi\nenv:\n  {spec_env}: abc\n")
     result = env.run("submit", "-f", str(spec))
     assert result.returncode == 2 and "looks like a secret" in result.stderr
+
+
+def test_a_retried_or_resubmitted_job_continues_from_its_outputs(env: Env, tmp_path: Path) -> None:
+    code = _code(
+        tmp_path,
+        "import os, sys\n"
+        "ckpt = os.path.join(os.environ['JOBSUB_OUTPUT_DIR'], 'checkpoint.txt')\n"
+        "if os.path.exists(ckpt):\n"
+        "    print('resumed from', open(ckpt).read(), flush=True)\n"
+        "    sys.exit(0)\n"
+        "open(ckpt, 'w').write('step-100')\n"
+        "print('crashing after a checkpoint', flush=True)\n"
+        "sys.exit(3)\n",
+    )
+    result = env.run("submit", "python-script", "--code", str(code), "--set", "max_retries=1", "--follow")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "attempt 1 failed (exit code 3); retrying" in result.stdout and "resumed from step-100" in result.stdout
+    job_id = result.stdout.splitlines()[0]
+    assert _status(env, job_id)["attempt"] == 2
+
+    shared = env.uri("runs/nightly/")
+    first = env.run("submit", "python-script", "--code", str(code), "--output", shared, "--follow")
+    assert first.returncode == 3 and "crashing after a checkpoint" in first.stdout
+    again = env.run("submit", "python-script", "--code", str(code), "--output", shared, "--follow")
+    assert again.returncode == 0
+    assert "restored 1 files" in again.stdout and "resumed from step-100" in again.stdout
+
+
+def test_timeout_stops_the_job_and_says_so(env: Env, tmp_path: Path) -> None:
+    code = _code(tmp_path, "import time\nprint('working', flush=True)\ntime.sleep(600)\n")
+    result = env.run("submit", "python-script", "--code", str(code), "--set", "timeout=2s", "--follow",
+                     extra_env={"JOBSUB_CANCEL_GRACE_SECONDS": "2"})  # fmt: skip
+    assert result.returncode != 0
+    job_id = result.stdout.splitlines()[0]
+    status = _status(env, job_id)
+    assert status["state"] == "FAILED" and status["reason"] == "timed out after 2s"
+    assert "timeout of 2s reached" in result.stdout
