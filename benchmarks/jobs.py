@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.transfer import start_moto  # noqa: E402
+from benchmarks.transfer import bench_env, create_bucket, start_moto  # noqa: E402
 
 SCRIPT = "import time\nfor i in range(6):\n    print(f'tick {time.time():.4f}', flush=True)\n    time.sleep(0.5)\n"
 
@@ -59,25 +58,10 @@ def main() -> None:
     (work / "code").mkdir()
     (work / "code" / "main.py").write_text(SCRIPT)
     moto, url = start_moto()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSUB_", "XDG_"))}
-    env.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "XDG_CONFIG_HOME": str(work / "cfg"),
-            "XDG_DATA_HOME": str(work / "data"),
-            "XDG_STATE_HOME": str(work / "state"),
-            "PYTHONPATH": str(REPO),
-        }
-    )
+    env = bench_env(work)
     results = {}
     try:
-        import boto3
-
-        boto3.client(
-            "s3", endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
-        ).create_bucket(Bucket="jobs-bench")
+        create_bucket(url, "jobs-bench")
         subprocess.run(
             [
                 sys.executable,

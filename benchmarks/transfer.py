@@ -79,6 +79,31 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto_server did not start")
 
 
+def bench_env(work: Path) -> dict[str, str]:
+    """An isolated jobsub user with dummy credentials (moto accepts any)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSUB_", "XDG_"))}
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "XDG_CONFIG_HOME": str(work / "cfg"),
+            "XDG_DATA_HOME": str(work / "data"),
+            "XDG_STATE_HOME": str(work / "state"),
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    return env
+
+
+def create_bucket(url: str, bucket: str) -> None:
+    import boto3
+
+    boto3.client(
+        "s3", endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+    ).create_bucket(Bucket=bucket)
+
+
 def make_file(path: Path, size: int) -> Path:
     chunk = os.urandom(1 << 20)
     with path.open("wb") as handle:
@@ -97,18 +122,7 @@ def main() -> None:
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="jobsub-bench-"))
     moto, url = start_moto()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSUB_", "XDG_"))}
-    env.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "XDG_CONFIG_HOME": str(work / "cfg"),
-            "XDG_DATA_HOME": str(work / "data"),
-            "XDG_STATE_HOME": str(work / "state"),
-            "PYTHONPATH": str(REPO),
-        }
-    )
+    env = bench_env(work)
     jobsub = [sys.executable, "-m", "jobsub"]
     results: dict[str, dict] = {}
     try:
@@ -124,11 +138,7 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        import boto3
-
-        boto3.client(
-            "s3", endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
-        ).create_bucket(Bucket="bench")
+        create_bucket(url, "bench")
         source = make_file(work / "source.bin", size)
         moto_env = {**env, "JOBSUB_PROFILE": "moto"}
         print(f"file {human_size(size)}; moto at {url}", flush=True)

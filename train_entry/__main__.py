@@ -22,6 +22,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _keywords_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--keywords",
+        "--use-keywords",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="append the keywords field to the text (true/false, default: false)",
+    )
+
+
 def _data_args(parser: argparse.ArgumentParser, splits: tuple[str, ...]) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
@@ -38,15 +50,7 @@ def _data_args(parser: argparse.ArgumentParser, splits: tuple[str, ...]) -> None
     group.add_argument(
         "--label-field", default="label", help="JSON key / CSV column of the label (default: %(default)s)"
     )
-    group.add_argument(
-        "--keywords",
-        "--use-keywords",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="append the keywords field to the text (true/false, default: false)",
-    )
+    _keywords_arg(group)
     group.add_argument("--max-length", type=int, default=64, help="tokens per line after truncation (default: 64)")
 
 
@@ -79,6 +83,14 @@ def _train_args(parser: argparse.ArgumentParser, epochs: float, batch: int, lr: 
         action="store_true",
         help="continue from the latest checkpoint in OUTPUT/checkpoints (starts fresh when none)",
     )
+
+
+def _inference_args(parser: argparse.ArgumentParser, file_help: str) -> None:
+    parser.add_argument("--model", required=True, metavar="DIR", help="the model/ folder finetune wrote")
+    parser.add_argument("--file", help=file_help)
+    parser.add_argument("--output", required=True, help="folder for metrics.json, predictions, plots")
+    parser.add_argument("--eval-batch-size", "--batch-size", type=int, default=128, dest="eval_batch_size")
+    _data_args(parser, ())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,12 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="accuracy, macro-F1, per-class report and confusion matrix",
         description="Evaluate a fine-tuned model folder on a labelled file.",
     )
-    evaluate.add_argument("--model", required=True, metavar="DIR", help="the model/ folder finetune wrote")
-    evaluate.add_argument("--file", help="the labelled file to evaluate on (else --data + --split)")
+    _inference_args(evaluate, "the labelled file to evaluate on (else --data + --split)")
     evaluate.add_argument("--split", default="test", help="which file of --data: test, dev or train (default: test)")
-    evaluate.add_argument("--output", required=True, help="folder for metrics.json, confusion_matrix.png, ...")
-    evaluate.add_argument("--eval-batch-size", "--batch-size", type=int, default=128, dest="eval_batch_size")
-    _data_args(evaluate, ())
 
     predict = sub.add_parser(
         "predict",
@@ -135,11 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict labels for a (usually unlabelled) file; writes predictions.jsonl "
         "and tnews_predict.json in CLUE's submission format.",
     )
-    predict.add_argument("--model", required=True, metavar="DIR", help="the model/ folder finetune wrote")
-    predict.add_argument("--file", help="the file to label (else test.json in --data)")
-    predict.add_argument("--output", required=True)
-    predict.add_argument("--eval-batch-size", "--batch-size", type=int, default=128, dest="eval_batch_size")
-    _data_args(predict, ())
+    _inference_args(predict, "the file to label (else test.json in --data)")
 
     pretrain = sub.add_parser(
         "pretrain",
@@ -164,15 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluation files whose sentences must not be trained on (repeatable)",
     )
     pretrain.add_argument("--text-field", default="sentence")
-    pretrain.add_argument(
-        "--keywords",
-        "--use-keywords",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="append keywords to each title",
-    )
+    _keywords_arg(pretrain)
     pretrain.add_argument("--max-length", type=int, default=64)
     pretrain.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens masked (default: 0.15)")
     pretrain.add_argument(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from train_entry.common import MetricLines, device_settings, encode, latest_checkpoint
+from train_entry.common import MetricLines, device_settings, encode, latest_checkpoint, training_arguments
 from train_entry.data import (
     DataError,
     Dataset,
@@ -138,7 +138,7 @@ def _load_classifier(folder: Path, labels: LabelSet | None):
 
 
 def finetune(args: Namespace) -> dict[str, Any]:
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, set_seed
 
     set_seed(args.seed)
     output = Path(args.output)
@@ -189,27 +189,7 @@ def finetune(args: Namespace) -> dict[str, Any]:
         return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
 
     checkpoints = output / "checkpoints"
-    training_args = TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.eval_batch_size,
-        learning_rate=args.lr,
-        weight_decay=0.01,
-        warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio
-        logging_steps=args.logging_steps,
-        eval_strategy="epoch" if eval_set is not None else "no",
-        save_strategy="steps",
-        save_steps=args.save_steps,
-        save_total_limit=2,
-        seed=args.seed,
-        bf16=settings["bf16"],
-        tf32=settings["tf32"] or None,
-        use_cpu=settings["device"] == "cpu",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
+    training_args = training_arguments(args, checkpoints, eval_set is not None, args.eval_batch_size)
     lines = MetricLines()
     trainer = Trainer(
         model=model,

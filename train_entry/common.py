@@ -66,3 +66,33 @@ def latest_checkpoint(folder: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def training_arguments(args: Any, checkpoints: Path, evaluate: bool, eval_batch_size: int):
+    """The Trainer settings finetune and pretrain share: checkpoints every --save-steps (two kept, for
+    --resume), one metric line per --logging-steps, bf16/TF32 only where the GPU has them, no tqdm bars
+    (they would flood a job log) and no external reporters."""
+    from transformers import TrainingArguments
+
+    settings = device_settings()
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=eval_batch_size,
+        learning_rate=args.lr,
+        weight_decay=0.01,
+        warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
+        logging_steps=args.logging_steps,
+        eval_strategy="epoch" if evaluate else "no",
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=2,
+        seed=args.seed,
+        bf16=settings["bf16"],
+        tf32=settings["tf32"] or None,
+        use_cpu=settings["device"] == "cpu",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )

@@ -10,7 +10,7 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
-from train_entry.common import MetricLines, device_settings, encode, latest_checkpoint
+from train_entry.common import MetricLines, device_settings, encode, latest_checkpoint, training_arguments
 from train_entry.data import DataError, find_split, load_dataset
 from train_entry.modeling import count_parameters, init_model, load_tokenizer, save_tokenizer
 from train_entry.reporting import emit_metrics_line, plot_curves, write_json
@@ -48,7 +48,6 @@ def pretrain(args: Namespace) -> dict[str, Any]:
         DataCollatorForLanguageModeling,
         PrinterCallback,
         Trainer,
-        TrainingArguments,
         set_seed,
     )
 
@@ -80,27 +79,7 @@ def pretrain(args: Namespace) -> dict[str, Any]:
     lines = MetricLines()
     trainer = Trainer(
         model=model,
-        args=TrainingArguments(
-            output_dir=str(checkpoints),
-            num_train_epochs=args.epochs,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=args.batch_size,
-            learning_rate=args.lr,
-            weight_decay=0.01,
-            warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio
-            logging_steps=args.logging_steps,
-            eval_strategy="epoch",
-            save_strategy="steps",
-            save_steps=args.save_steps,
-            save_total_limit=2,
-            seed=args.seed,
-            bf16=settings["bf16"],
-            tf32=settings["tf32"] or None,
-            use_cpu=settings["device"] == "cpu",
-            report_to="none",
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-        ),
+        args=training_arguments(args, checkpoints, True, args.batch_size),
         train_dataset=encode(tokenizer, train_texts, args.max_length),
         eval_dataset=encode(tokenizer, eval_texts, args.max_length),
         data_collator=collator,

@@ -32,6 +32,16 @@ def _step(app: App, number: int, text: str) -> None:
     app.console.print(f"\n[bold]{number}/6 {text}[/bold]")
 
 
+def _run_job(app: App, service, spec, inputs: dict[str, str]) -> str:
+    """Submit, follow the log live, and stop the demo with the job's reason if it did not succeed."""
+    job_id, _ = service.submit(service.plan(spec, inputs), on_message=app.console.print)
+    app.console.print(f"job [bold]{job_id}[/bold]; following its log (`jobsub logs -f {job_id}`)")
+    status = follow_job(app, job_id, None, False)
+    if status.cli_exit_code() != 0:
+        raise JobError(f"job {job_id} ended {status.state.value}: {status.reason}")
+    return job_id
+
+
 @click.command("demo")
 @click.option("--bucket", default="jobsub-demo", show_default=True, help="Bucket for the demo's checkpoint and data.")
 @click.option("--epochs", default=8, show_default=True, help="Fine-tuning epochs (8 take about a minute on 2 CPUs).")
@@ -91,23 +101,13 @@ def demo_command(app: App, bucket: str, epochs: int, work_dir: Path | None) -> N
          "params.use_keywords=true", "params.save_steps=100"],
     )  # fmt: skip
     spec = spec.model_copy(update={"code": str(scripts)})
-    plan = service.plan(spec, {"data": str(data_uri), "model": str(ckpt_uri)})
-    finetune_id, _ = service.submit(plan, on_message=app.console.print)
-    app.console.print(f"job [bold]{finetune_id}[/bold]; following its log (`jobsub logs -f {finetune_id}`)")
-    status = follow_job(app, finetune_id, None, False)
-    if status.cli_exit_code() != 0:
-        raise JobError(f"fine-tune job {finetune_id} ended {status.state.value}: {status.reason}")
+    finetune_id = _run_job(app, service, spec, {"data": str(data_uri), "model": str(ckpt_uri)})
 
     _step(app, 4, "submitting bert-evaluate on the fine-tuned model")
     outputs = service.outputs_uri(finetune_id)
     spec = apply_sets(load_template("bert-evaluate"), ["params.use_keywords=true", "params.max_length=48"])
     spec = spec.model_copy(update={"code": str(scripts)})
-    plan = service.plan(spec, {"model": str(outputs.join("model").as_prefix()), "data": str(data_uri)})
-    evaluate_id, _ = service.submit(plan, on_message=app.console.print)
-    app.console.print(f"job [bold]{evaluate_id}[/bold]")
-    status = follow_job(app, evaluate_id, None, False)
-    if status.cli_exit_code() != 0:
-        raise JobError(f"evaluate job {evaluate_id} ended {status.state.value}: {status.reason}")
+    evaluate_id = _run_job(app, service, spec, {"model": str(outputs.join("model").as_prefix()), "data": str(data_uri)})
 
     _step(app, 5, "results")
     results = service.results(evaluate_id)

@@ -95,7 +95,7 @@ def submit_command(
 
     \b
     Examples:
-      jobsub submit python-script --input code=./src --set params.script=train.py
+      jobsub submit python-script --code ./src --set params.script=train.py --set "params.args=--epochs 3"
       jobsub submit bert-finetune --input data=./tnews --input model=s3://b/ckpt/ --set params.epochs=3
       jobsub submit -f job.yaml --name nightly --idempotency-key 2026-11-25 --follow
     """
