@@ -17,6 +17,7 @@ from jobsub.redact import redact
 
 log = logging.getLogger(__name__)
 MAX_CHUNK_LINES = 5000
+TICK = 0.2
 
 
 class LogShipper:
@@ -71,13 +72,25 @@ class LogShipper:
             return True
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.flush()
-            for hook in self.on_tick:
-                try:
-                    hook()
-                except Exception as exc:  # a failed side task must not stop log shipping
-                    log.warning("periodic task failed: %s", exc)
+        """Wake every TICK; ship when lines wait and the last chunk is at least `interval` old. So the first
+        line after a quiet spell goes out within TICK, and a busy stream costs one PUT per interval."""
+        last_flush = last_hooks = 0.0
+        while not self._stop.wait(TICK):
+            now = time.monotonic()
+            if now - last_flush >= self.interval and self._has_pending():
+                self.flush()
+                last_flush = now
+            if now - last_hooks >= self.interval:
+                last_hooks = now
+                for hook in self.on_tick:
+                    try:
+                        hook()
+                    except Exception as exc:  # a failed side task must not stop log shipping
+                        log.warning("periodic task failed: %s", exc)
+
+    def _has_pending(self) -> bool:
+        with self._lock:
+            return bool(self._pending)
 
     def close(self, deadline: float = 60.0) -> None:
         """Stop the thread and flush everything, retrying until the deadline."""
