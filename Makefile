@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-tnews clean
 
 setup: $(STAMP)
 
@@ -28,8 +28,14 @@ lint: setup
 test: setup lint
 	$(PY) -m pytest -q
 
+# Benchmarks are not part of CI: they compare jobsub with its peers in one run (see docs/performance.md)
 bench: setup
 	$(PY) benchmarks/transfer.py
+	$(PY) benchmarks/jobs.py
+
+# The TNEWS experiment (docs/results.md): about an hour on a 2-core CPU; needs ../shared/data
+bench-tnews: setup
+	$(PY) benchmarks/tnews.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

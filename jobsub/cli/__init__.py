@@ -72,7 +72,21 @@ def cli(ctx: click.Context, profile: str | None, debug: bool) -> None:
     ctx.obj = App(profile_option=profile, debug=debug)
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each transfer thread its own malloc arena, and freed part-sized buffers stay in them:
+    with 8 workers that is ~70 MB of RSS doing nothing. Two arenas keep memory flat (Linux/glibc only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
+    _limit_malloc_arenas()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="jobsub", standalone_mode=False)

@@ -6,13 +6,37 @@ Backends translate their own failures into the jobsub.errors tree, so callers ne
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Union
 
 ProgressCallback = Callable[[int], None]
 """Called with a byte count as a body is sent; a negative count means a retry rewound the body."""
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """A part of an open local file, read on demand while it is sent.
+
+    Holding a part as a FileRange instead of bytes keeps a transfer's memory at socket buffers whatever
+    the part size and concurrency (the model of s3transfer's ReadFileChunk).
+    """
+
+    fd: int
+    offset: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, start: int, size: int) -> bytes:
+        size = max(0, min(size, self.length - start))
+        return os.pread(self.fd, size, self.offset + start) if size else b""
+
+
+PartData = Union[bytes, FileRange]  # noqa: UP007 (a runtime alias on Python 3.10)
 
 #: User metadata key holding the hex SHA-256 of the whole object.
 SHA256_META = "jobsub-sha256"
@@ -89,7 +113,7 @@ class ObjectStore(Protocol):
         key: str,
         upload_id: str,
         number: int,
-        data: bytes,
+        data: PartData,
         content_md5: str,
         progress: ProgressCallback | None = None,
     ) -> str: ...

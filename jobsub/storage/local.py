@@ -31,7 +31,7 @@ from jobsub.errors import (
     StorageError,
     UploadNotFoundError,
 )
-from jobsub.storage.base import ListResult, ObjectInfo, PartInfo, ProgressCallback, UploadInfo
+from jobsub.storage.base import FileRange, ListResult, ObjectInfo, PartData, PartInfo, ProgressCallback, UploadInfo
 from jobsub.uri import validate_bucket, validate_key
 
 _INTERNAL = ".jobsub"
@@ -228,11 +228,13 @@ class LocalStore:
         key: str,
         upload_id: str,
         number: int,
-        data: bytes,
+        data: PartData,
         content_md5: str,
         progress: ProgressCallback | None = None,
     ) -> str:
         self._upload_record(bucket, upload_id)
+        if isinstance(data, FileRange):
+            data = data.read(0, data.length)  # a local part is one file write; no network buffers to save
         digest = hashlib.md5(data).digest()
         if not _md5_matches(digest, content_md5):
             raise IntegrityError(f"Content-MD5 mismatch for part {number} of s3://{bucket}/{key}")

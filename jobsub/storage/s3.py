@@ -22,7 +22,7 @@ from jobsub.errors import (
     StorageError,
     UploadNotFoundError,
 )
-from jobsub.storage.base import ListResult, ObjectInfo, PartInfo, ProgressCallback, UploadInfo
+from jobsub.storage.base import FileRange, ListResult, ObjectInfo, PartData, PartInfo, ProgressCallback, UploadInfo
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -39,10 +39,13 @@ _CREDENTIAL_CODES = {
 
 
 class _ProgressBody(io.RawIOBase):
-    """A seekable view of bytes that reports what botocore reads, and rewinds the count when a retry seeks back."""
+    """A seekable view of bytes or of a FileRange that reports what botocore reads, and rewinds the count
+    when a retry seeks back. A FileRange is read from the file as botocore asks, never held whole."""
 
-    def __init__(self, data: bytes, progress: ProgressCallback | None) -> None:
-        self._data = memoryview(data)
+    def __init__(self, data: PartData, progress: ProgressCallback | None) -> None:
+        self._source = data
+        self._view = memoryview(data) if isinstance(data, bytes) else None
+        self._length = len(data)
         self._pos = 0
         self._reported = 0
         self._progress = progress
@@ -54,11 +57,16 @@ class _ProgressBody(io.RawIOBase):
         return True
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._length
 
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size is None or size < 0 else min(len(self._data), self._pos + size)
-        chunk = bytes(self._data[self._pos : end])
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._length if size is None or size < 0 else min(self._length, self._pos + size)
+        if self._view is not None:
+            chunk = bytes(self._view[self._pos : end])
+        else:
+            assert isinstance(self._source, FileRange)
+            chunk = self._source.read(self._pos, end - self._pos)
+            end = self._pos + len(chunk)
         self._pos = end
         if self._progress and self._pos > self._reported:
             self._progress(self._pos - self._reported)
@@ -66,8 +74,8 @@ class _ProgressBody(io.RawIOBase):
         return chunk
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: len(self._data)}[whence]
-        self._pos = max(0, min(len(self._data), base + offset))
+        base = {0: 0, 1: self._pos, 2: self._length}[whence]
+        self._pos = max(0, min(self._length, base + offset))
         if self._progress and self._pos < self._reported:
             self._progress(self._pos - self._reported)
             self._reported = self._pos
@@ -312,7 +320,7 @@ class S3Store:
         key: str,
         upload_id: str,
         number: int,
-        data: bytes,
+        data: PartData,
         content_md5: str,
         progress: ProgressCallback | None = None,
     ) -> str:

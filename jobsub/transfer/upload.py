@@ -19,7 +19,7 @@ from jobsub.errors import (
     StorageError,
     UploadNotFoundError,
 )
-from jobsub.storage.base import SHA256_META, ObjectStore, PartInfo
+from jobsub.storage.base import SHA256_META, FileRange, ObjectStore, PartInfo
 from jobsub.transfer.checksums import cached_sha256, etag_is_md5, md5_b64, range_md5
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
@@ -216,17 +216,28 @@ class Uploader:
             if stop():
                 raise Cancelled()
             self.limiter.consume(length, stop)
-            data = os.pread(fd, length, offset)
-            if len(data) != length:
+            if os.fstat(fd).st_size < offset + length:
                 raise StorageError(f"{journal.source} shrank while uploading; run the upload again")
-            digest = hashlib.md5(data)
+            # the part is read twice from the page cache (MD5 first, then as it is sent) instead of being held
+            # in memory: a transfer costs socket buffers, not concurrency x part size
+            md5_hex = range_md5(fd, offset, length)
+            body = FileRange(fd, offset, length)
 
             def send(progress) -> str:
                 etag = self.store.upload_part(
-                    journal.bucket, journal.key, journal.upload_id, number, data, md5_b64(digest.digest()), progress
+                    journal.bucket,
+                    journal.key,
+                    journal.upload_id,
+                    number,
+                    body,
+                    md5_b64(bytes.fromhex(md5_hex)),
+                    progress,
                 )
-                if etag_is_md5(etag) and etag.lower() != digest.hexdigest():
-                    raise IntegrityError(f"part {number} of {journal.source} was stored with ETag {etag}, not its MD5")
+                if etag_is_md5(etag) and etag.lower() != md5_hex:
+                    raise IntegrityError(
+                        f"part {number} of {journal.source} was stored with ETag {etag}, not its MD5 "
+                        "(did the file change while uploading?)"
+                    )
                 return etag
 
             try:
@@ -234,7 +245,7 @@ class Uploader:
             except Exception:
                 failed.set()
                 raise
-            journal.record_part(number, digest.hexdigest())
+            journal.record_part(number, md5_hex)
             self.summary.add(parts_sent=1, bytes_transferred=length)
             return number, etag
 
