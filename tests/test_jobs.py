@@ -280,3 +280,12 @@ def test_timeout_stops_the_job_and_says_so(env: Env, tmp_path: Path) -> None:
     status = _status(env, job_id)
     assert status["state"] == "FAILED" and status["reason"] == "timed out after 2s"
     assert "timeout of 2s reached" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["logs", "status", "results", "cancel"])
+def test_unknown_or_malformed_job_ids_give_one_line_errors(env: Env, command: str) -> None:
+    for job_id, message in (("nope-20261125-000000-abcd", "no job 'nope-20261125-000000-abcd'"),
+                            ("../x", "'../x' is not a job id")):  # fmt: skip
+        result = env.run(command, job_id)
+        assert result.returncode == 1 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -140,7 +140,10 @@ class LocalStore:
         return data
 
     def get(self, bucket: str, key: str) -> bytes:
-        path = self._object_path(bucket, key)
+        try:  # like head(): a bucket nobody wrote to yet (they are created on first write) holds no object
+            path = self._object_path(bucket, key)
+        except BucketNotFoundError:
+            raise ObjectNotFoundError(f"no object s3://{bucket}/{key} in {self.description}") from None
         try:
             return path.read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
