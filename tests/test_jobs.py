@@ -59,6 +59,12 @@ def test_follow_shows_every_line_once_in_order_and_exits_with_the_job_code(env: 
     again = env.run("logs", "-f", job_id)
     assert again.returncode == 7
     assert _program_lines(again.stdout) == [f"line {i}" for i in range(200)]
+    followed_tail = env.run("logs", "-f", job_id, "--tail", "2")
+    assert followed_tail.returncode == 7 and followed_tail.stdout.splitlines() == [
+        "line 199",
+        "[jobsub] job failed: exit code 7",
+    ]
+    assert env.run("logs", "-f", job_id, "--tail", "0").stdout == ""
     tail = env.run("logs", job_id, "--tail", "3", check=True).stdout.splitlines()
     assert tail[:2] == ["line 198", "line 199"] and "job failed" in tail[-1]
 

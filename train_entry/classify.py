@@ -59,6 +59,12 @@ def _load(args: Namespace, path: Path, labels: LabelSet) -> Dataset:
     return load_dataset(path, labels, args.text_field, args.label_field, args.keywords)
 
 
+def predict_labels(model, tokenizer, dataset: Dataset, args: Namespace) -> np.ndarray:
+    """Predicted class indices, in the dataset's order."""
+    texts = [e.text for e in dataset.examples]
+    return predict_logits(model, tokenizer, texts, args.max_length, args.eval_batch_size).argmax(axis=1)
+
+
 def predict_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int) -> np.ndarray:
     """Batched inference, longest-first buckets for speed, results in input order."""
     from transformers import DataCollatorWithPadding
@@ -105,8 +111,7 @@ def evaluate_dataset(
     model, tokenizer, dataset: Dataset, labels: LabelSet, args: Namespace, output: Path, name: str
 ) -> dict[str, Any]:
     started = time.monotonic()
-    logits = predict_logits(model, tokenizer, [e.text for e in dataset.examples], args.max_length, args.eval_batch_size)
-    predictions = logits.argmax(axis=1)
+    predictions = predict_labels(model, tokenizer, dataset, args)
     _write_predictions(output / "predictions.jsonl", dataset, predictions, labels)
     metrics = classification_metrics([e.label for e in dataset.examples], predictions.tolist(), labels)
     metrics["eval_file"] = str(dataset.path)
@@ -135,6 +140,12 @@ def _load_classifier(folder: Path, labels: LabelSet | None):
             "label2id": {label: i for i, label in enumerate(labels.ids)},
         }
     return BertForSequenceClassification.from_pretrained(str(folder), **kwargs)
+
+
+def _load_for_inference(folder: Path):
+    """(tokenizer, fine-tuned model), the model on the GPU when there is one."""
+    model = _load_classifier(folder, None)
+    return load_tokenizer(folder), (model.cuda() if torch.cuda.is_available() else model)
 
 
 def finetune(args: Namespace) -> dict[str, Any]:
@@ -219,10 +230,7 @@ def finetune(args: Namespace) -> dict[str, Any]:
     if final is not None:
         metrics = evaluate_dataset(trainer.model, tokenizer, final, labels, args, output, "fine-tune")
     if test is not None and not test.labelled:
-        logits = predict_logits(
-            trainer.model, tokenizer, [e.text for e in test.examples], args.max_length, args.eval_batch_size
-        )
-        _write_submission(output / SUBMISSION_FILE, test, logits.argmax(axis=1), labels)
+        _write_submission(output / SUBMISSION_FILE, test, predict_labels(trainer.model, tokenizer, test, args), labels)
     metrics.update(
         {
             "task": "finetune",
@@ -264,10 +272,7 @@ def evaluate(args: Namespace) -> dict[str, Any]:
     dataset = _load(args, path, labels)
     if not dataset.labelled:
         raise DataError(f"{path}: has unlabelled lines; use `train_entry predict` for those")
-    tokenizer = load_tokenizer(model_dir)
-    model = _load_classifier(model_dir, None)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    tokenizer, model = _load_for_inference(model_dir)
     metrics = evaluate_dataset(model, tokenizer, dataset, labels, args, output, "evaluate")
     metrics.update(
         {"task": "evaluate", "model_dir": str(model_dir), "use_keywords": args.keywords, "max_length": args.max_length}
@@ -286,10 +291,8 @@ def predict(args: Namespace) -> dict[str, Any]:
     if path is None:
         raise DataError(f"no test file in {args.data}: pass --file FILE")
     dataset = load_dataset(path, None, args.text_field, args.label_field, args.keywords)
-    tokenizer = load_tokenizer(model_dir)
-    model = _load_classifier(model_dir, None)
-    logits = predict_logits(model, tokenizer, [e.text for e in dataset.examples], args.max_length, args.eval_batch_size)
-    predictions = logits.argmax(axis=1)
+    tokenizer, model = _load_for_inference(model_dir)
+    predictions = predict_labels(model, tokenizer, dataset, args)
     _write_predictions(output / "predictions.jsonl", dataset, predictions, labels)
     _write_submission(output / SUBMISSION_FILE, dataset, predictions, labels)
     summary = {

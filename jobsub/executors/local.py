@@ -18,21 +18,19 @@ from jobsub.config import state_dir
 from jobsub.executors.base import Liveness
 
 
-def _proc_start_time(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (Linux), or None where /proc is absent."""
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks since boot) from /proc (Linux), or None where absent."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
-    return fields[19]  # field 22 of the whole line
+    return fields[0], fields[19]  # fields 3 and 22 of the whole line
 
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
+def _proc_start_time(pid: int) -> str | None:
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
 
 
 class LocalExecutor:
@@ -64,8 +62,8 @@ class LocalExecutor:
         if handle.get("host") != socket.gethostname() or "pid" not in handle:
             return "unknown"
         pid = int(handle["pid"])
-        started = _proc_start_time(pid)
-        if started is None:
+        stat = _proc_stat(pid)
+        if stat is None:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
@@ -73,9 +71,10 @@ class LocalExecutor:
             except PermissionError:
                 return "alive"
             return "alive" if not Path("/proc").is_dir() else "dead"
+        state, started = stat
         if handle.get("start_time") and started != handle["start_time"]:
             return "dead"  # the pid now belongs to another process
-        return "dead" if _proc_state(pid) in ("Z", "X") else "alive"
+        return "dead" if state in ("Z", "X") else "alive"
 
     def cancel(self, handle: dict[str, Any]) -> None:
         if self.poll(handle) == "alive":

@@ -32,7 +32,7 @@ from jobsub.executors import get_executor
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec
-from jobsub.storage.base import ObjectInfo, ObjectStore
+from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
 from jobsub.uri import ObjectURI, is_remote
@@ -81,6 +81,18 @@ def _content_id(path: Path) -> str:
         rel = file.name if file == path else file.relative_to(path).as_posix()
         digest.update(f"{rel}\0{cached_sha256(file)}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def _tail(record: JobRecord, count: int) -> tuple[list[dict[str, Any]], str]:
+    """The last `count` log lines (reading chunks from the end, each once) and the key of the newest chunk,
+    from which a follower continues."""
+    keys = record.chunks_after("")
+    lines: list[dict[str, Any]] = []
+    for key in reversed(keys):
+        if len(lines) >= count:
+            break
+        lines[:0] = record.read_chunk(key)
+    return (lines[-count:] if count else []), (keys[-1] if keys else "")
 
 
 class JobService:
@@ -306,15 +318,9 @@ class JobService:
     def log_lines(self, job_id: str, tail: int | None = None) -> list[dict[str, Any]]:
         record = self.record(job_id)
         record.read_status()  # JobNotFoundError for an unknown id
-        keys = record.chunks_after("")
         if tail is None:
-            return [line for key in keys for line in record.read_chunk(key)]
-        lines: list[dict[str, Any]] = []
-        for key in reversed(keys):
-            lines[:0] = record.read_chunk(key)
-            if len(lines) >= tail:
-                break
-        return lines[-tail:] if tail else []
+            return [line for key in record.chunks_after("") for line in record.read_chunk(key)]
+        return _tail(record, tail)[0]
 
     def follow(
         self, job_id: str, tail: int | None = None, poll: float = 0.3, on_error: Callable[[str], None] | None = None
@@ -326,22 +332,10 @@ class JobService:
         """
         record = self.record(job_id)
         record.read_status()
-        keys = record.chunks_after("")
         last_key = ""
         if tail is not None:
-            start = 0
-            collected = 0
-            for index in range(len(keys) - 1, -1, -1):
-                if collected >= tail:
-                    break
-                collected += len(record.read_chunk(keys[index]))
-                start = index
-            skip = max(0, collected - tail)
-            for key in keys[start:]:
-                lines = record.read_chunk(key)
-                yield from lines[skip:]
-                skip = 0
-                last_key = key
+            lines, last_key = _tail(record, tail)
+            yield from lines
         finished = False
         failures = 0
         status: JobStatus | None = None
@@ -373,24 +367,21 @@ class JobService:
     def outputs_uri(self, job_id: str) -> ObjectURI:
         return ObjectURI.parse(self.record(job_id).read_job()["outputs"]).as_prefix()
 
-    def outputs(self, job_id: str) -> list[ObjectInfo]:
-        uri = self.outputs_uri(job_id)
-        return list(self.store.iter_objects(uri.bucket, uri.key))
-
     def results(self, job_id: str) -> dict[str, Any]:
         """Final metrics (the program's metrics.json, else its last metrics line), plots and outputs by URI."""
         status = self.status(job_id)
+        record = self.record(job_id)
         uri = self.outputs_uri(job_id)
-        objects = self.outputs(job_id)
+        objects = list(self.store.iter_objects(uri.bucket, uri.key))
         metrics: dict[str, Any] = {}
         source = None
         if any(o.key == uri.key + "metrics.json" for o in objects):
             metrics = json.loads(self.store.get(uri.bucket, uri.key + "metrics.json"))
             source = str(uri.join("metrics.json"))
         else:
-            rows = self.record(job_id).read_metrics()
+            rows = record.read_metrics()
             if rows:
-                metrics, source = rows[-1], self.record(job_id).uri("metrics.jsonl") + " (last line)"
+                metrics, source = rows[-1], record.uri("metrics.jsonl") + " (last line)"
         files: list[dict[str, Any]] = [
             {"uri": f"s3://{uri.bucket}/{o.key}", "size": o.size}
             for o in objects
