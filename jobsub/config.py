@@ -69,7 +69,7 @@ class SlurmSettings(BaseModel):
 
 
 class RaySettings(BaseModel):
-    """A Ray cluster through its Jobs REST API. Owned by jobsub/executors/ray.py."""
+    """A Ray cluster through its Jobs REST API (no Ray needed on this machine). Owned by jobsub/executors/ray.py."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +77,29 @@ class RaySettings(BaseModel):
     headers_env: dict[str, str] = Field(
         default_factory=dict, description="HTTP header -> name of the environment variable holding its value"
     )
+    ship_jobsub: bool = Field(
+        default=True, description="upload this jobsub with each job (runtime_env py_modules); off if the image has it"
+    )
+    pip: list[str] = Field(
+        default_factory=list,
+        description="requirements Ray installs for the runner (runtime_env pip), e.g. jobsub's own dependencies",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        """The dashboard's HTTP address; a bare host:port means http. A ray:// (Ray Client) or GCS address is a
+        different service, so it is refused with the address to use instead."""
+        if not value:
+            return None
+        value = value.strip().rstrip("/")
+        if value.startswith("ray://"):
+            raise ValueError(f"{value} is a Ray Client address; jobsub uses the dashboard's Jobs API: http://HEAD:8265")
+        if "://" not in value:
+            value = "http://" + value
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value}: the Ray dashboard address starts with http:// or https://")
+        return value
 
 
 class Profile(BaseModel):
