@@ -30,9 +30,20 @@ def profile_command() -> None:
 @click.option("--root", type=click.Path(), help="local storage: the folder that holds the buckets")
 @click.option("--jobs-uri", default="s3://jobsub/jobs/", show_default=True, help="Where job records are kept.")
 @click.option("--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray.")
+@click.option("--ray-address", help="ray executor: the cluster's dashboard, e.g. http://head:8265")
 @click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
 def profile_add(
-    name, storage, endpoint_url, region, addressing_style, aws_profile, root, jobs_uri, executor, make_current
+    name,
+    storage,
+    endpoint_url,
+    region,
+    addressing_style,
+    aws_profile,
+    root,
+    jobs_uri,
+    executor,
+    ray_address,
+    make_current,
 ):
     """Add (or replace) profile NAME."""
     from pydantic import ValidationError
@@ -47,6 +58,7 @@ def profile_add(
             root=root,
             jobs_uri=jobs_uri,
             executor=executor,
+            ray={"address": ray_address} if ray_address else {},
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -119,34 +119,46 @@ def start_ray_cluster(root: Path, cpus: int = 2) -> RayCluster:
         RAY_AUTH_TOKEN=token,
         HOME=str(root),  # keeps ~/.ray (token files, caches) out of the user's home
     )
-    dashboard = free_port()
-    ports = {
-        "--port": free_port(),
-        "--dashboard-port": dashboard,
-        "--ray-client-server-port": free_port(),
-        "--dashboard-agent-listen-port": free_port(),
-        "--dashboard-agent-grpc-port": free_port(),
-        "--runtime-env-agent-port": free_port(),
-        "--metrics-export-port": free_port(),
-        "--node-manager-port": free_port(),
-        "--object-manager-port": free_port(),
-        "--min-worker-port": 0,  # 0 and 0: any free port per worker
-        "--max-worker-port": 0,
-    }
     command = [str(venv / "bin" / "python"), "-m", "ray.scripts.scripts", "start", "--head"]
     command += [f"--num-cpus={cpus}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
     command += ["--node-ip-address=127.0.0.1", f"--temp-dir={root / 'r'}", "--disable-usage-stats"]
-    command += [f"{flag}={value}" for flag, value in ports.items()]
-    cluster = RayCluster(root, f"http://127.0.0.1:{dashboard}", token)
-    try:
-        started = subprocess.run(command, env=env, cwd=run_dir, capture_output=True, text=True, timeout=240)
-    except subprocess.TimeoutExpired:
+    failure = ""
+    for _attempt in range(2):  # Ray gives its raylet a fixed 30 s to register: a busy machine may need two
+        dashboard = free_port()
+        ports = {
+            "--port": free_port(),
+            "--dashboard-port": dashboard,
+            "--ray-client-server-port": free_port(),
+            "--dashboard-agent-listen-port": free_port(),
+            "--dashboard-agent-grpc-port": free_port(),
+            "--runtime-env-agent-port": free_port(),
+            "--metrics-export-port": free_port(),
+            "--node-manager-port": free_port(),
+            "--object-manager-port": free_port(),
+            "--min-worker-port": 0,  # 0 and 0: any free port per worker
+            "--max-worker-port": 0,
+        }
+        cluster = RayCluster(root, f"http://127.0.0.1:{dashboard}", token)
+        try:
+            started = subprocess.run(
+                [*command, *(f"{flag}={value}" for flag, value in ports.items())],
+                env=env,
+                cwd=run_dir,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+        except subprocess.TimeoutExpired:
+            cluster.stop()
+            failure = "ray start --head did not finish in 240 s"
+            continue
+        if started.returncode == 0:
+            break
         cluster.stop()
-        backend_unavailable("ray start --head did not finish in 240 s")
-    if started.returncode != 0:
-        cluster.stop()
-        tail = " | ".join((started.stdout + started.stderr).strip().splitlines()[-5:])
-        backend_unavailable(f"ray start --head failed ({started.returncode}): {tail}")
+        tail = " | ".join((started.stdout + started.stderr).strip().splitlines()[-3:])
+        failure = f"ray start --head failed ({started.returncode}): {tail}"
+    else:
+        backend_unavailable(failure)
     deadline = time.monotonic() + 120
     last = "no answer"
     while time.monotonic() < deadline:
