@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
 import subprocess
 import threading
 import zipfile
@@ -52,8 +53,6 @@ def _one_line_exit_2(result: subprocess.CompletedProcess) -> str:
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch) -> Env:
     """A jobsub user on the local store (the Ray cluster shares this machine's filesystem)."""
-    import os
-
     for key in list(os.environ):
         if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
             monkeypatch.delenv(key)
@@ -175,7 +174,14 @@ def test_the_cluster_python_lacks_jobsub_and_the_shipped_one_runs(
     env: Env, ray_harness: ExecutorHarness, ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
     # the cluster's interpreter, and a bare Ray job on it, cannot import jobsub
-    bare = subprocess.run([str(ray_cluster.cluster_python), "-c", "import jobsub"], capture_output=True, text=True)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    bare = subprocess.run(
+        [str(ray_cluster.cluster_python), "-c", "import jobsub"],
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=tmp_path,
+    )
     assert bare.returncode != 0 and "No module named 'jobsub'" in bare.stderr
     sid = f"bare-{tmp_path.name}"
     requests.post(
@@ -226,7 +232,10 @@ def test_profile_pip_requirements_are_installed_for_the_runner(
     env: Env, ray_harness: ExecutorHarness, ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
     """ray.pip goes to runtime_env.pip: Ray installs it (from the node's package index) for this job only."""
-    probe = subprocess.run([str(ray_cluster.cluster_python), "-c", "import tabulate"], capture_output=True)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    probe = subprocess.run(
+        [str(ray_cluster.cluster_python), "-c", "import tabulate"], capture_output=True, env=clean, cwd=tmp_path
+    )
     if probe.returncode == 0:
         pytest.skip("tabulate is already on the cluster's Python; the test needs a package it lacks")
     _ray_env(env, ray_harness, pip=["tabulate"])
