@@ -39,10 +39,12 @@ def _job_processes(job_id: str) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
+        if marker in environ and state not in ("Z", "X"):
+            found.append(int(entry.name))
     return found
 
 
@@ -80,8 +82,13 @@ def slurm_harness(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPath
     def nothing_running(handle: dict[str, Any]) -> bool:
         return state(handle) not in _LIVE and not _job_processes(str(handle["job_id"]))
 
+    def reap(handle: dict[str, Any]) -> None:
+        cluster.run("scancel", "--full", "--signal=KILL", str(handle["job_id"]))
+        cluster.run("scancel", str(handle["job_id"]))
+
     capabilities = {KILL_RUNNER} | ({MEMORY_LIMIT} if cluster.cgroups else set())
-    notes = {} if cluster.cgroups else {MEMORY_LIMIT: "no writable cgroup v1 memory controller: slurmd runs without task/cgroup"}
+    no_cgroups = "no writable cgroup v1 memory controller here: slurmd runs without task/cgroup (no --mem limit)"
+    notes = {} if cluster.cgroups else {MEMORY_LIMIT: no_cgroups}
     return ExecutorHarness(
         kind="slurm",
         profile_settings={
@@ -96,5 +103,6 @@ def slurm_harness(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPath
         capabilities=frozenset(capabilities),
         kill_runner=kill_runner,
         nothing_running=nothing_running,
+        reap=reap,
         notes=notes,
     )
