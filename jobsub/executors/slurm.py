@@ -101,11 +101,15 @@ class SlurmExecutor(BaseExecutor):
 
     @staticmethod
     def _error_line(result: subprocess.CompletedProcess[str]) -> str:
-        """Slurm's own reason, one line: the last 'error:' line, without the 'sbatch: error: ' prefix."""
+        """Slurm's own reason in one line: its error lines without the 'sbatch: error: ' prefixes."""
         lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        errors = [line for line in lines if "error:" in line] or lines or [f"exit code {result.returncode}"]
-        last = errors[-1]
-        return last.split("error:", 1)[1].strip() if "error:" in last else last
+        errors = [line.split("error:", 1)[1].strip() if "error:" in line else line for line in lines]
+        unique = list(dict.fromkeys(errors)) or [f"exit code {result.returncode}"]
+        text = "; ".join(unique)
+        if "Unable to contact slurm controller" in text:
+            where = os.environ.get("SLURM_CONF", "the cluster's slurm.conf")
+            text += f" (is slurmctld up? this login node reads {where})"
+        return text
 
     # -- the sbatch request ------------------------------------------------------------------------------
     def sbatch_options(self, request: LaunchRequest) -> list[str]:
@@ -166,7 +170,7 @@ class SlurmExecutor(BaseExecutor):
                 )
         result = self._run(["sbatch", "--test-only", *self.sbatch_options(request), "--wrap", "true"])
         if result.returncode != 0:
-            raise ExecutorUnavailableError(f"slurm: sbatch refused the job: {self._error_line(result)}")
+            raise ExecutorUnavailableError(f"slurm: sbatch --test-only: {self._error_line(result)}")
 
     def submit(self, request: LaunchRequest) -> Handle:
         run_dir = self._run_root() / request.job_id
