@@ -14,7 +14,7 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def infer_config(
             )
     # What the model zoo computes: MindSpore's nn.GELU() is the tanh approximation (transformers' "gelu_new")
     # and nn.LayerNorm's epsilon is 1e-7; a config's "gelu" names MindSpore's GELU, so it means the same.
-    config = {
+    config: dict[str, Any] = {
         "hidden_act": "gelu_new",
         "hidden_dropout_prob": 0.1,
         "attention_probs_dropout_prob": 0.1,
