@@ -130,9 +130,8 @@ def main() -> None:
         started = time.perf_counter()
         model_bytes = write_checkpoint(ckpt)
         size = ckpt.stat().st_size
-        print(
-            f"checkpoint {size / MB:.0f} MB ({model_bytes / MB:.0f} MB weights) in {time.perf_counter() - started:.0f} s"
-        )
+        took = time.perf_counter() - started
+        print(f"checkpoint {size / MB:.0f} MB ({model_bytes / MB:.0f} MB weights) written in {took:.0f} s")
         results: dict[str, object] = {"checkpoint_mb": round(size / MB, 1), "model_mb": round(model_bytes / MB, 1)}
         results["floor"] = measure(sys.executable, FLOOR)
         results["import-mindspore"] = measure(sys.executable, IMPORT, str(ckpt), str(vocab), str(Path(tmp) / "model"))
