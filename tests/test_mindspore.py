@@ -264,6 +264,31 @@ def test_truncated_or_corrupted_files_give_one_line_and_exit_2(tmp_path: Path, c
     assert "truncated or corrupted" in result.stderr
 
 
+def test_a_checkpoint_cut_short_during_the_import_keeps_the_earlier_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The file shrinks after it was indexed (an upload still being replaced): one line, exit 2, and the
+    folder from an earlier import is untouched. The cut is made from the CRC-check step, which runs between
+    indexing and copying (a hook into the real code path; nothing is mocked)."""
+    import train_entry.mindspore_convert as convert
+
+    do_import(FP32, tmp_path / "model", "--num-heads", "2")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
+    changing = tmp_path / "changing.ckpt"
+    changing.write_bytes(FP32.read_bytes())
+
+    def cut_then_check(path: Path):
+        with open(changing, "r+b") as f:
+            f.truncate(20_000)  # inside the word-embedding table, the first tensor
+        return None
+
+    monkeypatch.setattr(convert, "verify_crc", cut_then_check)
+    code = main(["import-mindspore", "--ckpt", str(changing), "--vocab", str(VOCAB), "--output",
+                 str(tmp_path / "model"), "--num-heads", "2"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "cut short" in err, err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+
+
 def test_a_missing_required_weight_is_refused_with_the_list(tmp_path: Path, capsys) -> None:
     """Written with our own writer (MindSpore never writes a BERT without its weights)."""
     gone = {"bert.bert.bert_encoder.layers.1.attention.attention.key_layer.weight", "bert.bert.dense.bias"}
