@@ -108,6 +108,24 @@ def test_a_wrong_crc32_is_accepted_so_a_crc_sent_proves_nothing(s3env: Env) -> N
         assert not any(k.startswith("Checksum") for k in head), head
 
 
+def test_bytes_changed_behind_the_servers_checks_are_caught_by_jobsub_at_download(s3env: Env, tmp_path: Path) -> None:
+    """No server-side checksum covers bytes that change after they were stored (or a CRC the server ignores):
+    the object keeps jobsub's SHA-256 in its metadata but now holds other bytes of the same size. jobsub's
+    own end-to-end check refuses to put them in place."""
+    src = write_random(tmp_path / "f.bin", 12 * MiB, seed=26)
+    s3env.run("upload", str(src), s3env.uri("e/f.bin"), "-q", check=True)
+    client = s3env.boto()
+    head = client.head_object(Bucket=s3env.bucket, Key="e/f.bin")
+    other = bytearray(src.read_bytes())
+    other[len(other) // 2] ^= 0xFF
+    client.put_object(Bucket=s3env.bucket, Key="e/f.bin", Body=bytes(other), Metadata=head["Metadata"])
+    dest = tmp_path / "out" / "f.bin"
+    result = s3env.run("download", s3env.uri("e/f.bin"), str(dest), "-q")
+    assert result.returncode == 1
+    assert "downloaded with a wrong checksum" in result.stderr
+    assert not dest.exists() and not list(dest.parent.glob("f.bin.jobsub-part*"))
+
+
 # -- uploads that vanish: ListParts after abort ----------------------------------------------------------------
 def test_an_upload_aborted_behind_jobsubs_back_starts_again_and_says_so(s3env: Env, tmp_path: Path) -> None:
     """Ceph answers ListParts on an aborted upload with NoSuchKey (AWS and moto: NoSuchUpload)."""
