@@ -432,3 +432,33 @@ def test_the_job_template_calls_flags_train_entry_accepts() -> None:
     assert argv[:4] == ["python", "-m", "train_entry", "import-mindspore"]
     args = build_parser().parse_args(argv[3:])
     assert args.output.startswith("/out") and args.ckpt.startswith("/in/")
+
+
+@pytest.mark.slow
+def test_import_job_then_finetune_job_on_its_outputs(tmp_path: Path) -> None:
+    """What the README tells a user: upload the ckpt with the import job, fine-tune on its outputs/model/
+    (real `jobsub` subprocesses and detached runners on a local-store profile)."""
+    from tests.conftest import make_env
+
+    env = make_env(tmp_path)
+    imported = env.run(
+        "submit", "bert-import-mindspore", "--input", f"ckpt={FP16}", "--input", f"vocab={VOCAB}",
+        "--set", "params.num_heads=2", "--follow", timeout=300,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert "dropped 83 optimizer/training-state tensors" in imported.stdout
+    job_id = imported.stdout.splitlines()[0]
+    outputs = env.run_json("status", job_id)["outputs"]
+    data = tmp_path / "tnews"
+    data.mkdir()
+    for name, n in (("train.json", 32), ("dev.json", 16)):
+        lines = (SAMPLE / name).read_text(encoding="utf-8").splitlines(keepends=True)[:n]
+        (data / name).write_text("".join(lines), encoding="utf-8")
+    (data / "labels.json").write_text((SAMPLE / "labels.json").read_text(encoding="utf-8"), encoding="utf-8")
+    tuned = env.run(
+        "submit", "bert-finetune", "--input", f"model={outputs}model/", "--input", f"data={data}",
+        "--set", "params.epochs=1", "--set", "params.batch_size=16", "--set", "params.max_length=32", "--follow",
+        timeout=600,
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stdout[-3000:] + tuned.stderr[-3000:]
+    assert "model: " in tuned.stdout and "job succeeded" in tuned.stdout
