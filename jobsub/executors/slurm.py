@@ -23,11 +23,12 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from jobsub.config import SlurmSettings, state_dir
+from jobsub.config import Profile, SlurmSettings, state_dir
 from jobsub.errors import ExecutorUnavailableError, JobError
 from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Observation
 
@@ -43,6 +44,8 @@ _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "STOP
 #: profile the node may not have, or at credentials other than the ones resolved for the job
 _CLIENT_ONLY = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "JOBSUB_PROFILE")
 _SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%m|%l"
+#: seconds one process reuses a job's squeue answer in poll() (a follower polls every 0.3 s)
+POLL_SECONDS = float(os.environ.get("JOBSUB_SLURM_POLL_SECONDS", "3"))
 
 
 def _mib(text: str) -> str:
@@ -72,6 +75,10 @@ class SlurmExecutor(BaseExecutor):
     kind = "slurm"
     shares_client_environment = False
     commands: ClassVar[tuple[str, ...]] = COMMANDS
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        self._cache: dict[str, tuple[float, Observation]] = {}
 
     @property
     def settings(self) -> SlurmSettings:
@@ -205,7 +212,16 @@ class SlurmExecutor(BaseExecutor):
         }
 
     def poll(self, handle: Handle) -> Observation:
-        return self.poll_many([handle])[0]
+        """One job; a follower asks every 0.3 s, so answers are reused for POLL_SECONDS (squeue is an RPC to
+        slurmctld, and sites ask users not to run it in a tight loop). The record's own final state is read
+        every time, so this only delays noticing a runner that died without one."""
+        key = str(handle.get("job_id", ""))
+        cached = self._cache.get(key)
+        if cached and time.monotonic() - cached[0] < POLL_SECONDS:
+            return cached[1]
+        observation = self.poll_many([handle])[0]
+        self._cache[key] = (time.monotonic(), observation)
+        return observation
 
     def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
         """One squeue for every job; squeue --states=all also answers for jobs that ended recently."""
@@ -284,6 +300,7 @@ class SlurmExecutor(BaseExecutor):
         job_id = str(handle.get("job_id", ""))
         if not job_id:
             return
+        self._cache.pop(job_id, None)
         row = self._squeue([job_id]).get(job_id)
         if row is None or row["state"] not in _RUNNING:
             self._run(["scancel", job_id])

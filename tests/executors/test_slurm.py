@@ -213,3 +213,20 @@ def test_credentials_reach_the_job_but_no_file_on_disk_outside_the_controller_st
         assert state in path.parents and path.stat().st_mode & 0o077 == 0, path
     shown = slurm_cluster.run("scontrol", "show", "job", "-dd", handle["job_id"]).stdout
     assert SECRET not in shown and SECRET not in env.run("status", job_id).stdout
+
+
+def test_setup_lines_run_first_and_a_work_root_with_shell_metacharacters_stays_a_plain_path(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    odd = tmp_path / "runs dir" / "a b;$(touch PWNED)'q'"
+    setup = ["export GREETING='hello from setup'", "cd /"]
+    env, _ = _slurm_env(request, tmp_path, monkeypatch, work_root=str(odd), setup=setup)
+    code = _code(tmp_path, "import os\nprint('greeting:', os.environ['GREETING'], flush=True)\n")
+    job_id = _submit(env, code)
+    done = env.run("logs", "-f", job_id, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "greeting: hello from setup" in done.stdout
+    handle = _handle(env, job_id)
+    assert Path(handle["run_dir"]) == odd / job_id and (odd / job_id / "job.sbatch").is_file()
+    assert Path(handle["output"]).is_file()  # the runner's own stderr (slurm-<id>.out) is where the handle says
+    assert not list(tmp_path.rglob("PWNED")) and not Path("/PWNED").exists()
