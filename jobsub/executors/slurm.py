@@ -48,6 +48,19 @@ _SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%m|%l"
 POLL_SECONDS = float(os.environ.get("JOBSUB_SLURM_POLL_SECONDS", "3"))
 
 
+#: In an allocation of several nodes the runtime runs once, here on the first node, and starts the command
+#: once per node through srun (the runner puts JOBSUB_COMMAND_PREFIX before `bash -c COMMAND`); each copy
+#: learns its node rank from SLURM_NODEID. --overlap: the batch step holds the job's memory and CPUs;
+#: --kill-on-bad-exit: one failed node fails the whole command.
+_MULTI_NODE = (
+    'if [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; then\n'
+    '    export JOBSUB_COMMAND_PREFIX="srun --overlap --nodes=$SLURM_JOB_NUM_NODES --ntasks=$SLURM_JOB_NUM_NODES'
+    " --ntasks-per-node=1 --kill-on-bad-exit=1"
+    ' bash -c \'export JOBSUB_NODE_RANK=\\$SLURM_NODEID; exec \\"\\$@\\"\' jobsub-node"\n'
+    "fi\n"
+)
+
+
 def _mib(text: str) -> str:
     """Slurm's memory ('256M', '2G', '1500M') as a person reads it ('256 MiB', '2 GiB')."""
     units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
@@ -154,6 +167,7 @@ class SlurmExecutor(BaseExecutor):
             "# sbatch --export (Slurm keeps them in the controller's private state, not on this disk).\n"
             "set -e\n"
             f"{setup}\n"
+            f"{_MULTI_NODE}"
             f"exec {prefix}{runtime}\n"
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -229,7 +230,7 @@ class Runner:
             env[f"JOBSUB_PARAM_{name.upper().replace('-', '_')}"] = str(value)
         self.logs.say(f"running: {command}")
         proc = subprocess.Popen(
-            ["bash", "-c", command],
+            [*shlex.split(os.environ.get("JOBSUB_COMMAND_PREFIX", "")), "bash", "-c", command],
             cwd=str(self.code_dir),
             env=env,
             stdin=subprocess.DEVNULL,

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests.backends import backend_unavailable
 from tests.conftest import KEY_ID, SECRET, Env, make_env, poll
 from tests.executors.harness import ExecutorHarness, configure
-from tests.executors.slurm_cluster import SlurmCluster
+from tests.executors.slurm_cluster import ClusterError, SlurmCluster
 
 
 def _slurm_env(
@@ -230,3 +231,49 @@ def test_setup_lines_run_first_and_a_work_root_with_shell_metacharacters_stays_a
     assert Path(handle["run_dir"]) == odd / job_id and (odd / job_id / "job.sbatch").is_file()
     assert Path(handle["output"]).is_file()  # the runner's own stderr (slurm-<id>.out) is where the handle says
     assert not list(tmp_path.rglob("PWNED")) and not Path("/PWNED").exists()
+
+
+@pytest.fixture(scope="module")
+def two_nodes(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A second throwaway cluster of two Slurm nodes (two slurmd on this machine, without cgroups)."""
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm2"), cgroups=False, nodes=2)
+    try:
+        cluster.start()
+    except (ClusterError, OSError) as exc:
+        cluster.stop()
+        backend_unavailable(f"a two-node Slurm cluster did not start: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.mark.parametrize("failing_rank", [None, 1])
+def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    two_nodes: SlurmCluster,
+    failing_rank: int | None,
+) -> None:
+    """The runtime runs once (node 0) and srun starts the command on each node; one failing node fails it."""
+    env, _ = _slurm_env(request, tmp_path, monkeypatch, sbatch_args=["--nodes=2"])
+    env.vars.update(two_nodes.env)
+    code = _code(
+        tmp_path,
+        "import os, sys, time\n"
+        "rank = int(os.environ['JOBSUB_NODE_RANK'])\n"
+        "nodes, here = os.environ['SLURM_JOB_NUM_NODES'], os.environ['SLURMD_NODENAME']\n"
+        "print(f'rank {rank} of {nodes} on {here}', flush=True)\n"
+        f"if rank == {failing_rank}:\n    sys.exit(3)\n"
+        f"time.sleep({0 if failing_rank is None else 600})\n",
+    )
+    job_id = _submit(env, code)
+    done = env.run("logs", "-f", job_id, timeout=180)
+    ranks = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert ranks == [f"rank {i} of 2 on {name}" for i, name in enumerate(two_nodes.node_names)], done.stdout
+    status = env.run_json("status", job_id)["status"]
+    if failing_rank is None:
+        assert done.returncode == 0 and status["state"] == "SUCCEEDED", done.stdout + done.stderr
+    else:
+        assert done.returncode != 0 and status["state"] == "FAILED", status
+    slurm_id = _handle(env, job_id)["job_id"]
+    poll(lambda: _scontrol(two_nodes, slurm_id).get("JobState") not in ("RUNNING", "COMPLETING"), 60, 0.3, "job end")
