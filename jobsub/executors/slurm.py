@@ -18,6 +18,7 @@ of a job that ended without the runner writing a final state.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shlex
@@ -31,6 +32,8 @@ from typing import ClassVar
 from jobsub.config import Profile, SlurmSettings, state_dir
 from jobsub.errors import ExecutorUnavailableError, JobError
 from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Observation
+
+log = logging.getLogger(__name__)
 
 #: the commands this executor runs; all come with any Slurm client install
 COMMANDS = ("sbatch", "squeue", "scontrol", "scancel")
@@ -247,7 +250,10 @@ class SlurmExecutor(BaseExecutor):
         try:
             rows = self._squeue(wanted)
         except ExecutorUnavailableError as exc:
-            return [Observation("unknown", detail=str(exc)) for _ in handles]
+            # another machine (a laptop with only the profile) or a controller that does not answer: the
+            # record's heartbeat decides, as for any runner this machine cannot see
+            log.info("cannot ask Slurm about %s: %s", ",".join(wanted), exc)
+            return [Observation("unknown") for _ in handles]
         return [self._observe(handle, rows.get(job_id)) for handle, job_id in zip(handles, ids, strict=True)]
 
     def _squeue(self, ids: list[str]) -> dict[str, dict[str, str]]:

@@ -65,6 +65,8 @@ class SlurmCluster:
     #: slurmd daemons on this machine, each its own Slurm node (own port, spool and log: `-N NAME`)
     nodes: int = 1
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: why a node with cgroups did not start, when the harness fell back to one without
+    cgroup_error: str = ""
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)

@@ -70,6 +70,11 @@ def _scontrol(cluster: SlurmCluster, slurm_id: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in out.split() if "=" in part)
 
 
+def _errors(result: subprocess.CompletedProcess) -> list[str]:
+    """stderr lines other than submit's cost estimate (printed before the executor is asked)."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("estimate:")]
+
+
 def _held_job(senv: Env, tmp_path: Path, *extra: str) -> str:
     return _submit(senv, _code(tmp_path, "print('ran')\n"), "--set", "timeout=10m", *extra)
 
@@ -157,7 +162,7 @@ def test_a_partition_that_does_not_exist_fails_before_any_upload_with_sbatch_rea
     env, _ = _slurm_env(request, tmp_path, monkeypatch, partition="nope")
     result = env.run("submit", "python-script", "--code", str(_code(tmp_path, "print(1)\n")))
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "invalid partition" in result.stderr.lower(), result.stderr
+    assert len(_errors(result)) == 1 and "invalid partition" in result.stderr.lower(), result.stderr
     assert env.run_json("jobs") == []  # no record, nothing uploaded
 
 
@@ -168,7 +173,7 @@ def test_missing_slurm_commands_and_a_silent_controller_are_one_line_errors(
     empty = tmp_path / "bin"
     empty.mkdir()
     result = senv.run("submit", "python-script", "--code", str(code), extra_env={"PATH": str(empty)})
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.returncode == 2 and len(_errors(result)) == 1, result.stderr
     assert "sbatch not found on PATH" in result.stderr and "login node" in result.stderr
     dead = tmp_path / "dead.conf"
     text = slurm_cluster.conf.read_text()
@@ -176,7 +181,7 @@ def test_missing_slurm_commands_and_a_silent_controller_are_one_line_errors(
     dead.write_text(text)
     started = time.monotonic()
     result = senv.run("submit", "python-script", "--code", str(code), extra_env={"SLURM_CONF": str(dead)})
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.returncode == 2 and len(_errors(result)) == 1, result.stderr
     assert "Unable to contact slurm controller" in result.stderr and "is slurmctld up?" in result.stderr
     assert time.monotonic() - started < 60
     assert senv.run_json("jobs") == []
@@ -277,3 +282,31 @@ def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
         assert done.returncode != 0 and status["state"] == "FAILED", status
     slurm_id = _handle(env, job_id)["job_id"]
     poll(lambda: _scontrol(two_nodes, slurm_id).get("JobState") not in ("RUNNING", "COMPLETING"), 60, 0.3, "job end")
+
+
+def test_a_machine_without_slurm_commands_follows_a_job_from_its_record(senv: Env, tmp_path: Path) -> None:
+    """Another machine with only the profile (no squeue there): status and logs -f work from the record."""
+    code = _code(tmp_path, "import time\nprint('first', flush=True)\ntime.sleep(3)\nprint('last', flush=True)\n")
+    job_id = _submit(senv, code)
+    laptop = {"PATH": str(tmp_path / "no-slurm-here")}
+    poll(lambda: "first" in senv.run("logs", job_id, extra_env=laptop).stdout, 120, 0.3, "the first line")
+    status = senv.run("status", job_id, "--json", extra_env=laptop)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"]["state"] == "RUNNING", status.stderr
+    assert json.loads(status.stdout)["status"]["reason"] is None
+    done = senv.run("logs", "-f", job_id, extra_env=laptop, timeout=120)
+    assert done.returncode == 0 and done.stdout.index("first") < done.stdout.index("last"), done.stderr
+
+
+def test_a_node_without_the_runtime_fails_the_job_with_the_scripts_exit_code_and_where_to_look(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong `python` (or a failing setup line) ends the batch job before the runner exists: not LOST."""
+    env, _ = _slurm_env(request, tmp_path, monkeypatch, python=str(tmp_path / "no" / "python3"))
+    job_id = _submit(env, _code(tmp_path, "print('never')\n"))
+    status = poll(
+        lambda: (s := env.run_json("status", job_id)["status"])["state"] in ("FAILED", "LOST") and s, 120, 0.5, "end"
+    )
+    output = _handle(env, job_id)["output"]
+    assert status["state"] == "FAILED" and status["exit_code"] == 127, status
+    assert status["reason"] == f"the batch script exited with 127 before the runner wrote a final state (see {output})"
+    assert "No such file or directory" in Path(output).read_text()
