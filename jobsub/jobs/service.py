@@ -31,7 +31,7 @@ from jobsub.errors import (
 from jobsub.executors import get_executor
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
-from jobsub.jobs.spec import JobSpec
+from jobsub.jobs.spec import JobSpec, nodes_problem
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
@@ -121,6 +121,9 @@ class JobService:
         idempotency_key: str | None = None,
         base_dir: Path | None = None,
     ) -> SubmitPlan:
+        problem = nodes_problem(spec.resources, self.executor.kind)
+        if problem:
+            raise SpecError(problem)
         wanted: dict[str, str | None] = {**spec.inputs, **(inputs or {})}
         # inputs the spec does not name are allowed: the program reads them from JOBSUB_INPUT_<NAME>
         self.store.check_bucket(self.jobs_uri.bucket)  # a missing bucket or bad credentials fail before any upload

@@ -17,6 +17,7 @@ from jobsub.errors import JobsubError, ObjectNotFoundError
 from jobsub.jobs.packaging import unpack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
 from jobsub.jobs.spec import JobSpec
+from jobsub.runtime.launch_env import launcher_env
 from jobsub.runtime.logship import LogShipper
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferOptions
@@ -203,6 +204,7 @@ class Runner:
         env = {k: v for k, v in os.environ.items() if k != "JOBSUB_PROFILE_JSON"}
         # the runtime's own interpreter comes first on PATH, so `python` in a command is one with jobsub installed
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update(launcher_env(self.spec.resources, env))  # JOBSUB_NPROC, MASTER_ADDR, ... for torchrun
         env.update(self.spec.env)
         env.update(
             {
