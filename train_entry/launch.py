@@ -26,7 +26,9 @@ import sys
 import tempfile
 from collections.abc import Mapping
 
-SINGLE_PROCESS_COMMANDS = {"init"}  # writes a model folder; nothing to share out
+#: The commands that share their work over processes; the others (init, the MindSpore converters) write one
+#: folder and always run as one process.
+DATA_PARALLEL_COMMANDS = frozenset({"finetune", "evaluate", "predict", "pretrain"})
 
 
 class LaunchError(Exception):
@@ -127,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (one per GPU asked for and visible, one on a CPU-only machine) or a number (default: auto)",
     )
-    parser.add_argument("command", help="the train_entry command: finetune, evaluate, predict, pretrain, init")
+    parser.add_argument("command", help="the train_entry command: finetune, evaluate, predict, pretrain (or init, ...)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments (see python -m train_entry COMMAND -h)")
     return parser
 
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     forwarded = [options.command, *options.args]
     try:
         nodes, node_rank, addr, port = node_settings(os.environ)
-        if options.command in SINGLE_PROCESS_COMMANDS:
+        if options.command not in DATA_PARALLEL_COMMANDS:
             processes, why = 1, f"{options.command} runs as one process"
             nodes = 1
         else:

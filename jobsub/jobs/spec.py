@@ -26,6 +26,7 @@ class Resources(BaseModel):
     gpus: int = 0
     memory: str | None = None
     nodes: int = Field(default=1, ge=1, description="machines for one job (multi-node needs the slurm executor)")
+    flavor: str | None = Field(default=None, description="a named instance flavor of the profile's price table")
 
 
 #: Executors that start one launcher per node for `resources.nodes` > 1.
@@ -176,14 +177,16 @@ def apply_sets(spec: JobSpec, assignments: list[str]) -> JobSpec:
             data["params"][sub] = _coerce(key, data["params"][sub], raw)
         elif scope == "env" and sub:
             data["env"][sub] = raw
-        elif scope == "resources" and sub in ("cpus", "gpus", "memory", "nodes"):
-            data["resources"][sub] = _coerce(key, {"cpus": 1.0, "gpus": 1, "memory": "", "nodes": 1}[sub], raw)
+        elif scope == "resources" and sub in ("cpus", "gpus", "memory", "flavor", "nodes"):
+            defaults = {"cpus": 1.0, "gpus": 1, "memory": "", "flavor": "", "nodes": 1}
+            data["resources"][sub] = _coerce(key, defaults[sub], raw)
         elif key in scalars:
             data[key] = _coerce(key, scalars[key](), raw) if scalars[key] is int else raw
         else:
             valid = sorted(
                 [f"params.{p}" for p in data["params"]]
-                + ["env.NAME", "resources.cpus", "resources.gpus", "resources.memory", "resources.nodes", *scalars]
+                + ["env.NAME", "resources.cpus", "resources.gpus", "resources.memory", "resources.flavor"]
+                + ["resources.nodes", *scalars]
             )
             raise SpecError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
     try:
