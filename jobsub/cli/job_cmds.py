@@ -262,6 +262,8 @@ def _format_value(value: Any) -> str:
 def results_command(app: App, job_id: str, as_json: bool) -> None:
     """Final metrics as a table, with the plots and outputs listed by URI."""
     results = _service(app).results(job_id)
+    for warning in results.get("warnings", []):
+        warn_line(warning)
     if as_json:
         print_json(results)
         return

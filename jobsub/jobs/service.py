@@ -31,7 +31,8 @@ from jobsub.errors import (
 from jobsub.executors import get_executor
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
-from jobsub.jobs.spec import JobSpec
+from jobsub.jobs.spec import JobSpec, check_name
+from jobsub.redact import resolved_secrets
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
@@ -123,7 +124,13 @@ class JobService:
     ) -> SubmitPlan:
         wanted: dict[str, str | None] = {**spec.inputs, **(inputs or {})}
         # inputs the spec does not name are allowed: the program reads them from JOBSUB_INPUT_<NAME>
+        for name in wanted:
+            try:
+                check_name("input", name)
+            except ValueError as exc:
+                raise SpecError(f"--input {name}=...: {exc}") from None
         self.store.check_bucket(self.jobs_uri.bucket)  # a missing bucket or bad credentials fail before any upload
+        self._check_env_values(spec)
         plan = SubmitPlan(job_id=new_job_id(spec.name), spec=spec, inputs={})
         if idempotency_key:
             plan.existing = self._idempotent_job(spec.name, idempotency_key)
@@ -154,6 +161,35 @@ class JobService:
             plan.code_archive = archive
         return plan
 
+    def _check_env_values(self, spec: JobSpec) -> None:
+        """A spec `env` value equal to a credential would store the secret in job.json: refuse it."""
+        known = resolved_secrets()
+        for name, value in spec.env.items():
+            if value and value in known:
+                raise SpecError(
+                    f"env.{name} holds one of your credentials and would be stored in the job record; "
+                    f"pass it with --secret-env {name} (taken from your shell, never stored)"
+                )
+
+    def _ensure_code(self, plan: SubmitPlan, on_message: Callable[[str], None]) -> None:
+        """Upload the code archive unless the store holds exactly these bytes (an archive replaced in the
+        bucket is uploaded again: the runtime would refuse it)."""
+        assert plan.code is not None and plan.code_archive is not None
+        uri = ObjectURI.parse(plan.code["uri"])
+        info = self.store.head(uri.bucket, uri.key)
+        if info is not None:
+            same = info.size == len(plan.code_archive) and (
+                info.etag.strip('"') == hashlib.md5(plan.code_archive).hexdigest()
+                or hashlib.sha256(self.store.get(uri.bucket, uri.key)).hexdigest() == plan.code["sha256"]
+            )
+            if same:
+                on_message(f"code {plan.code['sha256'][:12]} already uploaded")
+                return
+            on_message(f"the stored code archive {uri} does not match its SHA-256; uploading it again")
+        else:
+            on_message(f"uploading code {plan.code['folder']} ({plan.code['files']} files) -> {uri}")
+        self.store.put(uri.bucket, uri.key, plan.code_archive)
+
     def submit(
         self,
         plan: SubmitPlan,
@@ -169,12 +205,7 @@ class JobService:
             target = ObjectURI.parse(dest)
             TransferManager(self.store, subscribers=subscribers).upload([path], target)
         if plan.code and plan.code_archive is not None:
-            uri = ObjectURI.parse(plan.code["uri"])
-            if self.store.head(uri.bucket, uri.key) is None:
-                on_message(f"uploading code {plan.code['folder']} ({plan.code['files']} files) -> {uri}")
-                self.store.put(uri.bucket, uri.key, plan.code_archive)
-            else:
-                on_message(f"code {plan.code['sha256'][:12]} already uploaded")
+            self._ensure_code(plan, on_message)
         record = self.record(plan.job_id)
         spec = plan.spec.model_copy(update={"inputs": plan.inputs, "outputs": plan.outputs})
         record.put_json(
@@ -375,10 +406,16 @@ class JobService:
         objects = list(self.store.iter_objects(uri.bucket, uri.key))
         metrics: dict[str, Any] = {}
         source = None
+        warnings: list[str] = []
         if any(o.key == uri.key + "metrics.json" for o in objects):
-            metrics = json.loads(self.store.get(uri.bucket, uri.key + "metrics.json"))
-            source = str(uri.join("metrics.json"))
-        else:
+            try:
+                loaded = json.loads(self.store.get(uri.bucket, uri.key + "metrics.json"))
+                if not isinstance(loaded, dict):
+                    raise ValueError(f"a JSON {type(loaded).__name__}, not an object")
+                metrics, source = loaded, str(uri.join("metrics.json"))
+            except ValueError as exc:
+                warnings.append(f"{uri.join('metrics.json')} is not a JSON object of metrics ({exc}); ignored")
+        if not metrics:
             rows = record.read_metrics()
             if rows:
                 metrics, source = rows[-1], record.uri("metrics.jsonl") + " (last line)"
@@ -396,4 +433,5 @@ class JobService:
             "plots": [f["uri"] for f in files if f["uri"].lower().endswith((".png", ".svg", ".jpg"))],
             "outputs": str(uri),
             "files": files,
+            "warnings": warnings,
         }
