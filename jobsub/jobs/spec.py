@@ -236,8 +236,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node a pydantic error location points to (or of its nearest parent)."""
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...], message: str = "") -> int | None:
+    """The 1-based line of the YAML node a pydantic error location points to (or of its nearest parent).
+    A mapping-wide error that names one of the mapping's keys (params, env, inputs) points at that key."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if not isinstance(node, yaml.MappingNode):
@@ -246,6 +247,11 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         if child is None:
             break
         node, line = child, child.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode) and message:
+        for key, _ in node.value:
+            name = str(getattr(key, "value", ""))
+            if name and re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", message):
+                return int(key.start_mark.line + 1)
     return line
 
 
@@ -276,7 +282,7 @@ def load_spec(path: Path) -> JobSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        line = _line_of(node, err["loc"])
+        line = _line_of(node, err["loc"], _pydantic_message(err))
         raise SpecError(f"{path}{f':{line}' if line else ''}: {field}: {_pydantic_message(err)}") from None
     if spec.code:
         code = Path(spec.code)

@@ -7,6 +7,7 @@ an error that lists the files that failed and the ones that did upload.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
 from jobsub.units import human_size
 from jobsub.uri import ObjectURI
 
-FINAL_ATTEMPTS = 3
+FINAL_ATTEMPTS = int(os.environ.get("JOBSUB_OUTPUT_UPLOAD_ATTEMPTS", "3"))
 
 
 class OutputUploadError(JobsubError):

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = float(os.environ.get("JOBSUB_HEARTBEAT_SECONDS", "5"))
 CANCEL_GRACE_SECONDS = float(os.environ.get("JOBSUB_CANCEL_GRACE_SECONDS", "10"))
 OUTPUT_SYNC_SECONDS = float(os.environ.get("JOBSUB_OUTPUT_SYNC_SECONDS", "60"))
-#: Optional cap on the runtime's staging download rate (bytes/s), for shared links.
+#: Optional caps on the runtime's transfer rates (e.g. 50MiB, per second), for shared links.
 STAGING_MAX_BANDWIDTH = os.environ.get("JOBSUB_STAGING_MAX_BANDWIDTH")
+OUTPUT_MAX_BANDWIDTH = os.environ.get("JOBSUB_OUTPUT_MAX_BANDWIDTH")
 
 
 class StagingError(JobsubError):
@@ -129,7 +130,10 @@ class Runner:
         self.token = secrets.token_hex(4)  # this runner's id: in its claim and in its log chunk names
         self.status = StatusWriter(record, record.read_status())
         self.logs = LogShipper(record, first_chunk=self._existing_chunks(), writer=self.token)
-        self.outputs = OutputUploader(store, self.outputs_dir, self.outputs_uri, self.logs.say)
+        output_options = TransferOptions(concurrency=4, part_attempts=2)
+        if OUTPUT_MAX_BANDWIDTH:
+            output_options.max_bandwidth = parse_size(OUTPUT_MAX_BANDWIDTH)
+        self.outputs = OutputUploader(store, self.outputs_dir, self.outputs_uri, self.logs.say, output_options)
         self.stop_reason: str | None = None  # "cancel" | "timeout" once the job must stop
         self._signal: int | None = None  # set by the signal handler, acted on by the watcher
         self._proc: subprocess.Popen | None = None

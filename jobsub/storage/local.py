@@ -32,7 +32,7 @@ from jobsub.errors import (
     UploadNotFoundError,
 )
 from jobsub.storage.base import FileRange, ListResult, ObjectInfo, PartData, PartInfo, ProgressCallback, UploadInfo
-from jobsub.uri import validate_bucket, validate_key
+from jobsub.uri import key_problem, validate_bucket, validate_key
 
 _INTERNAL = ".jobsub"
 
@@ -203,6 +203,9 @@ class LocalStore:
                 if key.startswith(prefix) and key > start_after:
                     keys.append(key)
         for key in sorted(keys):
+            if key_problem(key):  # a file another program put there: listed as it is, so readers refuse it
+                yield ObjectInfo(key, (base / key).stat().st_size)
+                continue
             info = self.head(bucket, key)
             if info is not None:
                 yield info
