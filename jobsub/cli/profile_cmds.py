@@ -29,8 +29,11 @@ def profile_command() -> None:
 @click.option("--aws-profile", help="Credentials from this ~/.aws profile (jobsub never stores a secret).")
 @click.option("--root", type=click.Path(), help="local storage: the folder that holds the buckets")
 @click.option("--jobs-uri", default="s3://jobsub/jobs/", show_default=True, help="Where job records are kept.")
+@click.option("--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray.")
 @click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
-def profile_add(name, storage, endpoint_url, region, addressing_style, aws_profile, root, jobs_uri, make_current):
+def profile_add(
+    name, storage, endpoint_url, region, addressing_style, aws_profile, root, jobs_uri, executor, make_current
+):
     """Add (or replace) profile NAME."""
     from pydantic import ValidationError
 
@@ -43,6 +46,7 @@ def profile_add(name, storage, endpoint_url, region, addressing_style, aws_profi
             aws_profile=aws_profile,
             root=root,
             jobs_uri=jobs_uri,
+            executor=executor,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

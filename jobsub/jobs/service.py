@@ -9,26 +9,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from jobsub.config import Profile
+from jobsub.costs import Estimate
 from jobsub.errors import (
     BucketNotFoundError,
     JobError,
     JobNotFoundError,
+    JobsubError,
     ObjectNotFoundError,
     SourceNotFoundError,
     SpecError,
     StorageError,
 )
-from jobsub.executors import get_executor
+from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_executor
+from jobsub.jobs import billing
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec, check_name
@@ -36,10 +40,13 @@ from jobsub.redact import resolved_secrets
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
+from jobsub.units import parse_duration, parse_size
 from jobsub.uri import ObjectURI, is_remote
 
 log = logging.getLogger(__name__)
 
+#: A runner that has not written STAGING this long after submit (and is not reported alive) did not start.
+RUNNER_START_SECONDS = float(os.environ.get("JOBSUB_RUNNER_START_SECONDS", "60"))
 #: A runner that has not written a heartbeat for this long, and whose executor cannot tell, is LOST.
 LOST_AFTER_SECONDS = 120.0
 
@@ -56,6 +63,8 @@ class SubmitPlan:
     code: dict[str, Any] | None = None
     code_archive: bytes | None = None
     existing: str | None = None  # an earlier job with the same name + idempotency key
+    estimate: Estimate | None = None  # what it will cost (jobsub/costs.py), from the profile's price table
+    max_cost: float | None = None  # --max-cost: refused at submit above it, stopped by the runtime at it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +75,8 @@ class SubmitPlan:
             "outputs": self.outputs,
             "code": self.code,
             "existing_job": self.existing,
+            "estimate": self.estimate.as_dict() if self.estimate else None,
+            "max_cost": self.max_cost,
         }
 
 
@@ -96,13 +107,75 @@ def _tail(record: JobRecord, count: int) -> tuple[list[dict[str, Any]], str]:
     return (lines[-count:] if count else []), (keys[-1] if keys else "")
 
 
+def storage_credentials_env(profile: Profile) -> dict[str, str]:
+    """The storage credentials boto3's chain resolves here, as environment variables for a runner that does
+    not share this machine's environment (a container, a cluster node). Empty for the local store."""
+    if profile.storage != "s3":
+        return {}
+    import boto3
+
+    try:
+        creds = boto3.session.Session(profile_name=profile.aws_profile).get_credentials()
+    except Exception:  # botocore.exceptions.ProfileNotFound: opening the store reports it properly
+        return {}
+    if creds is None:
+        return {}
+    frozen = creds.get_frozen_credentials()
+    env = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+    if frozen.token:
+        env["AWS_SESSION_TOKEN"] = frozen.token
+    return env
+
+
+#: JOBSUB_* variables of the submitting shell that configure the runtime (heartbeat, grace period, ...) and
+#: are passed on to runners that do not inherit this environment. Never a secret.
+_RUNTIME_TUNABLES_EXCLUDED = {"JOBSUB_PROFILE_JSON", "JOBSUB_PROFILE"}
+
+
+def _runtime_tunables() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("JOBSUB_") and k not in _RUNTIME_TUNABLES_EXCLUDED}
+
+
 class JobService:
-    def __init__(self, profile: Profile, store: ObjectStore, profile_name: str = "default") -> None:
+    def __init__(
+        self, profile: Profile, store: ObjectStore, profile_name: str = "default", executor: str | None = None
+    ) -> None:
         self.profile = profile
         self.profile_name = profile_name
         self.store = store
         self.jobs_uri = ObjectURI.parse(profile.jobs_uri).as_prefix()
-        self.executor = get_executor(profile.executor)
+        #: where new jobs go (--executor, else the profile's); existing jobs use the kind in their handle
+        self.executor = get_executor(executor or profile.executor, profile)
+        self._executors: dict[str, Executor] = {self.executor.kind: self.executor}
+
+    def executor_for(self, handle: Handle) -> Executor:
+        """The executor that started this job (its handle names the kind), whatever the profile says now."""
+        kind = str(handle.get("kind") or self.executor.kind)
+        if kind not in self._executors:
+            self._executors[kind] = get_executor(kind, self.profile)
+        return self._executors[kind]
+
+    def launch_request(self, plan: SubmitPlan, secret_env: dict[str, str] | None = None) -> LaunchRequest:
+        """What the executor gets. Runners that do not share this machine's environment get the resolved
+        storage credentials (never stored anywhere) and a profile that does not name a ~/.aws profile."""
+        spec = plan.spec
+        profile, secrets_for_runner = self.profile, dict(secret_env or {})
+        if not self.executor.shares_client_environment:
+            secrets_for_runner = {**storage_credentials_env(self.profile), **secrets_for_runner}
+            profile = self.profile.model_copy(update={"aws_profile": None})
+        return LaunchRequest(
+            job_id=plan.job_id,
+            job_uri=JobRecord(self.store, self.jobs_uri, plan.job_id).uri(),
+            profile=profile,
+            image=spec.image,
+            cpus=spec.resources.cpus,
+            gpus=spec.resources.gpus,
+            memory_bytes=parse_size(spec.resources.memory) if spec.resources.memory else None,
+            nodes=int(getattr(spec.resources, "nodes", 1) or 1),
+            timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
+            env=_runtime_tunables(),
+            secret_env=secrets_for_runner,
+        )
 
     def record(self, job_id: str) -> JobRecord:
         if not job_id or "/" in job_id or job_id.startswith(("_", ".")):
@@ -121,6 +194,7 @@ class JobService:
         output: str | None = None,
         idempotency_key: str | None = None,
         base_dir: Path | None = None,
+        max_cost: float | None = None,
     ) -> SubmitPlan:
         wanted: dict[str, str | None] = {**spec.inputs, **(inputs or {})}
         # inputs the spec does not name are allowed: the program reads them from JOBSUB_INPUT_<NAME>
@@ -159,6 +233,8 @@ class JobService:
             uri = self._internal("_code", f"{sha}.tar.gz")
             plan.code = {"uri": str(uri), "sha256": sha, "files": files, "bytes": len(archive), "folder": spec.code}
             plan.code_archive = archive
+        plan.max_cost = max_cost
+        plan.estimate = billing.estimate_plan(self, plan)
         return plan
 
     def _check_env_values(self, spec: JobSpec) -> None:
@@ -196,10 +272,18 @@ class JobService:
         subscribers: list[TransferSubscriber] | None = None,
         idempotency_key: str | None = None,
         on_message: Callable[[str], None] = lambda _: None,
+        secret_env: dict[str, str] | None = None,
     ) -> tuple[str, bool]:
-        """Upload what the plan needs, write the record and start the runner. (job id, created?)"""
+        """Upload what the plan needs, write the record and start the runner. (job id, created?)
+
+        The executor is checked first (engine, image, scheduler reachable), so a missing piece costs no
+        upload and leaves no record; a launch that fails after the record exists marks it FAILED."""
         if plan.existing:
             return plan.existing, False
+        if plan.estimate is not None:
+            billing.check_max_cost(plan.estimate, plan.max_cost)
+        request = self.launch_request(plan, secret_env)
+        self.executor.check(request)
         for name, path, dest in plan.uploads:
             on_message(f"uploading input {name}: {path} -> {dest}")
             target = ObjectURI.parse(dest)
@@ -220,14 +304,23 @@ class JobService:
                 "submitted_from": socket.gethostname(),
                 "profile": self.profile_name,
                 "executor": self.executor.kind,
+                "cost": billing.cost_record(self, plan, plan.estimate, plan.max_cost) if plan.estimate else None,
+                "secret_env": sorted(secret_env or {}),  # the names only: values go to the executor, never here
             },
         )
         record.write_status(JobStatus())
+        try:
+            handle = self.executor.submit(request)
+        except Exception as exc:
+            status = JobStatus(
+                state=State.FAILED, finished=now_iso(), reason=f"{self.executor.kind} launch failed: {exc}"
+            )
+            record.write_status(status)
+            raise
+        record.put_json("executor.json", handle)
         if idempotency_key:
             key = self._idempotency_uri(plan.spec.name, idempotency_key)
             self.store.put(key.bucket, key.key, plan.job_id.encode())
-        handle = self.executor.submit(plan.job_id, record.uri(), self.profile.model_dump_json())
-        record.put_json("executor.json", handle)
         return plan.job_id, True
 
     def _idempotency_uri(self, name: str, key: str) -> ObjectURI:
@@ -256,20 +349,62 @@ class JobService:
         if status.state.final:
             return status
         handle = self.executor_handle(record)
-        liveness = self.executor.poll(handle) if handle else "unknown"
+        observation = self.executor_for(handle).poll(handle) if handle else Observation("unknown")
+        return self._reconcile(record, status, handle, observation)
+
+    def _reconcile(self, record: JobRecord, status: JobStatus, handle: Handle, seen: Observation) -> JobStatus:
+        """Combine the record with what the executor sees. A dead runner without a final state is LOST, or
+        FAILED with the executor's reason when it knows one (out of memory); a job the executor is holding
+        (a scheduler queue) shows why in `reason` without that being written."""
         age = heartbeat_age(status)
-        if liveness == "dead" or (liveness == "unknown" and age is not None and age > LOST_AFTER_SECONDS):
+        if status.state == State.QUEUED and self._never_started(record, status, handle, seen):
+            return status
+        if seen.liveness == "dead" or (seen.liveness == "unknown" and age is not None and age > LOST_AFTER_SECONDS):
             status = record.read_status()  # the runner may have finished between the two reads
             if not status.state.final:
-                status.state = State.LOST
                 status.finished = now_iso()
-                status.reason = (
-                    "the runner process is gone without a final state"
-                    if liveness == "dead"
-                    else f"no heartbeat for {age:.0f}s"
-                )
+                if seen.liveness == "dead" and seen.detail:
+                    status.state, status.reason = State.FAILED, seen.detail
+                    status.exit_code = seen.exit_code if seen.exit_code is not None else status.exit_code
+                else:
+                    status.state = State.LOST
+                    status.reason = (
+                        "the runner process is gone without a final state"
+                        if seen.liveness == "dead"
+                        else f"no heartbeat for {age:.0f}s"
+                    )
                 record.write_status(status)
+        elif seen.detail and not status.reason:
+            status.reason = seen.detail  # shown, not stored: e.g. "queued: Resources"
+        if status.state.final and handle:
+            self.executor_for(handle).cleanup(handle)
         return status
+
+    def _never_started(self, record: JobRecord, status: JobStatus, handle: Handle, seen: Observation) -> bool:
+        """A runner that never wrote STAGING: FAILED (not LOST, not QUEUED forever) once the executor says it
+        is gone, or it has not started within RUNNER_START_SECONDS and the executor cannot say it is alive
+        (a scheduler that holds the job reports it alive, so a queued Slurm job is not failed)."""
+        waited = (datetime.now(timezone.utc) - datetime.fromisoformat(status.created)).total_seconds()
+        if seen.liveness == "alive" or (seen.liveness == "unknown" and waited < RUNNER_START_SECONDS):
+            return False
+        fresh = record.read_status()  # the runner may have started between the two reads
+        if fresh.state != State.QUEUED:
+            return False
+        where = self._runner_log(handle)
+        if seen.liveness == "dead":
+            reason = seen.detail or f"the runner exited before it started the job: see {where}"
+        else:
+            reason = f"runner did not start within {RUNNER_START_SECONDS:.0f} s: see {where}"
+        status.state, status.reason, status.finished = State.FAILED, reason, now_iso()
+        record.write_status(status)
+        return True
+
+    def _runner_log(self, handle: Handle) -> str:
+        if handle.get("log"):
+            return str(handle["log"])
+        if handle.get("run_dir"):
+            return str(Path(handle["run_dir"]) / "runner.log")
+        return f"the runner's log ({self.executor_for(handle).describe(handle)})" if handle else "the runner's log"
 
     def describe(self, job_id: str) -> dict[str, Any]:
         record = self.record(job_id)
@@ -281,14 +416,18 @@ class JobService:
             "name": job["spec"]["name"],
             "status": status.model_dump(mode="json"),
             "duration_seconds": status.duration(),
-            "executor": self.executor.describe(handle) if handle else "not started",
+            "executor": self.executor_for(handle).describe(handle) if handle else "not started",
             "record": record.uri(),
             "outputs": job["outputs"],
             "inputs": job["inputs"],
             "command": job["spec"]["command"],
+            "cost": billing.job_cost(job, status.duration(), billing.stored_bytes(self, job_id, job)),
         }
 
-    def list_jobs(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_jobs(
+        self, state: str | None = None, limit: int = 50, name: str | None = None, with_cost: bool = False
+    ) -> list[dict[str, Any]]:
+        """Newest first. `name` keeps one template's jobs; `with_cost` adds each job's cost (reads job.json)."""
         self.store.check_bucket(self.jobs_uri.bucket)
         try:
             listing = self.store.list(self.jobs_uri.bucket, self.jobs_uri.key, "/")
@@ -299,14 +438,10 @@ class JobService:
             key=lambda i: i.rsplit("-", 3)[-3:],
             reverse=True,
         )
-        rows = []
-        for job_id in ids:
-            if job_id.startswith("_"):
-                continue
-            try:
-                status = self.status(job_id)
-            except (JobNotFoundError, StorageError, ValueError):
-                continue
+        ids = [i for i in ids if not i.startswith("_") and (name is None or i.rsplit("-", 3)[0] == name)]
+        statuses = self._statuses(ids if state else ids[:limit])
+        rows: list[dict[str, Any]] = []
+        for job_id, status in statuses:
             if state and status.state.value != state.upper():
                 continue
             rows.append(
@@ -318,11 +453,67 @@ class JobService:
                     "started": status.started,
                     "duration_seconds": status.duration(),
                     "exit_code": status.exit_code,
+                    "reason": status.reason,
                 }
             )
+            if with_cost:
+                try:
+                    job = self.record(job_id).read_job()
+                    rows[-1]["cost"] = billing.job_cost(job, status.duration())
+                except (JobNotFoundError, StorageError):
+                    rows[-1]["cost"] = None
             if len(rows) >= limit:
                 break
         return rows
+
+    def _statuses(self, ids: list[str]) -> list[tuple[str, JobStatus]]:
+        """Statuses of many jobs, asking each executor once for all of its live jobs (one squeue, not N)."""
+        found: list[tuple[str, JobRecord, JobStatus]] = []
+        for job_id in ids:
+            try:
+                record = self.record(job_id)
+                found.append((job_id, record, record.read_status()))
+            except (JobNotFoundError, StorageError, ValueError):
+                continue
+        live: dict[str, list[tuple[int, JobRecord, Handle]]] = {}
+        for index, (_, record, status) in enumerate(found):
+            if not status.state.final:
+                handle = self.executor_handle(record)
+                live.setdefault(str(handle.get("kind", "")), []).append((index, record, handle))
+        result = [(job_id, status) for job_id, _, status in found]
+        for kind, entries in live.items():
+            handles = [h for _, _, h in entries]
+            try:
+                seen = (
+                    self.executor_for(handles[0]).poll_many(handles)
+                    if kind
+                    else [Observation("unknown")] * len(handles)
+                )
+            except JobsubError as exc:
+                log.warning("cannot poll %s jobs: %s", kind, exc)
+                seen = [Observation("unknown")] * len(handles)
+            for (index, record, handle), observation in zip(entries, seen, strict=True):
+                job_id, status = result[index]
+                result[index] = (job_id, self._reconcile(record, status, handle, observation))
+        return result
+
+    def cancel_leftovers(self, job_id: str, status: JobStatus) -> str:
+        """After LOST: kill what is left of the job (its recorded process group, by JOBSUB_JOB_ID) and say so."""
+        from jobsub.runtime.procs import kill_leftovers
+
+        record = self.record(job_id)
+        handle = self.executor_handle(record)
+        if handle:
+            self.executor_for(handle).cancel(handle)  # a container or scheduler job left behind
+        host, pgid = status.executor.get("host"), status.executor.get("pgid")
+        if not pgid:
+            return "its command had not started; nothing was left running"
+        if host != os.uname().nodename:
+            return f"its processes ran on {host}: run `jobsub cancel {job_id}` there to kill what is left"
+        killed = kill_leftovers(int(pgid), job_id)
+        if killed:
+            return f"killed {len(killed)} leftover processes of the job (group {pgid}: {', '.join(map(str, killed))})"
+        return f"nothing of it is left running on {host}"
 
     def cancel(self, job_id: str) -> JobStatus:
         record = self.record(job_id)
@@ -332,7 +523,7 @@ class JobService:
         record.request_cancel()
         handle = self.executor_handle(record)
         if handle:
-            self.executor.cancel(handle)
+            self.executor_for(handle).cancel(handle)
         return status
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.5) -> JobStatus:
@@ -402,7 +593,8 @@ class JobService:
         """Final metrics (the program's metrics.json, else its last metrics line), plots and outputs by URI."""
         status = self.status(job_id)
         record = self.record(job_id)
-        uri = self.outputs_uri(job_id)
+        job = record.read_job()
+        uri = ObjectURI.parse(job["outputs"]).as_prefix()
         objects = list(self.store.iter_objects(uri.bucket, uri.key))
         metrics: dict[str, Any] = {}
         source = None
@@ -434,4 +626,5 @@ class JobService:
             "outputs": str(uri),
             "files": files,
             "warnings": warnings,
+            "cost": billing.job_cost(job, status.duration(), billing.stored_bytes(self, job_id, job)),
         }

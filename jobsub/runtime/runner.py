@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobsub.costs import cost_limit_reached, money
 from jobsub.errors import (
     ConditionalWriteUnsupported,
     IntegrityError,
@@ -39,7 +40,7 @@ from jobsub.runtime.outputs import OutputUploader, OutputUploadError
 from jobsub.runtime.procs import Watchdog, die_with_parent, signal_group, wait_leader_exit
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
-from jobsub.units import parse_duration, parse_size
+from jobsub.units import human_duration, parse_duration, parse_size
 from jobsub.uri import ObjectURI
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,11 @@ class Runner:
         self._staging = TransferManager(store, options)
         for name in self.job.get("secret_env", []):  # values came through the executor; redact them too
             register_secret(os.environ.get(name))
+        self._started = time.monotonic()
+        cost = self.job.get("cost") or {}
+        self._rate = float(cost.get("rate_per_hour", 0.0))  # compute price per hour (jobsub/costs.py)
+        self._max_cost: float | None = cost.get("max_cost")
+        self._currency = str(cost.get("currency", ""))
 
     def _existing_chunks(self) -> int:
         """A restarted runner appends after the chunks an earlier attempt wrote."""
@@ -218,6 +224,12 @@ class Runner:
                 self._request_stop("cancel", f"received {signal.Signals(self._signal).name}")
             if self._deadline and now > self._deadline and not self.stop_reason:
                 self._request_stop("timeout", f"timeout of {self.spec.timeout} reached")
+            if (
+                self._proc is not None
+                and not self.stop_reason
+                and cost_limit_reached(self._rate, now - self._started, self._max_cost)
+            ):
+                self._request_stop("cost", self._cost_reason())
             if self.status.lost.is_set() and not self.stop_reason:
                 self._request_stop("cancel", "another runner took over this job")
             if now - last_marker >= 1.0 and not self.stop_reason:
@@ -268,6 +280,8 @@ class Runner:
                 return {"state": State.CANCELLED, "exit_code": code, "reason": "cancelled by request"}
             if self.stop_reason == "timeout":
                 return {"state": State.FAILED, "exit_code": code, "reason": f"timed out after {self.spec.timeout}"}
+            if self.stop_reason == "cost":
+                return {"state": State.FAILED, "exit_code": code, "reason": self._cost_reason()}
             if code == 0:
                 return {"state": State.SUCCEEDED, "exit_code": 0, "reason": None}
             reason = exit_reason(code)
@@ -449,6 +463,10 @@ class Runner:
         if proc is not None and proc.returncode is None:
             signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def _cost_reason(self) -> str:
+        elapsed = human_duration(time.monotonic() - self._started)
+        return f"cost limit {money(self._max_cost, self._currency)} reached after {elapsed}"
 
     # -- periodic side tasks ----------------------------------------------------------------------------
     def _sync_metrics(self) -> None:
