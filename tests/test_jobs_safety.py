@@ -436,3 +436,134 @@ def test_the_signal_handler_takes_no_lock_the_interrupted_code_may_hold(env: Env
         threading.Thread(target=call, daemon=True).start()
         assert done.wait(2), "the signal handler blocked on a lock"
     assert runner._signal == signal.SIGTERM
+
+
+# -- after the executor interface: secrets through the executor, runners that never start, LOST leftovers ----
+def test_secret_env_reaches_the_job_but_no_record_log_or_file(env: Env, tmp_path: Path) -> None:
+    import hashlib
+
+    value = "s3cr3t-Value-0123456789"
+    code = _code(  # the code holds only a hash of the value: the value itself must appear nowhere
+        tmp_path,
+        "import hashlib, os\nv = os.environ['MY_DB_PASSWORD']\nprint('has secret', hashlib.sha256(v.encode())"
+        f".hexdigest() == {hashlib.sha256(value.encode()).hexdigest()!r}, flush=True)\n"
+        "print('value is', v, flush=True)\n",
+    )
+    result = env.run(
+        "--debug",
+        "submit",
+        "python-script",
+        "--code",
+        str(code),
+        "--secret-env",
+        "MY_DB_PASSWORD",
+        "--follow",
+        extra_env={"MY_DB_PASSWORD": value},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "has secret True" in result.stdout and "value is ***" in result.stdout
+    assert value not in result.stdout + result.stderr
+    job_id = result.stdout.splitlines()[0]
+    assert _record(env, job_id).read_job()["secret_env"] == ["MY_DB_PASSWORD"]
+    store = env.store()
+    for info in store.iter_objects(env.bucket, ""):
+        assert value.encode() not in store.get(env.bucket, info.key), info.key
+    for path in env.root.rglob("*"):
+        if path.is_file():
+            assert value.encode() not in path.read_bytes(), path
+
+    missing = env.run("submit", "python-script", "--code", str(code), "--secret-env", "NOT_SET_ANYWHERE")
+    assert missing.returncode == 2 and "NOT_SET_ANYWHERE is not set in this shell" in missing.stderr
+
+
+def test_a_runner_that_dies_before_starting_fails_the_job_and_logs_f_ends(env: Env, tmp_path: Path) -> None:
+    code = _code(tmp_path, "print('COMMAND STARTED', flush=True)\n")
+    # an unreadable tunable makes the runner crash on import, before it writes anything
+    job_id = _submit(env, code, extra_env={"JOBSUB_HEARTBEAT_SECONDS": "banana"})
+    followed = env.run("logs", "-f", job_id, timeout=60)
+    assert followed.returncode == 1
+    status = _status(env, job_id)
+    assert status["state"] == "FAILED"
+    assert status["reason"].startswith("the runner exited before it started the job: see ")
+    assert status["reason"].endswith(f"/runs/{job_id}/runner.log")
+
+
+def test_a_runner_that_never_started_turns_failed_after_60_s(env: Env, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from jobsub.jobs.records import JobStatus
+
+    code = _code(tmp_path, "print('hi')\n")
+    job_id = env.run("submit", "python-script", "--code", str(code), "--follow").stdout.splitlines()[0]
+    new_id = "ghost-20261125-000000-abcd"
+    _copy_job(env, job_id, new_id)
+    record = _record(env, new_id)
+    created = (datetime.now(timezone.utc) - timedelta(seconds=61)).isoformat()
+    record.write_status(JobStatus(created=created))
+    record.put_json("executor.json", {"kind": "local", "host": "another-host", "pid": 1, "run_dir": "/srv/runs/x"})
+    followed = env.run("logs", "-f", new_id, timeout=60)
+    assert followed.returncode == 1
+    status = _status(env, new_id)
+    assert (
+        status["state"] == "FAILED"
+        and status["reason"] == "runner did not start within 60 s: see /srv/runs/x/runner.log"
+    )
+
+
+def test_cancel_of_a_lost_job_kills_what_is_left_and_says_so(env: Env, tmp_path: Path) -> None:
+    code = _code(
+        tmp_path,
+        "import os, subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '600'])\n"
+        "print(f'ready pgid={os.getpgid(0)} child={child.pid}', flush=True)\n"
+        "time.sleep(600)\n",
+    )
+    job_id = _submit(env, code)
+    ready = poll(lambda: re.search(r"ready pgid=(\d+) child=(\d+)", env.run("logs", job_id).stdout), 60, 0.2, "start")
+    pgid, child = int(ready.group(1)), int(ready.group(2))
+    runner_pid = _status(env, job_id)["executor"]["pid"]
+    try:
+        os.killpg(runner_pid, signal.SIGKILL)  # the runner and its watchdog at once: the child is left over
+        poll(lambda: _status(env, job_id)["state"] == "LOST", 20, 0.2, "LOST")
+        assert _group_alive(pgid)
+        result = env.run("cancel", job_id, check=True)
+        assert "LOST" in result.stdout and "killed 1 leftover processes of the job" in result.stdout
+        assert str(child) in result.stdout
+        poll(lambda: not _group_alive(pgid), 10, 0.1, "the leftovers to die")
+        again = env.run("cancel", job_id, check=True)
+        assert "nothing of it is left running" in again.stdout
+    finally:
+        if _group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def test_log_lines_keep_flowing_while_outputs_upload(env: Env, tmp_path: Path) -> None:
+    code = _code(
+        tmp_path,
+        "import os, time\n"
+        "with open(os.path.join(os.environ['JOBSUB_OUTPUT_DIR'], 'checkpoint.bin'), 'wb') as f:\n"
+        "    f.write(os.urandom(40 * 1024 * 1024))\n"
+        "end = time.time() + 9\n"
+        "while time.time() < end:\n"
+        "    print(f'tick {time.time():.3f}', flush=True)\n"
+        "    time.sleep(0.2)\n",
+    )
+    job_id = _submit(env, code, extra_env={"JOBSUB_OUTPUT_SYNC_SECONDS": "1", "JOBSUB_OUTPUT_MAX_BANDWIDTH": "8MiB"})
+    follower = env.popen("logs", "-f", job_id, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    delays: list[tuple[float, bool]] = []
+    uploading = False
+    assert follower.stdout is not None
+    for line in follower.stdout:
+        if "periodic output upload started" in line:
+            uploading = True
+        elif "periodic output upload ended" in line:
+            uploading = False
+        elif line.startswith("tick "):
+            delays.append((time.time() - float(line.split()[1]), uploading))
+    assert follower.wait(30) == 0
+    during = [d for d, up in delays if up]
+    assert len(during) >= 5, delays  # the upload took a while, and lines arrived meanwhile
+    assert max(during) < 2.0, during
+    logs = env.run("logs", job_id).stdout
+    assert re.search(r"periodic output upload started: 1 files, 40\.0 MiB", logs)
+    assert re.search(r"periodic output upload ended: 1 sent \(40\.0 MiB\), 0 unchanged, in \d+\.\d+s", logs)
