@@ -289,7 +289,10 @@ def iter_chunks(f: BinaryIO, entry: Entry, chunk: int = READ_CHUNK) -> Iterator[
         while left:
             data = f.read(min(chunk, left))
             if not data:
-                raise CheckpointError(f"{getattr(f, 'name', 'checkpoint')}: ends inside parameter {entry.name}")
+                raise CheckpointError(
+                    f"{getattr(f, 'name', 'checkpoint')}: ends inside parameter {entry.name} "
+                    "(the file was cut short or replaced while it was read): copy it again"
+                )
             left -= len(data)
             data = carry + data
             cut = len(data) - len(data) % itemsize
