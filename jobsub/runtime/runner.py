@@ -19,6 +19,7 @@ from jobsub.jobs.packaging import unpack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
 from jobsub.jobs.spec import JobSpec
 from jobsub.runtime.logship import LogShipper
+from jobsub.runtime.oom import OomWatch
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferOptions
 from jobsub.units import human_duration, parse_duration
@@ -130,6 +131,7 @@ class Runner:
         while True:
             attempt = self.status.status.attempt + 1
             self.status.update(state=State.RUNNING, attempt=attempt)
+            oom = OomWatch()
             code = self._run_command(paths)
             if self.stop_reason == "cancel":
                 return {"state": State.CANCELLED, "exit_code": code, "reason": "cancelled by request"}
@@ -139,7 +141,7 @@ class Runner:
                 return {"state": State.FAILED, "exit_code": code, "reason": self._cost_reason()}
             if code == 0:
                 return {"state": State.SUCCEEDED, "exit_code": 0, "reason": None}
-            reason = _exit_reason(code)
+            reason = oom.reason(code) or _exit_reason(code)
             if attempt >= attempts:
                 return {"state": State.FAILED, "exit_code": code, "reason": reason}
             self.logs.say(f"attempt {attempt} failed ({reason}); retrying ({attempt}/{attempts - 1} retries used)")
