@@ -66,7 +66,8 @@ def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> Job
     service = _service(app)
     final: JobStatus | None = None
     try:
-        for item in service.follow(job_id, tail=tail, on_error=warn_line):
+        waiting = lambda reason: click.echo(f"[jobsub] waiting to start: {reason}", err=True)  # noqa: E731
+        for item in service.follow(job_id, tail=tail, on_error=warn_line, on_waiting=waiting):
             if isinstance(item, JobStatus):
                 final = item
             else:

@@ -363,7 +363,11 @@ class JobService:
             status = record.read_status()  # the runner may have finished between the two reads
             if not status.state.final:
                 status.finished = now_iso()
-                if seen.liveness == "dead" and seen.detail:
+                if seen.liveness == "dead" and record.cancel_requested():
+                    # cancelled before the runner could write it (a queued batch job, a container not started)
+                    status.state = State.CANCELLED
+                    status.reason = "cancelled by request" + ("" if status.started else " before it started")
+                elif seen.liveness == "dead" and seen.detail:
                     status.state, status.reason = State.FAILED, seen.detail
                     status.exit_code = seen.exit_code if seen.exit_code is not None else status.exit_code
                 else:
@@ -385,7 +389,12 @@ class JobService:
         is gone, or it has not started within RUNNER_START_SECONDS and the executor cannot say it is alive
         (a scheduler that holds the job reports it alive, so a queued Slurm job is not failed)."""
         waited = (datetime.now(timezone.utc) - datetime.fromisoformat(status.created)).total_seconds()
-        if seen.liveness == "alive" or (seen.liveness == "unknown" and waited < RUNNER_START_SECONDS):
+        if seen.liveness == "alive":
+            return False
+        # only a runner that starts at once (local) or has no handle is late after a minute; a scheduler
+        # asked from a machine that cannot see it says "unknown" for a job that may rightly wait in a queue
+        starts_at_once = not handle or handle.get("kind") == "local"
+        if seen.liveness == "unknown" and (waited < RUNNER_START_SECONDS or not starts_at_once):
             return False
         fresh = record.read_status()  # the runner may have started between the two reads
         if fresh.state != State.QUEUED:
@@ -545,9 +554,15 @@ class JobService:
         return _tail(record, tail)[0]
 
     def follow(
-        self, job_id: str, tail: int | None = None, poll: float = 0.3, on_error: Callable[[str], None] | None = None
+        self,
+        job_id: str,
+        tail: int | None = None,
+        poll: float = 0.3,
+        on_error: Callable[[str], None] | None = None,
+        on_waiting: Callable[[str], None] | None = None,
     ) -> Iterator[dict[str, Any] | JobStatus]:
-        """Yield log lines in order as they arrive, then the final JobStatus.
+        """Yield log lines in order as they arrive, then the final JobStatus. While the job is not running
+        yet, `on_waiting` hears each new reason the executor gives ("queued: Resources").
 
         A chunk is yielded only once it was read whole, and the position only moves past it then: a storage
         error mid-way costs a retry, never a lost or repeated line.
@@ -561,6 +576,7 @@ class JobService:
         finished = False
         failures = 0
         status: JobStatus | None = None
+        waiting: str | None = None
         while True:
             try:
                 for key in record.chunks_after(last_key):
@@ -572,6 +588,9 @@ class JobService:
                     return
                 status = self.status(job_id)
                 failures = 0
+                if on_waiting and status.state == State.QUEUED and status.reason and status.reason != waiting:
+                    waiting = status.reason
+                    on_waiting(waiting)
             except StorageError as exc:
                 failures += 1
                 if not exc.transient and failures > 3:

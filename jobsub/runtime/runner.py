@@ -36,6 +36,7 @@ from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
 from jobsub.jobs.spec import IDENT_RE, JobSpec
 from jobsub.redact import register_secret
 from jobsub.runtime.logship import LogShipper
+from jobsub.runtime.oom import OomWatch
 from jobsub.runtime.outputs import OutputUploader, OutputUploadError
 from jobsub.runtime.procs import Watchdog, die_with_parent, signal_group, wait_leader_exit
 from jobsub.storage.base import ObjectStore
@@ -275,6 +276,7 @@ class Runner:
         while True:
             attempt = self.status.status.attempt + 1
             self.status.update(state=State.RUNNING, attempt=attempt)
+            oom = OomWatch()
             code = self._run_command(paths)
             if self.stop_reason == "cancel":
                 return {"state": State.CANCELLED, "exit_code": code, "reason": "cancelled by request"}
@@ -284,7 +286,7 @@ class Runner:
                 return {"state": State.FAILED, "exit_code": code, "reason": self._cost_reason()}
             if code == 0:
                 return {"state": State.SUCCEEDED, "exit_code": 0, "reason": None}
-            reason = exit_reason(code)
+            reason = oom.reason(code) or exit_reason(code)
             if attempt >= attempts:
                 return {"state": State.FAILED, "exit_code": code, "reason": reason}
             self.logs.say(f"attempt {attempt} failed ({reason}); retrying ({attempt}/{attempts - 1} retries used)")
