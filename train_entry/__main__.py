@@ -213,7 +213,10 @@ def _mindspore_args(sub) -> None:
         "--preset", choices=sorted(PRESETS), help="a size preset (checked against the tensors; gives the heads)"
     )
     importer.add_argument(
-        "--num-heads", type=int, help="attention heads (the tensors cannot tell; default: config, else hidden/64)"
+        "--num-heads",
+        type=int,
+        default=0,
+        help="attention heads, which the tensors cannot tell (default, or 0: from --config/--preset, else hidden/64)",
     )
     importer.add_argument(
         "--dtype",
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.output),
                 Path(args.config) if args.config else None,
                 args.preset,
-                args.num_heads,
+                args.num_heads or None,
                 args.dtype,
             )
         elif args.command == "export-mindspore":

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -280,11 +282,36 @@ def import_mindspore(
         if entry.tensor_type not in FLOATS:
             raise DataError(f"{ckpt}: {ms_name} holds {entry.tensor_type}, expected floating-point weights")
 
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.import-", dir=output.parent))
+    try:
+        report = _write_folder(staging, ckpt, vocab, vocab_file, kind, plan, by_name, config, notes, dtype)
+        output.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():  # only now: a failed import leaves an earlier folder as it was
+            os.replace(item, output / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report["model_dir"] = str(output)
+    (output / "mindspore_import.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _write_folder(
+    output: Path,
+    ckpt: Path,
+    vocab: Path,
+    vocab_file: Path,
+    kind: str,
+    plan: ImportPlan,
+    by_name: dict[str, Entry],
+    config: dict[str, Any],
+    notes: list[str],
+    dtype: str,
+) -> dict[str, Any]:
+    """Everything the model folder holds, written into `output` (a staging folder)."""
     from train_entry.modeling import load_tokenizer, save_tokenizer, vocab_size
 
-    output.mkdir(parents=True, exist_ok=True)
-    if vocab_file.resolve() != (output / "vocab.txt").resolve():
-        (output / "vocab.txt").write_bytes(vocab_file.read_bytes())
+    (output / "vocab.txt").write_bytes(vocab_file.read_bytes())
     tokenizer = load_tokenizer(output)
     if vocab_size(tokenizer) > config["vocab_size"]:
         raise DataError(
@@ -342,7 +369,6 @@ def import_mindspore(
         "dropped_names": plan.dropped,
         "unmapped_names": plan.unmapped,
     }
-    (output / "mindspore_import.json").write_text(json.dumps(report, indent=1) + "\n")
     info = {"source": "mindspore", "checkpoint": ckpt.name, "vocab_size": config["vocab_size"]}
     (output / "jobsub_model.json").write_text(json.dumps(info) + "\n")
     print(
@@ -390,15 +416,18 @@ def export_mindspore(model_dir: Path, output: Path, prefix: str = "bert.bert.") 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     total = 0
-    with open(weights, "rb") as src, open(partial, "wb") as dst:
-        for entry in entries:
-            if entry.name not in mapping:
-                continue
-            write_entry(dst, mapping[entry.name], entry.dims, entry.tensor_type, entry.nbytes)
-            for chunk in iter_chunks(src, entry):
-                dst.write(chunk)
-            total += entry.nbytes
-    os.replace(partial, output)
+    try:
+        with open(weights, "rb") as src, open(partial, "wb") as dst:
+            for entry in entries:
+                if entry.name not in mapping:
+                    continue
+                write_entry(dst, mapping[entry.name], entry.dims, entry.tensor_type, entry.nbytes)
+                for chunk in iter_chunks(src, entry):
+                    dst.write(chunk)
+                total += entry.nbytes
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
     print(f"exported {len(mapping)} tensors ({_size(total)}) to {output} under {prefix}*", flush=True)
     if left_out:
         print(f"left out {len(left_out)} tensors with no model-zoo name: {', '.join(left_out)}", flush=True)
