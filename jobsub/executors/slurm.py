@@ -226,6 +226,7 @@ class SlurmExecutor(BaseExecutor):
             "partition": self.settings.partition,
             "run_dir": str(run_dir),
             "output": str(output).replace("%j", job_id),
+            "log": str(output).replace("%j", job_id),  # the runner's own log, named in reasons
         }
 
     def poll(self, handle: Handle) -> Observation:

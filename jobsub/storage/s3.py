@@ -15,6 +15,7 @@ from typing import Any
 
 from jobsub.errors import (
     BucketNotFoundError,
+    ConditionalWriteUnsupported,
     CredentialsError,
     EndpointError,
     IntegrityError,
@@ -118,6 +119,9 @@ class S3Store:
         )
         region = region or self._session.region_name or "us-east-1"
         self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        from jobsub.redact import track_credentials
+
+        track_credentials(self._session, self._client)  # whatever botocore resolved is redacted everywhere
 
     # -- error translation -------------------------------------------------------------------------------
     def _key_hint(self) -> str:
@@ -288,6 +292,30 @@ class S3Store:
             kwargs["ContentMD5"] = content_md5
         response = self._call("put_object", _ctx=(bucket, key, ""), **kwargs)
         return response.get("ETag", "").strip('"')
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "PreconditionFailed" or status == 412:
+                return False
+            if code == "ConditionalRequestConflict" or status == 409:
+                return False  # another writer is creating it at this very moment
+            if code == "NotImplemented" or status == 501:
+                raise ConditionalWriteUnsupported(
+                    f"{self.description} does not support conditional writes (If-None-Match)"
+                ) from None
+            raise self._translate(exc, bucket, key) from None
+        except Exception as exc:
+            translated = self._translate(exc, bucket, key)
+            if translated is exc:
+                raise
+            raise translated from None
 
     def iter_objects(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
