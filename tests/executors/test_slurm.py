@@ -260,21 +260,24 @@ def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
     failing_rank: int | None,
 ) -> None:
     """The runtime runs once (node 0) and srun starts the command on each node; one failing node fails it."""
-    env, _ = _slurm_env(request, tmp_path, monkeypatch, sbatch_args=["--nodes=2"])
+    env, _ = _slurm_env(request, tmp_path, monkeypatch)
     env.vars.update(two_nodes.env)
     code = _code(
         tmp_path,
         "import os, sys, time\n"
         "rank = int(os.environ['JOBSUB_NODE_RANK'])\n"
-        "nodes, here = os.environ['SLURM_JOB_NUM_NODES'], os.environ['SLURMD_NODENAME']\n"
-        "print(f'rank {rank} of {nodes} on {here}', flush=True)\n"
+        "nodes, here = os.environ['JOBSUB_NNODES'], os.environ['SLURMD_NODENAME']\n"
+        "print(f'rank {rank} of {nodes} on {here}, master {os.environ[\"MASTER_ADDR\"]}', flush=True)\n"
         f"if rank == {failing_rank}:\n    sys.exit(3)\n"
         f"time.sleep({0 if failing_rank is None else 600})\n",
     )
-    job_id = _submit(env, code)
+    job_id = _submit(env, code, "--set", "resources.nodes=2")
     done = env.run("logs", "-f", job_id, timeout=180)
     ranks = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
-    assert ranks == [f"rank {i} of 2 on {name}" for i, name in enumerate(two_nodes.node_names)], done.stdout
+    first = two_nodes.node_names[0]
+    assert ranks == [f"rank {i} of 2 on {name}, master {first}" for i, name in enumerate(two_nodes.node_names)], (
+        done.stdout
+    )
     status = env.run_json("status", job_id)["status"]
     if failing_rank is None:
         assert done.returncode == 0 and status["state"] == "SUCCEEDED", done.stdout + done.stderr
@@ -286,13 +289,20 @@ def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
 
 def test_a_machine_without_slurm_commands_follows_a_job_from_its_record(senv: Env, tmp_path: Path) -> None:
     """Another machine with only the profile (no squeue there): status and logs -f work from the record."""
-    code = _code(tmp_path, "import time\nprint('first', flush=True)\ntime.sleep(3)\nprint('last', flush=True)\n")
+    go = tmp_path / "go"  # the node is this machine: the job waits for the test to say go
+    code = _code(
+        tmp_path,
+        "import os, time\nprint('first', flush=True)\n"
+        f"deadline = time.time() + 120\nwhile not os.path.exists({str(go)!r}) and time.time() < deadline:\n"
+        "    time.sleep(0.1)\nprint('last', flush=True)\n",
+    )
     job_id = _submit(senv, code)
     laptop = {"PATH": str(tmp_path / "no-slurm-here")}
     poll(lambda: "first" in senv.run("logs", job_id, extra_env=laptop).stdout, 120, 0.3, "the first line")
     status = senv.run("status", job_id, "--json", extra_env=laptop)
     assert status.returncode == 0 and json.loads(status.stdout)["status"]["state"] == "RUNNING", status.stderr
     assert json.loads(status.stdout)["status"]["reason"] is None
+    go.touch()
     done = senv.run("logs", "-f", job_id, extra_env=laptop, timeout=120)
     assert done.returncode == 0 and done.stdout.index("first") < done.stdout.index("last"), done.stderr
 
