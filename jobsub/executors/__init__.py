@@ -20,6 +20,7 @@ __all__ = ["EXECUTORS", "Executor", "Handle", "LaunchRequest", "Observation", "g
 EXECUTORS: dict[str, str] = {
     "local": "jobsub.executors.local:LocalExecutor",
     "ray": "jobsub.executors.ray:RayExecutor",
+    "slurm": "jobsub.executors.slurm:SlurmExecutor",
 }
 
 

@@ -249,7 +249,8 @@ class RayExecutor(BaseExecutor):
             reason = _one_line(lines[-1] if lines else "")
             raise JobError(f"the Ray cluster refused the job (HTTP {response.status_code}): {reason}")
         sid = response.json().get("submission_id") or body["submission_id"]
-        return {"kind": self.kind, "address": address, "submission_id": sid}
+        # "log": where the runner's own output is when it dies before the job log starts (Ray keeps it)
+        return {"kind": self.kind, "address": address, "submission_id": sid, "log": f"{address}/api/jobs/{sid}/logs"}
 
     def _job_info(self, handle: Handle) -> dict[str, Any] | None:
         address = self._address(handle)

@@ -39,8 +39,12 @@ class ExecutorHarness:
     kill_runner: Callable[[dict[str, Any]], None] | None = None
     #: True when nothing of the job (runner, command, container) is still running, given its handle
     nothing_running: Callable[[dict[str, Any]], bool] = lambda handle: True
+    #: kill whatever of the job is left (test teardown after a failure), given its handle; idempotent
+    reap: Callable[[dict[str, Any]], None] = lambda handle: None
     #: why a missing capability is missing, for the skip message
     notes: dict[str, str] = field(default_factory=dict)
+    #: conformance checks this kind is known to fail today (check name -> why): they xfail with the reason
+    known_gaps: dict[str, str] = field(default_factory=dict)
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities

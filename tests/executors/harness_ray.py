@@ -17,7 +17,6 @@ then SIGKILL after 10 s).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import secrets
@@ -243,7 +242,7 @@ def ray_cluster() -> Iterator[RayCluster]:
 
 @pytest.fixture(scope="session")
 def ray_harness(ray_cluster: RayCluster) -> ExecutorHarness:
-    settings: dict[str, Any] = dict(
+    return ExecutorHarness(
         kind="ray",
         profile_settings={
             "executor": "ray",
@@ -263,5 +262,3 @@ def ray_harness(ray_cluster: RayCluster) -> ExecutorHarness:
             "PDEATHSIG (issue 13); Ray kills only the entrypoint's process group"
         },
     )
-    known = {f.name for f in dataclasses.fields(ExecutorHarness)}  # reap/known_gaps arrive with the docker work
-    return ExecutorHarness(**{k: v for k, v in settings.items() if k in known})
