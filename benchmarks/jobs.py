@@ -2,7 +2,7 @@
   - submit -> first log line shown by `jobsub logs -f` (what a user waits for after pressing enter), and
   - line printed by the job -> the same line shown by `logs -f` (how live the log is).
 
-    python benchmarks/jobs.py [--jobs 10] [--slurm]
+    python benchmarks/jobs.py [--jobs 10] [--slurm] [--ray]
 
 Targets (issue 3): both medians under 2 seconds.
 
@@ -10,6 +10,11 @@ With --slurm (needs slurm-wlm + munge, run as root): a throwaway one-node cluste
 same job through the slurm executor on the moto profile, and beside it the engine's floor measured in the
 same run: a bare `sbatch` job printing one timestamped line -> that line in its output file.
 Target (issue 8): jobsub adds under 1 s to that floor.
+
+With --ray (needs the test extra's ray[default]): a throwaway one-node Ray cluster (the test fixture's),
+the same job through the ray executor on the moto profile, and beside it, alternating, the floor: the same
+script as a bare Ray job submitted with Ray's own SDK (JobSubmissionClient) and its log streamed with
+tail_job_logs -> first line, and line printed -> shown.
 """
 
 from __future__ import annotations
@@ -102,11 +107,81 @@ def bench_slurm(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[st
     }
 
 
+def ray_floor(client, work: Path) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+    """A bare Ray job (Ray's SDK) running SCRIPT: submit -> first tick line streamed, and each line's delay."""
+    import asyncio
+
+    started = time.time()
+    sid = client.submit_job(entrypoint=f"python -c {json.dumps(SCRIPT)}")
+
+    async def stream() -> tuple[float | None, list[float]]:
+        first, delays = None, []
+        async for chunk in client.tail_job_logs(sid):
+            now = time.time()
+            for line in chunk.splitlines():
+                if line.startswith("tick "):
+                    first = first or now
+                    delays.append(now - float(line.split()[1]))
+        return first, delays
+
+    first, delays = asyncio.run(stream())
+    return (first or time.time()) - started, delays
+
+
+def bench_ray(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[str, float | int]:
+    """The ray executor on the moto profile beside a bare Ray SDK job, alternating so both see the same load."""
+    import tomli_w
+    import tomllib
+    from ray.job_submission import JobSubmissionClient
+
+    from tests.executors.harness_ray import AUTH_VAR, start_ray_cluster
+
+    root = Path(tempfile.mkdtemp(prefix="jobsub-ray-"))  # short: Ray's socket paths
+    cluster = start_ray_cluster(root)
+    try:
+        env = {**env, AUTH_VAR: f"Bearer {cluster.token}"}
+        subprocess.run(
+            [sys.executable, "-m", "jobsub", "profile", "add", "ray", "--storage", "s3", "--endpoint-url", url,
+             "--addressing-style", "path", "--jobs-uri", "s3://jobs-bench/jobs/", "--executor", "ray",
+             "--ray-address", cluster.url],
+            env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        config = Path(env["XDG_CONFIG_HOME"]) / "jobsub" / "config.toml"
+        data = tomllib.loads(config.read_text())
+        data["profiles"]["ray"]["ray"]["headers_env"] = {"Authorization": AUTH_VAR}
+        config.write_text(tomli_w.dumps(data))
+        client = JobSubmissionClient(cluster.url, headers=cluster.headers)
+        firsts, delays, floors, floor_delays = [], [], [], []
+        for _ in range(jobs):
+            floor, floor_lines = ray_floor(client, work)
+            floors.append(floor)
+            floor_delays.extend(floor_lines)
+            first, line_delays = one_job({**env, "JOBSUB_PROFILE": "ray"}, work / "code")
+            firsts.append(first)
+            delays.extend(line_delays)
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    floor = statistics.median(floors)
+    return {
+        "jobs": jobs,
+        "ray_sdk_floor_median_s": round(floor, 3),
+        "ray_sdk_line_latency_median_s": round(statistics.median(floor_delays), 3),
+        "submit_to_first_line_median_s": round(statistics.median(firsts), 3),
+        "submit_to_first_line_max_s": round(max(firsts), 3),
+        "added_over_floor_median_s": round(statistics.median(firsts) - floor, 3),
+        "line_latency_median_s": round(statistics.median(delays), 3),
+        "line_latency_p90_s": round(sorted(delays)[int(len(delays) * 0.9)], 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--slurm", action="store_true", help="also the slurm executor beside bare sbatch")
     parser.add_argument("--only-slurm", action="store_true", help="only the slurm executor beside bare sbatch")
+    parser.add_argument("--ray", action="store_true", help="also the ray executor beside a bare Ray SDK job")
+    parser.add_argument("--only-ray", action="store_true", help="only the ray executor beside a bare Ray SDK job")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="jobsub-jobs-bench-"))
     (work / "code").mkdir()
@@ -140,7 +215,10 @@ def main() -> None:
         if args.slurm or args.only_slurm:
             results["slurm"] = bench_slurm(env, work, url, args.jobs)
             print("slurm", json.dumps(results["slurm"]), flush=True)
-        for profile in () if args.only_slurm else ("default", "moto"):
+        if args.ray or args.only_ray:
+            results["ray"] = bench_ray(env, work, url, args.jobs)
+            print("ray", json.dumps(results["ray"]), flush=True)
+        for profile in () if args.only_slurm or args.only_ray else ("default", "moto"):
             firsts, delays = [], []
             for _ in range(args.jobs):
                 first, line_delays = one_job({**env, "JOBSUB_PROFILE": profile}, work / "code")

@@ -6,6 +6,9 @@ jobsub package through the dashboard's package API and names it in ``runtime_env
 unpacks it on the node that runs the job and puts it on the runner's PYTHONPATH. So the runner is always
 the same code as the client that wrote the job record.
 
+Only the ``jobsub`` folder is shipped: job templates (installed as jobsub.job_templates from the top-level
+job_templates/ folder) are read at submit, never by the runner, which reads the spec from the job record.
+
 The zip is reproducible (sorted names, fixed timestamps, no bytecode) and named by a hash of its
 content, so a second submit from the same jobsub uploads nothing, and two versions never collide.
 """

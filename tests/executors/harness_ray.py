@@ -257,8 +257,4 @@ def ray_harness(ray_cluster: RayCluster) -> ExecutorHarness:
             "memory_limit": "Ray's entrypoint_memory reserves memory for scheduling; it does not cap the job "
             "(Ray's memory monitor acts only when the whole node runs short)"
         },
-        known_gaps={
-            "orphans": "a killed runner leaves its command (its own session) running until the runtime's "
-            "PDEATHSIG (issue 13); Ray kills only the entrypoint's process group"
-        },
     )

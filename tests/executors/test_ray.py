@@ -45,8 +45,8 @@ def _submit(env: Env, code: Path, *extra: str, timeout: float = 300) -> subproce
 
 def _one_line_exit_2(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("estimate:")]
+    assert len(lines) == 1, result.stderr  # the cost estimate line of submit aside, one line
     return lines[0]
 
 
