@@ -48,10 +48,34 @@ class DockerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str | None = Field(default=None, description="unix:///... or ssh://user@host; default: DOCKER_HOST")
-    network: str | None = Field(default=None, description="container network; 'host' reaches a loopback endpoint")
+    host: str | None = Field(
+        default=None, description="unix:///... or ssh://user@host; default: DOCKER_HOST, then the docker context"
+    )
+    image: str | None = Field(default=None, description="image for specs without image: (default jobsub-train:latest)")
+    network: str | None = Field(
+        default=None, description="container network; default: 'host' for a loopback endpoint, else the engine's"
+    )
     keep: bool = Field(default=False, description="keep finished containers for debugging")
-    shm_size: str | None = Field(default=None, description="shared memory for data loaders, e.g. 2GiB")
+    shm_size: str | None = Field(default=None, description="shared memory for data loaders, e.g. 2GiB (default 1GiB)")
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
+            raise ValueError("use unix:///path/docker.sock, tcp://host:2376 or ssh://user@host")
+        return value
+
+    @field_validator("shm_size")
+    @classmethod
+    def _check_shm(cls, value: str | None) -> str | None:
+        if value:
+            from jobsub.units import parse_size
+
+            try:
+                parse_size(value)
+            except Exception:
+                raise ValueError(f"cannot read size {value!r}: e.g. 2GiB or 512MiB") from None
+        return value
 
 
 class SlurmSettings(BaseModel):

@@ -17,6 +17,7 @@ from jobsub.errors import JobsubError, ObjectNotFoundError
 from jobsub.jobs.packaging import unpack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
 from jobsub.jobs.spec import JobSpec
+from jobsub.runtime import oom
 from jobsub.runtime.logship import LogShipper
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferOptions
@@ -124,6 +125,7 @@ class Runner:
         while True:
             attempt = self.status.status.attempt + 1
             self.status.update(state=State.RUNNING, attempt=attempt)
+            kills_before = oom.oom_kills()
             code = self._run_command(paths)
             if self.stop_reason == "cancel":
                 return {"state": State.CANCELLED, "exit_code": code, "reason": "cancelled by request"}
@@ -131,7 +133,7 @@ class Runner:
                 return {"state": State.FAILED, "exit_code": code, "reason": f"timed out after {self.spec.timeout}"}
             if code == 0:
                 return {"state": State.SUCCEEDED, "exit_code": 0, "reason": None}
-            reason = _exit_reason(code)
+            reason = oom.oom_reason(code, kills_before) or _exit_reason(code)
             if attempt >= attempts:
                 return {"state": State.FAILED, "exit_code": code, "reason": reason}
             self.logs.say(f"attempt {attempt} failed ({reason}); retrying ({attempt}/{attempts - 1} retries used)")
