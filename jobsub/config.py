@@ -15,6 +15,7 @@ from typing import Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from jobsub.costs import Prices
 from jobsub.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -89,7 +90,10 @@ class SlurmSettings(BaseModel):
     sbatch_args: list[str] = Field(default_factory=list, description="extra sbatch options")
     setup: list[str] = Field(default_factory=list, description="lines run before the runtime (module load ...)")
     container: str | None = Field(default=None, description="e.g. 'apptainer exec IMAGE' prefix for the runtime")
-    work_root: str | None = Field(default=None, description="shared folder for batch scripts and runner logs")
+    work_root: str | None = Field(
+        default=None, description="folder for batch scripts, runner logs and work dirs (default: the state dir)"
+    )
+    python: str = Field(default="python3", description="the interpreter with jobsub installed, on the compute nodes")
 
 
 class RaySettings(BaseModel):
@@ -119,6 +123,7 @@ class Profile(BaseModel):
     docker: DockerSettings = Field(default_factory=DockerSettings)
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    prices: Prices = Field(default_factory=Prices, description="price table for cost estimates (default: zeros)")
 
     @field_validator("executor")
     @classmethod

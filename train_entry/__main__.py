@@ -71,7 +71,19 @@ def _train_args(parser: argparse.ArgumentParser, epochs: float, batch: int, lr: 
     group.add_argument(
         "--epochs", type=float, default=epochs, help="passes over the training data (default: %(default)s)"
     )
-    group.add_argument("--batch-size", type=int, default=batch, help="training batch size (default: %(default)s)")
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch,
+        help="global batch per optimizer step, split over the processes torchrun starts (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-device-batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most lines one device takes at once; gradient accumulation makes up the global batch",
+    )
     group.add_argument("--eval-batch-size", type=int, default=128, help="inference batch size (default: %(default)s)")
     group.add_argument("--lr", type=float, default=lr, help="peak learning rate (default: %(default)s)")
     group.add_argument("--warmup-ratio", type=float, default=0.1, help="linear warm-up share of steps (default: 0.1)")
@@ -181,7 +193,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_args(pretrain)
     _train_args(pretrain, epochs=3, batch=64, lr=1e-4)
+    _mindspore_args(sub)
     return parser
+
+
+def _mindspore_args(sub) -> None:
+    importer = sub.add_parser(
+        "import-mindspore",
+        help="turn a MindSpore model-zoo BERT checkpoint (.ckpt) into a model folder",
+        description="Convert a MindSpore model-zoo BERT .ckpt (pre-training or fine-tuning, optimizer state "
+        "included) into a transformers model folder that finetune, evaluate and pretrain read. MindSpore is not "
+        "needed; optimizer tensors are skipped without being read.",
+    )
+    importer.add_argument("--ckpt", required=True, metavar="FILE", help="the MindSpore checkpoint (.ckpt)")
+    importer.add_argument("--vocab", required=True, metavar="FILE", help="the vocab.txt it was trained with")
+    shape = importer.add_mutually_exclusive_group()
+    shape.add_argument("--config", metavar="FILE", help="bert_config.json (checked against the tensors)")
+    shape.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a size preset (checked against the tensors; gives the heads)"
+    )
+    importer.add_argument(
+        "--num-heads",
+        type=int,
+        default=0,
+        help="attention heads, which the tensors cannot tell (default, or 0: from --config/--preset, else hidden/64)",
+    )
+    importer.add_argument(
+        "--dtype",
+        choices=("float32", "keep"),
+        default="float32",
+        help="weights in the folder: float32 (default; what training wants) or as stored (fp16 stays fp16)",
+    )
+    importer.add_argument("--output", required=True, metavar="DIR", help="the model folder to write")
+
+    exporter = sub.add_parser(
+        "export-mindspore",
+        help="write a model folder back as a MindSpore model-zoo BERT checkpoint (.ckpt)",
+        description="Write a model folder's BERT weights as a .ckpt under the MindSpore model zoo's names "
+        "(mindspore.load_checkpoint reads it; a classifier goes to <prefix parent>.dense_1 as in BertCLS).",
+    )
+    exporter.add_argument("--model", required=True, metavar="DIR", help="a model folder (model.safetensors)")
+    exporter.add_argument("--output", required=True, metavar="FILE", help="the .ckpt to write")
+    exporter.add_argument(
+        "--prefix", default="bert.bert.", help="name prefix of BertModel's tensors (default: %(default)s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()  # the load report of new heads is noise here; our own lines say what happened
 
+    from train_entry import distributed
+    from train_entry.launch import DATA_PARALLEL_COMMANDS
+
+    if args.command in DATA_PARALLEL_COMMANDS:
+        distributed.setup()  # a no-op with one process; joins torchrun's process group otherwise
     try:
         if args.command == "init":
             result = _init(args)
@@ -207,6 +267,22 @@ def main(argv: list[str] | None = None) -> int:
             from train_entry.classify import predict
 
             result = predict(args)
+        elif args.command == "import-mindspore":
+            from train_entry.mindspore_convert import import_mindspore
+
+            result = import_mindspore(
+                Path(args.ckpt),
+                Path(args.vocab),
+                Path(args.output),
+                Path(args.config) if args.config else None,
+                args.preset,
+                args.num_heads or None,
+                args.dtype,
+            )
+        elif args.command == "export-mindspore":
+            from train_entry.mindspore_convert import export_mindspore
+
+            result = export_mindspore(Path(args.model), Path(args.output), args.prefix)
         else:
             from train_entry.pretrain import pretrain
 
@@ -214,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    summary = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
-    print(json.dumps(summary, ensure_ascii=False, indent=1))
+    finally:
+        distributed.teardown()
+    if distributed.is_main():
+        summary = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
+        print(json.dumps(summary, ensure_ascii=False, indent=1))
     return 0
 
 

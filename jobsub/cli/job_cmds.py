@@ -10,8 +10,11 @@ from typing import Any
 import click
 
 from jobsub.cli.app import App, pass_app, print_json, warn_line
+from jobsub.costs import money
 from jobsub.errors import SpecError, UsageError
+from jobsub.jobs.billing import describe_cost
 from jobsub.jobs.records import JobStatus
+from jobsub.jobs.records import State as JobState
 from jobsub.units import human_duration, human_size
 
 
@@ -31,6 +34,26 @@ def _parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return pairs
 
 
+def _secret_env(names: tuple[str, ...]) -> dict[str, str]:
+    """--secret-env NAME: the value of NAME in this shell, for the job's environment only."""
+    import os
+    import re
+
+    from jobsub.redact import register_secret
+
+    values: dict[str, str] = {}
+    for name in names:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise UsageError(f"--secret-env {name!r}: give the name of an environment variable, e.g. HF_TOKEN")
+        if name.startswith("JOBSUB_"):
+            raise UsageError(f"--secret-env {name}: JOBSUB_* variables are jobsub's own")
+        if name not in os.environ:
+            raise UsageError(f"--secret-env {name}: {name} is not set in this shell; export it first")
+        values[name] = os.environ[name]
+        register_secret(values[name])
+    return values
+
+
 def _render_line(line: dict[str, Any], timestamps: bool) -> str:
     text = line.get("l", "")
     if timestamps:
@@ -43,7 +66,8 @@ def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> Job
     service = _service(app)
     final: JobStatus | None = None
     try:
-        for item in service.follow(job_id, tail=tail, on_error=warn_line):
+        waiting = lambda reason: click.echo(f"[jobsub] waiting to start: {reason}", err=True)  # noqa: E731
+        for item in service.follow(job_id, tail=tail, on_error=warn_line, on_waiting=waiting):
             if isinstance(item, JobStatus):
                 final = item
             else:
@@ -78,8 +102,23 @@ def _final_line(job_id: str, status: JobStatus) -> str:
     metavar="KIND",
     help="Where the job runs: local, docker, slurm, ray (default: the profile's executor).",
 )
+@click.option(
+    "--max-cost",
+    type=float,
+    metavar="AMOUNT",
+    help="Refuse the job if its upper estimate is above AMOUNT; stop it when its running cost reaches AMOUNT.",
+)
+@click.option(
+    "--secret-env",
+    "secret_env",
+    multiple=True,
+    metavar="NAME",
+    help="Pass the variable NAME from this shell into the job's environment, never stored in any record.",
+)
 @click.option("--follow", is_flag=True, help="Follow the log to the end and exit with the job's exit code.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved spec and planned uploads; submit nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the resolved spec, planned uploads and cost estimate; submit nothing."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job id and record as JSON.")
 @pass_app
 def submit_command(
@@ -93,6 +132,8 @@ def submit_command(
     idempotency_key: str | None,
     code: Path | None,
     executor: str | None,
+    max_cost: float | None,
+    secret_env: tuple[str, ...],
     follow: bool,
     dry_run: bool,
     as_json: bool,
@@ -104,6 +145,7 @@ def submit_command(
       jobsub submit python-script --code ./src --set params.script=train.py --set "params.args=--epochs 3"
       jobsub submit bert-finetune --input data=./tnews --input model=s3://b/ckpt/ --set params.epochs=3
       jobsub submit -f job.yaml --name nightly --idempotency-key 2026-11-25 --follow
+      HF_TOKEN=... jobsub submit -f job.yaml --secret-env HF_TOKEN      a secret, never stored
     """
     from jobsub.cli.progress import progress_for
     from jobsub.jobs.spec import apply_sets, load_spec
@@ -119,16 +161,27 @@ def submit_command(
         if not code.is_dir():
             raise SpecError(f"--code {code}: no such folder")
         spec = spec.model_copy(update={"code": str(code.resolve())})
+    secrets = _secret_env(secret_env)
     service = _service(app, executor)
     base = Path.cwd() if template else path.parent
-    plan = service.plan(spec, _parse_pairs(inputs, "--input"), output, idempotency_key, base_dir=base)
+    if max_cost is not None and not (max_cost >= 0 and max_cost != float("inf")):
+        raise UsageError(f"--max-cost {max_cost}: give a finite amount >= 0")
+    plan = service.plan(
+        spec, _parse_pairs(inputs, "--input"), output, idempotency_key, base_dir=base, max_cost=max_cost
+    )
     if dry_run:
         print_json({**plan.as_dict(), "dry_run": True})
         return
+    if plan.estimate is not None and not as_json:
+        app.console.print(plan.estimate.line(), markup=False, highlight=False)
     subscribers, context = progress_for("upload", app.console, as_json)
     with context:
         job_id, created = service.submit(
-            plan, subscribers, idempotency_key, on_message=lambda m: None if as_json else app.console.print(m)
+            plan,
+            subscribers,
+            idempotency_key,
+            on_message=lambda m: None if as_json else app.console.print(m),
+            secret_env=secrets,
         )
     record = service.record(job_id)
     if as_json:
@@ -174,6 +227,7 @@ def status_command(app: App, job_id: str, as_json: bool) -> None:
         ("finished", status["finished"] or ""),
         ("duration", human_duration(duration) if duration is not None else ""),
         ("executor", info["executor"]),
+        ("cost", describe_cost(info["cost"]) if info.get("cost") else ""),
         ("record", info["record"]),
         ("outputs", info["outputs"]),
     ]
@@ -195,7 +249,8 @@ def status_command(app: App, job_id: str, as_json: bool) -> None:
 @pass_app
 def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None:
     """List jobs in the profile's job store, newest first."""
-    rows = _service(app).list_jobs(state, limit)
+    with_cost = not app.profile.prices.is_zero
+    rows = _service(app).list_jobs(state, limit, with_cost=with_cost)
     if as_json:
         print_json(rows)
         return
@@ -205,7 +260,7 @@ def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("ID", "NAME", "STATE", "STARTED", "DURATION", "EXIT"):
+    for column in ("ID", "NAME", "STATE", "STARTED", "DURATION", "EXIT", *(["COST"] if with_cost else [])):
         table.add_column(column)
     for row in rows:
         duration = row["duration_seconds"]
@@ -216,6 +271,7 @@ def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None
             (row["started"] or "")[:19].replace("T", " "),
             human_duration(duration) if duration is not None else "",
             "" if row["exit_code"] is None else str(row["exit_code"]),
+            *([money(row["cost"]["compute"], row["cost"]["currency"]) if row.get("cost") else ""] if with_cost else []),
         )
     app.out.print(table)
 
@@ -228,6 +284,9 @@ def cancel_command(app: App, job_id: str, wait: bool) -> None:
     """Stop a job: SIGTERM to its process group, SIGKILL after a grace period. Works from any shell."""
     service = _service(app)
     status = service.cancel(job_id)
+    if status.state == JobState.LOST:
+        click.echo(_final_line(job_id, status) + ": " + service.cancel_leftovers(job_id, status))
+        return
     if status.state.final:
         click.echo(_final_line(job_id, status) + " (already final)")
         return
@@ -268,6 +327,8 @@ def _format_value(value: Any) -> str:
 def results_command(app: App, job_id: str, as_json: bool) -> None:
     """Final metrics as a table, with the plots and outputs listed by URI."""
     results = _service(app).results(job_id)
+    for warning in results.get("warnings", []):
+        warn_line(warning)
     if as_json:
         print_json(results)
         return
@@ -313,6 +374,8 @@ def render_results(app: App, job_id: str, results: dict[str, Any]) -> None:
         f"{human_size(sum(f['size'] for f in results['files']))})"
     )
     click.echo(f"  fetch them with: jobsub download {job_id} ./{job_id}")
+    if results.get("cost"):
+        click.echo(f"cost: {describe_cost(results['cost'])}")
 
 
 # -- templates --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from jobsub.cli.app import App, pass_app, print_json
+from jobsub.cli.slurm_options import slurm_options, slurm_settings
 from jobsub.config import DEFAULT_PROFILE, Profile, config_file, load_config, resolve_profile, save_config
 from jobsub.errors import ConfigError
 
@@ -30,9 +31,10 @@ def profile_command() -> None:
 @click.option("--root", type=click.Path(), help="local storage: the folder that holds the buckets")
 @click.option("--jobs-uri", default="s3://jobsub/jobs/", show_default=True, help="Where job records are kept.")
 @click.option("--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray.")
+@slurm_options
 @click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
 def profile_add(
-    name, storage, endpoint_url, region, addressing_style, aws_profile, root, jobs_uri, executor, make_current
+    name, storage, endpoint_url, region, addressing_style, aws_profile, root, jobs_uri, executor, make_current, **more
 ):
     """Add (or replace) profile NAME."""
     from pydantic import ValidationError
@@ -47,6 +49,7 @@ def profile_add(
             root=root,
             jobs_uri=jobs_uri,
             executor=executor,
+            slurm=slurm_settings(executor, more),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -20,6 +20,7 @@ __all__ = ["EXECUTORS", "Executor", "Handle", "LaunchRequest", "Observation", "g
 EXECUTORS: dict[str, str] = {
     "local": "jobsub.executors.local:LocalExecutor",
     "docker": "jobsub.executors.docker:DockerExecutor",
+    "slurm": "jobsub.executors.slurm:SlurmExecutor",
 }
 
 

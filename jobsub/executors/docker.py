@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from jobsub.errors import ExecutorUnavailableError
 from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Observation
-from jobsub.runtime.oom import human_bytes
+from jobsub.runtime.oom import human_limit
 from jobsub.units import parse_size
 
 if TYPE_CHECKING:
@@ -184,7 +184,6 @@ class DockerExecutor(BaseExecutor):
         if request.memory_bytes:
             options["mem_limit"] = request.memory_bytes
             options["memswap_limit"] = request.memory_bytes  # no swap: over the limit is an OOM kill
-            env["JOBSUB_MEMORY_LIMIT_BYTES"] = str(request.memory_bytes)
         if request.gpus:
             options["device_requests"] = [docker.types.DeviceRequest(count=request.gpus, capabilities=[["gpu"]])]
         options["environment"] = env
@@ -289,7 +288,7 @@ def _observe(state: dict[str, Any], handle: Handle) -> Observation:
     if state.get("OOMKilled"):
         limit = handle.get("memory_bytes")
         return Observation(
-            "dead", "killed: out of memory" + (f" (limit {human_bytes(int(limit))})" if limit else ""), code
+            "dead", "killed: out of memory" + (f" (limit {human_limit(int(limit))})" if limit else ""), code
         )
     return Observation("dead", None, code)
 

@@ -1,82 +1,102 @@
-"""Was the command killed for memory? The runner's cgroup counts OOM kills; a SIGKILL with a new one is OOM.
+"""Was the command killed for memory? The runner's own memory cgroup says so.
 
-Inside a container (docker --memory) or a Slurm job with cgroup limits, the kernel kills the biggest process
-of the cgroup when it goes over its limit: that is the user's program, not the runner, so the runner sees
-a SIGKILL and would report "killed by SIGKILL". Comparing the cgroup's oom_kill counter before and after
-turns it into the reason a user can act on: "killed: out of memory (limit 2 GiB)".
+Under a memory limit (Slurm's task/cgroup, a container's --memory) the kernel's OOM killer picks the
+biggest process: the user's command, not the runner. The runner outlives it and sees only SIGKILL, while
+the scheduler marks the job OUT_OF_MEMORY only after the runner has written its final state. So the
+runner reads the OOM-kill counter of the cgroup it shares with its command (cgroup v1
+``memory.oom_control``, v2 ``memory.events``) before and after the command, and names the limit (the
+smallest ``memory.limit_in_bytes`` / ``memory.max`` on the way to the root) in the reason.
 """
 
 from __future__ import annotations
 
-import os
+import signal
 from pathlib import Path
 
-V2 = Path("/sys/fs/cgroup")
-V1 = Path("/sys/fs/cgroup/memory")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+_UNLIMITED = 1 << 60
 
 
-def _own_cgroup(mount: Path, controller: str) -> Path:
-    """This process's cgroup folder under `mount` (the mount root inside a container's cgroup view)."""
+def _own_memory_cgroups() -> list[Path]:
+    """The runner's memory cgroup folders, most specific first (v1 memory controller, then v2)."""
     try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            if controller in controllers.split(",") or (controller == "" and controllers == ""):
-                candidate = mount / path.lstrip("/")
-                if candidate.is_dir():
-                    return candidate
-    except (OSError, ValueError):
-        pass
-    return mount
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    found: list[Path] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            mount = CGROUP_ROOT / "memory"
+        elif controllers == "":
+            mount = CGROUP_ROOT / "unified" if (CGROUP_ROOT / "unified").is_dir() else CGROUP_ROOT
+        else:
+            continue
+        # inside a container the mount is the container's own cgroup, whatever /proc/self/cgroup names
+        for candidate in (mount / path.lstrip("/"), mount):
+            if (candidate / "memory.oom_control").exists() or (candidate / "memory.events").exists():
+                found.append(candidate)
+                break
+    return found
 
 
-def _read_counter(path: Path, name: str) -> int | None:
+def _read_key(path: Path, key: str) -> int | None:
     try:
         for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == name:
+            name, _, value = line.partition(" ")
+            if name == key:
                 return int(value)
     except (OSError, ValueError):
         return None
     return None
 
 
-def oom_kills() -> int | None:
-    """OOM kills so far in this process's memory cgroup (v2 memory.events, v1 memory.oom_control)."""
-    v2 = _own_cgroup(V2, "") / "memory.events"
-    if v2.is_file():
-        return _read_counter(v2, "oom_kill")
-    return _read_counter(_own_cgroup(V1, "memory") / "memory.oom_control", "oom_kill")
+def oom_kills() -> int:
+    """OOM kills counted in the runner's memory cgroups (0 where the kernel does not say)."""
+    total = 0
+    for folder in _own_memory_cgroups():
+        count = _read_key(folder / "memory.oom_control", "oom_kill")
+        if count is None:
+            count = _read_key(folder / "memory.events", "oom_kill")
+        total += count or 0
+    return total
 
 
 def memory_limit() -> int | None:
-    """The memory limit the executor set (JOBSUB_MEMORY_LIMIT_BYTES), else the cgroup's when it has one."""
-    if os.environ.get("JOBSUB_MEMORY_LIMIT_BYTES", "").isdigit():
-        return int(os.environ["JOBSUB_MEMORY_LIMIT_BYTES"])
-    for path in (_own_cgroup(V2, "") / "memory.max", _own_cgroup(V1, "memory") / "memory.limit_in_bytes"):
-        try:
-            value = path.read_text().strip()
-        except OSError:
-            continue
-        if value.isdigit() and int(value) < 1 << 60:
-            return int(value)
-    return None
+    """The tightest memory limit over the runner's cgroups and their ancestors, in bytes; None if unlimited."""
+    best: int | None = None
+    for folder in _own_memory_cgroups():
+        current = folder
+        while True:
+            for name in ("memory.limit_in_bytes", "memory.max"):
+                try:
+                    text = (current / name).read_text().strip()
+                except OSError:
+                    continue
+                if text.isdigit() and int(text) < _UNLIMITED:
+                    best = int(text) if best is None else min(best, int(text))
+            if current == CGROUP_ROOT or current.parent == current or CGROUP_ROOT not in current.parents:
+                break
+            current = current.parent
+    return best
 
 
-def human_bytes(n: int) -> str:
-    """'2 GiB', '256 MiB', '1.5 GiB': a memory limit as a user writes it."""
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            value = n / size
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{n} B"
+def human_limit(nbytes: int) -> str:
+    mib = nbytes / (1 << 20)
+    if mib >= 1024 and mib % 1024 == 0:
+        return f"{mib / 1024:.0f} GiB"
+    return f"{mib:.0f} MiB" if mib == int(mib) else f"{mib:.1f} MiB"
 
 
-def oom_reason(exit_code: int, kills_before: int | None) -> str | None:
-    """ "killed: out of memory (limit X)" when the command died by SIGKILL and the cgroup counted a new OOM kill."""
-    if exit_code not in (-9, 128 + 9) or kills_before is None:
-        return None
-    after = oom_kills()
-    if after is None or after <= kills_before:
-        return None
-    limit = memory_limit()
-    return "killed: out of memory" + (f" (limit {human_bytes(limit)})" if limit else "")
+class OomWatch:
+    """Take the OOM-kill count before the command starts; ``reason(exit code)`` after it ended."""
+
+    def __init__(self) -> None:
+        self.before = oom_kills()
+
+    def reason(self, code: int | None) -> str | None:
+        killed = code is not None and (code == -signal.SIGKILL or code == 128 + signal.SIGKILL)
+        if not killed or oom_kills() <= self.before:
+            return None
+        limit = memory_limit()
+        return "killed: out of memory" + (f" (limit {human_limit(limit)})" if limit else "")

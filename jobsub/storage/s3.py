@@ -15,6 +15,7 @@ from typing import Any
 
 from jobsub.errors import (
     BucketNotFoundError,
+    ConditionalWriteUnsupported,
     CredentialsError,
     EndpointError,
     IntegrityError,
@@ -118,6 +119,9 @@ class S3Store:
         )
         region = region or self._session.region_name or "us-east-1"
         self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        from jobsub.redact import track_credentials
+
+        track_credentials(self._session, self._client)  # whatever botocore resolved is redacted everywhere
 
     # -- error translation -------------------------------------------------------------------------------
     def _key_hint(self) -> str:
@@ -144,8 +148,14 @@ class S3Store:
             return EndpointError(f"cannot reach {self.description}: {type(exc).__name__}; check the endpoint URL")
         if isinstance(exc, bex.ClientError):
             error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
+            code = str(error.get("Code") or "")
+            message = str(error.get("Message") or "")  # Ceph RGW sends no Message: botocore gives None
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "QuotaExceeded":  # Ceph answers 403 for a full bucket or user quota: not a credentials problem
+                return StorageError(
+                    f"{self.description} refused {where}: the quota of the bucket or user is exceeded "
+                    "(QuotaExceeded); delete objects or ask for a larger quota"
+                )
             if code in _CREDENTIAL_CODES or status == 403:
                 return CredentialsError(
                     f"{self.description} rejected the credentials{self._key_hint()} ({code or status}) "
@@ -155,13 +165,20 @@ class S3Store:
                 return BucketNotFoundError(
                     f"bucket {bucket!r} does not exist at {self.description}: create it or fix the URI"
                 )
-            if code == "NoSuchUpload":
+            if code == "NoSuchUpload" or (code == "NoSuchKey" and upload_id):  # Ceph: ListParts after abort
                 return UploadNotFoundError(f"multipart upload {upload_id} for {where} no longer exists")
             if code in ("NoSuchKey", "404", "NotFound"):
                 return ObjectNotFoundError(f"no object {where}")
-            if code in ("BadDigest", "InvalidDigest", "InvalidPart"):
+            if code in ("BadDigest", "XAmzContentSHA256Mismatch"):  # Ceph checks both (SHA-256: signed HTTP)
+                what = "Content-MD5" if code == "BadDigest" else "signed SHA-256"
+                return IntegrityError(
+                    f"{self.description} refused the bytes sent for {where}: they did not match their {what} "
+                    f"({code}), so they were changed on the way"
+                )
+            if code in ("InvalidDigest", "InvalidPart"):
                 return IntegrityError(f"{self.description} reported {code} for {where}")
-            err = StorageError(f"{self.description} answered {code or status} for {where}: {error.get('Message', '')}")
+            detail = f": {message}" if message else ""
+            err = StorageError(f"{self.description} answered {code or 'an error'} (HTTP {status}) for {where}{detail}")
             err.transient = status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError")
             return err
         if isinstance(exc, bex.BotoCoreError):
@@ -275,6 +292,30 @@ class S3Store:
             kwargs["ContentMD5"] = content_md5
         response = self._call("put_object", _ctx=(bucket, key, ""), **kwargs)
         return response.get("ETag", "").strip('"')
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "PreconditionFailed" or status == 412:
+                return False
+            if code == "ConditionalRequestConflict" or status == 409:
+                return False  # another writer is creating it at this very moment
+            if code == "NotImplemented" or status == 501:
+                raise ConditionalWriteUnsupported(
+                    f"{self.description} does not support conditional writes (If-None-Match)"
+                ) from None
+            raise self._translate(exc, bucket, key) from None
+        except Exception as exc:
+            translated = self._translate(exc, bucket, key)
+            if translated is exc:
+                raise
+            raise translated from None
 
     def iter_objects(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
