@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from jobsub.cli.app import App, pass_app, print_json
+from jobsub.cli.docker_options import docker_options, docker_settings
 from jobsub.cli.slurm_options import slurm_options, slurm_settings
 from jobsub.config import DEFAULT_PROFILE, Profile, config_file, load_config, resolve_profile, save_config
 from jobsub.errors import ConfigError
@@ -32,6 +33,7 @@ def profile_command() -> None:
 @click.option("--jobs-uri", default="s3://jobsub/jobs/", show_default=True, help="Where job records are kept.")
 @click.option("--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray.")
 @slurm_options
+@docker_options
 @click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
 def profile_add(
     name, storage, endpoint_url, region, addressing_style, aws_profile, root, jobs_uri, executor, make_current, **more
@@ -50,6 +52,7 @@ def profile_add(
             jobs_uri=jobs_uri,
             executor=executor,
             slurm=slurm_settings(executor, more),
+            docker=docker_settings(executor, more),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

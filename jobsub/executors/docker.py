@@ -108,7 +108,7 @@ class DockerExecutor(BaseExecutor):
                 raise ExecutorUnavailableError(f"no Docker engine at {host}: {_one_line(exc)}") from None
         return self._clients[host]
 
-    def _ping(self, host: str | None = None) -> docker.DockerClient:
+    def ping(self, host: str | None = None) -> docker.DockerClient:
         host = host or self.host
         client = self.client(host)
         try:
@@ -126,7 +126,7 @@ class DockerExecutor(BaseExecutor):
     def check(self, request: LaunchRequest) -> None:
         import docker
 
-        client = self._ping()
+        client = self.ping()
         image = self.image_for(request)
         try:
             client.images.get(image)
@@ -193,7 +193,7 @@ class DockerExecutor(BaseExecutor):
     def submit(self, request: LaunchRequest) -> Handle:
         import docker
 
-        client = self._ping()
+        client = self.ping()
         image = self.image_for(request)
         try:
             container = client.containers.run(image, **self.run_options(request))

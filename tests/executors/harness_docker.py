@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.backends import backend_unavailable, require_binary
+from tests.backends import backend_unavailable
 from tests.conftest import REPO
 from tests.executors.harness import KILL_RUNNER, MEMORY_LIMIT, ExecutorHarness
 
@@ -52,31 +52,54 @@ def _source_digest(base_key: str) -> str:
     return _digest(base_key.encode(), *(f"{p.relative_to(REPO)}\0".encode() + p.read_bytes() for p in files))
 
 
-def _wait_for_socket(sock: Path, proc: subprocess.Popen, log: Path, deadline_s: float = 60) -> None:
-    import docker
+class DockerEngine:
+    """A dockerd of our own: data root, exec root, pidfile and socket in `folder`; stopped by its pid."""
 
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            backend_unavailable(f"dockerd exited with {proc.returncode}: {log.read_text()[-600:]}")
-        if sock.exists():
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sock = folder / "docker.sock"
+        self.log = folder / "dockerd.log"
+        self.host = f"unix://{self.sock}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, deadline_s: float = 60) -> Any:
+        """Start dockerd and return a client once it answers; RuntimeError (with its log) when it does not."""
+        import docker
+
+        binary = shutil.which("dockerd")
+        if binary is None:
+            raise RuntimeError("dockerd not found on PATH: apt-get install -y docker.io (.ci/install-docker.sh)")
+        command = [
+            binary,
+            "--data-root", str(self.folder / "data"),
+            "--exec-root", str(self.folder / "exec"),
+            "--pidfile", str(self.folder / "dockerd.pid"),
+            "-H", self.host,
+        ]  # fmt: skip
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited with {self.proc.returncode}: {self.log.read_text()[-600:]}")
+            if self.sock.exists():
+                try:
+                    client = docker.DockerClient(base_url=self.host, timeout=120)
+                    client.ping()
+                    return client
+                except Exception:
+                    pass
+            time.sleep(0.2)
+        raise RuntimeError(f"dockerd did not answer on {self.sock} within {deadline_s}s: {self.log.read_text()[-600:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                docker.DockerClient(base_url=f"unix://{sock}", timeout=5).ping()
-                return
-            except Exception:
-                pass
-        time.sleep(0.2)
-    backend_unavailable(f"dockerd did not answer on {sock} within {deadline_s}s: {log.read_text()[-600:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 def base_image(client: Any) -> str:
@@ -85,12 +108,13 @@ def base_image(client: Any) -> str:
     tag = f"jobsub-base:{key}"
     tarball = CACHE / f"base-{key}.tar"
     if not tarball.exists():
-        require_binary("mmdebstrap", "apt-get install -y mmdebstrap (.ci/install-docker.sh)")
+        if shutil.which("mmdebstrap") is None:
+            raise RuntimeError("mmdebstrap not found on PATH: apt-get install -y mmdebstrap (.ci/install-docker.sh)")
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = tarball.with_suffix(".partial.tar")
         result = subprocess.run([*MMDEBSTRAP, str(partial), MIRROR], capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
-            backend_unavailable(f"mmdebstrap failed: {result.stderr.strip()[-600:]}")
+            raise RuntimeError(f"mmdebstrap failed: {result.stderr.strip()[-600:]}")
         partial.rename(tarball)
     with tarball.open("rb") as data:
         client.api.import_image_from_data(data.read(), repository="jobsub-base", tag=key)
@@ -158,34 +182,25 @@ def _reap(host: str):
 def docker_engine() -> Iterator[tuple[str, Any]]:
     """A dockerd of this test session: (DOCKER_HOST, client). Stopped by its pid at the end."""
     pytest.importorskip("docker", reason="the docker SDK is not installed (pip install 'jobsub[docker]')")
-    import docker
-
-    dockerd = require_binary("dockerd", "apt-get install -y docker.io (.ci/install-docker.sh)")
-    folder = Path(tempfile.mkdtemp(prefix="jsd-", dir="/tmp"))  # short: a unix socket path has 108 bytes
-    sock = folder / "docker.sock"
-    log = folder / "dockerd.log"
-    command = [
-        dockerd,
-        "--data-root", str(folder / "data"),
-        "--exec-root", str(folder / "exec"),
-        "--pidfile", str(folder / "dockerd.pid"),
-        "-H", f"unix://{sock}",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    engine = DockerEngine(Path(tempfile.mkdtemp(prefix="jsd-", dir="/tmp")))  # short: a socket path has 108 bytes
     try:
-        _wait_for_socket(sock, proc, log)
-        host = f"unix://{sock}"
-        yield host, docker.DockerClient(base_url=host, timeout=120)
+        try:
+            client = engine.start()
+        except RuntimeError as exc:
+            backend_unavailable(str(exc))
+        yield engine.host, client
     finally:
-        _stop(proc)
-        shutil.rmtree(folder, ignore_errors=True)
+        engine.stop()
+        shutil.rmtree(engine.folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def docker_harness(docker_engine: tuple[str, Any]) -> ExecutorHarness:
     host, client = docker_engine
-    image = job_image(client, base_image(client))
+    try:
+        image = job_image(client, base_image(client))
+    except RuntimeError as exc:
+        backend_unavailable(str(exc))
     return ExecutorHarness(
         kind="docker",
         profile_settings={"executor": "docker", "docker": {"host": host, "image": image}},
