@@ -122,8 +122,7 @@ def demo_command(
     _step(app, 6, "fetching the evaluation outputs")
     local = work / "results" / evaluate_id
     TransferManager(app.store).download(service.outputs_uri(evaluate_id), local)
-    image = local / "confusion_matrix.png"
-    click.echo(f"confusion matrix: {image}")
+    click.echo(f"confusion matrix: {local / 'confusion_matrix.png'}")
     click.echo(
         f"accuracy {results['metrics'].get('accuracy', 0):.3f}, macro-F1 "
         f"{results['metrics'].get('macro_f1', 0):.3f} on {results['metrics'].get('eval_examples')} test lines "

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from jobsub.config import DockerSettings
 from jobsub.errors import ConfigError
@@ -51,4 +52,9 @@ def docker_settings(executor: str, options: dict[str, Any]) -> DockerSettings:
     if given and executor != "docker":
         names = ", ".join("--docker-" + k.replace("_", "-") for k in sorted(given))
         raise ConfigError(f"{names} only apply to --executor docker (this profile uses {executor})")
-    return DockerSettings(**given)
+    try:
+        return DockerSettings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--docker-" + str(first["loc"][0]).replace("_", "-")
+        raise ConfigError(f"{option}: {first['msg'].removeprefix('Value error, ')}") from None

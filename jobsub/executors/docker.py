@@ -104,8 +104,8 @@ class DockerExecutor(BaseExecutor):
                 self._clients[host] = docker.DockerClient(
                     base_url=host, timeout=30, use_ssh_client=host.startswith("ssh://")
                 )
-            except docker.errors.DockerException as exc:
-                raise ExecutorUnavailableError(f"no Docker engine at {host}: {_one_line(exc)}") from None
+            except docker.errors.DockerException:  # the SDK asks the engine for its API version here
+                raise ExecutorUnavailableError(_no_engine(host)) from None
         return self._clients[host]
 
     def ping(self, host: str | None = None) -> docker.DockerClient:
@@ -114,9 +114,7 @@ class DockerExecutor(BaseExecutor):
         try:
             client.ping()
         except Exception:
-            raise ExecutorUnavailableError(
-                f"no Docker engine at {host}: start dockerd or set DOCKER_HOST (or `docker.host` in the profile)"
-            ) from None
+            raise ExecutorUnavailableError(_no_engine(host)) from None
         return client
 
     def image_for(self, request: LaunchRequest) -> str:
@@ -308,6 +306,10 @@ def _engine_name(client: docker.DockerClient, host: str) -> str:
         return str(client.info().get("Name") or "")
     except Exception:
         return socket.gethostname() if _is_local_engine(host) else ""
+
+
+def _no_engine(host: str) -> str:
+    return f"no Docker engine at {host}: start dockerd or set DOCKER_HOST (or `docker.host` in the profile)"
 
 
 def _one_line(exc: BaseException) -> str:
