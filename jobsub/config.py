@@ -107,6 +107,42 @@ def config_file() -> Path:
     return config_dir() / "config.toml"
 
 
+class DockerSettings(BaseModel):
+    """Docker Engine / Podman (Docker-compatible socket). Owned by jobsub/executors/docker.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str | None = Field(default=None, description="unix:///... or ssh://user@host; default: DOCKER_HOST")
+    network: str | None = Field(default=None, description="container network; 'host' reaches a loopback endpoint")
+    keep: bool = Field(default=False, description="keep finished containers for debugging")
+    shm_size: str | None = Field(default=None, description="shared memory for data loaders, e.g. 2GiB")
+
+
+class SlurmSettings(BaseModel):
+    """Slurm through sbatch/squeue/scancel on a login node. Owned by jobsub/executors/slurm.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch_args: list[str] = Field(default_factory=list, description="extra sbatch options")
+    setup: list[str] = Field(default_factory=list, description="lines run before the runtime (module load ...)")
+    container: str | None = Field(default=None, description="e.g. 'apptainer exec IMAGE' prefix for the runtime")
+    work_root: str | None = Field(default=None, description="shared folder for batch scripts and runner logs")
+
+
+class RaySettings(BaseModel):
+    """A Ray cluster through its Jobs REST API. Owned by jobsub/executors/ray.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(default=None, description="dashboard address, e.g. http://head:8265")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict, description="HTTP header -> name of the environment variable holding its value"
+    )
+
+
 class Profile(BaseModel):
     """One named configuration. ``extra='forbid'`` turns a typo in the TOML into an error naming the key."""
 
@@ -119,7 +155,6 @@ class Profile(BaseModel):
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     aws_profile: str | None = Field(default=None, description="name of a profile in ~/.aws (never a secret)")
     jobs_uri: str = Field(default="s3://jobsub/jobs/", description="where job records are kept")
-    executor: Literal["local"] = "local"
     checksum: Literal["auto", "md5", "crc32", "crc32c", "crc64nvme", "sha256"] = Field(
         default="auto",
         description="per-part checksum: auto = CRC32 on AWS, MD5 + Content-MD5 on other S3-compatible servers",
@@ -129,6 +164,19 @@ class Profile(BaseModel):
     shared_store: bool = Field(
         default=False, description="local storage: create folders 0770/files 0660 (a group-shared store)"
     )
+    executor: str = Field(default="local", description="where jobs run: local, docker, slurm, ray")
+    docker: DockerSettings = Field(default_factory=DockerSettings)
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+
+    @field_validator("executor")
+    @classmethod
+    def _check_executor(cls, value: str) -> str:
+        from jobsub.executors import EXECUTORS
+
+        if value not in EXECUTORS:
+            raise ValueError(f"unknown executor {value!r}; available: {', '.join(sorted(EXECUTORS))}")
+        return value
 
     @field_validator("endpoint_url")
     @classmethod

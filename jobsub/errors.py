@@ -5,7 +5,8 @@
     │   ├── InvalidURIError         not s3://bucket/key (or obs://), or a key that is unsafe
     │   ├── SourceNotFoundError     a local path to upload does not exist
     │   ├── ConfigError             a profile or config file that cannot be used
-    │   └── SpecError               a job spec / template / --set that does not validate
+    │   ├── SpecError               a job spec / template / --set that does not validate
+    │   └── ExecutorUnavailableError  no engine / image / scheduler / cluster where the profile points
     ├── StorageError                talking to the object store failed
     │   ├── CredentialsError        missing or rejected credentials (never carries the secret)
     │   ├── BucketNotFoundError
@@ -49,6 +50,10 @@ class ConfigError(UsageError):
 
 class SpecError(UsageError):
     pass
+
+
+class ExecutorUnavailableError(UsageError):
+    """Raised by Executor.check() before anything is uploaded or recorded: says what is missing and how to fix it."""
 
 
 class StorageError(JobsubError):

@@ -15,10 +15,10 @@ from jobsub.jobs.records import JobStatus
 from jobsub.units import human_duration, human_size
 
 
-def _service(app: App):
+def _service(app: App, executor: str | None = None):
     from jobsub.jobs.service import JobService
 
-    return JobService(app.profile, app.store, app.profile_name)
+    return JobService(app.profile, app.store, app.profile_name, executor=executor)
 
 
 def _parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -73,6 +73,11 @@ def _final_line(job_id: str, status: JobStatus) -> str:
 @click.option("--name", help="Job name (default: the spec's name).")
 @click.option("--idempotency-key", help="With the same name and key, a retried submit returns the existing job.")
 @click.option("--code", "code", type=click.Path(file_okay=False, path_type=Path), help="Code folder to pack.")
+@click.option(
+    "--executor",
+    metavar="KIND",
+    help="Where the job runs: local, docker, slurm, ray (default: the profile's executor).",
+)
 @click.option("--follow", is_flag=True, help="Follow the log to the end and exit with the job's exit code.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved spec and planned uploads; submit nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job id and record as JSON.")
@@ -87,6 +92,7 @@ def submit_command(
     name: str | None,
     idempotency_key: str | None,
     code: Path | None,
+    executor: str | None,
     follow: bool,
     dry_run: bool,
     as_json: bool,
@@ -113,7 +119,7 @@ def submit_command(
         if not code.is_dir():
             raise SpecError(f"--code {code}: no such folder")
         spec = spec.model_copy(update={"code": str(code.resolve())})
-    service = _service(app)
+    service = _service(app, executor)
     base = Path.cwd() if template else path.parent
     plan = service.plan(spec, _parse_pairs(inputs, "--input"), output, idempotency_key, base_dir=base)
     if dry_run:

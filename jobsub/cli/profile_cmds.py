@@ -48,6 +48,7 @@ def profile_command() -> None:
     is_flag=True,
     help="local storage: make new store folders group-readable/writable (default: private to you).",
 )
+@click.option("--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray.")
 @click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
 def profile_add(
     name,
@@ -58,6 +59,7 @@ def profile_add(
     aws_profile,
     root,
     jobs_uri,
+    executor,
     checksum,
     read_timeout,
     shared_store,
@@ -79,6 +81,7 @@ def profile_add(
             aws_profile=aws_profile,
             root=root,
             jobs_uri=jobs_uri,
+            executor=executor,
             checksum=checksum,
             read_timeout=read_timeout,
             shared_store=shared_store,

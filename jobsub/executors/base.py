@@ -1,23 +1,137 @@
-"""The executor interface: what a Ray, Kubernetes or container executor implements next to the local one."""
+"""The executor interface: how local, docker, slurm and ray executors start and watch the jobsub runtime.
+
+Every executor starts the same thing — ``python -m jobsub.runtime JOB_URI --work-dir DIR`` with the profile
+in ``JOBSUB_PROFILE_JSON`` — somewhere else. Everything a job *is* lives in its record in the object store;
+an executor only launches the runner, says whether it is still there (and why not), delivers a cancel
+quickly, and names where the job runs.
+
+The handle an executor returns is a JSON-able dict with at least ``{"kind": <executor kind>}``. It is kept
+in the job record (``executor.json``), and a job is always polled and cancelled by the executor its handle
+names, not by whatever the profile says today.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+if TYPE_CHECKING:
+    from jobsub.config import Profile
 
 Liveness = Literal["alive", "dead", "unknown"]
+Handle = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything an executor needs to start one job's runner.
+
+    ``env`` holds non-secret variables for the runtime (JOBSUB_* tunables). ``secret_env`` holds resolved
+    storage credentials and ``--secret-env`` values: an executor passes them to the runner's environment
+    only (container environment, a process environment, a 0600 file at most) and never writes them into a
+    record, a label, an image layer, a log or a script in clear text. ``repr`` never shows their values.
+    """
+
+    job_id: str
+    job_uri: str
+    profile: Profile
+    image: str | None = None
+    cpus: float | None = None
+    gpus: int = 0
+    memory_bytes: int | None = None
+    nodes: int = 1
+    timeout_seconds: float | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def profile_json(self) -> str:
+        """The profile as the runtime reads it (JOBSUB_PROFILE_JSON); profiles never hold a secret."""
+        return self.profile.model_dump_json()
+
+    def runtime_env(self, include_secrets: bool = True) -> dict[str, str]:
+        """The variables the runner needs: profile, tunables and (unless told not to) the secrets."""
+        env = {"JOBSUB_PROFILE_JSON": self.profile_json(), "PYTHONUNBUFFERED": "1", **self.env}
+        if include_secrets:
+            env.update(self.secret_env)
+        return env
+
+    def runtime_argv(self, work_dir: str, python: str = "python") -> list[str]:
+        return [python, "-m", "jobsub.runtime", self.job_uri, "--work-dir", work_dir]
+
+    def describe_resources(self) -> str:
+        parts = [f"cpus={self.cpus:g}" if self.cpus else "", f"gpus={self.gpus}" if self.gpus else ""]
+        if self.memory_bytes:
+            parts.append(f"memory={self.memory_bytes}B")
+        return " ".join(p for p in parts if p) or "no limits"
+
+    def __str__(self) -> str:  # for logs: never the secrets
+        return json.dumps({"job_id": self.job_id, "job_uri": self.job_uri, "image": self.image})
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What an executor can tell about a runner.
+
+    ``detail`` is one line a user would want to see: "queued: Resources" while a scheduler holds the job,
+    "killed: out of memory (limit 2 GiB)" when the runner died that way. The service turns a "dead" runner
+    without a final record into LOST (or FAILED with ``detail`` as the reason when the executor knows why).
+    """
+
+    liveness: Liveness
+    detail: str | None = None
+    exit_code: int | None = None
 
 
 class Executor(Protocol):
-    kind: str
+    """Implemented by every executor; constructed with the profile (which carries its settings)."""
 
-    def submit(self, job_id: str, job_uri: str, profile_json: str) -> dict[str, Any]:
-        """Start `python -m jobsub.runtime JOB_URI` with the profile; return a JSON-able handle."""
+    kind: ClassVar[str]
+    #: True when the runner inherits this machine's environment and files (~/.aws, AWS_PROFILE): then
+    #: storage credentials need not be resolved and passed explicitly.
+    shares_client_environment: ClassVar[bool]
 
-    def poll(self, handle: dict[str, Any]) -> Liveness:
+    def check(self, request: LaunchRequest) -> None:
+        """Raise ExecutorUnavailableError (one line, what to fix) before anything is written or uploaded:
+        no engine, no image, no GPU runtime, no sbatch, an unreachable address."""
+
+    def submit(self, request: LaunchRequest) -> Handle:
+        """Start the runner; return the handle (JSON-able, with "kind"). Never blocks on the job itself."""
+
+    def poll(self, handle: Handle) -> Observation:
         """Is the runner behind this handle still there? 'unknown' when this machine cannot tell."""
 
-    def cancel(self, handle: dict[str, Any]) -> None:
+    def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
+        """Poll several handles (a scheduler answers these in one query; the default asks one by one)."""
+
+    def cancel(self, handle: Handle) -> None:
         """Ask the runner to stop now (the runtime also watches the record's cancel marker)."""
 
-    def describe(self, handle: dict[str, Any]) -> str:
-        """One line for `jobsub status`."""
+    def cleanup(self, handle: Handle) -> None:
+        """Release what the executor holds once the record is final (a stopped container); idempotent."""
+
+    def describe(self, handle: Handle) -> str:
+        """One line for `jobsub status`: where the job runs (pid and host, container and image, job id)."""
+
+
+class BaseExecutor:
+    """Defaults shared by the executors: one-by-one poll_many, no-op check and cleanup."""
+
+    kind: ClassVar[str] = "base"
+    shares_client_environment: ClassVar[bool] = False
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+
+    def check(self, request: LaunchRequest) -> None:
+        return None
+
+    def poll(self, handle: Handle) -> Observation:  # pragma: no cover - every executor overrides it
+        raise NotImplementedError
+
+    def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
+        return [self.poll(h) for h in handles]
+
+    def cleanup(self, handle: Handle) -> None:
+        return None

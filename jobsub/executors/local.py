@@ -12,10 +12,9 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from jobsub.config import state_dir
-from jobsub.executors.base import Liveness
+from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Liveness, Observation
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
@@ -33,16 +32,17 @@ def _proc_start_time(pid: int) -> str | None:
     return stat[1] if stat else None
 
 
-class LocalExecutor:
+class LocalExecutor(BaseExecutor):
     kind = "local"
+    shares_client_environment = True
 
-    def submit(self, job_id: str, job_uri: str, profile_json: str) -> dict[str, Any]:
-        run_dir = state_dir() / "runs" / job_id
+    def submit(self, request: LaunchRequest) -> Handle:
+        run_dir = state_dir() / "runs" / request.job_id
         run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "JOBSUB_PROFILE_JSON": profile_json, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **request.runtime_env()}
         with (run_dir / "runner.log").open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "jobsub.runtime", job_uri, "--work-dir", str(run_dir / "work")],
+                request.runtime_argv(str(run_dir / "work"), python=sys.executable),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -58,7 +58,10 @@ class LocalExecutor:
             "run_dir": str(run_dir),
         }
 
-    def poll(self, handle: dict[str, Any]) -> Liveness:
+    def poll(self, handle: Handle) -> Observation:
+        return Observation(self._liveness(handle))
+
+    def _liveness(self, handle: Handle) -> Liveness:
         if handle.get("host") != socket.gethostname() or "pid" not in handle:
             return "unknown"
         pid = int(handle["pid"])
@@ -76,14 +79,14 @@ class LocalExecutor:
             return "dead"  # the pid now belongs to another process
         return "dead" if state in ("Z", "X") else "alive"
 
-    def cancel(self, handle: dict[str, Any]) -> None:
-        if self.poll(handle) == "alive":
+    def cancel(self, handle: Handle) -> None:
+        if self._liveness(handle) == "alive":
             try:
                 os.kill(int(handle["pid"]), signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
-    def describe(self, handle: dict[str, Any]) -> str:
+    def describe(self, handle: Handle) -> str:
         if not handle:
             return "local (not started)"
         return f"local pid {handle.get('pid')} on {handle.get('host')}"

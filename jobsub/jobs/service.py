@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
 import socket
 import time
@@ -23,18 +24,20 @@ from jobsub.errors import (
     BucketNotFoundError,
     JobError,
     JobNotFoundError,
+    JobsubError,
     ObjectNotFoundError,
     SourceNotFoundError,
     SpecError,
     StorageError,
 )
-from jobsub.executors import get_executor
+from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_executor
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
+from jobsub.units import parse_duration, parse_size
 from jobsub.uri import ObjectURI, is_remote
 
 log = logging.getLogger(__name__)
@@ -95,13 +98,75 @@ def _tail(record: JobRecord, count: int) -> tuple[list[dict[str, Any]], str]:
     return (lines[-count:] if count else []), (keys[-1] if keys else "")
 
 
+def storage_credentials_env(profile: Profile) -> dict[str, str]:
+    """The storage credentials boto3's chain resolves here, as environment variables for a runner that does
+    not share this machine's environment (a container, a cluster node). Empty for the local store."""
+    if profile.storage != "s3":
+        return {}
+    import boto3
+
+    try:
+        creds = boto3.session.Session(profile_name=profile.aws_profile).get_credentials()
+    except Exception:  # botocore.exceptions.ProfileNotFound: opening the store reports it properly
+        return {}
+    if creds is None:
+        return {}
+    frozen = creds.get_frozen_credentials()
+    env = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+    if frozen.token:
+        env["AWS_SESSION_TOKEN"] = frozen.token
+    return env
+
+
+#: JOBSUB_* variables of the submitting shell that configure the runtime (heartbeat, grace period, ...) and
+#: are passed on to runners that do not inherit this environment. Never a secret.
+_RUNTIME_TUNABLES_EXCLUDED = {"JOBSUB_PROFILE_JSON", "JOBSUB_PROFILE"}
+
+
+def _runtime_tunables() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("JOBSUB_") and k not in _RUNTIME_TUNABLES_EXCLUDED}
+
+
 class JobService:
-    def __init__(self, profile: Profile, store: ObjectStore, profile_name: str = "default") -> None:
+    def __init__(
+        self, profile: Profile, store: ObjectStore, profile_name: str = "default", executor: str | None = None
+    ) -> None:
         self.profile = profile
         self.profile_name = profile_name
         self.store = store
         self.jobs_uri = ObjectURI.parse(profile.jobs_uri).as_prefix()
-        self.executor = get_executor(profile.executor)
+        #: where new jobs go (--executor, else the profile's); existing jobs use the kind in their handle
+        self.executor = get_executor(executor or profile.executor, profile)
+        self._executors: dict[str, Executor] = {self.executor.kind: self.executor}
+
+    def executor_for(self, handle: Handle) -> Executor:
+        """The executor that started this job (its handle names the kind), whatever the profile says now."""
+        kind = str(handle.get("kind") or self.executor.kind)
+        if kind not in self._executors:
+            self._executors[kind] = get_executor(kind, self.profile)
+        return self._executors[kind]
+
+    def launch_request(self, plan: SubmitPlan, secret_env: dict[str, str] | None = None) -> LaunchRequest:
+        """What the executor gets. Runners that do not share this machine's environment get the resolved
+        storage credentials (never stored anywhere) and a profile that does not name a ~/.aws profile."""
+        spec = plan.spec
+        profile, secrets_for_runner = self.profile, dict(secret_env or {})
+        if not self.executor.shares_client_environment:
+            secrets_for_runner = {**storage_credentials_env(self.profile), **secrets_for_runner}
+            profile = self.profile.model_copy(update={"aws_profile": None})
+        return LaunchRequest(
+            job_id=plan.job_id,
+            job_uri=JobRecord(self.store, self.jobs_uri, plan.job_id).uri(),
+            profile=profile,
+            image=spec.image,
+            cpus=spec.resources.cpus,
+            gpus=spec.resources.gpus,
+            memory_bytes=parse_size(spec.resources.memory) if spec.resources.memory else None,
+            nodes=int(getattr(spec.resources, "nodes", 1) or 1),
+            timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
+            env=_runtime_tunables(),
+            secret_env=secrets_for_runner,
+        )
 
     def record(self, job_id: str) -> JobRecord:
         if not job_id or "/" in job_id or job_id.startswith(("_", ".")):
@@ -160,10 +225,16 @@ class JobService:
         subscribers: list[TransferSubscriber] | None = None,
         idempotency_key: str | None = None,
         on_message: Callable[[str], None] = lambda _: None,
+        secret_env: dict[str, str] | None = None,
     ) -> tuple[str, bool]:
-        """Upload what the plan needs, write the record and start the runner. (job id, created?)"""
+        """Upload what the plan needs, write the record and start the runner. (job id, created?)
+
+        The executor is checked first (engine, image, scheduler reachable), so a missing piece costs no
+        upload and leaves no record; a launch that fails after the record exists marks it FAILED."""
         if plan.existing:
             return plan.existing, False
+        request = self.launch_request(plan, secret_env)
+        self.executor.check(request)
         for name, path, dest in plan.uploads:
             on_message(f"uploading input {name}: {path} -> {dest}")
             target = ObjectURI.parse(dest)
@@ -192,11 +263,18 @@ class JobService:
             },
         )
         record.write_status(JobStatus())
+        try:
+            handle = self.executor.submit(request)
+        except Exception as exc:
+            status = JobStatus(
+                state=State.FAILED, finished=now_iso(), reason=f"{self.executor.kind} launch failed: {exc}"
+            )
+            record.write_status(status)
+            raise
+        record.put_json("executor.json", handle)
         if idempotency_key:
             key = self._idempotency_uri(plan.spec.name, idempotency_key)
             self.store.put(key.bucket, key.key, plan.job_id.encode())
-        handle = self.executor.submit(plan.job_id, record.uri(), self.profile.model_dump_json())
-        record.put_json("executor.json", handle)
         return plan.job_id, True
 
     def _idempotency_uri(self, name: str, key: str) -> ObjectURI:
@@ -225,19 +303,33 @@ class JobService:
         if status.state.final:
             return status
         handle = self.executor_handle(record)
-        liveness = self.executor.poll(handle) if handle else "unknown"
+        observation = self.executor_for(handle).poll(handle) if handle else Observation("unknown")
+        return self._reconcile(record, status, handle, observation)
+
+    def _reconcile(self, record: JobRecord, status: JobStatus, handle: Handle, seen: Observation) -> JobStatus:
+        """Combine the record with what the executor sees. A dead runner without a final state is LOST, or
+        FAILED with the executor's reason when it knows one (out of memory); a job the executor is holding
+        (a scheduler queue) shows why in `reason` without that being written."""
         age = heartbeat_age(status)
-        if liveness == "dead" or (liveness == "unknown" and age is not None and age > LOST_AFTER_SECONDS):
+        if seen.liveness == "dead" or (seen.liveness == "unknown" and age is not None and age > LOST_AFTER_SECONDS):
             status = record.read_status()  # the runner may have finished between the two reads
             if not status.state.final:
-                status.state = State.LOST
                 status.finished = now_iso()
-                status.reason = (
-                    "the runner process is gone without a final state"
-                    if liveness == "dead"
-                    else f"no heartbeat for {age:.0f}s"
-                )
+                if seen.liveness == "dead" and seen.detail:
+                    status.state, status.reason = State.FAILED, seen.detail
+                    status.exit_code = seen.exit_code if seen.exit_code is not None else status.exit_code
+                else:
+                    status.state = State.LOST
+                    status.reason = (
+                        "the runner process is gone without a final state"
+                        if seen.liveness == "dead"
+                        else f"no heartbeat for {age:.0f}s"
+                    )
                 record.write_status(status)
+        elif seen.detail and not status.reason:
+            status.reason = seen.detail  # shown, not stored: e.g. "queued: Resources"
+        if status.state.final and handle:
+            self.executor_for(handle).cleanup(handle)
         return status
 
     def describe(self, job_id: str) -> dict[str, Any]:
@@ -250,7 +342,7 @@ class JobService:
             "name": job["spec"]["name"],
             "status": status.model_dump(mode="json"),
             "duration_seconds": status.duration(),
-            "executor": self.executor.describe(handle) if handle else "not started",
+            "executor": self.executor_for(handle).describe(handle) if handle else "not started",
             "record": record.uri(),
             "outputs": job["outputs"],
             "inputs": job["inputs"],
@@ -268,14 +360,9 @@ class JobService:
             key=lambda i: i.rsplit("-", 3)[-3:],
             reverse=True,
         )
+        statuses = self._statuses([i for i in ids if not i.startswith("_")][: max(limit * 4, limit)])
         rows = []
-        for job_id in ids:
-            if job_id.startswith("_"):
-                continue
-            try:
-                status = self.status(job_id)
-            except (JobNotFoundError, StorageError, ValueError):
-                continue
+        for job_id, status in statuses:
             if state and status.state.value != state.upper():
                 continue
             rows.append(
@@ -287,11 +374,43 @@ class JobService:
                     "started": status.started,
                     "duration_seconds": status.duration(),
                     "exit_code": status.exit_code,
+                    "reason": status.reason,
                 }
             )
             if len(rows) >= limit:
                 break
         return rows
+
+    def _statuses(self, ids: list[str]) -> list[tuple[str, JobStatus]]:
+        """Statuses of many jobs, asking each executor once for all of its live jobs (one squeue, not N)."""
+        found: list[tuple[str, JobRecord, JobStatus]] = []
+        for job_id in ids:
+            try:
+                record = self.record(job_id)
+                found.append((job_id, record, record.read_status()))
+            except (JobNotFoundError, StorageError, ValueError):
+                continue
+        live: dict[str, list[tuple[int, JobRecord, Handle]]] = {}
+        for index, (_, record, status) in enumerate(found):
+            if not status.state.final:
+                handle = self.executor_handle(record)
+                live.setdefault(str(handle.get("kind", "")), []).append((index, record, handle))
+        result = [(job_id, status) for job_id, _, status in found]
+        for kind, entries in live.items():
+            handles = [h for _, _, h in entries]
+            try:
+                seen = (
+                    self.executor_for(handles[0]).poll_many(handles)
+                    if kind
+                    else [Observation("unknown")] * len(handles)
+                )
+            except JobsubError as exc:
+                log.warning("cannot poll %s jobs: %s", kind, exc)
+                seen = [Observation("unknown")] * len(handles)
+            for (index, record, handle), observation in zip(entries, seen, strict=True):
+                job_id, status = result[index]
+                result[index] = (job_id, self._reconcile(record, status, handle, observation))
+        return result
 
     def cancel(self, job_id: str) -> JobStatus:
         record = self.record(job_id)
@@ -301,7 +420,7 @@ class JobService:
         record.request_cancel()
         handle = self.executor_handle(record)
         if handle:
-            self.executor.cancel(handle)
+            self.executor_for(handle).cancel(handle)
         return status
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.5) -> JobStatus:
