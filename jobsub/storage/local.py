@@ -162,41 +162,62 @@ class LocalStore:
 
     # -- one-pass local copies ---------------------------------------------------------------------------
     def stage_file(self, fd: int, size: int, progress: ProgressCallback | None = None) -> StagedFile:
-        """Copy ``size`` bytes of an open file into staging, hashing SHA-256 from the same read.
+        """Copy ``size`` bytes of an open file into staging and return the SHA-256 of what was stored.
 
-        The source is read once; hashing one chunk overlaps writing it (hashlib and write release the GIL).
+        The source is read once: by copy_file_range in the kernel where the filesystem offers it (as `cp`
+        does), else by our own reads. The hash is taken from the staged copy itself, a chunk behind the copy
+        in a helper thread (from the page cache), so it describes exactly the bytes the object will hold.
         """
         tmp = self._tmp_path()
         out = self._new_file(tmp)
         sha = hashlib.sha256()
-        buffers = [bytearray(_COPY_CHUNK), bytearray(_COPY_CHUNK)]
+        reader = os.open(tmp, os.O_RDONLY)
+
+        def hash_range(offset: int, length: int) -> None:
+            end = offset + length
+            while offset < end:
+                chunk = os.pread(reader, min(_COPY_CHUNK, end - offset), offset)
+                if not chunk:
+                    raise StorageError("staged copy shorter than written; run the command again")
+                sha.update(chunk)
+                offset += len(chunk)
+
         offset = 0
+        kernel_copy = hasattr(os, "copy_file_range")
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash") as hasher:
-                pending = None
+                pending = []
                 while offset < size:
-                    buf = buffers[(offset // _COPY_CHUNK) % 2]
-                    view = memoryview(buf)[: min(_COPY_CHUNK, size - offset)]
-                    got = os.preadv(fd, [view], offset)
+                    want = min(_COPY_CHUNK, size - offset)
+                    got = 0
+                    if kernel_copy:
+                        try:
+                            got = os.copy_file_range(fd, out, want, offset, offset)
+                        except OSError:  # another filesystem, or none of that here: plain reads
+                            kernel_copy = False
+                    if not kernel_copy:
+                        data = os.pread(fd, want, offset)
+                        got = len(data)
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.pwrite(out, view, offset + got - len(view)) :]
                     if got == 0:
                         raise StorageError("source shrank while copying; run the command again")
-                    view = view[:got]
-                    if pending is not None:
-                        pending.result()
-                    pending = hasher.submit(sha.update, view)
-                    rest = view
-                    while rest:
-                        rest = rest[os.write(out, rest) :]
+                    pending.append(hasher.submit(hash_range, offset, got))
                     offset += got
                     if progress:
                         progress(got)
-                if pending is not None:
-                    pending.result()
+                    while pending and pending[0].done():
+                        pending.pop(0).result()
+                for future in pending:
+                    future.result()
         except BaseException:
             os.close(out)
+            os.close(reader)
             tmp.unlink(missing_ok=True)
             raise
         os.close(out)
+        os.close(reader)
         return StagedFile(tmp, offset, sha.hexdigest())
 
     def commit_staged(self, staged: StagedFile, bucket: str, key: str, metadata: dict[str, str] | None) -> str:
