@@ -403,6 +403,7 @@ def test_config_state_and_local_store_are_private_whatever_the_umask(tmp_path: P
         src = write_random(tmp_path / "src" / "f.bin", 12 * MiB, seed=15)
         env.run("upload", str(src.parent), env.uri("p/"), "-q", check=True)
         env.run("download", env.uri("p/"), str(tmp_path / "out"), "-q", check=True)
+        env.run("uploads", "list", check=True)  # looks for resume journals in the state folder
     finally:
         os.umask(old)
     for folder in ("config", "state", "data"):
