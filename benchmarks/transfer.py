@@ -1,7 +1,8 @@
-"""jobsub transfers against their peers, measured in one run on one moto server (the machines are noisy,
+"""jobsub transfers against their peers, measured in one run on one S3 server (the machines are noisy,
 so only ratios within a run mean anything).
 
-    python benchmarks/transfer.py                     # 512 MiB file
+    python benchmarks/transfer.py                     # 512 MiB file, moto server
+    python benchmarks/transfer.py --server ceph       # Ceph RADOS Gateway (tests/ceph.py; .ci/install-ceph.sh)
     python benchmarks/transfer.py --size 2GiB         # also the memory-flatness check against 512 MiB
     python benchmarks/transfer.py --skip-memory --skip-resume
 
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,13 +84,27 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto_server did not start")
 
 
+def start_server(name: str, work: Path, size: int, with_memory_check: bool) -> tuple[Callable[[], None], str]:
+    """The S3 server to measure against, and how to stop it (by pid)."""
+    if name == "moto":
+        proc, url = start_moto()
+        return proc.terminate, url
+    from tests.ceph import start_ceph
+
+    # every copy of the file stays in the in-memory OSD until garbage collection: size the cap to the run
+    copies = 5 * size + (parse_size("2GiB") if with_memory_check else 0)
+    ceph = start_ceph("bench", "benchbench", memstore_gb=copies / (1 << 30) + 1, root=work / "ceph")
+    print(f"ceph started in {ceph.startup_s:.1f} s", flush=True)
+    return ceph.stop, ceph.url
+
+
 def bench_env(work: Path) -> dict[str, str]:
     """An isolated jobsub user with dummy credentials (moto accepts any)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSUB_", "XDG_"))}
     env.update(
         {
             "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_SECRET_ACCESS_KEY": "benchbench",
             "AWS_DEFAULT_REGION": "us-east-1",
             "XDG_CONFIG_HOME": str(work / "cfg"),
             "XDG_DATA_HOME": str(work / "data"),
@@ -103,7 +119,7 @@ def create_bucket(url: str, bucket: str) -> None:
     import boto3
 
     boto3.client(
-        "s3", endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+        "s3", endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="benchbench", region_name="us-east-1"
     ).create_bucket(Bucket=bucket)
 
 
@@ -121,16 +137,18 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true", help="skip the 2 GiB memory-flatness check")
     parser.add_argument("--skip-resume", action="store_true", help="skip the kill -9 / resume check")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--server", choices=("moto", "ceph"), default="moto", help="the S3 server to measure on")
+    parser.add_argument("--skip-local", action="store_true", help="skip the local-profile rows")
     args = parser.parse_args()
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="jobsub-bench-"))
-    moto, url = start_moto()
+    stop_server, url = start_server(args.server, work, size, not args.skip_memory)
     env = bench_env(work)
     jobsub = [sys.executable, "-m", "jobsub"]
     results: dict[str, dict] = {}
     try:
         subprocess.run(
-            [*jobsub, "profile", "add", "moto", "--storage", "s3", "--endpoint-url", url, "--addressing-style", "path"],
+            [*jobsub, "profile", "add", "s3", "--storage", "s3", "--endpoint-url", url, "--addressing-style", "path"],
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,
@@ -149,8 +167,8 @@ def main() -> None:
         )
         create_bucket(url, "bench")
         source = make_file(work / "source.bin", size)
-        moto_env = {**env, "JOBSUB_PROFILE": "moto"}
-        print(f"file {human_size(size)}; moto at {url}", flush=True)
+        moto_env = {**env, "JOBSUB_PROFILE": "s3"}
+        print(f"file {human_size(size)}; {args.server} at {url}", flush=True)
 
         results["upload jobsub"] = measure([*jobsub, "upload", str(source), "s3://bench/jobsub.bin", "-q"], moto_env)
         crc_env = {**env, "JOBSUB_PROFILE": "moto-crc"}
@@ -186,13 +204,14 @@ def main() -> None:
             )
         for name in ("d1.bin", "d2.bin", "d3.bin"):
             (work / name).unlink(missing_ok=True)
-        local_env = {**env, "JOBSUB_PROFILE": "loc"}
-        results["local upload jobsub"] = measure(
-            [*jobsub, "upload", str(source), "s3://bench/local.bin", "-q"], local_env
-        )
-        results["local copy cp"] = measure(["cp", str(source), str(work / "cp.bin")], env)
-        (work / "cp.bin").unlink()
-        shutil.rmtree(work / "store", ignore_errors=True)
+        if not args.skip_local:
+            local_env = {**env, "JOBSUB_PROFILE": "loc"}
+            results["local upload jobsub"] = measure(
+                [*jobsub, "upload", str(source), "s3://bench/local.bin", "-q"], local_env
+            )
+            results["local copy cp"] = measure(["cp", str(source), str(work / "cp.bin")], env)
+            (work / "cp.bin").unlink()
+            shutil.rmtree(work / "store", ignore_errors=True)
 
         if not args.skip_resume:
             results["resume after kill -9"] = resume_check(jobsub, source, moto_env, url)
@@ -201,9 +220,9 @@ def main() -> None:
             results["upload jobsub 2GiB"] = measure([*jobsub, "upload", str(big), "s3://bench/big.bin", "-q"], moto_env)
             big.unlink()
     finally:
-        moto.terminate()
+        stop_server()
         shutil.rmtree(work, ignore_errors=True)
-    report(results, size, args.out)
+    report(results, size, args.out, args.server)
 
 
 def resume_check(jobsub: list[str], source: Path, env: dict[str, str], url: str) -> dict:
@@ -219,7 +238,7 @@ def resume_check(jobsub: list[str], source: Path, env: dict[str, str], url: str)
         "s3",
         endpoint_url=url,
         aws_access_key_id="bench",
-        aws_secret_access_key="bench",
+        aws_secret_access_key="benchbench",
         region_name="us-east-1",
     )
     uploads = client.list_multipart_uploads(Bucket="bench").get("Uploads", [])
@@ -241,7 +260,7 @@ def resume_check(jobsub: list[str], source: Path, env: dict[str, str], url: str)
     }
 
 
-def report(results: dict[str, dict], size: int, out: Path) -> None:
+def report(results: dict[str, dict], size: int, out: Path, server: str = "moto") -> None:
     out.mkdir(parents=True, exist_ok=True)
     lines = ["| run | wall s | CPU s | peak RSS MiB | wall vs jobsub | RSS vs jobsub |", "|---|---|---|---|---|---|"]
     for name, row in results.items():
@@ -258,7 +277,9 @@ def report(results: dict[str, dict], size: int, out: Path) -> None:
         if "wall_s" not in row:
             print(f"{name}: {json.dumps(row)}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"transfer-{stamp}.json").write_text(json.dumps({"size": size, "results": results}, indent=2))
+    (out / f"transfer-{server}-{stamp}.json").write_text(
+        json.dumps({"size": size, "server": server, "results": results}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from jobsub.costs import Prices
 from jobsub.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -168,6 +169,7 @@ class Profile(BaseModel):
     docker: DockerSettings = Field(default_factory=DockerSettings)
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    prices: Prices = Field(default_factory=Prices, description="price table for cost estimates (default: zeros)")
 
     @field_validator("executor")
     @classmethod

@@ -1,4 +1,9 @@
-"""Shared fixtures: isolated user dirs, a real moto S3 server on loopback, profiles for both stores."""
+"""Shared fixtures: isolated user dirs, real S3 servers on loopback (moto, and Ceph's RADOS Gateway), profiles.
+
+The store harness: `env` runs a test on the local store, on moto and on Ceph; `s3env` on moto and on Ceph;
+`cephenv` on Ceph alone. Each S3 server is described by an `S3Server` that names what it verifies, so a test
+asserts what that server really does. Ceph starts once per session, only when a selected test needs it.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +70,80 @@ def moto_url() -> Iterator[str]:
     proc.wait(10)
 
 
+@dataclass(frozen=True)
+class S3Server:
+    """An S3 server the tests talk to, and the behaviours in which servers differ (S3-SERVERS.md)."""
+
+    name: str  # "moto" | "ceph"
+    url: str
+    verifies_content_md5: bool  # a wrong Content-MD5 is refused (400 BadDigest)
+    verifies_payload_sha256: bool  # a body that does not match its signed x-amz-content-sha256 is refused
+    verifies_flexible_checksums: bool  # a wrong x-amz-checksum-crc32 is refused
+    returns_flexible_checksums: bool  # HeadObject with ChecksumMode answers the checksum (its own)
+    accepts_aws_chunked_over_https: bool  # boto3's default streaming trailer checksum
+    error_messages: bool  # error bodies carry <Message>
+    https_url: str = ""
+    ca_bundle: str = ""
+    admin: tuple[str, ...] = ()  # Ceph: the radosgw-admin command line for this cluster
+
+    def admin_run(self, *args: str) -> str:
+        """Run radosgw-admin on this cluster (quotas and the like); fails the test on an error."""
+        assert self.admin, f"{self.name} has no admin tool"
+        result = subprocess.run([*self.admin, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def moto_server(moto_url: str) -> S3Server:
+    return S3Server(
+        "moto",
+        moto_url,
+        verifies_content_md5=False,
+        verifies_payload_sha256=False,
+        verifies_flexible_checksums=False,  # moto 5.2 stores its own CRC and ignores a wrong one
+        returns_flexible_checksums=True,
+        accepts_aws_chunked_over_https=True,
+        error_messages=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def ceph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A single-node Ceph + radosgw (tests/ceph.py), started on first use and stopped by pid at session end."""
+    from tests.backends import backend_unavailable
+    from tests.ceph import CephUnavailable, start_ceph
+
+    root = tmp_path_factory.mktemp("ceph")
+    try:
+        ceph = start_ceph(
+            KEY_ID, SECRET, memstore_gb=float(os.environ.get("JOBSUB_TEST_CEPH_MEMSTORE_GB", "3")), root=root
+        )
+    except CephUnavailable as exc:
+        backend_unavailable(f"Ceph RGW cannot start: {exc}")
+    try:
+        yield S3Server(
+            "ceph",
+            ceph.url,
+            verifies_content_md5=True,
+            verifies_payload_sha256=True,
+            verifies_flexible_checksums=False,
+            returns_flexible_checksums=False,
+            accepts_aws_chunked_over_https=False,
+            error_messages=False,
+            https_url=ceph.https_url,
+            ca_bundle=ceph.ca_bundle,
+            admin=("radosgw-admin", "-c", str(ceph.conf)),
+        )
+    finally:
+        ceph.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _server(request: pytest.FixtureRequest, name: str) -> S3Server:
+    return request.getfixturevalue("ceph_server" if name == "ceph" else "moto_server")
+
+
 @dataclass
 class Env:
     """An isolated jobsub user: its own config/data/state dirs, AWS test credentials, and a profile."""
@@ -74,6 +153,7 @@ class Env:
     kind: str = "local"
     bucket: str = ""
     endpoint: str | None = None
+    server: S3Server | None = None  # the S3 server behind an "s3" env
 
     def run(
         self,
@@ -112,8 +192,10 @@ class Env:
         self.apply()
         return open_store(resolve_profile()[1])
 
-    def boto(self):
+    def boto(self, **config):
+        """A plain boto3 client on the same server; `config` goes to botocore's Config."""
         import boto3
+        from botocore.config import Config
 
         return boto3.client(
             "s3",
@@ -121,13 +203,15 @@ class Env:
             region_name="us-east-1",
             aws_access_key_id=KEY_ID,
             aws_secret_access_key=SECRET,
+            config=Config(s3={"addressing_style": "path"}, **config),
         )
 
     def uri(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"
 
 
-def make_env(tmp_path: Path, kind: str = "local", moto: str | None = None) -> Env:
+def make_env(tmp_path: Path, kind: str = "local", moto: str | None = None, server: S3Server | None = None) -> Env:
+    """A jobsub user; kind "s3" needs the server (or just the moto URL, for a moto server)."""
     root = tmp_path / "user"
     variables = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBSUB_", "XDG_"))},
@@ -141,14 +225,15 @@ def make_env(tmp_path: Path, kind: str = "local", moto: str | None = None) -> En
         "PYTHONPATH": str(REPO),
         "COLUMNS": "200",
     }
-    env = Env(root, variables, kind, bucket="b" + uuid.uuid4().hex[:10])
+    env = Env(root, variables, kind, bucket="b" + uuid.uuid4().hex[:10], server=server)
     if kind == "s3":
+        moto = server.url if server else moto
         assert moto
         env.endpoint = moto
         env.run(
             "profile",
             "add",
-            "moto",
+            server.name if server else "moto",
             "--storage",
             "s3",
             "--endpoint-url",
@@ -168,28 +253,34 @@ def make_env(tmp_path: Path, kind: str = "local", moto: str | None = None) -> En
     return env
 
 
-@pytest.fixture(params=["local", "s3"])
-def env(request, tmp_path: Path, monkeypatch) -> Env:
-    """A jobsub user on the local store and, in a second run of the test, on the moto S3 server."""
-    moto = request.getfixturevalue("moto_url") if request.param == "s3" else None
+def _isolated_env(tmp_path: Path, monkeypatch, kind: str, server: S3Server | None) -> Env:
     for key in list(os.environ):
         if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
             monkeypatch.delenv(key)
-    result = make_env(tmp_path, request.param, moto)
+    result = make_env(tmp_path, kind, server=server)
     for key, value in result.vars.items():
         monkeypatch.setenv(key, value)
     return result
+
+
+@pytest.fixture(params=["local", "s3", "ceph"])
+def env(request, tmp_path: Path, monkeypatch) -> Env:
+    """A jobsub user on the local store, then on the moto S3 server ("s3"), then on Ceph's radosgw ("ceph")."""
+    if request.param == "local":
+        return _isolated_env(tmp_path, monkeypatch, "local", None)
+    return _isolated_env(tmp_path, monkeypatch, "s3", _server(request, "ceph" if request.param == "ceph" else "moto"))
+
+
+@pytest.fixture(params=["moto", "ceph"])
+def s3env(request, tmp_path: Path, monkeypatch) -> Env:
+    """A jobsub user on an S3 server: moto, then Ceph's radosgw (env.server says which and what it verifies)."""
+    return _isolated_env(tmp_path, monkeypatch, "s3", _server(request, request.param))
 
 
 @pytest.fixture
-def s3env(tmp_path: Path, moto_url: str, monkeypatch) -> Env:
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
-    result = make_env(tmp_path, "s3", moto_url)
-    for key, value in result.vars.items():
-        monkeypatch.setenv(key, value)
-    return result
+def cephenv(request, tmp_path: Path, monkeypatch) -> Env:
+    """A jobsub user on Ceph's radosgw alone, for what only a production server does."""
+    return _isolated_env(tmp_path, monkeypatch, "s3", _server(request, "ceph"))
 
 
 def poll(predicate, deadline_s: float = 30.0, interval: float = 0.02, what: str = "condition"):

@@ -1,7 +1,8 @@
 """A small fault-injecting HTTP proxy on loopback, placed between jobsub and the moto S3 server.
 
 Each request is read whole, matched against rules (method + path regex, which occurrence), and either
-forwarded, answered with an HTTP error, cut with a TCP reset, or delayed. Every response carries
+forwarded, answered with an HTTP error, cut with a TCP reset, delayed, or forwarded with one body byte flipped
+(headers such as Content-MD5 untouched: corruption on the way). Every response carries
 `Connection: close`, so request boundaries stay simple.
 """
 
@@ -20,7 +21,7 @@ from urllib.parse import urlparse
 class Rule:
     method: str
     path_regex: str
-    action: str  # "reset" | "500" | "503" | "stall"
+    action: str  # "reset" | "500" | "503" | "stall" | "corrupt"
     occurrences: set[int] | None = None  # 1-based occurrence numbers of matching requests; None = every one
     stall_seconds: float = 0.0
     seen: int = 0
@@ -40,6 +41,8 @@ class FaultProxy:
     upstream: str
     rules: list[Rule] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: (method, path, upstream status, what the proxy did) for every forwarded request
+    responses: list[tuple[str, str, int, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         parsed = urlparse(self.upstream)
@@ -107,6 +110,9 @@ class FaultProxy:
             if rule and rule.action == "stall":
                 time.sleep(rule.stall_seconds)
             head, _, body = request.partition(b"\r\n\r\n")
+            if rule and rule.action == "corrupt" and body:
+                middle = len(body) // 2
+                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
             head = re.sub(rb"(?i)\r\nconnection:[^\r]*", b"", head) + b"\r\nConnection: close"
             with socket.create_connection(self._up) as upstream:
                 upstream.sendall(head + b"\r\n\r\n" + body)
@@ -114,6 +120,10 @@ class FaultProxy:
                 while chunk := upstream.recv(1 << 20):
                     response += chunk
             rhead, _, rbody = response.partition(b"\r\n\r\n")
+            statuses = [int(c) for c in re.findall(rb"(?m)^HTTP/\d\.\d (\d{3})", response) if not c.startswith(b"1")]
+            with self._lock:  # the final status, after any "100 Continue"
+                did = rule.action if rule else "forward"
+                self.responses.append((method_s, path_s, statuses[0] if statuses else 0, did))
             rhead = re.sub(rb"(?i)\r\nconnection:[^\r]*", b"", rhead) + b"\r\nConnection: close"
             try:
                 client.sendall(rhead + b"\r\n\r\n" + rbody)

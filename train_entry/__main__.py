@@ -181,7 +181,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_args(pretrain)
     _train_args(pretrain, epochs=3, batch=64, lr=1e-4)
+    _mindspore_args(sub)
     return parser
+
+
+def _mindspore_args(sub) -> None:
+    importer = sub.add_parser(
+        "import-mindspore",
+        help="turn a MindSpore model-zoo BERT checkpoint (.ckpt) into a model folder",
+        description="Convert a MindSpore model-zoo BERT .ckpt (pre-training or fine-tuning, optimizer state "
+        "included) into a transformers model folder that finetune, evaluate and pretrain read. MindSpore is not "
+        "needed; optimizer tensors are skipped without being read.",
+    )
+    importer.add_argument("--ckpt", required=True, metavar="FILE", help="the MindSpore checkpoint (.ckpt)")
+    importer.add_argument("--vocab", required=True, metavar="FILE", help="the vocab.txt it was trained with")
+    shape = importer.add_mutually_exclusive_group()
+    shape.add_argument("--config", metavar="FILE", help="bert_config.json (checked against the tensors)")
+    shape.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a size preset (checked against the tensors; gives the heads)"
+    )
+    importer.add_argument(
+        "--num-heads",
+        type=int,
+        default=0,
+        help="attention heads, which the tensors cannot tell (default, or 0: from --config/--preset, else hidden/64)",
+    )
+    importer.add_argument(
+        "--dtype",
+        choices=("float32", "keep"),
+        default="float32",
+        help="weights in the folder: float32 (default; what training wants) or as stored (fp16 stays fp16)",
+    )
+    importer.add_argument("--output", required=True, metavar="DIR", help="the model folder to write")
+
+    exporter = sub.add_parser(
+        "export-mindspore",
+        help="write a model folder back as a MindSpore model-zoo BERT checkpoint (.ckpt)",
+        description="Write a model folder's BERT weights as a .ckpt under the MindSpore model zoo's names "
+        "(mindspore.load_checkpoint reads it; a classifier goes to <prefix parent>.dense_1 as in BertCLS).",
+    )
+    exporter.add_argument("--model", required=True, metavar="DIR", help="a model folder (model.safetensors)")
+    exporter.add_argument("--output", required=True, metavar="FILE", help="the .ckpt to write")
+    exporter.add_argument(
+        "--prefix", default="bert.bert.", help="name prefix of BertModel's tensors (default: %(default)s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +250,22 @@ def main(argv: list[str] | None = None) -> int:
             from train_entry.classify import predict
 
             result = predict(args)
+        elif args.command == "import-mindspore":
+            from train_entry.mindspore_convert import import_mindspore
+
+            result = import_mindspore(
+                Path(args.ckpt),
+                Path(args.vocab),
+                Path(args.output),
+                Path(args.config) if args.config else None,
+                args.preset,
+                args.num_heads or None,
+                args.dtype,
+            )
+        elif args.command == "export-mindspore":
+            from train_entry.mindspore_convert import export_mindspore
+
+            result = export_mindspore(Path(args.model), Path(args.output), args.prefix)
         else:
             from train_entry.pretrain import pretrain
 

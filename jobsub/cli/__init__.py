@@ -36,6 +36,7 @@ class _LazyGroup(click.Group):
         "results": "job_cmds",
         "templates": "job_cmds",
         "demo": "demo_cmd",
+        "cost": "cost_cmds",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from jobsub.cli.app import App, pass_app, print_json, warn_line
+from jobsub.costs import money
 from jobsub.errors import SpecError, UsageError
+from jobsub.jobs.billing import describe_cost
 from jobsub.jobs.records import JobStatus
 from jobsub.units import human_duration, human_size
 
@@ -78,8 +80,16 @@ def _final_line(job_id: str, status: JobStatus) -> str:
     metavar="KIND",
     help="Where the job runs: local, docker, slurm, ray (default: the profile's executor).",
 )
+@click.option(
+    "--max-cost",
+    type=float,
+    metavar="AMOUNT",
+    help="Refuse the job if its upper estimate is above AMOUNT; stop it when its running cost reaches AMOUNT.",
+)
 @click.option("--follow", is_flag=True, help="Follow the log to the end and exit with the job's exit code.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved spec and planned uploads; submit nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the resolved spec, planned uploads and cost estimate; submit nothing."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job id and record as JSON.")
 @pass_app
 def submit_command(
@@ -93,6 +103,7 @@ def submit_command(
     idempotency_key: str | None,
     code: Path | None,
     executor: str | None,
+    max_cost: float | None,
     follow: bool,
     dry_run: bool,
     as_json: bool,
@@ -121,10 +132,16 @@ def submit_command(
         spec = spec.model_copy(update={"code": str(code.resolve())})
     service = _service(app, executor)
     base = Path.cwd() if template else path.parent
-    plan = service.plan(spec, _parse_pairs(inputs, "--input"), output, idempotency_key, base_dir=base)
+    if max_cost is not None and not (max_cost >= 0 and max_cost != float("inf")):
+        raise UsageError(f"--max-cost {max_cost}: give a finite amount >= 0")
+    plan = service.plan(
+        spec, _parse_pairs(inputs, "--input"), output, idempotency_key, base_dir=base, max_cost=max_cost
+    )
     if dry_run:
         print_json({**plan.as_dict(), "dry_run": True})
         return
+    if plan.estimate is not None and not as_json:
+        app.console.print(plan.estimate.line(), markup=False, highlight=False)
     subscribers, context = progress_for("upload", app.console, as_json)
     with context:
         job_id, created = service.submit(
@@ -174,6 +191,7 @@ def status_command(app: App, job_id: str, as_json: bool) -> None:
         ("finished", status["finished"] or ""),
         ("duration", human_duration(duration) if duration is not None else ""),
         ("executor", info["executor"]),
+        ("cost", describe_cost(info["cost"]) if info.get("cost") else ""),
         ("record", info["record"]),
         ("outputs", info["outputs"]),
     ]
@@ -195,7 +213,8 @@ def status_command(app: App, job_id: str, as_json: bool) -> None:
 @pass_app
 def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None:
     """List jobs in the profile's job store, newest first."""
-    rows = _service(app).list_jobs(state, limit)
+    with_cost = not app.profile.prices.is_zero
+    rows = _service(app).list_jobs(state, limit, with_cost=with_cost)
     if as_json:
         print_json(rows)
         return
@@ -205,7 +224,7 @@ def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("ID", "NAME", "STATE", "STARTED", "DURATION", "EXIT"):
+    for column in ("ID", "NAME", "STATE", "STARTED", "DURATION", "EXIT", *(["COST"] if with_cost else [])):
         table.add_column(column)
     for row in rows:
         duration = row["duration_seconds"]
@@ -216,6 +235,7 @@ def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None
             (row["started"] or "")[:19].replace("T", " "),
             human_duration(duration) if duration is not None else "",
             "" if row["exit_code"] is None else str(row["exit_code"]),
+            *([money(row["cost"]["compute"], row["cost"]["currency"]) if row.get("cost") else ""] if with_cost else []),
         )
     app.out.print(table)
 
@@ -313,6 +333,8 @@ def render_results(app: App, job_id: str, results: dict[str, Any]) -> None:
         f"{human_size(sum(f['size'] for f in results['files']))})"
     )
     click.echo(f"  fetch them with: jobsub download {job_id} ./{job_id}")
+    if results.get("cost"):
+        click.echo(f"cost: {describe_cost(results['cost'])}")
 
 
 # -- templates --------------------------------------------------------------------------------------------

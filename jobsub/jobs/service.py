@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jobsub.config import Profile
+from jobsub.costs import Estimate
 from jobsub.errors import (
     BucketNotFoundError,
     JobError,
@@ -31,6 +32,7 @@ from jobsub.errors import (
     StorageError,
 )
 from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_executor
+from jobsub.jobs import billing
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec
@@ -58,6 +60,8 @@ class SubmitPlan:
     code: dict[str, Any] | None = None
     code_archive: bytes | None = None
     existing: str | None = None  # an earlier job with the same name + idempotency key
+    estimate: Estimate | None = None  # what it will cost (jobsub/costs.py), from the profile's price table
+    max_cost: float | None = None  # --max-cost: refused at submit above it, stopped by the runtime at it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +72,8 @@ class SubmitPlan:
             "outputs": self.outputs,
             "code": self.code,
             "existing_job": self.existing,
+            "estimate": self.estimate.as_dict() if self.estimate else None,
+            "max_cost": self.max_cost,
         }
 
 
@@ -185,6 +191,7 @@ class JobService:
         output: str | None = None,
         idempotency_key: str | None = None,
         base_dir: Path | None = None,
+        max_cost: float | None = None,
     ) -> SubmitPlan:
         wanted: dict[str, str | None] = {**spec.inputs, **(inputs or {})}
         # inputs the spec does not name are allowed: the program reads them from JOBSUB_INPUT_<NAME>
@@ -217,6 +224,8 @@ class JobService:
             uri = self._internal("_code", f"{sha}.tar.gz")
             plan.code = {"uri": str(uri), "sha256": sha, "files": files, "bytes": len(archive), "folder": spec.code}
             plan.code_archive = archive
+        plan.max_cost = max_cost
+        plan.estimate = billing.estimate_plan(self, plan)
         return plan
 
     def submit(
@@ -233,6 +242,8 @@ class JobService:
         upload and leaves no record; a launch that fails after the record exists marks it FAILED."""
         if plan.existing:
             return plan.existing, False
+        if plan.estimate is not None:
+            billing.check_max_cost(plan.estimate, plan.max_cost)
         request = self.launch_request(plan, secret_env)
         self.executor.check(request)
         for name, path, dest in plan.uploads:
@@ -260,6 +271,7 @@ class JobService:
                 "submitted_from": socket.gethostname(),
                 "profile": self.profile_name,
                 "executor": self.executor.kind,
+                "cost": billing.cost_record(self, plan, plan.estimate, plan.max_cost) if plan.estimate else None,
             },
         )
         record.write_status(JobStatus())
@@ -347,9 +359,13 @@ class JobService:
             "outputs": job["outputs"],
             "inputs": job["inputs"],
             "command": job["spec"]["command"],
+            "cost": billing.job_cost(job, status.duration(), billing.stored_bytes(self, job_id, job)),
         }
 
-    def list_jobs(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_jobs(
+        self, state: str | None = None, limit: int = 50, name: str | None = None, with_cost: bool = False
+    ) -> list[dict[str, Any]]:
+        """Newest first. `name` keeps one template's jobs; `with_cost` adds each job's cost (reads job.json)."""
         self.store.check_bucket(self.jobs_uri.bucket)
         try:
             listing = self.store.list(self.jobs_uri.bucket, self.jobs_uri.key, "/")
@@ -360,8 +376,9 @@ class JobService:
             key=lambda i: i.rsplit("-", 3)[-3:],
             reverse=True,
         )
-        statuses = self._statuses([i for i in ids if not i.startswith("_")][: max(limit * 4, limit)])
-        rows = []
+        ids = [i for i in ids if not i.startswith("_") and (name is None or i.rsplit("-", 3)[0] == name)]
+        statuses = self._statuses(ids if state else ids[:limit])
+        rows: list[dict[str, Any]] = []
         for job_id, status in statuses:
             if state and status.state.value != state.upper():
                 continue
@@ -377,6 +394,12 @@ class JobService:
                     "reason": status.reason,
                 }
             )
+            if with_cost:
+                try:
+                    job = self.record(job_id).read_job()
+                    rows[-1]["cost"] = billing.job_cost(job, status.duration())
+                except (JobNotFoundError, StorageError):
+                    rows[-1]["cost"] = None
             if len(rows) >= limit:
                 break
         return rows
@@ -490,7 +513,8 @@ class JobService:
         """Final metrics (the program's metrics.json, else its last metrics line), plots and outputs by URI."""
         status = self.status(job_id)
         record = self.record(job_id)
-        uri = self.outputs_uri(job_id)
+        job = record.read_job()
+        uri = ObjectURI.parse(job["outputs"]).as_prefix()
         objects = list(self.store.iter_objects(uri.bucket, uri.key))
         metrics: dict[str, Any] = {}
         source = None
@@ -515,4 +539,5 @@ class JobService:
             "plots": [f["uri"] for f in files if f["uri"].lower().endswith((".png", ".svg", ".jpg"))],
             "outputs": str(uri),
             "files": files,
+            "cost": billing.job_cost(job, status.duration(), billing.stored_bytes(self, job_id, job)),
         }

@@ -25,6 +25,7 @@ class Resources(BaseModel):
     cpus: float | None = None
     gpus: int = 0
     memory: str | None = None
+    flavor: str | None = Field(default=None, description="a named instance flavor of the profile's price table")
 
 
 class JobSpec(BaseModel):
@@ -161,14 +162,14 @@ def apply_sets(spec: JobSpec, assignments: list[str]) -> JobSpec:
             data["params"][sub] = _coerce(key, data["params"][sub], raw)
         elif scope == "env" and sub:
             data["env"][sub] = raw
-        elif scope == "resources" and sub in ("cpus", "gpus", "memory"):
-            data["resources"][sub] = _coerce(key, {"cpus": 1.0, "gpus": 1, "memory": ""}[sub], raw)
+        elif scope == "resources" and sub in ("cpus", "gpus", "memory", "flavor"):
+            data["resources"][sub] = _coerce(key, {"cpus": 1.0, "gpus": 1, "memory": "", "flavor": ""}[sub], raw)
         elif key in scalars:
             data[key] = _coerce(key, scalars[key](), raw) if scalars[key] is int else raw
         else:
             valid = sorted(
                 [f"params.{p}" for p in data["params"]]
-                + ["env.NAME", "resources.cpus", "resources.gpus", "resources.memory", *scalars]
+                + ["env.NAME", "resources.cpus", "resources.gpus", "resources.memory", "resources.flavor", *scalars]
             )
             raise SpecError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
     try:

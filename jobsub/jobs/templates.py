@@ -1,4 +1,9 @@
-"""Job templates: the YAML specs shipped in jobsub/job_templates plus the user's own in <config>/templates."""
+"""Job templates: the YAML specs of the top-level job_templates/ folder plus the user's own in <config>/templates.
+
+The repository keeps templates in job_templates/ (beside docker/ and train_entry/, where a reader looks
+for them); pyproject.toml installs that folder as the package ``jobsub.job_templates``, so an installed
+wheel and an editable checkout find them the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,22 @@ from jobsub.config import config_dir
 from jobsub.errors import SpecError
 from jobsub.jobs.spec import JobSpec, load_spec
 
-BUILTIN = Path(__file__).resolve().parents[1] / "job_templates"
+
+def _builtin_dir() -> Path:
+    """The installed package's folder; in a source checkout used without installing (PYTHONPATH, an older
+    editable install) the repository's own job_templates/ folder."""
+    from importlib.resources import files
+
+    try:
+        found = files("jobsub.job_templates")
+    except ModuleNotFoundError:
+        found = None
+    if isinstance(found, Path) and found.is_dir():
+        return found
+    return Path(__file__).resolve().parents[2] / "job_templates"
+
+
+BUILTIN = _builtin_dir()
 
 
 def template_dirs() -> list[Path]:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobsub.costs import cost_limit_reached, money
 from jobsub.errors import JobsubError, ObjectNotFoundError
 from jobsub.jobs.packaging import unpack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
@@ -20,7 +21,7 @@ from jobsub.jobs.spec import JobSpec
 from jobsub.runtime.logship import LogShipper
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferOptions
-from jobsub.units import parse_duration
+from jobsub.units import human_duration, parse_duration
 from jobsub.uri import ObjectURI
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,11 @@ class Runner:
         self._metrics_size = -1
         self._last_output_sync = time.monotonic()
         self._transfer = TransferManager(store, TransferOptions(concurrency=4))
+        self._started = time.monotonic()
+        cost = self.job.get("cost") or {}
+        self._rate = float(cost.get("rate_per_hour", 0.0))  # compute price per hour (jobsub/costs.py)
+        self._max_cost: float | None = cost.get("max_cost")
+        self._currency = str(cost.get("currency", ""))
 
     def _existing_chunks(self) -> int:
         """A restarted runner appends after the chunks an earlier attempt wrote."""
@@ -129,6 +135,8 @@ class Runner:
                 return {"state": State.CANCELLED, "exit_code": code, "reason": "cancelled by request"}
             if self.stop_reason == "timeout":
                 return {"state": State.FAILED, "exit_code": code, "reason": f"timed out after {self.spec.timeout}"}
+            if self.stop_reason == "cost":
+                return {"state": State.FAILED, "exit_code": code, "reason": self._cost_reason()}
             if code == 0:
                 return {"state": State.SUCCEEDED, "exit_code": 0, "reason": None}
             reason = _exit_reason(code)
@@ -234,6 +242,11 @@ class Runner:
             if deadline and time.monotonic() > deadline and not self.stop_reason:
                 self.stop_reason = "timeout"
                 self.logs.say(f"timeout of {self.spec.timeout} reached; stopping the job")
+            if not self.stop_reason and cost_limit_reached(
+                self._rate, time.monotonic() - self._started, self._max_cost
+            ):
+                self.stop_reason = "cost"
+                self.logs.say(f"{self._cost_reason()}; stopping the job")
             if time.monotonic() - last_cancel_check > 1.0:
                 last_cancel_check = time.monotonic()
                 try:
@@ -249,6 +262,10 @@ class Runner:
         for pump in pumps:
             pump.join(timeout=5)
         return code
+
+    def _cost_reason(self) -> str:
+        elapsed = human_duration(time.monotonic() - self._started)
+        return f"cost limit {money(self._max_cost, self._currency)} reached after {elapsed}"
 
     def _request_stop(self, reason: str) -> None:
         if not self.stop_reason:

@@ -207,8 +207,14 @@ class S3Store:
             return EndpointError(f"cannot reach {self.description}: {type(exc).__name__}; check the endpoint URL")
         if isinstance(exc, bex.ClientError):
             error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
+            code = str(error.get("Code") or "")
+            message = str(error.get("Message") or "")  # Ceph RGW sends no Message: botocore gives None
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "QuotaExceeded":  # Ceph answers 403 for a full bucket or user quota: not a credentials problem
+                return StorageError(
+                    f"{self.description} refused {where}: the quota of the bucket or user is exceeded "
+                    "(QuotaExceeded); delete objects or ask for a larger quota"
+                )
             if code in _CREDENTIAL_CODES or status == 403:
                 return CredentialsError(
                     f"{self.description} rejected the credentials{self._key_hint()} ({code or status}) "
@@ -218,16 +224,22 @@ class S3Store:
                 return BucketNotFoundError(
                     f"bucket {bucket!r} does not exist at {self.description}: create it or fix the URI"
                 )
-            if code == "NoSuchUpload":
+            if code == "NoSuchUpload" or (code == "NoSuchKey" and upload_id):  # Ceph: ListParts after abort
                 return UploadNotFoundError(f"multipart upload {upload_id} for {where} no longer exists")
             if code in ("NoSuchKey", "404", "NotFound"):
                 return ObjectNotFoundError(f"no object {where}")
-            if code in ("BadDigest", "InvalidDigest", "InvalidPart"):
+            if code in ("BadDigest", "XAmzContentSHA256Mismatch"):  # Ceph checks both (SHA-256: signed HTTP)
+                what = "Content-MD5" if code == "BadDigest" else "signed SHA-256"
+                return IntegrityError(
+                    f"{self.description} refused the bytes sent for {where}: they did not match their {what} "
+                    f"({code}), so they were changed on the way"
+                )
+            if code in ("InvalidDigest", "InvalidPart"):
                 return IntegrityError(f"{self.description} reported {code} for {where}")
-            message = str(error.get("Message", ""))
             if code in ("InvalidArgument", "NotImplemented", "InvalidRequest") and "checksum" in message.lower():
                 return ChecksumUnsupportedError(f"{self.description} rejected the checksum header: {message}")
-            err = StorageError(f"{self.description} answered {code or status} for {where}: {error.get('Message', '')}")
+            detail = f": {message}" if message else ""
+            err = StorageError(f"{self.description} answered {code or 'an error'} (HTTP {status}) for {where}{detail}")
             err.transient = status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError")
             return err
         if isinstance(exc, bex.BotoCoreError):
