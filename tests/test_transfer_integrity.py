@@ -181,6 +181,9 @@ def test_foreign_multipart_object_never_skipped_for_a_same_size_local_file(
     s3env: Env, tmp_path: Path, checksums: bool, expected: str
 ) -> None:
     """boto3's upload_file (multipart ETag '-N', no jobsub metadata), with and without flexible checksums."""
+    assert s3env.server is not None
+    if not s3env.server.returns_flexible_checksums:
+        expected = "size only"  # Ceph takes the checksum headers but never answers them back
     remote = write_random(tmp_path / "remote.bin", 12 * MiB, seed=7)
     _boto_upload(s3env, remote, "foreign/x.bin", checksums)
     dest = write_random(tmp_path / "out" / "x.bin", 12 * MiB, seed=8)  # same size, other bytes
@@ -349,7 +352,7 @@ def test_silent_endpoint_fails_in_bounded_time(s3env: Env, tmp_path: Path, silen
 
 # -- flexible checksums -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["auto", "md5", "crc32", "crc32c", "crc64nvme", "sha256"])
-def test_each_checksum_mode_round_trips_on_moto(s3env: Env, tmp_path: Path, mode: str) -> None:
+def test_each_checksum_mode_round_trips(s3env: Env, tmp_path: Path, mode: str) -> None:
     s3env.run(
         "profile", "add", f"m-{mode}", "--storage", "s3", "--endpoint-url", s3env.endpoint or "",
         "--addressing-style", "path", "--checksum", mode, "--use", check=True,
@@ -363,8 +366,9 @@ def test_each_checksum_mode_round_trips_on_moto(s3env: Env, tmp_path: Path, mode
     head = s3env.boto().head_object(Bucket=s3env.bucket, Key="c/big.bin", ChecksumMode="ENABLED")
     member = {"crc32": "ChecksumCRC32", "crc32c": "ChecksumCRC32C", "crc64nvme": "ChecksumCRC64NVME"}
     member["sha256"] = "ChecksumSHA256"
-    if algorithm in member:
-        assert head.get(member[algorithm]), f"moto holds no {algorithm} for the object: {head}"
+    assert s3env.server is not None
+    if algorithm in member and s3env.server.returns_flexible_checksums:
+        assert head.get(member[algorithm]), f"{s3env.server.name} holds no {algorithm} for the object: {head}"
     out = tmp_path / "down"
     down = json.loads(s3env.run("download", s3env.uri("c/"), str(out), "--json").stdout)
     assert set(down["verified_by"].values()) == {"sha256"}
