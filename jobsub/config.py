@@ -130,7 +130,10 @@ class SlurmSettings(BaseModel):
     sbatch_args: list[str] = Field(default_factory=list, description="extra sbatch options")
     setup: list[str] = Field(default_factory=list, description="lines run before the runtime (module load ...)")
     container: str | None = Field(default=None, description="e.g. 'apptainer exec IMAGE' prefix for the runtime")
-    work_root: str | None = Field(default=None, description="shared folder for batch scripts and runner logs")
+    work_root: str | None = Field(
+        default=None, description="folder for batch scripts, runner logs and work dirs (default: the state dir)"
+    )
+    python: str = Field(default="python3", description="the interpreter with jobsub installed, on the compute nodes")
 
 
 class RaySettings(BaseModel):

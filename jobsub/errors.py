@@ -12,6 +12,7 @@
     │   ├── BucketNotFoundError
     │   ├── ObjectNotFoundError
     │   ├── UploadNotFoundError     a multipart upload id that the server no longer knows
+    │   ├── ConditionalWriteUnsupported  the server ignores If-None-Match (claims fall back to a lease)
     │   ├── EndpointError           the endpoint cannot be reached (DNS, refused, timeout)
     │   │   └── EndpointTimeoutError    it accepted the connection but sent no reply in time (not retried)
     │   └── ChecksumUnsupportedError    the server rejected a flexible-checksum header (we fall back to MD5)
@@ -20,6 +21,8 @@
     ├── InsufficientSpaceError      the destination disk is full (says how much space is needed)
     ├── TransferInterrupted         Ctrl-C / SIGTERM: the transfer is resumable (exit 130)
     └── JobError                    a job id that does not exist, an executor that failed
+        ├── JobNotFoundError
+        └── JobClaimedError         another runner already runs this job (exit 3)
 Every message is one line that says what to fix. Messages never include a secret.
 """
 
@@ -76,6 +79,10 @@ class UploadNotFoundError(StorageError):
     pass
 
 
+class ConditionalWriteUnsupported(StorageError):
+    pass
+
+
 class EndpointError(StorageError):
     transient = True
 
@@ -110,3 +117,9 @@ class JobError(JobsubError):
 
 class JobNotFoundError(JobError):
     pass
+
+
+class JobClaimedError(JobError):
+    """A second runner for a job that already has one: it must not run the command again."""
+
+    exit_code = 3

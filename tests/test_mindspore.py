@@ -236,6 +236,12 @@ def test_finetune_and_pretrain_run_from_the_imported_folder(tmp_path: Path) -> N
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert metrics  # the run finished and evaluated
     assert (tmp_path / "ft" / "model" / "config.json").is_file()
+    # the fine-tuned classifier goes back to MindSpore as BertCLS names it
+    assert main(["export-mindspore", "--model", str(tmp_path / "ft" / "model"), "--output",
+                 str(tmp_path / "ft.ckpt")]) == 0  # fmt: skip
+    exported = {e.name: e for e in index(tmp_path / "ft.ckpt")}
+    assert exported["bert.dense_1.weight"].dims == (15, 16) and exported["bert.dense_1.bias"].dims == (15,)
+    assert set(expected_pairs(LAYERS)) <= set(exported)
     result = run_cli(
         "pretrain", "--data", str(data), "--model", str(tmp_path / "model"), "--output", str(tmp_path / "pt"),
         "--epochs", "1", *common,
@@ -342,6 +348,44 @@ def test_a_parameter_split_into_slices_is_joined(tmp_path: Path) -> None:
         load_weights(tmp_path / "model")["bert.embeddings.word_embeddings.weight"],
         originals("fp32")["bert.bert.bert_embedding_lookup.embedding_table"],
     )
+
+
+def _rewrite(src: Path, dst: Path, rename) -> None:
+    """Copy a checkpoint entry by entry with our own writer, renaming (None drops the entry)."""
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        for e in index(src):
+            f.seek(e.spans[0][0])
+            if (name := rename(e.name)) is not None:
+                write_array(out, name, np.frombuffer(f.read(e.nbytes), e.dtype).reshape(e.dims), e.tensor_type)
+
+
+@pytest.mark.parametrize("prefix", ["", "network.backbone."], ids=["BertModel-alone", "deeper-wrapper"])
+def test_the_body_prefix_is_found_not_assumed(prefix: str, tmp_path: Path) -> None:
+    """BertModel saved on its own (no prefix, heads absent) or wrapped one level deeper (heads beside it)."""
+
+    def rename(name: str) -> str | None:
+        if prefix == "":
+            if "cls1" in name or "cls2" in name:
+                return None
+            return name.replace("bert.bert.", "")
+        return name.replace("bert.bert.", prefix + "bert.").replace("bert.cls", prefix + "cls")
+
+    _rewrite(FP32, tmp_path / "renamed.ckpt", rename)
+    report = do_import(tmp_path / "renamed.ckpt", tmp_path / "model", "--num-heads", "2")
+    assert report["architecture"] == ("BertModel" if prefix == "" else "BertForPreTraining")
+    assert report["unmapped"] == 0 and report["dropped"] == 95 - (14 if prefix == "" else 0)
+    weights = load_weights(tmp_path / "model")
+    for ms_name, hf_name in (expected_pairs(LAYERS) | ({} if prefix == "" else HEAD_PAIRS)).items():
+        np.testing.assert_array_equal(weights[hf_name], originals("fp32")[ms_name], err_msg=ms_name)
+
+
+def test_a_parameter_written_twice_is_refused(tmp_path: Path, capsys) -> None:
+    twice = tmp_path / "twice.ckpt"
+    twice.write_bytes(FP32.read_bytes())
+    with open(twice, "ab") as f:
+        write_array(f, "bert.bert.dense.bias", np.zeros(16, np.float32))
+    code = main(["import-mindspore", "--ckpt", str(twice), "--vocab", str(VOCAB), "--output", str(tmp_path / "m")])
+    assert code == 2 and "bert.bert.dense.bias appears twice" in capsys.readouterr().err
 
 
 def test_config_and_preset_are_checked_against_the_tensors(tmp_path: Path, capsys) -> None:

@@ -171,6 +171,7 @@ def index(path: Path) -> list[Entry]:
     """Every parameter's name, shape, type and byte spans, in file order; tensor bytes are seeked past."""
     path = Path(path)
     entries: list[Entry] = []
+    seen: set[str] = set()
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         _sniff(f, path, size)
@@ -191,7 +192,13 @@ def index(path: Path) -> list[Entry]:
                 if (last.dims, last.tensor_type) != (entry.dims, entry.tensor_type):
                     raise r.fail(f"slices of {entry.name} disagree on shape or type")
                 last.spans += entry.spans
+            elif entry.name in seen:
+                raise CheckpointError(
+                    f"{path}: parameter {entry.name} appears twice, apart; which one is meant is unknowable: "
+                    "save the checkpoint again"
+                )
             else:
+                seen.add(entry.name)
                 entries.append(entry)
     for entry in entries:
         _check_size(path, entry)

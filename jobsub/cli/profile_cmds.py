@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from jobsub.cli.app import App, pass_app, print_json
+from jobsub.cli.slurm_options import slurm_options, slurm_settings
 from jobsub.config import DEFAULT_PROFILE, Config, Profile, config_file, load_config, resolve_profile, update_config
 from jobsub.errors import ConfigError
 
@@ -49,6 +50,7 @@ def profile_command() -> None:
     help="local storage: make new store folders group-readable/writable (default: private to you).",
 )
 @click.option("--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray.")
+@slurm_options
 @click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
 def profile_add(
     name,
@@ -64,6 +66,7 @@ def profile_add(
     read_timeout,
     shared_store,
     make_current,
+    **more,
 ):
     """Add (or replace) profile NAME.
 
@@ -85,6 +88,7 @@ def profile_add(
             checksum=checksum,
             read_timeout=read_timeout,
             shared_store=shared_store,
+            slurm=slurm_settings(executor, more),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -27,6 +27,7 @@ from jobsub.config import strip_userinfo
 from jobsub.errors import (
     BucketNotFoundError,
     ChecksumUnsupportedError,
+    ConditionalWriteUnsupported,
     CredentialsError,
     EndpointError,
     EndpointTimeoutError,
@@ -160,6 +161,9 @@ class S3Store:
         region = region or self._session.region_name or "us-east-1"
         self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         self._client.meta.events.register_first("needs-retry.s3", self._no_retry_on_timeout)
+        from jobsub.redact import track_credentials
+
+        track_credentials(self._session, self._client)  # whatever botocore resolved is redacted everywhere
 
     @staticmethod
     def _no_retry_on_timeout(caught_exception: Exception | None = None, **kwargs: Any) -> None:
@@ -377,6 +381,30 @@ class S3Store:
         echoed = response.get(CHECKSUM_MEMBERS[checksum.algorithm])
         if echoed and echoed.split("-")[0] != checksum.value:
             raise IntegrityError(f"{where} was stored with {checksum.algorithm} {echoed}, not ours ({checksum.value})")
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "PreconditionFailed" or status == 412:
+                return False
+            if code == "ConditionalRequestConflict" or status == 409:
+                return False  # another writer is creating it at this very moment
+            if code == "NotImplemented" or status == 501:
+                raise ConditionalWriteUnsupported(
+                    f"{self.description} does not support conditional writes (If-None-Match)"
+                ) from None
+            raise self._translate(exc, bucket, key) from None
+        except Exception as exc:
+            translated = self._translate(exc, bucket, key)
+            if translated is exc:
+                raise
+            raise translated from None
 
     def iter_objects(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}

@@ -1,0 +1,327 @@
+"""The Slurm executor: the runtime as a batch job, through sbatch/squeue/scontrol/scancel on a login node.
+
+The way submitit and SkyPilot reach Slurm: no daemon of ours, no REST endpoint, only the commands every
+cluster user has. The batch script (0700, in a 0700 folder under ``slurm.work_root`` or the user's state
+dir) runs the profile's setup lines and then *execs* the runtime, so Slurm's signals reach the runner
+itself, not a shell that is waiting for it.
+
+Credentials never go into the script. sbatch is run with ``--export=ALL`` and the runtime's variables
+(profile JSON, tunables, storage credentials, ``--secret-env`` values) set in *its* environment only: Slurm
+carries that environment to the job over its authenticated RPC and keeps it in the controller's private
+state folder (as it does for every job's environment), never in a file the user's other jobs or a shared
+filesystem can read. Nothing secret is ever passed on a command line (``ps`` would show it).
+
+Handle: ``{"kind": "slurm", "job_id", "cluster", "partition", "run_dir", "output"}``. A job is polled with
+one ``squeue --states=all`` for any number of jobs; ``scontrol show job`` is asked only for the exit code
+of a job that ended without the runner writing a final state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from jobsub.config import SlurmSettings, state_dir
+from jobsub.errors import ExecutorUnavailableError, JobError
+from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Observation
+
+#: the commands this executor runs; all come with any Slurm client install
+COMMANDS = ("sbatch", "squeue", "scontrol", "scancel")
+#: seconds a Slurm command may take before the controller counts as not answering
+COMMAND_TIMEOUT = float(os.environ.get("JOBSUB_SLURM_COMMAND_TIMEOUT", "30"))
+#: Slurm states in which the job (and so the runner) is not running yet
+_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING", "SUSPENDED"}
+#: states in which the runner is (or may still be) running
+_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "STOPPED"}
+#: variables of the submitting shell that must not reach the job: they would point boto3 at a ~/.aws
+#: profile the node may not have, or at credentials other than the ones resolved for the job
+_CLIENT_ONLY = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "JOBSUB_PROFILE")
+_SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%m|%l"
+
+
+def _mib(text: str) -> str:
+    """Slurm's memory ('256M', '2G', '1500M') as a person reads it ('256 MiB', '2 GiB')."""
+    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+    text = text.strip()
+    if not text or text[-1].upper() not in units:
+        return text or "?"
+    try:
+        mib = float(text[:-1]) * units[text[-1].upper()]
+    except ValueError:
+        return text
+    if mib >= 1024 and mib % 1024 == 0:
+        return f"{mib / 1024:.0f} GiB"
+    return f"{mib:g} MiB"
+
+
+def sbatch_time(timeout_seconds: float) -> str:
+    """Slurm's --time for a job whose runtime stops it after `timeout_seconds`: Slurm's own limit is a
+    backstop that leaves the runtime time to stop the command and upload outputs (10 %, at least 5 min),
+    in whole minutes (Slurm's granularity)."""
+    margin = max(300.0, 0.1 * timeout_seconds)
+    return str(math.ceil((timeout_seconds + margin) / 60))
+
+
+class SlurmExecutor(BaseExecutor):
+    kind = "slurm"
+    shares_client_environment = False
+    commands: ClassVar[tuple[str, ...]] = COMMANDS
+
+    @property
+    def settings(self) -> SlurmSettings:
+        return self.profile.slurm
+
+    # -- running Slurm's commands ------------------------------------------------------------------------
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """A Slurm command; ExecutorUnavailableError (one line) when it is missing or the controller hangs."""
+        if shutil.which(argv[0]) is None:
+            raise ExecutorUnavailableError(
+                f"slurm: {argv[0]} not found on PATH; run jobsub on a Slurm login node "
+                "(or install the Slurm client: apt-get install slurm-client)"
+            )
+        try:
+            return subprocess.run(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise ExecutorUnavailableError(
+                f"slurm: {argv[0]} got no answer from slurmctld within {COMMAND_TIMEOUT:g}s; is the controller up?"
+            ) from None
+
+    @staticmethod
+    def _error_line(result: subprocess.CompletedProcess[str]) -> str:
+        """Slurm's own reason in one line: its error lines without the 'sbatch: error: ' prefixes."""
+        lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+        errors = [line.split("error:", 1)[1].strip() if "error:" in line else line for line in lines]
+        unique = list(dict.fromkeys(errors)) or [f"exit code {result.returncode}"]
+        text = "; ".join(unique)
+        if "Unable to contact slurm controller" in text:
+            where = os.environ.get("SLURM_CONF", "the cluster's slurm.conf")
+            text += f" (is slurmctld up? this login node reads {where})"
+        return text
+
+    # -- the sbatch request ------------------------------------------------------------------------------
+    def sbatch_options(self, request: LaunchRequest) -> list[str]:
+        """The spec mapped to sbatch options; the profile's own sbatch_args come last and win."""
+        s = self.settings
+        opts = [f"--job-name={request.job_id}"]
+        if s.partition:
+            opts.append(f"--partition={s.partition}")
+        if s.account:
+            opts.append(f"--account={s.account}")
+        if s.qos:
+            opts.append(f"--qos={s.qos}")
+        if request.nodes and request.nodes > 1:
+            opts.append(f"--nodes={request.nodes}")
+        if request.cpus:
+            opts.append(f"--cpus-per-task={math.ceil(request.cpus)}")
+        if request.gpus:
+            opts.append(f"--gpus={request.gpus}")
+        if request.memory_bytes:
+            opts.append(f"--mem={math.ceil(request.memory_bytes / (1 << 20))}M")
+        if request.timeout_seconds:
+            opts.append(f"--time={sbatch_time(request.timeout_seconds)}")
+        return [*opts, *s.sbatch_args]
+
+    def batch_script(self, request: LaunchRequest, run_dir: Path) -> str:
+        """The script Slurm runs: setup lines, then exec the runtime. It holds no secret and no profile."""
+        s = self.settings
+        runtime = shlex.join(request.runtime_argv(str(run_dir / "work"), python=s.python))
+        prefix = f"{s.container} " if s.container else ""
+        setup = "\n".join(s.setup)
+        return (
+            "#!/bin/bash\n"
+            f"# jobsub job {request.job_id}, written by jobsub's slurm executor.\n"
+            "# No credential is written here: the runtime's variables arrive in the job's environment through\n"
+            "# sbatch --export (Slurm keeps them in the controller's private state, not on this disk).\n"
+            "set -e\n"
+            f"{setup}\n"
+            f"exec {prefix}{runtime}\n"
+        )
+
+    def _run_root(self) -> Path:
+        return Path(self.settings.work_root).expanduser() if self.settings.work_root else state_dir() / "slurm"
+
+    def _sbatch_env(self, request: LaunchRequest) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _CLIENT_ONLY}
+        env.update(request.runtime_env(include_secrets=True))
+        return env
+
+    # -- the executor interface --------------------------------------------------------------------------
+    def check(self, request: LaunchRequest) -> None:
+        """sbatch --test-only with the job's own options: Slurm validates partition, account, qos and
+        resources (and answers at all) before anything is uploaded or recorded."""
+        for name in self.commands:
+            if shutil.which(name) is None:
+                raise ExecutorUnavailableError(
+                    f"slurm: {name} not found on PATH; run jobsub on a Slurm login node "
+                    "(or install the Slurm client: apt-get install slurm-client)"
+                )
+        result = self._run(["sbatch", "--test-only", *self.sbatch_options(request), "--wrap", "true"])
+        if result.returncode != 0:
+            raise ExecutorUnavailableError(f"slurm: sbatch --test-only: {self._error_line(result)}")
+
+    def submit(self, request: LaunchRequest) -> Handle:
+        run_dir = self._run_root() / request.job_id
+        run_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        run_dir.mkdir(mode=0o700, exist_ok=True)
+        script = run_dir / "job.sbatch"
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+        with os.fdopen(fd, "w") as handle_file:
+            handle_file.write(self.batch_script(request, run_dir))
+        output = run_dir / "slurm-%j.out"
+        argv = [
+            "sbatch",
+            "--parsable",
+            "--export=ALL",
+            f"--chdir={run_dir}",
+            f"--output={output}",
+            "--open-mode=append",
+            *self.sbatch_options(request),
+            str(script),
+        ]
+        result = self._run(argv, env=self._sbatch_env(request))
+        if result.returncode != 0:
+            raise JobError(f"sbatch failed: {self._error_line(result)}")
+        job_id, _, cluster = result.stdout.strip().splitlines()[-1].partition(";")
+        return {
+            "kind": self.kind,
+            "job_id": job_id,
+            "cluster": cluster or None,
+            "partition": self.settings.partition,
+            "run_dir": str(run_dir),
+            "output": str(output).replace("%j", job_id),
+        }
+
+    def poll(self, handle: Handle) -> Observation:
+        return self.poll_many([handle])[0]
+
+    def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
+        """One squeue for every job; squeue --states=all also answers for jobs that ended recently."""
+        handles = list(handles)
+        ids = [str(h.get("job_id", "")) for h in handles]
+        wanted = sorted({i for i in ids if i})
+        if not wanted:
+            return [Observation("unknown") for _ in handles]
+        try:
+            rows = self._squeue(wanted)
+        except ExecutorUnavailableError as exc:
+            return [Observation("unknown", detail=str(exc)) for _ in handles]
+        return [self._observe(handle, rows.get(job_id)) for handle, job_id in zip(handles, ids, strict=True)]
+
+    def _squeue(self, ids: list[str]) -> dict[str, dict[str, str]]:
+        result = self._run(["squeue", "--noheader", "--states=all", f"--jobs={','.join(ids)}", "-o", _SQUEUE_FORMAT])
+        if result.returncode != 0:
+            if "Invalid job id" in result.stderr:
+                return {}  # none of them is known any more
+            raise ExecutorUnavailableError(f"slurm: squeue failed: {self._error_line(result)}")
+        rows: dict[str, dict[str, str]] = {}
+        for line in result.stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 7:
+                job_id, state, reason, nodes, partition, memory, limit = parts[:7]
+                rows[job_id] = {
+                    "state": state.split()[0],
+                    "reason": reason,
+                    "nodes": nodes,
+                    "partition": partition,
+                    "memory": memory,
+                    "time_limit": limit,
+                }
+        return rows
+
+    def _observe(self, handle: Handle, row: dict[str, str] | None) -> Observation:
+        if row is None:
+            return Observation("dead")  # Slurm has forgotten the job and the runner left no final state
+        state, reason = row["state"], row["reason"]
+        if state in _QUEUED:
+            why = reason if reason and reason != "None" else state.lower()
+            return Observation("alive", detail=f"queued: {why}")
+        if state in _RUNNING:
+            return Observation("alive")
+        if state == "OUT_OF_MEMORY":
+            return Observation("dead", detail=f"killed: out of memory (limit {_mib(row['memory'])})", exit_code=137)
+        if state == "TIMEOUT":
+            return Observation("dead", detail=f"killed: Slurm time limit reached ({row['time_limit']})")
+        if state == "NODE_FAIL":
+            return Observation("dead", detail=f"killed: node failure ({row['nodes'] or 'node'}, Slurm NODE_FAIL)")
+        if state in ("PREEMPTED", "DEADLINE", "BOOT_FAIL"):
+            return Observation("dead", detail=f"killed: Slurm {state}")
+        if state == "FAILED":
+            return self._failed(handle)
+        return Observation("dead")  # COMPLETED/CANCELLED without a final record: the runner is gone
+
+    def _failed(self, handle: Handle) -> Observation:
+        """A batch job that FAILED without a final record: a signal (runner killed) is LOST; an exit code
+        means the script failed before or around the runner (a setup line, no python): say so."""
+        result = self._run(["scontrol", "show", "job", "--oneliner", str(handle["job_id"])])
+        fields = dict(part.split("=", 1) for part in result.stdout.split() if "=" in part)
+        code, _, sig = fields.get("ExitCode", "0:0").partition(":")
+        if sig not in ("", "0") or code in ("", "0"):
+            return Observation("dead")
+        output = handle.get("output") or "its slurm output file"
+        return Observation(
+            "dead",
+            detail=f"the batch script exited with {code} before the runner wrote a final state (see {output})",
+            exit_code=int(code) if code.isdigit() else None,
+        )
+
+    def cancel(self, handle: Handle) -> None:
+        """A running job: SIGTERM to the runner only (it stops the command with its own grace period and
+        writes CANCELLED), and Slurm's time limit shortened so that Slurm itself kills whatever is left a
+        minute or two later. A queued job: scancel (no runner to tell)."""
+        job_id = str(handle.get("job_id", ""))
+        if not job_id:
+            return
+        row = self._squeue([job_id]).get(job_id)
+        if row is None or row["state"] not in _RUNNING:
+            self._run(["scancel", job_id])
+            return
+        self._run(["scancel", "--batch", "--signal=TERM", job_id])
+        grace = float(os.environ.get("JOBSUB_CANCEL_GRACE_SECONDS", "10"))
+        used = self._run(["squeue", "--noheader", f"--jobs={job_id}", "-o", "%M"]).stdout.strip()
+        minutes = math.ceil((_seconds(used) + grace + 60) / 60)
+        self._run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={minutes}"])
+
+    def describe(self, handle: Handle) -> str:
+        if not handle:
+            return "slurm (not started)"
+        job_id = str(handle.get("job_id"))
+        parts = [f"slurm job {job_id}"]
+        row: dict[str, str] | None = None
+        try:
+            row = self._squeue([job_id]).get(job_id)
+        except ExecutorUnavailableError:
+            row = None
+        partition = (row or {}).get("partition") or handle.get("partition")
+        if partition:
+            parts.append(f"partition {partition}")
+        if row and row.get("nodes"):
+            parts.append(f"node {row['nodes']}")
+        if handle.get("cluster"):
+            parts.append(f"cluster {handle['cluster']}")
+        return ", ".join(parts)
+
+
+def _seconds(elapsed: str) -> float:
+    """squeue's %M ('1:02', '1:02:03', '2-01:02:03') in seconds; 0 when unreadable."""
+    days, _, clock = elapsed.rpartition("-")
+    try:
+        parts = [int(p) for p in clock.split(":")]
+    except ValueError:
+        return 0.0
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + part
+    return seconds + (int(days) * 86400 if days.isdigit() else 0)
