@@ -27,6 +27,7 @@ from jobsub.storage.base import SHA256_META, ObjectInfo, ObjectStore
 from jobsub.transfer.checksums import Checksum, cached_sha256, etag_is_md5, file_checksum, file_digest, new_hasher
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
+from jobsub.transfer.inorder import InOrderHasher
 from jobsub.transfer.planning import part_ranges, plan_part_size
 from jobsub.units import human_size
 from jobsub.uri import ObjectURI, key_problem
@@ -175,30 +176,41 @@ class Downloader:
 
         fd = os.open(partial, os.O_RDWR)
         failed = threading.Event()
+        hasher = InOrderHasher(fd, ranges, done) if sha else None  # the end-to-end check, while parts arrive
+        stream = getattr(self.store, "get_range_to", None)  # S3: chunks go to the file as they arrive
         try:
 
             def fetch(number: int, offset: int, length: int) -> None:
-                def get(progress) -> bytes:
-                    data = self.store.get_range(bucket, info.key, offset, length, progress)
-                    if len(data) != length:
-                        raise StorageError(f"short read of s3://{bucket}/{info.key} at {offset}")
-                    return data
-
-                try:
-                    self.limiter.consume(length, lambda: self.cancel.is_set() or failed.is_set())
-                    data = with_retries(get, report, self.options, lambda: self.cancel.is_set() or failed.is_set())
+                def write(at: int, chunk: bytes) -> None:
                     try:
-                        os.pwrite(fd, data, offset)
+                        os.pwrite(fd, chunk, at)
                     except OSError as exc:
                         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                             raise _no_space(target, info.size) from None
                         raise
+
+                def get(progress) -> None:
+                    if stream is not None:
+                        got = stream(bucket, info.key, offset, length, write, progress)
+                    else:
+                        data = self.store.get_range(bucket, info.key, offset, length, progress)
+                        got = len(data)
+                        if got == length:
+                            write(offset, data)
+                    if got != length:
+                        raise StorageError(f"short read of s3://{bucket}/{info.key} at {offset}")
+
+                try:
+                    self.limiter.consume(length, lambda: self.cancel.is_set() or failed.is_set())
+                    with_retries(get, report, self.options, lambda: self.cancel.is_set() or failed.is_set())
                 except Exception:
                     failed.set()
                     raise
                 with lock:
                     done.add(number)
                     save_state()
+                if hasher:
+                    hasher.completed(number)
                 self.summary.add(parts_sent=1, bytes_transferred=length)
 
             futures = [self._parts.submit(fetch, *r) for r in ranges if r[0] not in done]
@@ -213,9 +225,12 @@ class Downloader:
             if errors or any(f.cancelled() for f in futures):
                 raise Cancelled()
             os.fsync(fd)
+            digest = hasher.hexdigest() if hasher else None
         finally:
+            if hasher:
+                hasher.stop()
             os.close(fd)
-        how = self._matches(partial, bucket, info, sha)
+        how = self._matches(partial, bucket, info, sha, digest)
         if not how:
             partial.unlink(missing_ok=True)
             journal_path.unlink(missing_ok=True)
@@ -243,14 +258,18 @@ class Downloader:
                 raise _no_space(target, size) from None
             raise
 
-    def _matches(self, path: Path, bucket: str, info: ObjectInfo, sha: str | None) -> str | None:
+    def _matches(
+        self, path: Path, bucket: str, info: ObjectInfo, sha: str | None, digest: str | None = None
+    ) -> str | None:
         """How the local file was found to hold the object's bytes (the strongest checksum the object
-        carries), SIZE_ONLY when the size is all there is to compare, None when it does not match."""
+        carries), SIZE_ONLY when the size is all there is to compare, None when it does not match.
+        `digest`: the file's SHA-256 when already computed (while downloading)."""
         if path.stat().st_size != info.size:
             return None
         if sha:
-            ours = cached_sha256(path) if not path.name.endswith(PARTIAL_SUFFIX) else file_digest(path)
-            return "sha256" if ours == sha else None
+            if digest is None:
+                digest = cached_sha256(path) if not path.name.endswith(PARTIAL_SUFFIX) else file_digest(path)
+            return "sha256" if digest == sha else None
         multipart = "-" in info.etag
         for algorithm in _FLEXIBLE_ORDER:
             value = info.checksums.get(algorithm)
