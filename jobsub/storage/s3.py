@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from jobsub.errors import (
@@ -265,6 +265,42 @@ class S3Store:
                 translated if translated is not exc else StorageError(f"reading s3://{bucket}/{key}: {exc}")
             ) from None
         return b"".join(chunks)
+
+    def get_range_to(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        length: int,
+        write: Callable[[int, bytes], None],
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Like get_range, but each chunk goes to `write(offset, chunk)` as it arrives (downloads write it to
+        the file), so no part is ever held whole: memory is one chunk per worker. Returns the bytes written."""
+        if length <= 0:
+            return 0
+        response = self._call(
+            "get_object", _ctx=(bucket, key, ""), Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+        )
+        written = 0
+        try:
+            for chunk in response["Body"].iter_chunks(1 << 20):
+                write(start + written, chunk)
+                written += len(chunk)
+                if progress:
+                    progress(len(chunk))
+        except OSError:
+            if progress:
+                progress(-written)
+            raise  # a local write failed (full disk): not the server's fault
+        except Exception as exc:
+            if progress:
+                progress(-written)
+            translated = self._translate(exc, bucket, key)
+            raise (
+                translated if translated is not exc else StorageError(f"reading s3://{bucket}/{key}: {exc}")
+            ) from None
+        return written
 
     def get(self, bucket: str, key: str) -> bytes:
         response = self._call("get_object", _ctx=(bucket, key, ""), Bucket=bucket, Key=key)
