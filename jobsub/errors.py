@@ -12,10 +12,13 @@
     │   ├── BucketNotFoundError
     │   ├── ObjectNotFoundError
     │   ├── UploadNotFoundError     a multipart upload id that the server no longer knows
+    │   ├── ConditionalWriteUnsupported  the server ignores If-None-Match (claims fall back to a lease)
     │   └── EndpointError           the endpoint cannot be reached (DNS, refused, timeout)
     ├── IntegrityError              bytes on the server differ from the bytes we sent / expected
     ├── TransferInterrupted         Ctrl-C / SIGTERM: the transfer is resumable (exit 130)
     └── JobError                    a job id that does not exist, an executor that failed
+        ├── JobNotFoundError
+        └── JobClaimedError         another runner already runs this job (exit 3)
 Every message is one line that says what to fix. Messages never include a secret.
 """
 
@@ -72,6 +75,10 @@ class UploadNotFoundError(StorageError):
     pass
 
 
+class ConditionalWriteUnsupported(StorageError):
+    pass
+
+
 class EndpointError(StorageError):
     transient = True
 
@@ -90,3 +97,9 @@ class JobError(JobsubError):
 
 class JobNotFoundError(JobError):
     pass
+
+
+class JobClaimedError(JobError):
+    """A second runner for a job that already has one: it must not run the command again."""
+
+    exit_code = 3

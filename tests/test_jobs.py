@@ -212,7 +212,7 @@ def test_logs_follow_rides_over_storage_errors_without_loss_or_repeats(s3env: En
         "import time\nfor i in range(60):\n    print(f'line {i}', flush=True)\n    time.sleep(0.05)\n",
     )
     job_id = _submit(s3env, code)
-    chunk = rf"/jobs/{job_id}/logs/0000000[1-3]\.jsonl"
+    chunk = rf"/jobs/{job_id}/logs/0000000[1-3]-[0-9a-f]{{8}}\.jsonl"
     proxy = FaultProxy(
         s3env.endpoint or "",
         [

@@ -14,6 +14,7 @@ from jobsub.costs import money
 from jobsub.errors import SpecError, UsageError
 from jobsub.jobs.billing import describe_cost
 from jobsub.jobs.records import JobStatus
+from jobsub.jobs.records import State as JobState
 from jobsub.units import human_duration, human_size
 
 
@@ -31,6 +32,26 @@ def _parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
             raise UsageError(f"{option} {value!r}: expected NAME=VALUE, e.g. {option} data=./tnews")
         pairs[name.strip()] = rest
     return pairs
+
+
+def _secret_env(names: tuple[str, ...]) -> dict[str, str]:
+    """--secret-env NAME: the value of NAME in this shell, for the job's environment only."""
+    import os
+    import re
+
+    from jobsub.redact import register_secret
+
+    values: dict[str, str] = {}
+    for name in names:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise UsageError(f"--secret-env {name!r}: give the name of an environment variable, e.g. HF_TOKEN")
+        if name.startswith("JOBSUB_"):
+            raise UsageError(f"--secret-env {name}: JOBSUB_* variables are jobsub's own")
+        if name not in os.environ:
+            raise UsageError(f"--secret-env {name}: {name} is not set in this shell; export it first")
+        values[name] = os.environ[name]
+        register_secret(values[name])
+    return values
 
 
 def _render_line(line: dict[str, Any], timestamps: bool) -> str:
@@ -87,6 +108,13 @@ def _final_line(job_id: str, status: JobStatus) -> str:
     metavar="AMOUNT",
     help="Refuse the job if its upper estimate is above AMOUNT; stop it when its running cost reaches AMOUNT.",
 )
+@click.option(
+    "--secret-env",
+    "secret_env",
+    multiple=True,
+    metavar="NAME",
+    help="Pass the variable NAME from this shell into the job's environment, never stored in any record.",
+)
 @click.option("--follow", is_flag=True, help="Follow the log to the end and exit with the job's exit code.")
 @click.option(
     "--dry-run", is_flag=True, help="Print the resolved spec, planned uploads and cost estimate; submit nothing."
@@ -105,6 +133,7 @@ def submit_command(
     code: Path | None,
     executor: str | None,
     max_cost: float | None,
+    secret_env: tuple[str, ...],
     follow: bool,
     dry_run: bool,
     as_json: bool,
@@ -116,6 +145,7 @@ def submit_command(
       jobsub submit python-script --code ./src --set params.script=train.py --set "params.args=--epochs 3"
       jobsub submit bert-finetune --input data=./tnews --input model=s3://b/ckpt/ --set params.epochs=3
       jobsub submit -f job.yaml --name nightly --idempotency-key 2026-11-25 --follow
+      HF_TOKEN=... jobsub submit -f job.yaml --secret-env HF_TOKEN      a secret, never stored
     """
     from jobsub.cli.progress import progress_for
     from jobsub.jobs.spec import apply_sets, load_spec
@@ -131,6 +161,7 @@ def submit_command(
         if not code.is_dir():
             raise SpecError(f"--code {code}: no such folder")
         spec = spec.model_copy(update={"code": str(code.resolve())})
+    secrets = _secret_env(secret_env)
     service = _service(app, executor)
     base = Path.cwd() if template else path.parent
     if max_cost is not None and not (max_cost >= 0 and max_cost != float("inf")):
@@ -146,7 +177,11 @@ def submit_command(
     subscribers, context = progress_for("upload", app.console, as_json)
     with context:
         job_id, created = service.submit(
-            plan, subscribers, idempotency_key, on_message=lambda m: None if as_json else app.console.print(m)
+            plan,
+            subscribers,
+            idempotency_key,
+            on_message=lambda m: None if as_json else app.console.print(m),
+            secret_env=secrets,
         )
     record = service.record(job_id)
     if as_json:
@@ -249,6 +284,9 @@ def cancel_command(app: App, job_id: str, wait: bool) -> None:
     """Stop a job: SIGTERM to its process group, SIGKILL after a grace period. Works from any shell."""
     service = _service(app)
     status = service.cancel(job_id)
+    if status.state == JobState.LOST:
+        click.echo(_final_line(job_id, status) + ": " + service.cancel_leftovers(job_id, status))
+        return
     if status.state.final:
         click.echo(_final_line(job_id, status) + " (already final)")
         return
@@ -289,6 +327,8 @@ def _format_value(value: Any) -> str:
 def results_command(app: App, job_id: str, as_json: bool) -> None:
     """Final metrics as a table, with the plots and outputs listed by URI."""
     results = _service(app).results(job_id)
+    for warning in results.get("warnings", []):
+        warn_line(warning)
     if as_json:
         print_json(results)
         return

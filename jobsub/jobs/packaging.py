@@ -53,6 +53,31 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(rel, p) or any(fnmatch.fnmatch(part, p) for part in parts) for p in patterns)
 
 
+def _check_link(folder: Path, rel: str, path: Path) -> None:
+    """A link that points outside the code folder would fail at run time (unpacking refuses it): say so now."""
+    from jobsub.errors import SpecError
+
+    target = os.readlink(path)
+    resolved = (path.parent / target).resolve()
+    if os.path.isabs(target) or not resolved.is_relative_to(folder):
+        raise SpecError(
+            f"code folder {folder}: {rel} is a symbolic link to {target}, outside the code folder; "
+            f"copy what it points to into the folder, or list {rel} in .jobsubignore"
+        )
+
+
+def verify_archive(data: bytes, expected: str, where: str) -> None:
+    """The archive's SHA-256 must be the one in its name and in the job record; anything else is not our code."""
+    from jobsub.errors import IntegrityError
+
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise IntegrityError(
+            f"code archive {where} does not match its SHA-256 (expected {expected[:12]}, got {actual[:12]}): "
+            f"it was changed in the store; submit the job again to upload the code again"
+        )
+
+
 def pack_code(folder: Path) -> tuple[bytes, str, int]:
     """(archive bytes, its hex SHA-256, number of files). Symlinks are stored as links, never followed."""
     folder = folder.resolve()
@@ -65,10 +90,14 @@ def pack_code(folder: Path) -> tuple[bytes, str, int]:
     for dirpath, dirnames, filenames in os.walk(folder):
         rel_dir = os.path.relpath(dirpath, folder)
         dirnames[:] = sorted(d for d in dirnames if not _ignored(os.path.normpath(os.path.join(rel_dir, d)), patterns))
-        for name in sorted(filenames):
+        linked_dirs = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]  # os.walk lists, never enters them
+        for name in sorted(filenames + linked_dirs):
             rel = os.path.normpath(os.path.join(rel_dir, name)).replace(os.sep, "/")
             if not _ignored(rel, patterns):
-                files.append((rel, Path(dirpath) / name))
+                path = Path(dirpath) / name
+                if path.is_symlink():
+                    _check_link(folder, rel, path)
+                files.append((rel, path))
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         for rel, path in files:

@@ -2,7 +2,9 @@
 
 <jobs uri>/<job id>/job.json        resolved spec, inputs, outputs URI (no secrets)
                    /status.json     state, timestamps, exit code, reason, executor handle, heartbeat
-                   /logs/NNNNNNNN.jsonl   ordered, immutable chunks of {"t", "s", "l"} lines
+                   /claim.json      the one runner that runs the job (written with If-None-Match: *)
+                   /logs/NNNNNNNN-RUNNER.jsonl   ordered, immutable chunks of {"t", "s", "l"} lines; the
+                                    runner's own id in the name, so two runners can never overwrite a chunk
                    /metrics.jsonl   the JSON metric lines the program appended
                    /outputs/        what the program wrote (default outputs location)
                    /cancel          present when someone asked for the job to stop
@@ -65,6 +67,8 @@ class JobStatus(BaseModel):
             return 0
         if self.state == State.CANCELLED:
             return 130
+        if self.exit_code is not None and self.exit_code < 0:  # killed by signal N (records before 128+N)
+            return 128 - self.exit_code
         return self.exit_code if self.exit_code not in (None, 0) else 1
 
 
@@ -107,6 +111,16 @@ class JobRecord:
     def read_job(self) -> dict[str, Any]:
         return self.get_json("job.json")
 
+    def claim(self, data: dict[str, Any]) -> bool:
+        """Create claim.json only if no runner claimed the job before (a conditional write)."""
+        return self.store.put_if_absent(self.bucket, self.key("claim.json"), json.dumps(data).encode())
+
+    def read_claim(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.store.get(self.bucket, self.key("claim.json"))))
+        except ObjectNotFoundError:
+            return None
+
     def cancel_requested(self) -> bool:
         return self.store.head(self.bucket, self.key("cancel")) is not None
 
@@ -114,12 +128,16 @@ class JobRecord:
         self.store.put(self.bucket, self.key("cancel"), now_iso().encode())
 
     # -- logs --------------------------------------------------------------------------------------------
-    def chunk_key(self, number: int) -> str:
-        return self.key(f"logs/{number:08d}.jsonl")
+    def chunk_key(self, number: int, writer: str = "") -> str:
+        return self.key(f"logs/{number:08d}{'-' + writer if writer else ''}.jsonl")
 
-    def write_chunk(self, number: int, lines: list[dict[str, Any]]) -> None:
+    def write_chunk(self, number: int, lines: list[dict[str, Any]], writer: str = "") -> None:
         body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
-        self.store.put(self.bucket, self.chunk_key(number), body)
+        self.store.put(self.bucket, self.chunk_key(number, writer), body)
+
+    @staticmethod
+    def chunk_number(key: str) -> int:
+        return int(key.rsplit("/", 1)[1][:8])
 
     def chunks_after(self, last_key: str) -> list[str]:
         return [o.key for o in self.store.iter_objects(self.bucket, self.key("logs/"), start_after=last_key)]
@@ -129,15 +147,17 @@ class JobRecord:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         try:
-            text = self.store.get(self.bucket, self.key("metrics.jsonl")).decode()
+            text = self.store.get(self.bucket, self.key("metrics.jsonl")).decode("utf-8", errors="replace")
         except ObjectNotFoundError:
             return []
         rows = []
         for line in text.splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(row, dict):  # a stray number or list is not a metrics row
+                rows.append(row)
         return rows
 
 

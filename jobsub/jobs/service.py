@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_e
 from jobsub.jobs import billing
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
-from jobsub.jobs.spec import JobSpec
+from jobsub.jobs.spec import JobSpec, check_name, nodes_problem
+from jobsub.redact import resolved_secrets
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
@@ -44,6 +45,8 @@ from jobsub.uri import ObjectURI, is_remote
 
 log = logging.getLogger(__name__)
 
+#: A runner that has not written STAGING this long after submit (and is not reported alive) did not start.
+RUNNER_START_SECONDS = float(os.environ.get("JOBSUB_RUNNER_START_SECONDS", "60"))
 #: A runner that has not written a heartbeat for this long, and whose executor cannot tell, is LOST.
 LOST_AFTER_SECONDS = 120.0
 
@@ -193,9 +196,18 @@ class JobService:
         base_dir: Path | None = None,
         max_cost: float | None = None,
     ) -> SubmitPlan:
+        problem = nodes_problem(spec.resources, self.executor.kind)
+        if problem:
+            raise SpecError(problem)
         wanted: dict[str, str | None] = {**spec.inputs, **(inputs or {})}
         # inputs the spec does not name are allowed: the program reads them from JOBSUB_INPUT_<NAME>
+        for name in wanted:
+            try:
+                check_name("input", name)
+            except ValueError as exc:
+                raise SpecError(f"--input {name}=...: {exc}") from None
         self.store.check_bucket(self.jobs_uri.bucket)  # a missing bucket or bad credentials fail before any upload
+        self._check_env_values(spec)
         plan = SubmitPlan(job_id=new_job_id(spec.name), spec=spec, inputs={})
         if idempotency_key:
             plan.existing = self._idempotent_job(spec.name, idempotency_key)
@@ -228,6 +240,35 @@ class JobService:
         plan.estimate = billing.estimate_plan(self, plan)
         return plan
 
+    def _check_env_values(self, spec: JobSpec) -> None:
+        """A spec `env` value equal to a credential would store the secret in job.json: refuse it."""
+        known = resolved_secrets()
+        for name, value in spec.env.items():
+            if value and value in known:
+                raise SpecError(
+                    f"env.{name} holds one of your credentials and would be stored in the job record; "
+                    f"pass it with --secret-env {name} (taken from your shell, never stored)"
+                )
+
+    def _ensure_code(self, plan: SubmitPlan, on_message: Callable[[str], None]) -> None:
+        """Upload the code archive unless the store holds exactly these bytes (an archive replaced in the
+        bucket is uploaded again: the runtime would refuse it)."""
+        assert plan.code is not None and plan.code_archive is not None
+        uri = ObjectURI.parse(plan.code["uri"])
+        info = self.store.head(uri.bucket, uri.key)
+        if info is not None:
+            same = info.size == len(plan.code_archive) and (
+                info.etag.strip('"') == hashlib.md5(plan.code_archive).hexdigest()
+                or hashlib.sha256(self.store.get(uri.bucket, uri.key)).hexdigest() == plan.code["sha256"]
+            )
+            if same:
+                on_message(f"code {plan.code['sha256'][:12]} already uploaded")
+                return
+            on_message(f"the stored code archive {uri} does not match its SHA-256; uploading it again")
+        else:
+            on_message(f"uploading code {plan.code['folder']} ({plan.code['files']} files) -> {uri}")
+        self.store.put(uri.bucket, uri.key, plan.code_archive)
+
     def submit(
         self,
         plan: SubmitPlan,
@@ -251,12 +292,7 @@ class JobService:
             target = ObjectURI.parse(dest)
             TransferManager(self.store, subscribers=subscribers).upload([path], target)
         if plan.code and plan.code_archive is not None:
-            uri = ObjectURI.parse(plan.code["uri"])
-            if self.store.head(uri.bucket, uri.key) is None:
-                on_message(f"uploading code {plan.code['folder']} ({plan.code['files']} files) -> {uri}")
-                self.store.put(uri.bucket, uri.key, plan.code_archive)
-            else:
-                on_message(f"code {plan.code['sha256'][:12]} already uploaded")
+            self._ensure_code(plan, on_message)
         record = self.record(plan.job_id)
         spec = plan.spec.model_copy(update={"inputs": plan.inputs, "outputs": plan.outputs})
         record.put_json(
@@ -272,6 +308,7 @@ class JobService:
                 "profile": self.profile_name,
                 "executor": self.executor.kind,
                 "cost": billing.cost_record(self, plan, plan.estimate, plan.max_cost) if plan.estimate else None,
+                "secret_env": sorted(secret_env or {}),  # the names only: values go to the executor, never here
             },
         )
         record.write_status(JobStatus())
@@ -323,6 +360,8 @@ class JobService:
         FAILED with the executor's reason when it knows one (out of memory); a job the executor is holding
         (a scheduler queue) shows why in `reason` without that being written."""
         age = heartbeat_age(status)
+        if status.state == State.QUEUED and self._never_started(record, status, handle, seen):
+            return status
         if seen.liveness == "dead" or (seen.liveness == "unknown" and age is not None and age > LOST_AFTER_SECONDS):
             status = record.read_status()  # the runner may have finished between the two reads
             if not status.state.final:
@@ -347,6 +386,46 @@ class JobService:
         if status.state.final and handle:
             self.executor_for(handle).cleanup(handle)
         return status
+
+    def _never_started(self, record: JobRecord, status: JobStatus, handle: Handle, seen: Observation) -> bool:
+        """A runner that never wrote STAGING: FAILED (not LOST, not QUEUED forever) once the executor says it
+        is gone, or it has not started within RUNNER_START_SECONDS and the executor cannot say it is alive
+        (a scheduler that holds the job reports it alive, so a queued Slurm job is not failed)."""
+        waited = (datetime.now(timezone.utc) - datetime.fromisoformat(status.created)).total_seconds()
+        if seen.liveness == "alive":
+            return False
+        # only a runner that starts at once (local) or has no handle is late after a minute; a scheduler
+        # asked from a machine that cannot see it says "unknown" for a job that may rightly wait in a queue
+        starts_at_once = not handle or handle.get("kind") == "local"
+        if seen.liveness == "unknown" and (waited < RUNNER_START_SECONDS or not starts_at_once):
+            return False
+        fresh = record.read_status()  # the runner may have started between the two reads
+        if fresh.state != State.QUEUED:
+            return False
+        where = self._runner_log(handle)
+        if seen.liveness == "dead" and record.cancel_requested():  # a queued batch job that was cancelled
+            status.state, status.reason, status.finished = (
+                State.CANCELLED,
+                "cancelled by request before it started",
+                now_iso(),
+            )
+            record.write_status(status)
+            return True
+        if seen.liveness == "dead":
+            reason = seen.detail or f"the runner exited before it started the job: see {where}"
+            status.exit_code = seen.exit_code if seen.exit_code is not None else status.exit_code
+        else:
+            reason = f"runner did not start within {RUNNER_START_SECONDS:.0f} s: see {where}"
+        status.state, status.reason, status.finished = State.FAILED, reason, now_iso()
+        record.write_status(status)
+        return True
+
+    def _runner_log(self, handle: Handle) -> str:
+        if handle.get("log"):
+            return str(handle["log"])
+        if handle.get("run_dir"):
+            return str(Path(handle["run_dir"]) / "runner.log")
+        return f"the runner's log ({self.executor_for(handle).describe(handle)})" if handle else "the runner's log"
 
     def describe(self, job_id: str) -> dict[str, Any]:
         record = self.record(job_id)
@@ -438,6 +517,24 @@ class JobService:
                 job_id, status = result[index]
                 result[index] = (job_id, self._reconcile(record, status, handle, observation))
         return result
+
+    def cancel_leftovers(self, job_id: str, status: JobStatus) -> str:
+        """After LOST: kill what is left of the job (its recorded process group, by JOBSUB_JOB_ID) and say so."""
+        from jobsub.runtime.procs import kill_leftovers
+
+        record = self.record(job_id)
+        handle = self.executor_handle(record)
+        if handle:
+            self.executor_for(handle).cancel(handle)  # a container or scheduler job left behind
+        host, pgid = status.executor.get("host"), status.executor.get("pgid")
+        if not pgid:
+            return "its command had not started; nothing was left running"
+        if host != os.uname().nodename:
+            return f"its processes ran on {host}: run `jobsub cancel {job_id}` there to kill what is left"
+        killed = kill_leftovers(int(pgid), job_id)
+        if killed:
+            return f"killed {len(killed)} leftover processes of the job (group {pgid}: {', '.join(map(str, killed))})"
+        return f"nothing of it is left running on {host}"
 
     def cancel(self, job_id: str) -> JobStatus:
         record = self.record(job_id)
@@ -532,10 +629,16 @@ class JobService:
         objects = list(self.store.iter_objects(uri.bucket, uri.key))
         metrics: dict[str, Any] = {}
         source = None
+        warnings: list[str] = []
         if any(o.key == uri.key + "metrics.json" for o in objects):
-            metrics = json.loads(self.store.get(uri.bucket, uri.key + "metrics.json"))
-            source = str(uri.join("metrics.json"))
-        else:
+            try:
+                loaded = json.loads(self.store.get(uri.bucket, uri.key + "metrics.json"))
+                if not isinstance(loaded, dict):
+                    raise ValueError(f"a JSON {type(loaded).__name__}, not an object")
+                metrics, source = loaded, str(uri.join("metrics.json"))
+            except ValueError as exc:
+                warnings.append(f"{uri.join('metrics.json')} is not a JSON object of metrics ({exc}); ignored")
+        if not metrics:
             rows = record.read_metrics()
             if rows:
                 metrics, source = rows[-1], record.uri("metrics.jsonl") + " (last line)"
@@ -553,5 +656,6 @@ class JobService:
             "plots": [f["uri"] for f in files if f["uri"].lower().endswith((".png", ".svg", ".jpg"))],
             "outputs": str(uri),
             "files": files,
+            "warnings": warnings,
             "cost": billing.job_cost(job, status.duration(), billing.stored_bytes(self, job_id, job)),
         }

@@ -1,11 +1,17 @@
 """JobSpec: what to run, with which inputs, parameters and resources; loaded from YAML with line numbers.
 
 Placeholders in ``command``: ``${{inputs.NAME}}``, ``${{outputs.dir}}``, ``${{params.NAME}}``, ``${{job.id}}``.
-They are resolved by the runtime (inputs become local paths only there), and every value is shell-quoted.
+They are resolved by the runtime (inputs become local paths only there), and every value becomes exactly one
+shell word (shlex.quote). A placeholder inside quotes, backticks or ``$(...)`` is refused at load: there the
+shell would parse the quoted value again (``echo "${{params.msg}}"`` with ``msg=$(touch x)`` runs ``touch``).
+
+Everything that could fail at run time is checked here, at submit: names, the timeout, resources, finite
+numbers, duplicate keys.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from pathlib import Path
@@ -14,18 +20,79 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jobsub.errors import SpecError
+from jobsub.errors import SpecError, UsageError
 
 PLACEHOLDER = re.compile(r"\$\{\{\s*([a-z_]+)\.([A-Za-z0-9_\-]+)\s*\}\}")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{0,40}$")
+#: Input, output and param names: they become folder names and environment variable names.
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT_RULE = "names match [A-Za-z_][A-Za-z0-9_]* (letters, digits and '_', not starting with a digit)"
+
+
+ENV_OF_SCOPE = {
+    "inputs": "JOBSUB_INPUT_",
+    "params": "JOBSUB_PARAM_",
+    "outputs": "JOBSUB_OUTPUT_DIR",
+    "job": "JOBSUB_JOB_ID",
+}
+
+
+def _pydantic_message(err: Any) -> str:
+    message = str(err["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def check_name(kind: str, name: str) -> str:
+    """One rule for every input, output and param name (they become paths and JOBSUB_* variable names)."""
+    if not IDENT_RE.match(name):
+        raise ValueError(f"{kind} name {name!r} is not allowed: {IDENT_RULE}")
+    return name
+
+
+def _finite(value: Any, what: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{what} is {value}: use a finite number")
+    return value
 
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cpus: float | None = None
-    gpus: int = 0
+    cpus: float | None = Field(default=None, ge=0)
+    gpus: int = Field(default=0, ge=0)
     memory: str | None = None
+    nodes: int = Field(default=1, ge=1, description="machines for one job (multi-node needs the slurm executor)")
     flavor: str | None = Field(default=None, description="a named instance flavor of the profile's price table")
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus(cls, value: float | None) -> float | None:
+        return _finite(value, "cpus")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None:
+            from jobsub.units import parse_size
+
+            try:
+                parse_size(value)
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+#: Executors that start one launcher per node for `resources.nodes` > 1.
+MULTI_NODE_EXECUTORS = ("slurm",)
+
+
+def nodes_problem(resources: Resources, executor_kind: str) -> str | None:
+    """Why this executor cannot run a job over `resources.nodes` machines, or None when it can."""
+    if resources.nodes > 1 and executor_kind not in MULTI_NODE_EXECUTORS:
+        return (
+            f"resources.nodes: {resources.nodes} needs the slurm executor (this profile runs jobs on "
+            f"{executor_kind!r}, one machine); set resources.nodes to 1 or use a slurm profile"
+        )
+    return None
 
 
 class JobSpec(BaseModel):
@@ -61,12 +128,57 @@ class JobSpec(BaseModel):
         secret = [k for k in value if is_secret_env(k)]
         if secret:
             raise ValueError(
-                f"{', '.join(secret)} looks like a secret; pass secrets through the executor, not the spec"
+                f"{', '.join(secret)} looks like a secret and would be stored in the job record; "
+                f"pass it with --secret-env {secret[0]} (taken from your shell, never stored)"
             )
         return {k: str(v) for k, v in value.items()}
 
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, param in value.items():
+            check_name("param", name)
+            _finite(param, f"params.{name}")
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            check_name("input", name)
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str | None) -> str | None:
+        if value is not None:
+            from jobsub.units import parse_duration
+
+            try:
+                seconds = parse_duration(str(value))
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
+            if seconds <= 0:
+                raise ValueError(f"timeout {value!r} must be longer than 0s")
+        return value
+
     def placeholders(self) -> list[tuple[str, str]]:
         return PLACEHOLDER.findall(self.command)
+
+    def check_quoting(self) -> None:
+        """Refuse placeholders where the shell would parse their (quoted) value again."""
+        for match in PLACEHOLDER.finditer(self.command):
+            context = _quote_context(self.command, match.start())
+            if context:
+                placeholder = match.group(0)
+                env_name = ENV_OF_SCOPE[match.group(1)] + (
+                    "" if match.group(1) in ("outputs", "job") else match.group(2).upper()
+                )
+                raise SpecError(
+                    f"command: {placeholder} is inside {context}, where the shell would parse its value again; "
+                    f"a placeholder is already one quoted word: write it outside quotes "
+                    f'(e.g. --msg={placeholder}), or use "${env_name}" inside the quotes'
+                )
 
     def check_placeholders(self) -> None:
         for scope, name in self.placeholders():
@@ -88,8 +200,61 @@ class JobSpec(BaseModel):
         return PLACEHOLDER.sub(replace, self.command)
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node a pydantic error location points to (or of its nearest parent)."""
+def _quote_context(command: str, position: int) -> str | None:
+    """What quoting is open at ``position`` in a bash command: 'single quotes', 'double quotes', 'backticks'
+    or None. Inside ``$(...)`` quoting starts afresh (bash parses the inner command once), so a placeholder
+    there is one word again. A small scanner, enough for the one question asked."""
+    stack: list[str] = []
+    i = 0
+    while i < position:
+        char = command[i]
+        top = stack[-1] if stack else None
+        if top == "'":
+            if char == "'":
+                stack.pop()
+        elif char == "\\":
+            i += 1  # the next character is literal
+        elif (top == '"' and char == '"') or (top == "`" and char == "`"):
+            stack.pop()
+        elif char == "$" and command.startswith("$(", i) and not command.startswith("$((", i):
+            stack.append("(")
+            i += 1
+        elif char == ")" and top == "(":
+            stack.pop()
+        elif char == '"' and top != '"':
+            stack.append('"')
+        elif char == "'" and top != '"':
+            stack.append("'")
+        elif char == "`":
+            stack.append("`")
+        i += 1
+    names = {"'": "single quotes", '"': "double quotes", "`": "backticks"}
+    return names.get(stack[-1]) if stack else None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                hash(key)
+            except TypeError:
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key]} and {line})", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...], message: str = "") -> int | None:
+    """The 1-based line of the YAML node a pydantic error location points to (or of its nearest parent).
+    A mapping-wide error that names one of the mapping's keys (params, env, inputs) points at that key."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if not isinstance(node, yaml.MappingNode):
@@ -98,18 +263,30 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         if child is None:
             break
         node, line = child, child.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode) and message:
+        for key, _ in node.value:
+            name = str(getattr(key, "value", ""))
+            if name and re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", message):
+                return int(key.start_mark.line + 1)
     return line
 
 
 def load_spec(path: Path) -> JobSpec:
     """Read and validate a spec file; errors name the file, the line and the field."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read job spec {path}: {exc.strerror}") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path}:{bad_line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the spec as UTF-8"
+        ) from None
+    try:
         node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -121,15 +298,17 @@ def load_spec(path: Path) -> JobSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        line = _line_of(node, err["loc"])
-        raise SpecError(f"{path}{f':{line}' if line else ''}: {field}: {err['msg']}") from None
+        line = _line_of(node, err["loc"], _pydantic_message(err))
+        raise SpecError(f"{path}{f':{line}' if line else ''}: {field}: {_pydantic_message(err)}") from None
     if spec.code:
         code = Path(spec.code)
         spec.code = str(code if code.is_absolute() else (path.parent / code).resolve())
     try:
         spec.check_placeholders()
+        spec.check_quoting()
     except SpecError as exc:
-        raise SpecError(f"{path}: {exc}") from None
+        line = _line_of(node, ("command",))
+        raise SpecError(f"{path}{f':{line}' if line else ''}: {exc}") from None
     return spec
 
 
@@ -149,7 +328,7 @@ def _coerce(key: str, current: Any, raw: str) -> Any:
 
 def apply_sets(spec: JobSpec, assignments: list[str]) -> JobSpec:
     """Apply ``--set key=value``: params.NAME (typed by its default), env.NAME, name, timeout, image, max_retries,
-    resources.cpus|gpus|memory."""
+    resources.cpus|gpus|memory|nodes."""
     data = spec.model_dump()
     scalars = {"name": str, "timeout": str, "image": str, "max_retries": int, "outputs": str, "description": str}
     for assignment in assignments:
@@ -162,18 +341,20 @@ def apply_sets(spec: JobSpec, assignments: list[str]) -> JobSpec:
             data["params"][sub] = _coerce(key, data["params"][sub], raw)
         elif scope == "env" and sub:
             data["env"][sub] = raw
-        elif scope == "resources" and sub in ("cpus", "gpus", "memory", "flavor"):
-            data["resources"][sub] = _coerce(key, {"cpus": 1.0, "gpus": 1, "memory": "", "flavor": ""}[sub], raw)
+        elif scope == "resources" and sub in ("cpus", "gpus", "memory", "flavor", "nodes"):
+            defaults = {"cpus": 1.0, "gpus": 1, "memory": "", "flavor": "", "nodes": 1}
+            data["resources"][sub] = _coerce(key, defaults[sub], raw)
         elif key in scalars:
             data[key] = _coerce(key, scalars[key](), raw) if scalars[key] is int else raw
         else:
             valid = sorted(
                 [f"params.{p}" for p in data["params"]]
-                + ["env.NAME", "resources.cpus", "resources.gpus", "resources.memory", "resources.flavor", *scalars]
+                + ["env.NAME", "resources.cpus", "resources.gpus", "resources.memory", "resources.flavor"]
+                + ["resources.nodes", *scalars]
             )
             raise SpecError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise SpecError(f"--set: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise SpecError(f"--set: {'.'.join(map(str, err['loc']))}: {_pydantic_message(err)}") from None

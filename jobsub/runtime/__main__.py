@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from jobsub.config import Profile, resolve_profile
+from jobsub.errors import JobsubError
 from jobsub.jobs.records import JobRecord
-from jobsub.redact import RedactingFilter
+from jobsub.redact import RedactingFilter, redact
 from jobsub.runtime.runner import Runner
 from jobsub.storage import open_store
 from jobsub.uri import ObjectURI
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parts = job.key.rstrip("/").rsplit("/", 1)
     jobs_uri = ObjectURI(job.bucket, parts[0] + "/" if len(parts) == 2 else "")
     record = JobRecord(open_store(profile, concurrency=8), jobs_uri, parts[-1])
-    return Runner(record.store, record, args.work_dir).run()
+    try:
+        return Runner(record.store, record, args.work_dir).run()
+    except JobsubError as exc:  # a second runner, an unreadable record: one line, the job is left alone
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

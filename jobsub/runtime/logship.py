@@ -21,8 +21,9 @@ TICK = 0.2
 
 
 class LogShipper:
-    def __init__(self, record: JobRecord, interval: float = 1.0, first_chunk: int = 0) -> None:
+    def __init__(self, record: JobRecord, interval: float = 1.0, first_chunk: int = 0, writer: str = "") -> None:
         self.record = record
+        self.writer = writer  # the runner's id, part of every chunk name
         self.interval = interval
         self.next_chunk = first_chunk
         self._pending: list[dict] = []
@@ -30,7 +31,7 @@ class LogShipper:
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="log-shipper", daemon=True)
-        self.on_tick: list = []  # callables run after each flush (metrics sync)
+        self.on_tick: list = []  # small callables run after each flush (metrics sync); never a long upload
 
     def start(self) -> LogShipper:
         self._thread.start()
@@ -62,7 +63,7 @@ class LogShipper:
             if not lines:
                 return True
             try:
-                self.record.write_chunk(self.next_chunk, lines)
+                self.record.write_chunk(self.next_chunk, lines, self.writer)
             except JobsubError as exc:
                 log.warning("log chunk %d not written yet (%s); will retry", self.next_chunk, exc)
                 return False

@@ -1,9 +1,19 @@
-"""The runner: one job from STAGING to its final state. Started by every executor through __main__."""
+"""The runner: one job from STAGING to its final state. Started by every executor through __main__.
+
+Rules it keeps (each one a bug once): it claims the job before doing anything, so a second runner exits
+instead of running the command twice; staging and output failures fail the job with the reason and are
+said in the job log; the code archive is checked against its SHA-256 before it is unpacked; nothing is
+written outside the work folder; the command's whole process group dies with the runner, on cancel, on
+timeout and when the runner itself fails; a signal exit is reported as 128+N; the signal handlers only
+set a flag (the code they interrupt may hold any lock), a watcher thread does the rest.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -14,15 +24,26 @@ from pathlib import Path
 from typing import Any
 
 from jobsub.costs import cost_limit_reached, money
-from jobsub.errors import JobsubError, ObjectNotFoundError
-from jobsub.jobs.packaging import unpack_code
+from jobsub.errors import (
+    ConditionalWriteUnsupported,
+    IntegrityError,
+    JobClaimedError,
+    JobsubError,
+    ObjectNotFoundError,
+    TransferInterrupted,
+)
+from jobsub.jobs.packaging import unpack_code, verify_archive
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
-from jobsub.jobs.spec import JobSpec
+from jobsub.jobs.spec import IDENT_RE, JobSpec
+from jobsub.redact import register_secret
+from jobsub.runtime.launch_env import launcher_env
 from jobsub.runtime.logship import LogShipper
 from jobsub.runtime.oom import OomWatch
+from jobsub.runtime.outputs import OutputUploader, OutputUploadError
+from jobsub.runtime.procs import Watchdog, die_with_parent, signal_group, wait_leader_exit
 from jobsub.storage.base import ObjectStore
-from jobsub.transfer import TransferManager, TransferOptions
-from jobsub.units import human_duration, parse_duration
+from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
+from jobsub.units import human_duration, parse_duration, parse_size
 from jobsub.uri import ObjectURI
 
 log = logging.getLogger(__name__)
@@ -30,14 +51,26 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = float(os.environ.get("JOBSUB_HEARTBEAT_SECONDS", "5"))
 CANCEL_GRACE_SECONDS = float(os.environ.get("JOBSUB_CANCEL_GRACE_SECONDS", "10"))
 OUTPUT_SYNC_SECONDS = float(os.environ.get("JOBSUB_OUTPUT_SYNC_SECONDS", "60"))
+#: Optional caps on the runtime's transfer rates (e.g. 50MiB, per second), for shared links.
+STAGING_MAX_BANDWIDTH = os.environ.get("JOBSUB_STAGING_MAX_BANDWIDTH")
+OUTPUT_MAX_BANDWIDTH = os.environ.get("JOBSUB_OUTPUT_MAX_BANDWIDTH")
+
+
+class StagingError(JobsubError):
+    pass
 
 
 class StatusWriter:
-    """The runner's copy of status.json; the heartbeat thread and the main flow write it under one lock."""
+    """The runner's copy of status.json; the heartbeat thread and the main flow write it under one lock.
+
+    Where the store cannot do conditional writes the claim is a lease: before each write the claim is read
+    back, and a runner that lost it stops writing (``lost`` is set and the runner stops the job)."""
 
     def __init__(self, record: JobRecord, status: JobStatus) -> None:
         self.record = record
         self.status = status
+        self.claim_token: str | None = None  # set in lease mode
+        self.lost = threading.Event()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
@@ -49,7 +82,21 @@ class StatusWriter:
             self.status.heartbeat = time.time()
             self._write()
 
+    def _still_ours(self) -> bool:
+        if self.claim_token is None:
+            return True
+        try:
+            claim = self.record.read_claim()
+        except JobsubError:
+            return True  # cannot tell now; the next write checks again
+        if claim is not None and claim.get("token") != self.claim_token:
+            self.lost.set()
+            return False
+        return True
+
     def _write(self) -> None:
+        if self.lost.is_set() or not self._still_ours():
+            return
         for attempt in range(5):
             try:
                 self.record.write_status(self.status)
@@ -77,18 +124,33 @@ class Runner:
     def __init__(self, store: ObjectStore, record: JobRecord, work_dir: Path) -> None:
         self.store = store
         self.record = record
-        self.work = work_dir
+        self.work = work_dir.resolve()
         self.job = record.read_job()
         self.spec = JobSpec.model_validate(self.job["spec"])
         self.outputs_uri = ObjectURI.parse(self.job["outputs"]).as_prefix()
         self.outputs_dir = self.work / "outputs"
         self.metrics_file = self.work / "metrics.jsonl"
+        self.code_dir = self.work / "code"
+        self.token = secrets.token_hex(4)  # this runner's id: in its claim and in its log chunk names
         self.status = StatusWriter(record, record.read_status())
-        self.logs = LogShipper(record, first_chunk=self._existing_chunks())
+        self.logs = LogShipper(record, first_chunk=self._existing_chunks(), writer=self.token)
+        output_options = TransferOptions(concurrency=4, part_attempts=2)
+        if OUTPUT_MAX_BANDWIDTH:
+            output_options.max_bandwidth = parse_size(OUTPUT_MAX_BANDWIDTH)
+        self.outputs = OutputUploader(store, self.outputs_dir, self.outputs_uri, self.logs.say, output_options)
         self.stop_reason: str | None = None  # "cancel" | "timeout" once the job must stop
+        self._signal: int | None = None  # set by the signal handler, acted on by the watcher
+        self._proc: subprocess.Popen | None = None
+        self._leader_exited = threading.Event()
+        self._deadline: float | None = None
+        self._done = threading.Event()
         self._metrics_size = -1
-        self._last_output_sync = time.monotonic()
-        self._transfer = TransferManager(store, TransferOptions(concurrency=4))
+        options = TransferOptions(concurrency=4)
+        if STAGING_MAX_BANDWIDTH:
+            options.max_bandwidth = parse_size(STAGING_MAX_BANDWIDTH)
+        self._staging = TransferManager(store, options)
+        for name in self.job.get("secret_env", []):  # values came through the executor; redact them too
+            register_secret(os.environ.get(name))
         self._started = time.monotonic()
         cost = self.job.get("cost") or {}
         self._rate = float(cost.get("rate_per_hour", 0.0))  # compute price per hour (jobsub/costs.py)
@@ -98,34 +160,119 @@ class Runner:
     def _existing_chunks(self) -> int:
         """A restarted runner appends after the chunks an earlier attempt wrote."""
         keys = self.record.chunks_after("")
-        return int(keys[-1].rsplit("/", 1)[1].split(".")[0]) + 1 if keys else 0
+        return JobRecord.chunk_number(keys[-1]) + 1 if keys else 0
+
+    # -- claim ---------------------------------------------------------------------------------------------
+    def claim(self) -> None:
+        """Become the job's only runner, or raise JobClaimedError naming the one that is."""
+        mine = {"host": os.uname().nodename, "pid": os.getpid(), "token": self.token, "claimed": now_iso()}
+        try:
+            won = self.record.claim(mine)
+        except ConditionalWriteUnsupported:
+            won = self._claim_lease(mine)
+        if not won:
+            other = self.record.read_claim() or {}
+            raise JobClaimedError(
+                f"job {self.record.job_id} is already being run by {other.get('host', '?')} pid {other.get('pid', '?')}"
+            )
+        status = self.record.read_status()
+        if status.state.final:
+            raise JobClaimedError(f"job {self.record.job_id} is already {status.state.value}; not running it again")
+
+    def _claim_lease(self, mine: dict[str, Any]) -> bool:
+        """No conditional writes: claim only an unclaimed job, then re-check the claim before every status write."""
+        if self.record.read_claim() is not None:
+            return False
+        self.record.put_json("claim.json", mine)
+        time.sleep(1.0)  # a racing runner's write lands in this window; the last writer wins, the other stops
+        claim = self.record.read_claim() or {}
+        self.status.claim_token = self.token
+        return claim.get("token") == self.token
 
     # -- main flow -----------------------------------------------------------------------------------------
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self._request_stop("cancel"))
-        signal.signal(signal.SIGINT, lambda *_: self._request_stop("cancel"))
-        handle = {"kind": "runtime", "host": os.uname().nodename, "pid": os.getpid()}
+        self.claim()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        handle = {"kind": "runtime", "host": os.uname().nodename, "pid": os.getpid(), "runner": self.token}
         self.status.update(state=State.STAGING, started=self.status.status.started or now_iso(), executor={**handle})
         self.status.start()
         self.logs.on_tick.append(self._sync_metrics)
-        self.logs.on_tick.append(self._periodic_outputs)
         self.logs.start()
+        watcher = threading.Thread(target=self._watch, name="watcher", daemon=True)
+        watcher.start()
         try:
             final = self._run_attempts()
         except Exception as exc:  # anything unexpected still ends in a final state with a reason
             log.exception("runner failed")
             self.logs.say(f"runner error: {exc}")
             final = {"state": State.FAILED, "exit_code": 1, "reason": f"runner error: {exc}"}
+        finally:
+            self._kill_command()
         self._finish(**final)
+        self._done.set()
         return 0 if final["state"] == State.SUCCEEDED else 1
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """Only a flag: the interrupted code may hold the log or status lock, so nothing here takes one."""
+        self._signal = signum
+
+    def _watch(self) -> None:
+        """Acts on signals, the cancel marker (every second), the timeout and periodic output uploads."""
+        last_marker = 0.0
+        last_outputs = time.monotonic()
+        while not self._done.wait(0.1):
+            now = time.monotonic()
+            if self._signal is not None and not self.stop_reason:
+                self._request_stop("cancel", f"received {signal.Signals(self._signal).name}")
+            if self._deadline and now > self._deadline and not self.stop_reason:
+                self._request_stop("timeout", f"timeout of {self.spec.timeout} reached")
+            if (
+                self._proc is not None
+                and not self.stop_reason
+                and cost_limit_reached(self._rate, now - self._started, self._max_cost)
+            ):
+                self._request_stop("cost", self._cost_reason())
+            if self.status.lost.is_set() and not self.stop_reason:
+                self._request_stop("cancel", "another runner took over this job")
+            if now - last_marker >= 1.0 and not self.stop_reason:
+                last_marker = now
+                try:
+                    if self.record.cancel_requested():
+                        self._request_stop("cancel", "cancel requested")
+                except JobsubError:
+                    pass
+            if self.status.status.state == State.RUNNING and now - last_outputs >= OUTPUT_SYNC_SECONDS:
+                last_outputs = now
+                self.outputs.request()
+
+    def _request_stop(self, reason: str, why: str) -> None:
+        if self.stop_reason:
+            return
+        self.stop_reason = reason
+        self.logs.say(f"{why}; stopping the job")
+        self._staging.cancel()
+        proc = self._proc
+        if proc is not None:
+            signal_group(proc.pid, signal.SIGTERM)
+            if not self._leader_exited.wait(CANCEL_GRACE_SECONDS):
+                self.logs.say(f"still running after {CANCEL_GRACE_SECONDS:g}s; sending SIGKILL")
+                signal_group(proc.pid, signal.SIGKILL)
 
     def _run_attempts(self) -> dict[str, Any]:
         try:
             paths = self._stage()
+        except TransferInterrupted:
+            paths = None
+        except (StagingError, IntegrityError) as exc:
+            self.logs.say(str(exc))
+            return {"state": State.FAILED, "exit_code": None, "reason": str(exc)}
         except JobsubError as exc:
             self.logs.say(f"staging failed: {exc}")
             return {"state": State.FAILED, "exit_code": None, "reason": f"staging failed: {exc}"}
-        if self.stop_reason:
+        if self.stop_reason or paths is None:
+            if self.stop_reason == "timeout":
+                return {"state": State.FAILED, "exit_code": None, "reason": f"timed out after {self.spec.timeout}"}
             return {"state": State.CANCELLED, "exit_code": None, "reason": "cancelled while staging"}
         attempts = self.spec.max_retries + 1
         while True:
@@ -141,37 +288,61 @@ class Runner:
                 return {"state": State.FAILED, "exit_code": code, "reason": self._cost_reason()}
             if code == 0:
                 return {"state": State.SUCCEEDED, "exit_code": 0, "reason": None}
-            reason = oom.reason(code) or _exit_reason(code)
+            reason = oom.reason(code) or exit_reason(code)
             if attempt >= attempts:
                 return {"state": State.FAILED, "exit_code": code, "reason": reason}
             self.logs.say(f"attempt {attempt} failed ({reason}); retrying ({attempt}/{attempts - 1} retries used)")
-            self._upload_outputs()
+            try:
+                self.outputs.final("before retry")
+            except OutputUploadError as exc:
+                self.logs.say(str(exc))
 
     def _finish(self, state: State, exit_code: int | None, reason: str | None) -> None:
         if state != State.CANCELLED or self.outputs_dir.is_dir():
             self.status.update(state=State.UPLOADING)
             try:
-                self._upload_outputs()
-            except JobsubError as exc:
-                self.logs.say(f"uploading outputs failed: {exc}")
+                self.outputs.final()
+            except OutputUploadError as exc:
+                self.logs.say(str(exc))
                 if state == State.SUCCEEDED:
-                    state, exit_code, reason = State.FAILED, exit_code, f"uploading outputs failed: {exc}"
-        self._sync_metrics()
+                    state, reason = State.FAILED, str(exc)
+        try:
+            self._sync_metrics()
+        except JobsubError as exc:
+            self.logs.say(f"metrics not saved: {exc}")
         self.logs.say(f"job {state.value.lower()}" + (f": {reason}" if reason else ""))
         self.logs.close()
         self.status.stop()
         self.status.update(state=state, exit_code=exit_code, reason=reason, finished=now_iso())
 
     # -- staging -----------------------------------------------------------------------------------------
+    def _inside_work(self, path: Path, what: str) -> Path:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.work):
+            raise StagingError(f"staging input data failed: {what} resolves to {resolved}, outside the work folder")
+        return resolved
+
     def _stage(self) -> dict[str, str]:
         self.work.mkdir(parents=True, exist_ok=True)
         paths: dict[str, str] = {}
-        for name, uri in self.job["inputs"].items():
-            target = self.work / "inputs" / name
+        inputs: dict[str, str] = self.job["inputs"]
+        for name in inputs:
+            if not IDENT_RE.match(name):
+                raise StagingError(f"staging input data failed: input name {name!r} is not allowed")
+        failures: list[str] = []
+        files = 0
+        for name, uri in inputs.items():
+            target = self._inside_work(self.work / "inputs" / name, f"input {name!r}")
             self.logs.say(f"staging input {name} from {uri}")
             source = ObjectURI.parse(uri)
             target.mkdir(parents=True, exist_ok=True)
-            summary = self._transfer.download(source, target)
+            try:
+                summary = self._staging.download(source, target)
+            except ObjectNotFoundError as exc:
+                failures.append(f"{name}: {exc}")
+                continue
+            files += summary.files + len(summary.refused)
+            failures.extend(self._staging_failures(name, source, summary))
             single = source.key and not source.is_prefix and self.store.head(source.bucket, source.key)
             paths[name] = str(target / source.name) if single else str(target)
             self.logs.say(
@@ -179,27 +350,60 @@ class Runner:
                 f"({summary.files_skipped} already here) -> {paths[name]}"
             )
             if self.stop_reason:
-                return paths
-        code = self.job.get("code")
-        self.code_dir = self.work / "code"
-        if code:
-            marker = self.code_dir / ".jobsub-code-sha256"
-            if not (marker.is_file() and marker.read_text() == code["sha256"]):
-                shutil.rmtree(self.code_dir, ignore_errors=True)
-                src = ObjectURI.parse(code["uri"])
-                unpack_code(self.store.get(src.bucket, src.key), self.code_dir)
-                marker.write_text(code["sha256"])
-            self.logs.say(f"code {code['sha256'][:12]} ({code['files']} files) in {self.code_dir}")
-        else:
-            self.code_dir.mkdir(parents=True, exist_ok=True)
+                raise TransferInterrupted("staging stopped")
+        if failures:
+            raise StagingError(
+                f"staging input data failed: {len(failures)} of {max(files, len(failures))} files: "
+                + "; ".join(failures[:5])
+                + (f" (and {len(failures) - 5} more)" if len(failures) > 5 else "")
+            )
+        self._stage_code()
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         try:  # a retried or resubmitted job continues from the checkpoints already in its outputs
-            summary = self._transfer.download(self.outputs_uri, self.outputs_dir)
+            summary = self._staging.download(self.outputs_uri, self.outputs_dir)
+            if summary.failures or summary.refused:
+                problems = self._staging_failures("outputs", self.outputs_uri, summary)
+                raise StagingError(
+                    f"restoring earlier outputs failed: {len(problems)} files: " + "; ".join(problems[:5])
+                )
             if summary.files:
                 self.logs.say(f"restored {summary.files} files from {self.outputs_uri} (checkpoints to resume from)")
         except ObjectNotFoundError:
             pass
         return paths
+
+    @staticmethod
+    def _staging_failures(name: str, source: ObjectURI, summary: TransferSummary) -> list[str]:
+        prefix = f"s3://{source.bucket}/{source.as_prefix().key if source.key else ''}"
+        problems = []
+        for line in summary.failures:
+            where, _, reason = line.partition(": ")
+            rel = where[len(prefix) :] if where.startswith(prefix) else where.rsplit("/", 1)[-1]
+            if "wrong checksum" in reason:
+                reason = "wrong checksum"
+            problems.append(f"{name}/{rel}: {reason}")
+        for key in summary.refused:
+            rel = key[len(source.as_prefix().key) :] if source.key else key
+            problems.append(f"{name}/{rel}: unsafe key, refused")
+        return problems
+
+    def _stage_code(self) -> None:
+        code = self.job.get("code")
+        if not code:
+            self.code_dir.mkdir(parents=True, exist_ok=True)
+            return
+        marker = self.code_dir / ".jobsub-code-sha256"
+        if not (marker.is_file() and marker.read_text() == code["sha256"]):
+            shutil.rmtree(self.code_dir, ignore_errors=True)
+            src = ObjectURI.parse(code["uri"])
+            named = src.name.removesuffix(".tar.gz")
+            if named != code["sha256"]:
+                raise IntegrityError(f"code archive {src} is not the one the job record names ({code['sha256'][:12]})")
+            data = self.store.get(src.bucket, src.key)
+            verify_archive(data, code["sha256"], str(src))
+            unpack_code(data, self.code_dir)
+            marker.write_text(code["sha256"])
+        self.logs.say(f"code {code['sha256'][:12]} ({code['files']} files, SHA-256 verified) in {self.code_dir}")
 
     # -- the command -----------------------------------------------------------------------------------
     def _run_command(self, paths: dict[str, str]) -> int:
@@ -213,6 +417,7 @@ class Runner:
         env = {k: v for k, v in os.environ.items() if k != "JOBSUB_PROFILE_JSON"}
         # the runtime's own interpreter comes first on PATH, so `python` in a command is one with jobsub installed
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update(launcher_env(self.spec.resources, env))  # JOBSUB_NPROC, MASTER_ADDR, ... for torchrun
         env.update(self.spec.env)
         env.update(
             {
@@ -224,65 +429,49 @@ class Runner:
             }
         )
         for name, path in paths.items():
-            env[f"JOBSUB_INPUT_{name.upper().replace('-', '_')}"] = path
+            env[f"JOBSUB_INPUT_{name.upper()}"] = path
         for name, value in self.spec.params.items():
-            env[f"JOBSUB_PARAM_{name.upper().replace('-', '_')}"] = str(value)
+            env[f"JOBSUB_PARAM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        self._deadline = time.monotonic() + parse_duration(self.spec.timeout) if self.spec.timeout else None
         self.logs.say(f"running: {command}")
+        self._leader_exited.clear()
+        runner_pid = os.getpid()
         proc = subprocess.Popen(
-            ["bash", "-c", command],
+            [*shlex.split(os.environ.get("JOBSUB_COMMAND_PREFIX", "")), "bash", "-c", command],
             cwd=str(self.code_dir),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=lambda: die_with_parent(runner_pid),
         )
+        watchdog = Watchdog(proc.pid)
+        self._proc = proc
+        self.status.update(executor={**self.status.status.executor, "pgid": proc.pid})
         pumps = [self.logs.pump(proc.stdout, "out"), self.logs.pump(proc.stderr, "err")]  # type: ignore[arg-type]
-        deadline = time.monotonic() + parse_duration(self.spec.timeout) if self.spec.timeout else None
-        last_cancel_check = 0.0
-        while proc.poll() is None:
-            if deadline and time.monotonic() > deadline and not self.stop_reason:
-                self.stop_reason = "timeout"
-                self.logs.say(f"timeout of {self.spec.timeout} reached; stopping the job")
-            if not self.stop_reason and cost_limit_reached(
-                self._rate, time.monotonic() - self._started, self._max_cost
-            ):
-                self.stop_reason = "cost"
-                self.logs.say(f"{self._cost_reason()}; stopping the job")
-            if time.monotonic() - last_cancel_check > 1.0:
-                last_cancel_check = time.monotonic()
-                try:
-                    if not self.stop_reason and self.record.cancel_requested():
-                        self._request_stop("cancel")
-                except JobsubError:
-                    pass
-            if self.stop_reason:
-                self._terminate(proc)
-                break
-            time.sleep(0.2)
-        code = proc.wait()
+        try:
+            wait_leader_exit(proc.pid)
+            self._leader_exited.set()
+            signal_group(proc.pid, signal.SIGKILL)  # whatever the command left behind in its group
+            code = proc.wait()
+        finally:
+            self._kill_command()
+            watchdog.done()
+            self._proc = None
         for pump in pumps:
             pump.join(timeout=5)
-        return code
+        return code if code >= 0 else 128 - code  # killed by signal N: 128+N, as a shell reports it
+
+    def _kill_command(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def _cost_reason(self) -> str:
         elapsed = human_duration(time.monotonic() - self._started)
         return f"cost limit {money(self._max_cost, self._currency)} reached after {elapsed}"
-
-    def _request_stop(self, reason: str) -> None:
-        if not self.stop_reason:
-            self.stop_reason = reason
-            self.logs.say("cancel requested; stopping the job")
-
-    def _terminate(self, proc: subprocess.Popen) -> None:
-        """SIGTERM to the whole process group, SIGKILL after the grace period; returns when the group is gone."""
-        _signal_group(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=CANCEL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.logs.say(f"still running after {CANCEL_GRACE_SECONDS:g}s; sending SIGKILL")
-        _signal_group(proc.pid, signal.SIGKILL)  # also reaps children that outlived the leader
-        proc.wait()
 
     # -- periodic side tasks ----------------------------------------------------------------------------
     def _sync_metrics(self) -> None:
@@ -295,27 +484,8 @@ class Runner:
             self.store.put(self.record.bucket, self.record.key("metrics.jsonl"), data)
             self._metrics_size = len(data)
 
-    def _periodic_outputs(self) -> None:
-        if (
-            self.status.status.state == State.RUNNING
-            and time.monotonic() - self._last_output_sync > OUTPUT_SYNC_SECONDS
-        ):
-            self._last_output_sync = time.monotonic()
-            self._upload_outputs()
 
-    def _upload_outputs(self) -> None:
-        if self.outputs_dir.is_dir() and any(p.is_file() for p in self.outputs_dir.rglob("*")):
-            self._transfer.upload([self.outputs_dir], self.outputs_uri)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _exit_reason(code: int) -> str:
+def exit_reason(code: int) -> str:
     if code == 127:
         return "command not found (exit code 127)"
     if code == 126:
@@ -323,7 +493,7 @@ def _exit_reason(code: int) -> str:
     if code < 0 or code > 128:
         number = -code if code < 0 else code - 128
         try:
-            return f"killed by {signal.Signals(number).name} (exit code {code})"
+            return f"killed by {signal.Signals(number).name} (exit code {128 + number})"
         except ValueError:
             pass
     return f"exit code {code}"

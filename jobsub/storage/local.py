@@ -32,7 +32,7 @@ from jobsub.errors import (
     UploadNotFoundError,
 )
 from jobsub.storage.base import FileRange, ListResult, ObjectInfo, PartData, PartInfo, ProgressCallback, UploadInfo
-from jobsub.uri import validate_bucket, validate_key
+from jobsub.uri import key_problem, validate_bucket, validate_key
 
 _INTERNAL = ".jobsub"
 
@@ -168,6 +168,28 @@ class LocalStore:
             progress(len(data))
         return digest.hex()
 
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        """os.link refuses an existing name atomically, so two writers never both win."""
+        dest = self._object_path(bucket, key, create=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp_path()
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        stat = dest.stat()
+        meta = {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "etag": hashlib.md5(data).hexdigest(),
+            "metadata": {},
+        }
+        self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
+        return True
+
     def iter_objects(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         base = self._bucket_dir(bucket)
         # Walk only the deepest folder the prefix names, then filter: listing a job's logs stays cheap.
@@ -181,6 +203,9 @@ class LocalStore:
                 if key.startswith(prefix) and key > start_after:
                     keys.append(key)
         for key in sorted(keys):
+            if key_problem(key):  # a file another program put there: listed as it is, so readers refuse it
+                yield ObjectInfo(key, (base / key).stat().st_size)
+                continue
             info = self.head(bucket, key)
             if info is not None:
                 yield info

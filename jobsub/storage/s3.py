@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import builtins
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from jobsub.errors import (
     BucketNotFoundError,
+    ConditionalWriteUnsupported,
     CredentialsError,
     EndpointError,
     IntegrityError,
@@ -118,6 +119,9 @@ class S3Store:
         )
         region = region or self._session.region_name or "us-east-1"
         self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        from jobsub.redact import track_credentials
+
+        track_credentials(self._session, self._client)  # whatever botocore resolved is redacted everywhere
 
     # -- error translation -------------------------------------------------------------------------------
     def _key_hint(self) -> str:
@@ -262,6 +266,42 @@ class S3Store:
             ) from None
         return b"".join(chunks)
 
+    def get_range_to(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        length: int,
+        write: Callable[[int, bytes], None],
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Like get_range, but each chunk goes to `write(offset, chunk)` as it arrives (downloads write it to
+        the file), so no part is ever held whole: memory is one chunk per worker. Returns the bytes written."""
+        if length <= 0:
+            return 0
+        response = self._call(
+            "get_object", _ctx=(bucket, key, ""), Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+        )
+        written = 0
+        try:
+            for chunk in response["Body"].iter_chunks(1 << 20):
+                write(start + written, chunk)
+                written += len(chunk)
+                if progress:
+                    progress(len(chunk))
+        except OSError:
+            if progress:
+                progress(-written)
+            raise  # a local write failed (full disk): not the server's fault
+        except Exception as exc:
+            if progress:
+                progress(-written)
+            translated = self._translate(exc, bucket, key)
+            raise (
+                translated if translated is not exc else StorageError(f"reading s3://{bucket}/{key}: {exc}")
+            ) from None
+        return written
+
     def get(self, bucket: str, key: str) -> bytes:
         response = self._call("get_object", _ctx=(bucket, key, ""), Bucket=bucket, Key=key)
         try:
@@ -288,6 +328,30 @@ class S3Store:
             kwargs["ContentMD5"] = content_md5
         response = self._call("put_object", _ctx=(bucket, key, ""), **kwargs)
         return response.get("ETag", "").strip('"')
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "PreconditionFailed" or status == 412:
+                return False
+            if code == "ConditionalRequestConflict" or status == 409:
+                return False  # another writer is creating it at this very moment
+            if code == "NotImplemented" or status == 501:
+                raise ConditionalWriteUnsupported(
+                    f"{self.description} does not support conditional writes (If-None-Match)"
+                ) from None
+            raise self._translate(exc, bucket, key) from None
+        except Exception as exc:
+            translated = self._translate(exc, bucket, key)
+            if translated is exc:
+                raise
+            raise translated from None
 
     def iter_objects(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}

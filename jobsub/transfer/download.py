@@ -17,6 +17,7 @@ from jobsub.storage.base import SHA256_META, ObjectInfo, ObjectStore
 from jobsub.transfer.checksums import cached_sha256, etag_is_md5, file_digest
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
+from jobsub.transfer.inorder import InOrderHasher
 from jobsub.transfer.planning import part_ranges, plan_part_size
 from jobsub.uri import ObjectURI, key_problem
 
@@ -135,25 +136,36 @@ class Downloader:
 
         fd = os.open(partial, os.O_RDWR)
         failed = threading.Event()
+        hasher = InOrderHasher(fd, ranges, done) if sha else None  # the end-to-end check, while parts arrive
+        stream = getattr(self.store, "get_range_to", None)  # S3: chunks go to the file as they arrive
         try:
 
             def fetch(number: int, offset: int, length: int) -> None:
-                def get(progress) -> bytes:
-                    data = self.store.get_range(bucket, info.key, offset, length, progress)
-                    if len(data) != length:
+                def write(at: int, chunk: bytes) -> None:
+                    os.pwrite(fd, chunk, at)
+
+                def get(progress) -> None:
+                    if stream is not None:
+                        got = stream(bucket, info.key, offset, length, write, progress)
+                    else:
+                        data = self.store.get_range(bucket, info.key, offset, length, progress)
+                        got = len(data)
+                        if got == length:
+                            write(offset, data)
+                    if got != length:
                         raise StorageError(f"short read of s3://{bucket}/{info.key} at {offset}")
-                    return data
 
                 try:
                     self.limiter.consume(length, lambda: self.cancel.is_set() or failed.is_set())
-                    data = with_retries(get, report, self.options, lambda: self.cancel.is_set() or failed.is_set())
-                    os.pwrite(fd, data, offset)
+                    with_retries(get, report, self.options, lambda: self.cancel.is_set() or failed.is_set())
                 except Exception:
                     failed.set()
                     raise
                 with lock:
                     done.add(number)
                     save_state()
+                if hasher:
+                    hasher.completed(number)
                 self.summary.add(parts_sent=1, bytes_transferred=length)
 
             futures = [self._parts.submit(fetch, *r) for r in ranges if r[0] not in done]
@@ -165,9 +177,12 @@ class Downloader:
             if errors or any(f.cancelled() for f in futures):
                 raise Cancelled()
             os.fsync(fd)
+            digest = hasher.hexdigest() if hasher else None
         finally:
+            if hasher:
+                hasher.stop()
             os.close(fd)
-        if not self._matches(partial, info, sha):
+        if not self._matches(partial, info, sha, digest):
             partial.unlink(missing_ok=True)
             journal_path.unlink(missing_ok=True)
             raise IntegrityError(f"s3://{bucket}/{info.key} downloaded with a wrong checksum; run the download again")
@@ -176,12 +191,15 @@ class Downloader:
         return "resumed" if resumed else "downloaded"
 
     @staticmethod
-    def _matches(path: Path, info: ObjectInfo, sha: str | None) -> bool:
-        """True when the local file holds the object's bytes, by the strongest checksum the object carries."""
+    def _matches(path: Path, info: ObjectInfo, sha: str | None, digest: str | None = None) -> bool:
+        """True when the local file holds the object's bytes, by the strongest checksum the object carries.
+        `digest`: the file's SHA-256 when already computed (while downloading)."""
         if path.stat().st_size != info.size:
             return False
         if sha:
-            return (cached_sha256(path) if not path.name.endswith(PARTIAL_SUFFIX) else file_digest(path)) == sha
+            if digest is None:
+                digest = cached_sha256(path) if not path.name.endswith(PARTIAL_SUFFIX) else file_digest(path)
+            return digest == sha
         if etag_is_md5(info.etag):
             return file_digest(path, "md5") == info.etag.lower()
         return True  # nothing to compare with but the size
