@@ -54,6 +54,7 @@ def test_dockerignore_keeps_local_environments_out_of_the_build_context() -> Non
 def test_templates_call_train_entry_commands_that_exist() -> None:
     from jobsub.jobs.templates import load_template
     from train_entry.__main__ import build_parser
+    from train_entry.launch import build_parser as build_launch_parser
 
     parser = build_parser()
     for name, command in (("bert-finetune", "finetune"), ("bert-evaluate", "evaluate"), ("bert-pretrain", "pretrain")):
@@ -69,5 +70,7 @@ def test_templates_call_train_entry_commands_that_exist() -> None:
         import shlex
 
         argv = shlex.split(rendered)
-        assert argv[:3] == ["python", "-m", "train_entry"] and argv[3] == command
-        parser.parse_args(argv[3:])  # every flag the template passes is one train_entry accepts
+        assert argv[:3] == ["python", "-m", "train_entry.launch"]  # torchrun with one process per GPU
+        launch = build_launch_parser().parse_args(argv[3:])
+        assert launch.command == command
+        parser.parse_args([launch.command, *launch.args])  # every flag the template passes is one train_entry accepts

@@ -71,7 +71,19 @@ def _train_args(parser: argparse.ArgumentParser, epochs: float, batch: int, lr: 
     group.add_argument(
         "--epochs", type=float, default=epochs, help="passes over the training data (default: %(default)s)"
     )
-    group.add_argument("--batch-size", type=int, default=batch, help="training batch size (default: %(default)s)")
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch,
+        help="global batch per optimizer step, split over the processes torchrun starts (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-device-batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most lines one device takes at once; gradient accumulation makes up the global batch",
+    )
     group.add_argument("--eval-batch-size", type=int, default=128, help="inference batch size (default: %(default)s)")
     group.add_argument("--lr", type=float, default=lr, help="peak learning rate (default: %(default)s)")
     group.add_argument("--warmup-ratio", type=float, default=0.1, help="linear warm-up share of steps (default: 0.1)")
@@ -235,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()  # the load report of new heads is noise here; our own lines say what happened
 
+    from train_entry import distributed
+    from train_entry.launch import DATA_PARALLEL_COMMANDS
+
+    if args.command in DATA_PARALLEL_COMMANDS:
+        distributed.setup()  # a no-op with one process; joins torchrun's process group otherwise
     try:
         if args.command == "init":
             result = _init(args)
@@ -273,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    summary = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
-    print(json.dumps(summary, ensure_ascii=False, indent=1))
+    finally:
+        distributed.teardown()
+    if distributed.is_main():
+        summary = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
+        print(json.dumps(summary, ensure_ascii=False, indent=1))
     return 0
 
 

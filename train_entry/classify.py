@@ -11,7 +11,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from train_entry.common import MetricLines, device_settings, encode, latest_checkpoint, training_arguments
+from train_entry import distributed
+from train_entry.common import (
+    MetricLines,
+    batch_plan,
+    describe_processes,
+    device_settings,
+    encode,
+    latest_checkpoint,
+    training_arguments,
+)
 from train_entry.data import (
     DataError,
     Dataset,
@@ -66,7 +75,9 @@ def predict_labels(model, tokenizer, dataset: Dataset, args: Namespace) -> np.nd
 
 
 def predict_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int) -> np.ndarray:
-    """Batched inference, longest-first buckets for speed, results in input order."""
+    """Batched inference, longest-first buckets for speed, results in input order. With several processes
+    each takes every n-th line of the length order (so all get similar lengths) and every rank receives
+    the whole result: it is a collective, every rank must call it."""
     from transformers import DataCollatorWithPadding
 
     model.eval()
@@ -74,13 +85,17 @@ def predict_logits(model, tokenizer, texts: list[str], max_length: int, batch_si
     collator = DataCollatorWithPadding(tokenizer)
     encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
     order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    mine = order[distributed.rank() :: distributed.world_size()]
+    logits = np.zeros((len(mine), model.config.num_labels), dtype=np.float32)
     with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for start in range(0, len(mine), batch_size):
+            idx = mine[start : start + batch_size]
             batch = collator([{k: encoded[k][i] for k in encoded} for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
-            out[idx] = model(**batch).logits.float().cpu().numpy()
+            logits[start : start + len(idx)] = model(**batch).logits.float().cpu().numpy()
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    for indices, part in distributed.gather((mine, logits)):
+        out[indices] = part
     return out
 
 
@@ -112,11 +127,13 @@ def evaluate_dataset(
 ) -> dict[str, Any]:
     started = time.monotonic()
     predictions = predict_labels(model, tokenizer, dataset, args)
-    _write_predictions(output / "predictions.jsonl", dataset, predictions, labels)
     metrics = classification_metrics([e.label for e in dataset.examples], predictions.tolist(), labels)
     metrics["eval_file"] = str(dataset.path)
     metrics["eval_examples"] = len(dataset.examples)
     metrics["eval_seconds"] = round(time.monotonic() - started, 2)
+    if not distributed.is_main():
+        return metrics
+    _write_predictions(output / "predictions.jsonl", dataset, predictions, labels)
     write_json(output / "confusion_matrix.json", {"labels": metrics["labels"], "matrix": metrics["confusion_matrix"]})
     plot_confusion_matrix(
         metrics["confusion_matrix"],
@@ -143,9 +160,9 @@ def _load_classifier(folder: Path, labels: LabelSet | None):
 
 
 def _load_for_inference(folder: Path):
-    """(tokenizer, fine-tuned model), the model on the GPU when there is one."""
+    """(tokenizer, fine-tuned model), the model on this process's GPU when there is one."""
     model = _load_classifier(folder, None)
-    return load_tokenizer(folder), (model.cuda() if torch.cuda.is_available() else model)
+    return load_tokenizer(folder), model.to(distributed.device())
 
 
 def finetune(args: Namespace) -> dict[str, Any]:
@@ -164,11 +181,10 @@ def finetune(args: Namespace) -> dict[str, Any]:
     test = _load(args, test_path, labels) if test_path else None
     held_out = [d for d in (dev, test) if d is not None and d.labelled]
     dropped = dedupe_against(train, held_out)
-    print(
+    distributed.say(
         f"data: {len(train.examples)} training lines ({dropped} dropped: also in the evaluation set), "
         f"{len(dev.examples) if dev else 0} dev, {len(test.examples) if test else 0} test, "
-        f"{len(labels.ids)} classes",
-        flush=True,
+        f"{len(labels.ids)} classes"
     )
 
     if args.model:
@@ -176,14 +192,16 @@ def finetune(args: Namespace) -> dict[str, Any]:
     else:
         if not args.vocab:
             raise DataError("pass --model DIR (a model folder) or --vocab vocab.txt --preset NAME (a new model)")
-        model_dir = init_model(Path(args.vocab), args.preset, output / "init", seed=args.seed)
+        model_dir = output / "init"
+        if distributed.is_main():  # one writer; the other ranks read the folder once it is complete
+            init_model(Path(args.vocab), args.preset, model_dir, seed=args.seed)
+        distributed.barrier()
     tokenizer = load_tokenizer(model_dir)
     model = _load_classifier(model_dir, labels)
     settings = device_settings()
-    print(
-        f"model: {model_dir} ({count_parameters(model) / 1e6:.1f}M parameters) on {settings['device']}"
-        f"{' with bf16 + TF32' if settings['bf16'] else ''}",
-        flush=True,
+    distributed.say(
+        f"model: {model_dir} ({count_parameters(model) / 1e6:.1f}M parameters) {describe_processes(settings)}"
+        f"{' with bf16 + TF32' if settings['bf16'] else ''}"
     )
 
     train_set = encode(tokenizer, [e.text for e in train.examples], args.max_length, [e.label for e in train.examples])
@@ -200,8 +218,10 @@ def finetune(args: Namespace) -> dict[str, Any]:
         return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
 
     checkpoints = output / "checkpoints"
-    training_args = training_arguments(args, checkpoints, eval_set is not None, args.eval_batch_size)
+    plan = batch_plan(args)
+    training_args = training_arguments(args, checkpoints, eval_set is not None, args.eval_batch_size, plan)
     lines = MetricLines()
+    meter = distributed.ThroughputMeter(model)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -214,23 +234,31 @@ def finetune(args: Namespace) -> dict[str, Any]:
     trainer.remove_callback(PrinterCallback)  # MetricLines prints one JSON line per step instead
     resume = latest_checkpoint(checkpoints) if args.resume else None
     if args.resume:
-        print(f"resume: {'from ' + resume if resume else 'no checkpoint yet in ' + str(checkpoints)}", flush=True)
+        distributed.say(f"resume: {'from ' + resume if resume else 'no checkpoint yet in ' + str(checkpoints)}")
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.monotonic() - started
+    meter.close()
+    throughput = meter.summary(train_seconds - lines.eval_seconds)
+    distributed.rank_note(f"trained on {meter.samples} lines ({meter.tokens} tokens) in {train_seconds:.1f}s")
     trainer.save_state()
 
     model_out = output / "model"
-    trainer.save_model(str(model_out))
-    save_tokenizer(tokenizer, model_out, model_dir)
-    write_json(model_out / LABELS_FILE, labels.to_json())
+    trainer.save_model(str(model_out))  # the Trainer writes on rank 0 only
+    if distributed.is_main():
+        save_tokenizer(tokenizer, model_out, model_dir)
+        write_json(model_out / LABELS_FILE, labels.to_json())
 
     final = test if test is not None and test.labelled else eval_data
     metrics: dict[str, Any] = {}
     if final is not None:
         metrics = evaluate_dataset(trainer.model, tokenizer, final, labels, args, output, "fine-tune")
     if test is not None and not test.labelled:
-        _write_submission(output / SUBMISSION_FILE, test, predict_labels(trainer.model, tokenizer, test, args), labels)
+        predicted = predict_labels(trainer.model, tokenizer, test, args)
+        if distributed.is_main():
+            _write_submission(output / SUBMISSION_FILE, test, predicted, labels)
+    if not distributed.is_main():
+        return metrics
     metrics.update(
         {
             "task": "finetune",
@@ -240,7 +268,10 @@ def finetune(args: Namespace) -> dict[str, Any]:
             "test_examples": len(test.examples) if test else 0,
             "epochs": args.epochs,
             "train_seconds": round(train_seconds, 1),
-            "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
+            **throughput,
+            "global_batch_size": plan.global_batch,
+            "per_device_batch_size": plan.per_device,
+            "gradient_accumulation_steps": plan.accumulation,
             "train_loss": round(result.training_loss, 4),
             "resumed_from": resume,
             "use_keywords": args.keywords,
@@ -275,8 +306,16 @@ def evaluate(args: Namespace) -> dict[str, Any]:
     tokenizer, model = _load_for_inference(model_dir)
     metrics = evaluate_dataset(model, tokenizer, dataset, labels, args, output, "evaluate")
     metrics.update(
-        {"task": "evaluate", "model_dir": str(model_dir), "use_keywords": args.keywords, "max_length": args.max_length}
+        {
+            "task": "evaluate",
+            "model_dir": str(model_dir),
+            "use_keywords": args.keywords,
+            "max_length": args.max_length,
+            "processes": distributed.world_size(),
+        }
     )
+    if not distributed.is_main():
+        return metrics
     write_json(output / "metrics.json", metrics)
     emit_metrics_line({"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "final": True})
     return metrics
@@ -293,13 +332,16 @@ def predict(args: Namespace) -> dict[str, Any]:
     dataset = load_dataset(path, None, args.text_field, args.label_field, args.keywords)
     tokenizer, model = _load_for_inference(model_dir)
     predictions = predict_labels(model, tokenizer, dataset, args)
-    _write_predictions(output / "predictions.jsonl", dataset, predictions, labels)
-    _write_submission(output / SUBMISSION_FILE, dataset, predictions, labels)
     summary = {
         "task": "predict",
         "file": str(path),
         "examples": len(dataset.examples),
         "submission": str(output / SUBMISSION_FILE),
+        "processes": distributed.world_size(),
     }
+    if not distributed.is_main():
+        return summary
+    _write_predictions(output / "predictions.jsonl", dataset, predictions, labels)
+    _write_submission(output / SUBMISSION_FILE, dataset, predictions, labels)
     write_json(output / "predict_summary.json", summary)
     return summary

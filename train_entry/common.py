@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from train_entry import distributed
 from train_entry.reporting import emit_metrics_line
 
 
@@ -19,6 +20,16 @@ def device_settings() -> dict[str, Any]:
     if torch.cuda.is_available():
         return {"bf16": torch.cuda.is_bf16_supported(), "tf32": True, "device": torch.cuda.get_device_name(0)}
     return {"bf16": False, "tf32": False, "device": "cpu"}
+
+
+def describe_processes(settings: dict[str, Any]) -> str:
+    """Where the model runs, for the model line: 'on cpu', 'on NVIDIA H100 x 8 processes on 2 nodes'."""
+    where = f"on {settings['device']}"
+    if distributed.world_size() > 1:
+        where += f" x {distributed.world_size()} processes"
+        if distributed.nodes() > 1:
+            where += f" on {distributed.nodes()} nodes"
+    return where
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -49,9 +60,12 @@ class MetricLines(TrainerCallback):
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
         self.started = time.monotonic()
+        self.eval_seconds = 0.0  # evaluations inside train(): taken out of the training throughput
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs:
+        if logs and isinstance(logs.get("eval_runtime"), int | float):
+            self.eval_seconds += logs["eval_runtime"]
+        if not logs or not state.is_world_process_zero:  # one line per step, not one per rank
             return
         row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         for key, value in logs.items():
@@ -68,17 +82,32 @@ def latest_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def training_arguments(args: Any, checkpoints: Path, evaluate: bool, eval_batch_size: int):
+def batch_plan(args: Any) -> distributed.BatchPlan:
+    """--batch-size is the global batch per optimizer step, whatever the number of processes; logged once."""
+    plan = distributed.plan_batch(args.batch_size, distributed.world_size(), args.max_device_batch)
+    distributed.say(plan.describe())
+    return plan
+
+
+def training_arguments(args: Any, checkpoints: Path, evaluate: bool, eval_batch_size: int, plan: distributed.BatchPlan):
     """The Trainer settings finetune and pretrain share: checkpoints every --save-steps (two kept, for
     --resume), one metric line per --logging-steps, bf16/TF32 only where the GPU has them, no tqdm bars
-    (they would flood a job log) and no external reporters."""
+    (they would flood a job log) and no external reporters. Under torchrun the Trainer wraps the model in
+    DistributedDataParallel itself; every BERT parameter takes part in the loss, so DDP is told not to
+    search for unused ones (a graph walk per step otherwise)."""
     from transformers import TrainingArguments
 
     settings = device_settings()
     return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
+        per_device_train_batch_size=plan.per_device,
+        gradient_accumulation_steps=plan.accumulation,
+        ddp_find_unused_parameters=False,
+        # transformers 5 multiplies the loss by the process count when the model takes num_items_in_batch, for
+        # losses that divide by a token count gathered over all ranks. BERT's losses are per-batch means, so
+        # that doubled the logged loss and the gradient (and so what max_grad_norm clips) with 2 processes.
+        average_tokens_across_devices=False,
         per_device_eval_batch_size=eval_batch_size,
         learning_rate=args.lr,
         weight_decay=0.01,

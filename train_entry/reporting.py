@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from train_entry.data import LabelSet
+from train_entry.distributed import is_main
 
 CJK_FONTS = ("Noto Sans CJK", "Noto Sans SC", "WenQuanYi", "SimHei", "Microsoft YaHei", "PingFang", "Source Han Sans")
 
@@ -124,7 +125,10 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def emit_metrics_line(row: dict[str, Any]) -> None:
-    """Print the line (it lands in the job log) and append it to $JOBSUB_METRICS_FILE when jobsub runs us."""
+    """Print the line (it lands in the job log) and append it to $JOBSUB_METRICS_FILE when jobsub runs us.
+    Rank 0 only: with several processes every rank would write the same step again."""
+    if not is_main():
+        return
     line = json.dumps(row, ensure_ascii=False)
     print(f"metrics {line}", flush=True)
     target = os.environ.get("JOBSUB_METRICS_FILE")

@@ -35,7 +35,7 @@ from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_e
 from jobsub.jobs import billing
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
-from jobsub.jobs.spec import JobSpec, check_name
+from jobsub.jobs.spec import JobSpec, check_name, nodes_problem
 from jobsub.redact import resolved_secrets
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
@@ -196,6 +196,9 @@ class JobService:
         base_dir: Path | None = None,
         max_cost: float | None = None,
     ) -> SubmitPlan:
+        problem = nodes_problem(spec.resources, self.executor.kind)
+        if problem:
+            raise SpecError(problem)
         wanted: dict[str, str | None] = {**spec.inputs, **(inputs or {})}
         # inputs the spec does not name are allowed: the program reads them from JOBSUB_INPUT_<NAME>
         for name in wanted:

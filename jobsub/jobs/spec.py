@@ -60,6 +60,7 @@ class Resources(BaseModel):
     cpus: float | None = Field(default=None, ge=0)
     gpus: int = Field(default=0, ge=0)
     memory: str | None = None
+    nodes: int = Field(default=1, ge=1, description="machines for one job (multi-node needs the slurm executor)")
     flavor: str | None = Field(default=None, description="a named instance flavor of the profile's price table")
 
     @field_validator("cpus")
@@ -78,6 +79,20 @@ class Resources(BaseModel):
             except UsageError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+
+#: Executors that start one launcher per node for `resources.nodes` > 1.
+MULTI_NODE_EXECUTORS = ("slurm",)
+
+
+def nodes_problem(resources: Resources, executor_kind: str) -> str | None:
+    """Why this executor cannot run a job over `resources.nodes` machines, or None when it can."""
+    if resources.nodes > 1 and executor_kind not in MULTI_NODE_EXECUTORS:
+        return (
+            f"resources.nodes: {resources.nodes} needs the slurm executor (this profile runs jobs on "
+            f"{executor_kind!r}, one machine); set resources.nodes to 1 or use a slurm profile"
+        )
+    return None
 
 
 class JobSpec(BaseModel):
@@ -313,7 +328,7 @@ def _coerce(key: str, current: Any, raw: str) -> Any:
 
 def apply_sets(spec: JobSpec, assignments: list[str]) -> JobSpec:
     """Apply ``--set key=value``: params.NAME (typed by its default), env.NAME, name, timeout, image, max_retries,
-    resources.cpus|gpus|memory."""
+    resources.cpus|gpus|memory|nodes."""
     data = spec.model_dump()
     scalars = {"name": str, "timeout": str, "image": str, "max_retries": int, "outputs": str, "description": str}
     for assignment in assignments:
@@ -326,14 +341,16 @@ def apply_sets(spec: JobSpec, assignments: list[str]) -> JobSpec:
             data["params"][sub] = _coerce(key, data["params"][sub], raw)
         elif scope == "env" and sub:
             data["env"][sub] = raw
-        elif scope == "resources" and sub in ("cpus", "gpus", "memory", "flavor"):
-            data["resources"][sub] = _coerce(key, {"cpus": 1.0, "gpus": 1, "memory": "", "flavor": ""}[sub], raw)
+        elif scope == "resources" and sub in ("cpus", "gpus", "memory", "flavor", "nodes"):
+            defaults = {"cpus": 1.0, "gpus": 1, "memory": "", "flavor": "", "nodes": 1}
+            data["resources"][sub] = _coerce(key, defaults[sub], raw)
         elif key in scalars:
             data[key] = _coerce(key, scalars[key](), raw) if scalars[key] is int else raw
         else:
             valid = sorted(
                 [f"params.{p}" for p in data["params"]]
-                + ["env.NAME", "resources.cpus", "resources.gpus", "resources.memory", "resources.flavor", *scalars]
+                + ["env.NAME", "resources.cpus", "resources.gpus", "resources.memory", "resources.flavor"]
+                + ["resources.nodes", *scalars]
             )
             raise SpecError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
     try:

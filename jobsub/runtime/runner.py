@@ -35,6 +35,7 @@ from jobsub.jobs.packaging import unpack_code, verify_archive
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
 from jobsub.jobs.spec import IDENT_RE, JobSpec
 from jobsub.redact import register_secret
+from jobsub.runtime.launch_env import launcher_env
 from jobsub.runtime.logship import LogShipper
 from jobsub.runtime.oom import OomWatch
 from jobsub.runtime.outputs import OutputUploader, OutputUploadError
@@ -415,6 +416,7 @@ class Runner:
         env = {k: v for k, v in os.environ.items() if k != "JOBSUB_PROFILE_JSON"}
         # the runtime's own interpreter comes first on PATH, so `python` in a command is one with jobsub installed
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update(launcher_env(self.spec.resources, env))  # JOBSUB_NPROC, MASTER_ADDR, ... for torchrun
         env.update(self.spec.env)
         env.update(
             {
