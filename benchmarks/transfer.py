@@ -6,8 +6,10 @@ so only ratios within a run mean anything).
     python benchmarks/transfer.py --size 2GiB         # also the memory-flatness check against 512 MiB
     python benchmarks/transfer.py --skip-memory --skip-resume
 
-Peers: boto3 upload_file / download_file (s3transfer, default TransferConfig), `aws s3 cp` when installed,
-and, for the local profile, plain `cp`. Each command runs in its own process; wall seconds, CPU seconds
+Peers: boto3 upload_file / download_file (s3transfer, default TransferConfig, so its default CRC32),
+`aws s3 cp` when installed, and, for the local profile, plain `cp`. jobsub runs twice on moto: with the
+default checksum for a non-AWS endpoint (MD5 + Content-MD5) and with `checksum = crc32`.
+Each command runs in its own process; wall seconds, CPU seconds
 (user + system) and peak RSS come from wait4(). Prints a table and writes JSON to benchmarks/results/.
 """
 
@@ -31,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from jobsub.units import human_size, parse_size  # noqa: E402
 
+CRC_OPTIONS = ["--addressing-style", "path", "--checksum", "crc32"]
 BOTO_UPLOAD = """
 import boto3, sys
 c = boto3.client("s3", endpoint_url=sys.argv[1])
@@ -43,12 +46,15 @@ c.download_file(sys.argv[3], sys.argv[4], sys.argv[2])
 """
 
 
-def measure(argv: list[str], env: dict[str, str]) -> dict[str, float]:
+def measure(argv: list[str], env: dict[str, str], stdout: Path | None = None) -> dict[str, float]:
     started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = stdout.open("wb") if stdout else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if stdout:
+        out.close()  # type: ignore[union-attr]
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {code}: {stderr[-2000:]}")
@@ -151,6 +157,12 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(
+            [*jobsub, "profile", "add", "moto-crc", "--storage", "s3", "--endpoint-url", url, *CRC_OPTIONS],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
             [*jobsub, "profile", "add", "loc", "--storage", "local", "--root", str(work / "store")],
             env=env,
             check=True,
@@ -162,6 +174,10 @@ def main() -> None:
         print(f"file {human_size(size)}; {args.server} at {url}", flush=True)
 
         results["upload jobsub"] = measure([*jobsub, "upload", str(source), "s3://bench/jobsub.bin", "-q"], moto_env)
+        crc_env = {**env, "JOBSUB_PROFILE": "moto-crc"}
+        results["upload jobsub crc32"] = measure(
+            [*jobsub, "upload", str(source), "s3://bench/jobsub-crc.bin", "-q"], crc_env
+        )
         results["upload boto3"] = measure(
             [sys.executable, "-c", BOTO_UPLOAD, url, str(source), "bench", "boto3.bin"], env
         )
@@ -213,12 +229,7 @@ def main() -> None:
 
 
 def resume_check(jobsub: list[str], source: Path, env: dict[str, str], url: str) -> dict:
-    """kill -9 an upload in the middle, rerun it: how many parts did the second run send?"""
-    args = [*jobsub, "upload", str(source), "s3://bench/resume.bin", "--part-size", "8MiB", "-j", "4"]
-    proc = subprocess.Popen([*args, "--max-bandwidth", "40MiB", "-q"], env=env)
-    time.sleep(4)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    """kill -9 an upload once a quarter of its parts are on the server, rerun it: what did the rerun send?"""
     import boto3
 
     client = boto3.client(
@@ -228,17 +239,29 @@ def resume_check(jobsub: list[str], source: Path, env: dict[str, str], url: str)
         aws_secret_access_key="benchbench",
         region_name="us-east-1",
     )
-    uploads = client.list_multipart_uploads(Bucket="bench").get("Uploads", [])
-    on_server = sum(
-        len(client.list_parts(Bucket="bench", Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
-        for u in uploads
-        if u["Key"] == "resume.bin"
-    )
-    second = json.loads(
-        subprocess.run([*args, "--json", "-q"], env=env, check=True, capture_output=True, text=True).stdout
-    )
+
+    def parts_on_server() -> int:
+        uploads = client.list_multipart_uploads(Bucket="bench").get("Uploads", [])
+        return sum(
+            len(client.list_parts(Bucket="bench", Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
+            for u in uploads
+            if u["Key"] == "resume.bin"
+        )
+
+    args = [*jobsub, "upload", str(source), "s3://bench/resume.bin", "--part-size", "8MiB", "-j", "4"]
+    proc = subprocess.Popen([*args, "--max-bandwidth", "40MiB", "-q"], env=env)
+    deadline = time.monotonic() + 120  # kill once about a quarter of the parts are on the server
     total = -(-source.stat().st_size // (8 << 20))
+    while time.monotonic() < deadline and proc.poll() is None and parts_on_server() < total // 4:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    on_server = parts_on_server()
+    summary_file = source.with_name("resume-summary.json")
+    rerun = measure([*args, "--json", "-q"], env, stdout=summary_file)
+    second = json.loads(summary_file.read_text())
     return {
+        **rerun,
         "parts_total": total,
         "parts_on_server_after_kill": on_server,
         "parts_sent_on_resume": second["parts_sent"],
@@ -255,13 +278,15 @@ def report(results: dict[str, dict], size: int, out: Path, server: str = "moto")
             continue
         kind = "upload" if "upload" in name or name.startswith("local") else "download"
         base = results.get("local upload jobsub" if name.startswith("local") else f"{kind} jobsub")
+        if name.startswith("resume"):
+            base = None  # the rerun sends only the missing parts: not comparable with a whole upload
         ratio = f"{row['wall_s'] / base['wall_s']:.2f}x" if base else ""
         rss = f"{row['peak_rss_mib'] / base['peak_rss_mib']:.2f}x" if base else ""
         lines.append(f"| {name} | {row['wall_s']} | {row['cpu_s']} | {row['peak_rss_mib']} | {ratio} | {rss} |")
     table = "\n".join(lines)
     print(table)
     for name, row in results.items():
-        if "wall_s" not in row:
+        if "wall_s" not in row or name.startswith("resume"):
             print(f"{name}: {json.dumps(row)}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"transfer-{server}-{stamp}.json").write_text(

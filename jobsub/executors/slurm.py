@@ -18,18 +18,22 @@ of a job that ended without the runner writing a final state.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from jobsub.config import SlurmSettings, state_dir
+from jobsub.config import Profile, SlurmSettings, state_dir
 from jobsub.errors import ExecutorUnavailableError, JobError
 from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Observation
+
+log = logging.getLogger(__name__)
 
 #: the commands this executor runs; all come with any Slurm client install
 COMMANDS = ("sbatch", "squeue", "scontrol", "scancel")
@@ -43,6 +47,21 @@ _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "STOP
 #: profile the node may not have, or at credentials other than the ones resolved for the job
 _CLIENT_ONLY = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "JOBSUB_PROFILE")
 _SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%m|%l"
+#: seconds one process reuses a job's squeue answer in poll() (a follower polls every 0.3 s)
+POLL_SECONDS = float(os.environ.get("JOBSUB_SLURM_POLL_SECONDS", "3"))
+
+
+#: In an allocation of several nodes the runtime runs once, here on the first node, and starts the command
+#: once per node through srun (the runner puts JOBSUB_COMMAND_PREFIX before `bash -c COMMAND`); each copy
+#: learns its node rank from SLURM_NODEID. --overlap: the batch step holds the job's memory and CPUs;
+#: --kill-on-bad-exit: one failed node fails the whole command.
+_MULTI_NODE = (
+    'if [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; then\n'
+    '    export JOBSUB_COMMAND_PREFIX="srun --overlap --nodes=$SLURM_JOB_NUM_NODES --ntasks=$SLURM_JOB_NUM_NODES'
+    " --ntasks-per-node=1 --kill-on-bad-exit=1"
+    ' bash -c \'export JOBSUB_NODE_RANK=\\$SLURM_NODEID; exec \\"\\$@\\"\' jobsub-node"\n'
+    "fi\n"
+)
 
 
 def _mib(text: str) -> str:
@@ -72,6 +91,10 @@ class SlurmExecutor(BaseExecutor):
     kind = "slurm"
     shares_client_environment = False
     commands: ClassVar[tuple[str, ...]] = COMMANDS
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        self._cache: dict[str, tuple[float, Observation]] = {}
 
     @property
     def settings(self) -> SlurmSettings:
@@ -147,6 +170,7 @@ class SlurmExecutor(BaseExecutor):
             "# sbatch --export (Slurm keeps them in the controller's private state, not on this disk).\n"
             "set -e\n"
             f"{setup}\n"
+            f"{_MULTI_NODE}"
             f"exec {prefix}{runtime}\n"
         )
 
@@ -202,10 +226,20 @@ class SlurmExecutor(BaseExecutor):
             "partition": self.settings.partition,
             "run_dir": str(run_dir),
             "output": str(output).replace("%j", job_id),
+            "log": str(output).replace("%j", job_id),  # the runner's own log, named in reasons
         }
 
     def poll(self, handle: Handle) -> Observation:
-        return self.poll_many([handle])[0]
+        """One job; a follower asks every 0.3 s, so answers are reused for POLL_SECONDS (squeue is an RPC to
+        slurmctld, and sites ask users not to run it in a tight loop). The record's own final state is read
+        every time, so this only delays noticing a runner that died without one."""
+        key = str(handle.get("job_id", ""))
+        cached = self._cache.get(key)
+        if cached and time.monotonic() - cached[0] < POLL_SECONDS:
+            return cached[1]
+        observation = self.poll_many([handle])[0]
+        self._cache[key] = (time.monotonic(), observation)
+        return observation
 
     def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
         """One squeue for every job; squeue --states=all also answers for jobs that ended recently."""
@@ -217,7 +251,10 @@ class SlurmExecutor(BaseExecutor):
         try:
             rows = self._squeue(wanted)
         except ExecutorUnavailableError as exc:
-            return [Observation("unknown", detail=str(exc)) for _ in handles]
+            # another machine (a laptop with only the profile) or a controller that does not answer: the
+            # record's heartbeat decides, as for any runner this machine cannot see
+            log.info("cannot ask Slurm about %s: %s", ",".join(wanted), exc)
+            return [Observation("unknown") for _ in handles]
         return [self._observe(handle, rows.get(job_id)) for handle, job_id in zip(handles, ids, strict=True)]
 
     def _squeue(self, ids: list[str]) -> dict[str, dict[str, str]]:
@@ -284,6 +321,7 @@ class SlurmExecutor(BaseExecutor):
         job_id = str(handle.get("job_id", ""))
         if not job_id:
             return
+        self._cache.pop(job_id, None)
         row = self._squeue([job_id]).get(job_id)
         if row is None or row["state"] not in _RUNNING:
             self._run(["scancel", job_id])

@@ -418,8 +418,17 @@ class JobService:
         if fresh.state != State.QUEUED:
             return False
         where = self._runner_log(handle)
+        if seen.liveness == "dead" and record.cancel_requested():  # a queued batch job that was cancelled
+            status.state, status.reason, status.finished = (
+                State.CANCELLED,
+                "cancelled by request before it started",
+                now_iso(),
+            )
+            record.write_status(status)
+            return True
         if seen.liveness == "dead":
             reason = seen.detail or f"the runner exited before it started the job: see {where}"
+            status.exit_code = seen.exit_code if seen.exit_code is not None else status.exit_code
         else:
             reason = f"runner did not start within {RUNNER_START_SECONDS:.0f} s: see {where}"
         status.state, status.reason, status.finished = State.FAILED, reason, now_iso()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -436,7 +437,7 @@ class Runner:
         self._leader_exited.clear()
         runner_pid = os.getpid()
         proc = subprocess.Popen(
-            ["bash", "-c", command],
+            [*shlex.split(os.environ.get("JOBSUB_COMMAND_PREFIX", "")), "bash", "-c", command],
             cwd=str(self.code_dir),
             env=env,
             stdin=subprocess.DEVNULL,

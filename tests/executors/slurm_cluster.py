@@ -62,14 +62,19 @@ class SlurmCluster:
     cgroups: bool = True
     partition: str = "debug"
     cpus: int = CPUS
+    #: slurmd daemons on this machine, each its own Slurm node (own port, spool and log: `-N NAME`)
+    nodes: int = 1
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: why a node with cgroups did not start, when the harness fell back to one without
+    cgroup_error: str = ""
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.name = f"jsn{secrets.token_hex(3)}"  # the node's (and the controller's) Slurm name
         self.host = socket.gethostname().split(".")[0]
         self.ctld_port = _free_port()
-        self.slurmd_port = _free_port()
+        self.node_names = [self.name if i == 0 else f"{self.name}n{i}" for i in range(self.nodes)]
+        self.slurmd_ports = [_free_port() for _ in self.node_names]
         self.first_job_id = 100_000 + secrets.randbelow(3_000_000)
 
     # -- the environment a client needs --------------------------------------------------------------
@@ -105,16 +110,16 @@ class SlurmCluster:
             f"ClusterName=jobsub{self.name}\n"
             f"SlurmctldHost={self.host}(127.0.0.1)\n"
             f"SlurmctldPort={self.ctld_port}\n"
-            f"SlurmdPort={self.slurmd_port}\n"
+            f"SlurmdPort={self.slurmd_ports[0]}\n"
             "SlurmUser=root\nSlurmdUser=root\n"
             "AuthType=auth/munge\nCredType=cred/munge\n"
             f"AuthInfo=socket={s / 'munge.sock'}\n"
             f"StateSaveLocation={s / 'state'}\n"
-            f"SlurmdSpoolDir={s / 'spool'}\n"
+            f"SlurmdSpoolDir={s / 'spool'}/%n\n"
             f"SlurmctldPidFile={s / 'slurmctld.pid'}\n"
-            f"SlurmdPidFile={s / 'slurmd.pid'}\n"
+            f"SlurmdPidFile={s / 'slurmd-%n.pid'}\n"
             f"SlurmctldLogFile={s / 'log' / 'slurmctld.log'}\n"
-            f"SlurmdLogFile={s / 'log' / 'slurmd.log'}\n"
+            f"SlurmdLogFile={s / 'log' / 'slurmd-%n.log'}\n"
             "SlurmctldDebug=info\nSlurmdDebug=info\n"
             f"JobCompType=jobcomp/filetxt\nJobCompLoc={s / 'log' / 'jobcomp.log'}\n"
             "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core_Memory\n"
@@ -124,9 +129,12 @@ class SlurmCluster:
             "MinJobAge=300\nKillWait=5\nInactiveLimit=0\nWaitTime=0\n"
             "SchedulerType=sched/backfill\nSchedulerParameters=sched_interval=1\n"
             "SlurmctldTimeout=30\nSlurmdTimeout=30\nMessageTimeout=10\n"
-            f"NodeName={self.name} NodeHostname={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
-            f"RealMemory={REAL_MEMORY_MB} State=UNKNOWN\n"
-            f"PartitionName={self.partition} Nodes={self.name} Default=YES MaxTime=INFINITE State=UP "
+            + "".join(
+                f"NodeName={name} NodeHostname={self.host} NodeAddr=127.0.0.1 Port={port} CPUs={self.cpus} "
+                f"RealMemory={REAL_MEMORY_MB} State=UNKNOWN\n"
+                for name, port in zip(self.node_names, self.slurmd_ports, strict=True)
+            )
+            + f"PartitionName={self.partition} Nodes={','.join(self.node_names)} Default=YES MaxTime=INFINITE State=UP "
             "DefMemPerCPU=500\n"
         )
 
@@ -163,8 +171,12 @@ class SlurmCluster:
         )
         self._wait(lambda: (s / "munge.sock").exists(), deadline_s, "munged socket")
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
-        self._spawn("slurmd", ["slurmd", "-D", "-N", self.name, "-f", str(self.conf)])
-        self._wait(self._node_idle, deadline_s, f"node {self.name} idle")
+        for name in self.node_names:
+            self._spawn(self._slurmd(name), ["slurmd", "-D", "-N", name, "-f", str(self.conf)])
+        self._wait(self._node_idle, deadline_s, f"nodes {','.join(self.node_names)} idle")
+
+    def _slurmd(self, node: str) -> str:
+        return "slurmd" if node == self.name else f"slurmd-{node}"
 
     def _node_idle(self) -> bool:
         for name, proc in self.procs.items():
@@ -173,7 +185,7 @@ class SlurmCluster:
         out = subprocess.run(
             ["sinfo", "-h", "-N", "-o", "%T"], env=self.client_env(), capture_output=True, text=True, timeout=10
         )
-        return out.returncode == 0 and out.stdout.strip() == "idle"
+        return out.returncode == 0 and out.stdout.split() == ["idle"] * len(self.node_names)
 
     def _wait(self, predicate, deadline_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + deadline_s
@@ -184,7 +196,8 @@ class SlurmCluster:
         raise ClusterError(f"{what} not reached after {deadline_s:g}s; slurmctld: {self.log_tail('slurmctld')}")
 
     def log_tail(self, name: str, lines: int = 5) -> str:
-        for path in (self.root / "log" / f"{name}.log", self.root / "log" / f"{name}.stdout"):
+        log = "slurmd-" + self.name if name == "slurmd" else name
+        for path in (self.root / "log" / f"{log}.log", self.root / "log" / f"{name}.stdout"):
             if path.exists() and path.stat().st_size:
                 return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
         return "(no log)"
@@ -201,7 +214,7 @@ class SlurmCluster:
                 self.run("scancel", f"--partition={self.partition}", timeout=10)
             except (OSError, subprocess.SubprocessError):
                 pass
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in [*(self._slurmd(node) for node in self.node_names), "slurmctld", "munged"]:
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue

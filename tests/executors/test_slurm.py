@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests.backends import backend_unavailable
 from tests.conftest import KEY_ID, SECRET, Env, make_env, poll
 from tests.executors.harness import ExecutorHarness, configure
-from tests.executors.slurm_cluster import SlurmCluster
+from tests.executors.slurm_cluster import ClusterError, SlurmCluster
 
 
 def _slurm_env(
@@ -67,6 +68,11 @@ def _handle(env: Env, job_id: str) -> dict[str, Any]:
 def _scontrol(cluster: SlurmCluster, slurm_id: str) -> dict[str, str]:
     out = cluster.run("scontrol", "show", "job", "--oneliner", slurm_id).stdout
     return dict(part.split("=", 1) for part in out.split() if "=" in part)
+
+
+def _errors(result: subprocess.CompletedProcess) -> list[str]:
+    """stderr lines other than submit's cost estimate (printed before the executor is asked)."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("estimate:")]
 
 
 def _held_job(senv: Env, tmp_path: Path, *extra: str) -> str:
@@ -156,7 +162,7 @@ def test_a_partition_that_does_not_exist_fails_before_any_upload_with_sbatch_rea
     env, _ = _slurm_env(request, tmp_path, monkeypatch, partition="nope")
     result = env.run("submit", "python-script", "--code", str(_code(tmp_path, "print(1)\n")))
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "invalid partition" in result.stderr.lower(), result.stderr
+    assert len(_errors(result)) == 1 and "invalid partition" in result.stderr.lower(), result.stderr
     assert env.run_json("jobs") == []  # no record, nothing uploaded
 
 
@@ -167,7 +173,7 @@ def test_missing_slurm_commands_and_a_silent_controller_are_one_line_errors(
     empty = tmp_path / "bin"
     empty.mkdir()
     result = senv.run("submit", "python-script", "--code", str(code), extra_env={"PATH": str(empty)})
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.returncode == 2 and len(_errors(result)) == 1, result.stderr
     assert "sbatch not found on PATH" in result.stderr and "login node" in result.stderr
     dead = tmp_path / "dead.conf"
     text = slurm_cluster.conf.read_text()
@@ -175,7 +181,7 @@ def test_missing_slurm_commands_and_a_silent_controller_are_one_line_errors(
     dead.write_text(text)
     started = time.monotonic()
     result = senv.run("submit", "python-script", "--code", str(code), extra_env={"SLURM_CONF": str(dead)})
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.returncode == 2 and len(_errors(result)) == 1, result.stderr
     assert "Unable to contact slurm controller" in result.stderr and "is slurmctld up?" in result.stderr
     assert time.monotonic() - started < 60
     assert senv.run_json("jobs") == []
@@ -213,3 +219,104 @@ def test_credentials_reach_the_job_but_no_file_on_disk_outside_the_controller_st
         assert state in path.parents and path.stat().st_mode & 0o077 == 0, path
     shown = slurm_cluster.run("scontrol", "show", "job", "-dd", handle["job_id"]).stdout
     assert SECRET not in shown and SECRET not in env.run("status", job_id).stdout
+
+
+def test_setup_lines_run_first_and_a_work_root_with_shell_metacharacters_stays_a_plain_path(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    odd = tmp_path / "runs dir" / "a b;$(touch PWNED)'q'"
+    setup = ["export GREETING='hello from setup'", "cd /"]
+    env, _ = _slurm_env(request, tmp_path, monkeypatch, work_root=str(odd), setup=setup)
+    code = _code(tmp_path, "import os\nprint('greeting:', os.environ['GREETING'], flush=True)\n")
+    job_id = _submit(env, code)
+    done = env.run("logs", "-f", job_id, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "greeting: hello from setup" in done.stdout
+    handle = _handle(env, job_id)
+    assert Path(handle["run_dir"]) == odd / job_id and (odd / job_id / "job.sbatch").is_file()
+    assert Path(handle["output"]).is_file()  # the runner's own stderr (slurm-<id>.out) is where the handle says
+    assert not list(tmp_path.rglob("PWNED")) and not Path("/PWNED").exists()
+
+
+@pytest.fixture(scope="module")
+def two_nodes(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A second throwaway cluster of two Slurm nodes (two slurmd on this machine, without cgroups)."""
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm2"), cgroups=False, nodes=2)
+    try:
+        cluster.start()
+    except (ClusterError, OSError) as exc:
+        cluster.stop()
+        backend_unavailable(f"a two-node Slurm cluster did not start: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.mark.parametrize("failing_rank", [None, 1])
+def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    two_nodes: SlurmCluster,
+    failing_rank: int | None,
+) -> None:
+    """The runtime runs once (node 0) and srun starts the command on each node; one failing node fails it."""
+    env, _ = _slurm_env(request, tmp_path, monkeypatch)
+    env.vars.update(two_nodes.env)
+    code = _code(
+        tmp_path,
+        "import os, sys, time\n"
+        "rank = int(os.environ['JOBSUB_NODE_RANK'])\n"
+        "nodes, here = os.environ['JOBSUB_NNODES'], os.environ['SLURMD_NODENAME']\n"
+        "print(f'rank {rank} of {nodes} on {here}, master {os.environ[\"MASTER_ADDR\"]}', flush=True)\n"
+        f"if rank == {failing_rank}:\n    sys.exit(3)\n"
+        f"time.sleep({0 if failing_rank is None else 600})\n",
+    )
+    job_id = _submit(env, code, "--set", "resources.nodes=2")
+    done = env.run("logs", "-f", job_id, timeout=180)
+    ranks = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    first = two_nodes.node_names[0]
+    assert ranks == [f"rank {i} of 2 on {name}, master {first}" for i, name in enumerate(two_nodes.node_names)], (
+        done.stdout
+    )
+    status = env.run_json("status", job_id)["status"]
+    if failing_rank is None:
+        assert done.returncode == 0 and status["state"] == "SUCCEEDED", done.stdout + done.stderr
+    else:
+        assert done.returncode != 0 and status["state"] == "FAILED", status
+    slurm_id = _handle(env, job_id)["job_id"]
+    poll(lambda: _scontrol(two_nodes, slurm_id).get("JobState") not in ("RUNNING", "COMPLETING"), 60, 0.3, "job end")
+
+
+def test_a_machine_without_slurm_commands_follows_a_job_from_its_record(senv: Env, tmp_path: Path) -> None:
+    """Another machine with only the profile (no squeue there): status and logs -f work from the record."""
+    go = tmp_path / "go"  # the node is this machine: the job waits for the test to say go
+    code = _code(
+        tmp_path,
+        "import os, time\nprint('first', flush=True)\n"
+        f"deadline = time.time() + 120\nwhile not os.path.exists({str(go)!r}) and time.time() < deadline:\n"
+        "    time.sleep(0.1)\nprint('last', flush=True)\n",
+    )
+    job_id = _submit(senv, code)
+    laptop = {"PATH": str(tmp_path / "no-slurm-here")}
+    poll(lambda: "first" in senv.run("logs", job_id, extra_env=laptop).stdout, 120, 0.3, "the first line")
+    status = senv.run("status", job_id, "--json", extra_env=laptop)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"]["state"] == "RUNNING", status.stderr
+    assert json.loads(status.stdout)["status"]["reason"] is None
+    go.touch()
+    done = senv.run("logs", "-f", job_id, extra_env=laptop, timeout=120)
+    assert done.returncode == 0 and done.stdout.index("first") < done.stdout.index("last"), done.stderr
+
+
+def test_a_node_without_the_runtime_fails_the_job_with_the_scripts_exit_code_and_where_to_look(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong `python` (or a failing setup line) ends the batch job before the runner exists: not LOST."""
+    env, _ = _slurm_env(request, tmp_path, monkeypatch, python=str(tmp_path / "no" / "python3"))
+    job_id = _submit(env, _code(tmp_path, "print('never')\n"))
+    status = poll(
+        lambda: (s := env.run_json("status", job_id)["status"])["state"] in ("FAILED", "LOST") and s, 120, 0.5, "end"
+    )
+    output = _handle(env, job_id)["output"]
+    assert status["state"] == "FAILED" and status["exit_code"] == 127, status
+    assert status["reason"] == f"the batch script exited with 127 before the runner wrote a final state (see {output})"
+    assert "No such file or directory" in Path(output).read_text()
