@@ -320,3 +320,24 @@ def test_a_node_without_the_runtime_fails_the_job_with_the_scripts_exit_code_and
     assert status["state"] == "FAILED" and status["exit_code"] == 127, status
     assert status["reason"] == f"the batch script exited with 127 before the runner wrote a final state (see {output})"
     assert "No such file or directory" in Path(output).read_text()
+
+
+def test_profile_add_keeps_slurm_settings_and_refuses_them_for_another_executor(tmp_path: Path) -> None:
+    """No cluster needed: the settings a login-node user types once."""
+    env = make_env(tmp_path)
+    added = env.run(
+        "profile", "add", "hpc", "--storage", "local", "--executor", "slurm", "--partition", "gpu",
+        "--account", "proj1", "--qos", "high", "--sbatch-arg=--constraint=a100", "--sbatch-arg=--exclusive",
+        "--setup", "module load cuda/12", "--setup", "source ~/venv/bin/activate; echo 'quoted $HOME'",
+        "--container", "apptainer exec --nv img.sif", "--python", "python3.11",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    slurm = env.run_json("profile", "show", "hpc")["slurm"]
+    assert slurm["partition"] == "gpu" and slurm["account"] == "proj1" and slurm["qos"] == "high"
+    assert slurm["sbatch_args"] == ["--constraint=a100", "--exclusive"]
+    assert slurm["setup"] == ["module load cuda/12", "source ~/venv/bin/activate; echo 'quoted $HOME'"]
+    assert slurm["container"] == "apptainer exec --nv img.sif" and slurm["python"] == "python3.11"
+    wrong = env.run("profile", "add", "x", "--storage", "local", "--partition", "gpu", "--setup", "true")
+    assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
+        "--partition, --setup only apply to --executor slurm (this profile uses local)"
+    ), wrong.stderr
