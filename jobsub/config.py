@@ -153,7 +153,9 @@ class SlurmSettings(BaseModel):
     qos: str | None = None
     sbatch_args: list[str] = Field(default_factory=list, description="extra sbatch options")
     setup: list[str] = Field(default_factory=list, description="lines run before the runtime (module load ...)")
-    container: str | None = Field(default=None, description="e.g. 'apptainer exec IMAGE' prefix for the runtime")
+    container: str | None = Field(
+        default=None, description="prefix for the runtime, e.g. 'apptainer exec --nv {image}' ({image}: the job's)"
+    )
     work_root: str | None = Field(
         default=None, description="folder for batch scripts, runner logs and work dirs (default: the state dir)"
     )
