@@ -100,6 +100,16 @@ class DockerEngine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self._unmount_leftovers()
+
+    def _unmount_leftovers(self) -> None:
+        """dockerd leaves its default network namespace mounted in the exec root: unmount what is ours."""
+        try:
+            mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        except OSError:
+            return
+        for point in sorted((m for m in mounts if m.startswith(f"{self.folder}/")), reverse=True):
+            subprocess.run(["umount", point], capture_output=True, check=False)
 
 
 def base_image(client: Any) -> str:
