@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[train,test]'
+	@# setuptools explains editable installs at length on every install; a newcomer's first screen stays clean
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -e '.[train,test]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -2,7 +2,7 @@
   - submit -> first log line shown by `jobsub logs -f` (what a user waits for after pressing enter), and
   - line printed by the job -> the same line shown by `logs -f` (how live the log is).
 
-    python benchmarks/jobs.py [--jobs 10] [--slurm] [--ray]
+    python benchmarks/jobs.py [--jobs 10] [--slurm] [--docker] [--ray]
 
 Targets (issue 3): both medians under 2 seconds.
 
@@ -10,6 +10,12 @@ With --slurm (needs slurm-wlm + munge, run as root): a throwaway one-node cluste
 same job through the slurm executor on the moto profile, and beside it the engine's floor measured in the
 same run: a bare `sbatch` job printing one timestamped line -> that line in its output file.
 Target (issue 8): jobsub adds under 1 s to that floor.
+
+With --docker (needs docker.io + mmdebstrap, run as root): a throwaway dockerd and the tests' light job
+image (tests/executors/harness_docker.py), the same job through the docker executor on the moto profile,
+and beside it, alternating, the engine's floor: a bare `docker run` of the same image (same network)
+printing one line -> that line read from the container's log stream.
+Targets (issue 7): submit -> first line under 3 s with the image present; under 1 s more than bare docker run.
 
 With --ray (needs the test extra's ray[default]): a throwaway one-node Ray cluster (the test fixture's),
 the same job through the ray executor on the moto profile, and beside it, alternating, the floor: the same
@@ -107,6 +113,57 @@ def bench_slurm(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[st
     }
 
 
+def docker_floor(client, image: str) -> float:  # type: ignore[no-untyped-def]
+    """Seconds from a bare `docker run -d` of `image` to its first log line (the engine's own floor)."""
+    started = time.time()
+    container = client.containers.run(
+        image, entrypoint=["python", "-c", "print('first line', flush=True)"], detach=True, network_mode="host"
+    )
+    try:
+        for _ in container.logs(stream=True, follow=True):
+            break
+        return time.time() - started
+    finally:
+        container.remove(force=True)
+
+
+def bench_docker(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[str, float | int]:
+    """The docker executor on the moto profile beside bare `docker run`, alternating so both see the same load."""
+    from tests.executors.harness_docker import DockerEngine, base_image, job_image
+
+    engine = DockerEngine(Path(tempfile.mkdtemp(prefix="jsd-", dir="/tmp")))
+    client = engine.start()
+    try:
+        image = job_image(client, base_image(client))
+        env = {**env, "DOCKER_HOST": engine.host}
+        subprocess.run(
+            [sys.executable, "-m", "jobsub", "profile", "add", "docker", "--storage", "s3", "--endpoint-url", url,
+             "--addressing-style", "path", "--jobs-uri", "s3://jobs-bench/jobs/", "--executor", "docker",
+             "--docker-host", engine.host, "--docker-image", image],
+            env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        docker_floor(client, image)  # warm the page cache for both
+        firsts, delays, floors = [], [], []
+        for _ in range(jobs):
+            floors.append(docker_floor(client, image))
+            first, line_delays = one_job({**env, "JOBSUB_PROFILE": "docker"}, work / "code")
+            firsts.append(first)
+            delays.extend(line_delays)
+    finally:
+        engine.stop()
+        shutil.rmtree(engine.folder, ignore_errors=True)
+    floor = statistics.median(floors)
+    return {
+        "jobs": jobs,
+        "docker_run_floor_median_s": round(floor, 3),
+        "submit_to_first_line_median_s": round(statistics.median(firsts), 3),
+        "submit_to_first_line_max_s": round(max(firsts), 3),
+        "added_over_floor_median_s": round(statistics.median(firsts) - floor, 3),
+        "line_latency_median_s": round(statistics.median(delays), 3),
+        "line_latency_p90_s": round(sorted(delays)[int(len(delays) * 0.9)], 3),
+    }
+
+
 def ray_floor(client, work: Path) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
     """A bare Ray job (Ray's SDK) running SCRIPT: submit -> first tick line streamed, and each line's delay."""
     import asyncio
@@ -180,6 +237,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--slurm", action="store_true", help="also the slurm executor beside bare sbatch")
     parser.add_argument("--only-slurm", action="store_true", help="only the slurm executor beside bare sbatch")
+    parser.add_argument("--docker", action="store_true", help="also the docker executor beside bare docker run")
+    parser.add_argument("--only-docker", action="store_true", help="only the docker executor beside docker run")
     parser.add_argument("--ray", action="store_true", help="also the ray executor beside a bare Ray SDK job")
     parser.add_argument("--only-ray", action="store_true", help="only the ray executor beside a bare Ray SDK job")
     args = parser.parse_args()
@@ -215,10 +274,13 @@ def main() -> None:
         if args.slurm or args.only_slurm:
             results["slurm"] = bench_slurm(env, work, url, args.jobs)
             print("slurm", json.dumps(results["slurm"]), flush=True)
+        if args.docker or args.only_docker:
+            results["docker"] = bench_docker(env, work, url, args.jobs)
+            print("docker", json.dumps(results["docker"]), flush=True)
         if args.ray or args.only_ray:
             results["ray"] = bench_ray(env, work, url, args.jobs)
             print("ray", json.dumps(results["ray"]), flush=True)
-        for profile in () if args.only_slurm or args.only_ray else ("default", "moto"):
+        for profile in () if (args.only_slurm or args.only_docker or args.only_ray) else ("default", "moto"):
             firsts, delays = [], []
             for _ in range(args.jobs):
                 first, line_delays = one_job({**env, "JOBSUB_PROFILE": profile}, work / "code")

@@ -6,8 +6,10 @@ so only ratios within a run mean anything).
     python benchmarks/transfer.py --size 2GiB         # also the memory-flatness check against 512 MiB
     python benchmarks/transfer.py --skip-memory --skip-resume
 
-Peers: boto3 upload_file / download_file (s3transfer, default TransferConfig), `aws s3 cp` when installed,
-and, for the local profile, plain `cp`. Each command runs in its own process; wall seconds, CPU seconds
+Peers: boto3 upload_file / download_file (s3transfer, default TransferConfig, so its default CRC32),
+`aws s3 cp` when installed, and, for the local profile, plain `cp`. jobsub runs twice on moto: with the
+default checksum for a non-AWS endpoint (MD5 + Content-MD5) and with `checksum = crc32`.
+Each command runs in its own process; wall seconds, CPU seconds
 (user + system) and peak RSS come from wait4(). Prints a table and writes JSON to benchmarks/results/.
 """
 
@@ -31,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from jobsub.units import human_size, parse_size  # noqa: E402
 
+CRC_OPTIONS = ["--addressing-style", "path", "--checksum", "crc32"]
 BOTO_UPLOAD = """
 import boto3, sys
 c = boto3.client("s3", endpoint_url=sys.argv[1])
@@ -154,6 +157,12 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(
+            [*jobsub, "profile", "add", "moto-crc", "--storage", "s3", "--endpoint-url", url, *CRC_OPTIONS],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
             [*jobsub, "profile", "add", "loc", "--storage", "local", "--root", str(work / "store")],
             env=env,
             check=True,
@@ -165,6 +174,10 @@ def main() -> None:
         print(f"file {human_size(size)}; {args.server} at {url}", flush=True)
 
         results["upload jobsub"] = measure([*jobsub, "upload", str(source), "s3://bench/jobsub.bin", "-q"], moto_env)
+        crc_env = {**env, "JOBSUB_PROFILE": "moto-crc"}
+        results["upload jobsub crc32"] = measure(
+            [*jobsub, "upload", str(source), "s3://bench/jobsub-crc.bin", "-q"], crc_env
+        )
         results["upload boto3"] = measure(
             [sys.executable, "-c", BOTO_UPLOAD, url, str(source), "bench", "boto3.bin"], env
         )

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,17 +31,77 @@ APP = "jobsub"
 DEFAULT_PROFILE = "default"
 
 
+def private_mkdir(path: Path, mode: int = 0o700) -> Path:
+    """Create a folder (and its missing parents) readable by the owner only, whatever the umask.
+
+    Folders that already exist keep their mode: a user who opened one on purpose keeps it open.
+    """
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=mode)
+        except FileExistsError:
+            continue
+        os.chmod(folder, mode)  # mkdir's mode is filtered by the umask; chmod is not
+    return path
+
+
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` atomically with ``data``, owner-only, through a temp name no other writer shares."""
+    private_mkdir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def strip_userinfo(url: str) -> str:
+    """``https://user:pass@host/`` -> ``https://host/``: for any place an endpoint URL could be printed."""
+    parsed = urlsplit(url)
+    if "@" not in parsed.netloc:
+        return url
+    return urlunsplit(parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[1]))
+
+
+def check_endpoint_url(value: str) -> str:
+    """Refuse endpoint URLs that carry credentials: they would end up in config files and logs."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("endpoint_url must start with http:// or https://")
+    if "@" in urlsplit(value).netloc:
+        raise ValueError(
+            f"endpoint_url {strip_userinfo(value)} must not contain user:password@; credentials come from "
+            "the AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, or --aws-profile)"
+        )
+    return value
+
+
 def config_dir() -> Path:
-    return Path(platformdirs.user_config_dir(APP))
+    """Profiles and templates; created 0700 (private by default) when first asked for."""
+    return private_mkdir(Path(platformdirs.user_config_dir(APP)))
 
 
 def data_dir() -> Path:
-    return Path(platformdirs.user_data_dir(APP))
+    """The default local store lives here; created 0700."""
+    return private_mkdir(Path(platformdirs.user_data_dir(APP)))
 
 
 def state_dir() -> Path:
-    """Resume journals and runner logs: machine-local state that is safe to delete when nothing is pending."""
-    return Path(platformdirs.user_state_dir(APP))
+    """Resume journals and runner logs: machine-local state that is safe to delete when nothing is pending.
+
+    Created 0700: journals name source paths and runner logs can hold job output."""
+    return private_mkdir(Path(platformdirs.user_state_dir(APP)))
 
 
 def config_file() -> Path:
@@ -49,10 +113,34 @@ class DockerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str | None = Field(default=None, description="unix:///... or ssh://user@host; default: DOCKER_HOST")
-    network: str | None = Field(default=None, description="container network; 'host' reaches a loopback endpoint")
+    host: str | None = Field(
+        default=None, description="unix:///... or ssh://user@host; default: DOCKER_HOST, then the docker context"
+    )
+    image: str | None = Field(default=None, description="image for specs without image: (default jobsub-train:latest)")
+    network: str | None = Field(
+        default=None, description="container network; default: 'host' for a loopback endpoint, else the engine's"
+    )
     keep: bool = Field(default=False, description="keep finished containers for debugging")
-    shm_size: str | None = Field(default=None, description="shared memory for data loaders, e.g. 2GiB")
+    shm_size: str | None = Field(default=None, description="shared memory for data loaders, e.g. 2GiB (default 1GiB)")
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
+            raise ValueError("use unix:///path/docker.sock, tcp://host:2376 or ssh://user@host")
+        return value
+
+    @field_validator("shm_size")
+    @classmethod
+    def _check_shm(cls, value: str | None) -> str | None:
+        if value:
+            from jobsub.units import parse_size
+
+            try:
+                parse_size(value)
+            except Exception:
+                raise ValueError(f"cannot read size {value!r}: e.g. 2GiB or 512MiB") from None
+        return value
 
 
 class SlurmSettings(BaseModel):
@@ -65,7 +153,9 @@ class SlurmSettings(BaseModel):
     qos: str | None = None
     sbatch_args: list[str] = Field(default_factory=list, description="extra sbatch options")
     setup: list[str] = Field(default_factory=list, description="lines run before the runtime (module load ...)")
-    container: str | None = Field(default=None, description="e.g. 'apptainer exec IMAGE' prefix for the runtime")
+    container: str | None = Field(
+        default=None, description="prefix for the runtime, e.g. 'apptainer exec --nv {image}' ({image}: the job's)"
+    )
     work_root: str | None = Field(
         default=None, description="folder for batch scripts, runner logs and work dirs (default: the state dir)"
     )
@@ -118,6 +208,15 @@ class Profile(BaseModel):
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     aws_profile: str | None = Field(default=None, description="name of a profile in ~/.aws (never a secret)")
     jobs_uri: str = Field(default="s3://jobsub/jobs/", description="where job records are kept")
+    checksum: Literal["auto", "md5", "crc32", "crc32c", "crc64nvme", "sha256"] = Field(
+        default="auto",
+        description="per-part checksum: auto = CRC32 on AWS, MD5 + Content-MD5 on other S3-compatible servers",
+    )
+    read_timeout: float = Field(default=60.0, gt=0, description="seconds without a reply before a request fails")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    shared_store: bool = Field(
+        default=False, description="local storage: create folders 0770/files 0660 (a group-shared store)"
+    )
     executor: str = Field(default="local", description="where jobs run: local, docker, slurm, ray")
     docker: DockerSettings = Field(default_factory=DockerSettings)
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
@@ -136,9 +235,7 @@ class Profile(BaseModel):
     @field_validator("endpoint_url")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("endpoint_url must start with http:// or https://")
-        return value
+        return check_endpoint_url(value) if value else value
 
     @field_validator("jobs_uri")
     @classmethod
@@ -151,7 +248,13 @@ class Profile(BaseModel):
         return Path(self.root).expanduser() if self.root else data_dir() / "store"
 
     def effective_endpoint(self) -> str | None:
-        return os.environ.get("JOBSUB_ENDPOINT_URL") or self.endpoint_url
+        override = os.environ.get("JOBSUB_ENDPOINT_URL")
+        if override:
+            try:
+                return check_endpoint_url(override)
+            except ValueError as exc:
+                raise ConfigError(f"JOBSUB_ENDPOINT_URL: {exc}") from None
+        return self.endpoint_url
 
 
 class Config(BaseModel):
@@ -178,15 +281,35 @@ def load_config(path: Path | None = None) -> Config:
 
 
 def save_config(config: Config, path: Path | None = None) -> Path:
+    """Write the config owner-only (0600 in a 0700 folder) through a unique temp name, replaced atomically."""
     import tomli_w
 
     path = path or config_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = config.model_dump(exclude_none=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_private(path, tomli_w.dumps(data).encode("utf-8"))
     return path
+
+
+@contextmanager
+def _config_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    private_mkdir(path.parent)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def update_config(change: Callable[[Config], None], path: Path | None = None) -> Path:
+    """Load, change and save the config under an exclusive lock: parallel `profile add` lose nothing."""
+    path = path or config_file()
+    with _config_lock(path):
+        config = load_config(path)
+        change(config)
+        return save_config(config, path)
 
 
 def resolve_profile(name: str | None = None, config: Config | None = None) -> tuple[str, Profile]:

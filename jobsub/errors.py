@@ -13,8 +13,12 @@
     │   ├── ObjectNotFoundError
     │   ├── UploadNotFoundError     a multipart upload id that the server no longer knows
     │   ├── ConditionalWriteUnsupported  the server ignores If-None-Match (claims fall back to a lease)
-    │   └── EndpointError           the endpoint cannot be reached (DNS, refused, timeout)
+    │   ├── EndpointError           the endpoint cannot be reached (DNS, refused, timeout)
+    │   │   └── EndpointTimeoutError    it accepted the connection but sent no reply in time (not retried)
+    │   └── ChecksumUnsupportedError    the server rejected a flexible-checksum header (we fall back to MD5)
     ├── IntegrityError              bytes on the server differ from the bytes we sent / expected
+    │   └── SourceChangedError      the local file changed while it was being uploaded
+    ├── InsufficientSpaceError      the destination disk is full (says how much space is needed)
     ├── TransferInterrupted         Ctrl-C / SIGTERM: the transfer is resumable (exit 130)
     └── JobError                    a job id that does not exist, an executor that failed
         ├── JobNotFoundError
@@ -83,7 +87,23 @@ class EndpointError(StorageError):
     transient = True
 
 
+class EndpointTimeoutError(EndpointError):
+    final = True
+
+
+class ChecksumUnsupportedError(StorageError):
+    pass
+
+
 class IntegrityError(JobsubError):
+    pass
+
+
+class SourceChangedError(IntegrityError):
+    """Never retried: sending the same file again while it is being written would only repeat the race."""
+
+
+class InsufficientSpaceError(JobsubError):
     pass
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -121,6 +122,14 @@ def ceph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         )
     except CephUnavailable as exc:
         backend_unavailable(f"Ceph RGW cannot start: {exc}")
+    previous = signal.getsignal(signal.SIGTERM) or signal.SIG_DFL
+
+    def stop_then_exit(signum, frame):  # `timeout pytest ...` sends SIGTERM: no daemon may outlive the run
+        ceph.stop()
+        signal.signal(signal.SIGTERM, previous)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_then_exit)
     try:
         yield S3Server(
             "ceph",
@@ -136,6 +145,7 @@ def ceph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             admin=("radosgw-admin", "-c", str(ceph.conf)),
         )
     finally:
+        signal.signal(signal.SIGTERM, previous)
         ceph.stop()
         shutil.rmtree(root, ignore_errors=True)
 

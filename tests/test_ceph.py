@@ -201,3 +201,28 @@ def test_jobsub_over_https_uploads_and_downloads_on_ceph(cephenv: Env, tmp_path:
     cephenv.run("download", cephenv.uri("h/"), str(back), "-q", check=True, extra_env=https)
     for name in ("big.bin", "small.txt"):
         assert (back / name).read_bytes() == (src / name).read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["auto", "md5", "crc32", "sha256"])
+def test_every_checksum_mode_uploads_over_https_on_ceph_without_aws_chunked(
+    cephenv: Env, tmp_path: Path, mode: str
+) -> None:
+    """Whatever `checksum` says, jobsub passes the value itself and never lets botocore stream aws-chunked
+    (which radosgw 16 refuses over HTTPS with 411): the upload works, with no fallback needed."""
+    server = _server(cephenv)
+    cephenv.run(
+        "profile", "add", f"tls-{mode}", "--storage", "s3", "--endpoint-url", server.https_url,
+        "--addressing-style", "path", "--checksum", mode, "--use", check=True,
+    )  # fmt: skip
+    src = tmp_path / "src"
+    write_random(src / "big.bin", 12 * MiB, seed=27)  # multipart
+    write_random(src / "small.txt", 100, seed=28)  # one PUT
+    tls = {"AWS_CA_BUNDLE": server.ca_bundle}
+    result = cephenv.run("upload", str(src), cephenv.uri(f"m/{mode}/"), "--json", extra_env=tls)
+    assert result.returncode == 0, result.stderr
+    assert "falling back" not in result.stderr and "411" not in result.stderr
+    assert json.loads(result.stdout)["files_transferred"] == 2
+    back = tmp_path / "back"
+    cephenv.run("download", cephenv.uri(f"m/{mode}/"), str(back), "-q", check=True, extra_env=tls)
+    for name in ("big.bin", "small.txt"):
+        assert (back / name).read_bytes() == (src / name).read_bytes()

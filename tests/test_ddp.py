@@ -227,6 +227,24 @@ def test_evaluate_with_two_processes_gives_the_same_predictions(one, data: Path,
     assert (out / "predictions.jsonl").read_text() == finetuned.read_text()
 
 
+@pytest.mark.slow
+def test_pretrain_with_two_processes(data: Path, model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dapt"
+    result = train_entry(
+        "pretrain", "--data", str(data), "--model", str(model), "--output", str(out), "--epochs", "1",
+        "--batch-size", "32", "--max-device-batch", "8", "--max-length", "32", "--save-steps", "1000",
+        processes=2,
+    )  # fmt: skip
+    log = result.stdout + result.stderr
+    # 32 per step = 2 processes x 8 lines x 2 accumulation micro-batches
+    assert "[rank0]:batch: 2 processes x 8 x 2 accumulation steps = 32 per step" in log
+    assert "[rank1]:rank 1/2: trained on" in log
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["gradient_accumulation_steps"] == 2
+    assert all(n > 0 for n in metrics["per_rank_samples"]) and metrics["perplexity"] > 1
+    assert (out / "model" / "config.json").is_file() and log.count('"task": "pretrain"') == 1
+
+
 def _workers(marker: str) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():

@@ -19,8 +19,8 @@ def test_parts_written_in_any_order_from_many_threads_hash_like_the_whole_file(t
     path.write_bytes(b"\0" * len(data))
     fd = os.open(path, os.O_RDWR)
     try:
-        hasher = InOrderHasher(fd, ranges, done={1})  # part 1 already there from an earlier run
         os.pwrite(fd, data[: 1 << 20], 0)
+        hasher = InOrderHasher(fd, ranges, done={1})  # part 1 already there from an earlier run
         order = [r for r in ranges if r[0] != 1]
         random.Random(2).shuffle(order)
 

@@ -567,3 +567,42 @@ def test_log_lines_keep_flowing_while_outputs_upload(env: Env, tmp_path: Path) -
     logs = env.run("logs", job_id).stdout
     assert re.search(r"periodic output upload started: 1 files, 40\.0 MiB", logs)
     assert re.search(r"periodic output upload ended: 1 sent \(40\.0 MiB\), 0 unchanged, in \d+\.\d+s", logs)
+
+
+class _NoConditionalWrites:
+    """A store that answers like a server without If-None-Match support (501). A wrapper, because none of
+    the servers the tests start lacks the feature; everything else goes to the real store."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
+        from jobsub.errors import ConditionalWriteUnsupported
+
+        raise ConditionalWriteUnsupported("server does not support conditional writes (If-None-Match)")
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
+def test_without_conditional_writes_the_claim_is_a_lease_checked_before_status_writes(env: Env, tmp_path: Path) -> None:
+    from jobsub.errors import JobClaimedError
+    from jobsub.jobs.records import JobRecord, State
+    from jobsub.runtime.runner import Runner
+    from jobsub.uri import ObjectURI
+
+    code = _code(tmp_path, "print('hi')\n")
+    job_id = env.run("submit", "python-script", "--code", str(code), "--follow").stdout.splitlines()[0]
+    _copy_job(env, job_id, "lease-20261125-000000-abcd")
+    store = _NoConditionalWrites(env.store())
+    record = JobRecord(store, ObjectURI.parse(env.uri("jobs/")), "lease-20261125-000000-abcd")  # type: ignore[arg-type]
+    first = Runner(store, record, tmp_path / "w1")  # type: ignore[arg-type]
+    first.claim()
+    second = Runner(store, record, tmp_path / "w2")  # type: ignore[arg-type]
+    with pytest.raises(JobClaimedError, match=rf"already being run by .* pid {os.getpid()}"):
+        second.claim()
+    first.status.update(state=State.STAGING)
+    assert record.read_status().state == State.STAGING
+    record.put_json("claim.json", {"host": "elsewhere", "pid": 1, "token": "someone-else"})  # the lease moved
+    first.status.update(state=State.RUNNING)
+    assert first.status.lost.is_set() and record.read_status().state == State.STAGING  # it stopped writing

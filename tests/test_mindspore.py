@@ -170,7 +170,7 @@ def test_optimizer_bytes_are_skipped_not_read(tmp_path: Path) -> None:
             src.seek(e.spans[0][0])
             dst.write(src.read(e.nbytes))
         hole = 6 << 30
-        write_entry(dst, "adam_v.bert.bert.bert_embedding_lookup.embedding_table", (hole // 4,), "Float32", hole)
+        write_entry(dst, "moments.bert.bert.bert_embedding_lookup.embedding_table", (hole // 4,), "Float32", hole)
         dst.seek(hole - 1, os.SEEK_CUR)
         dst.write(b"\0")
     code = (

@@ -1,4 +1,5 @@
-"""The job image and the package metadata stay in step (no Docker engine here, so the image is not built)."""
+"""The job image and the package metadata stay in step (the image itself is built by the docker executor tests,
+tests/executors/harness_docker.py, and by `jobsub image build`)."""
 
 from __future__ import annotations
 
@@ -36,14 +37,34 @@ def test_every_version_the_dockerfile_names_matches_pyproject() -> None:
         assert pins.get(name.lower()) == version, f"Dockerfile pins {name}=={version}, pyproject says {pins.get(name)}"
 
 
-def test_dockerfile_installs_the_repository_extra_and_runs_the_runtime_as_non_root() -> None:
-    assert 'pip install ".[train]"' in DOCKERFILE
-    assert "COPY jobsub ./jobsub" in DOCKERFILE and "COPY train_entry ./train_entry" in DOCKERFILE
+def test_dockerfile_installs_from_prepared_wheels_without_network_and_runs_as_non_root() -> None:
+    from jobsub.image import DEFAULT_BASE, TORCH_VERSION
+
+    steps = [line for line in DOCKERFILE.splitlines() if not line.lstrip().startswith("#")]
+    installs = [line for line in steps if re.search(r"\bpip install\b", line)]
+    assert installs and all("--no-index --find-links /tmp/wheels" in line for line in installs)
+    assert "COPY wheels /tmp/wheels" in DOCKERFILE
+    assert not re.search(r"apt-get|--index-url|curl |wget ", "\n".join(steps))  # nothing the build would download
+    assert '"jobsub${JOBSUB_EXTRAS:+[$JOBSUB_EXTRAS]}"' in DOCKERFILE and "ARG JOBSUB_EXTRAS=train" in DOCKERFILE
     assert re.search(r"^USER (?!root)\w+", DOCKERFILE, re.M)
     assert 'ENTRYPOINT ["python", "-m", "jobsub.runtime"]' in DOCKERFILE
-    python = re.search(r"^ARG PYTHON_VERSION=(\d+)\.(\d+)", DOCKERFILE, re.M)
+    assert re.search(r"^ARG TORCH_VERSION=(\S+)$", DOCKERFILE, re.M).group(1) == TORCH_VERSION  # type: ignore[union-attr]
+    base = re.search(r"^ARG BASE_IMAGE=python:(\d+)\.(\d+)-slim$", DOCKERFILE, re.M)
+    assert base and f"python:{base.group(1)}.{base.group(2)}-slim" == DEFAULT_BASE
     minimum = re.search(r">=(\d+)\.(\d+)", PYPROJECT["project"]["requires-python"])
-    assert python and minimum and tuple(map(int, python.groups())) >= tuple(map(int, minimum.groups()))
+    assert minimum and tuple(map(int, base.groups())) >= tuple(map(int, minimum.groups()))
+
+
+def test_image_builder_pins_torch_and_passes_the_base_and_extras() -> None:
+    from jobsub.image import ImagePlan, build_args, wheel_command
+
+    plan = ImagePlan(tag="t", base="jobsub-base:x")
+    command = wheel_command(plan, REPO, REPO / "wheels")
+    pins = _pins(PYPROJECT["project"]["optional-dependencies"]["train"])
+    assert f"torch=={pins['torch']}" in command and f"{REPO}[train]" in command
+    assert build_args(plan) == {"BASE_IMAGE": "jobsub-base:x", "JOBSUB_EXTRAS": "train"}
+    light = ImagePlan(tag="t", base="b", extras="")
+    assert not any(arg.startswith("torch") for arg in wheel_command(light, REPO, REPO / "w"))
 
 
 def test_dockerignore_keeps_local_environments_out_of_the_build_context() -> None:

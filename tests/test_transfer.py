@@ -63,7 +63,9 @@ def test_single_file_to_key_and_into_folder(env: Env, tmp_path: Path) -> None:
     assert (tmp_path / "into" / "renamed.bin").read_bytes() == src.read_bytes()
 
 
-def test_kill_9_mid_upload_then_rerun_sends_only_missing_parts(env: Env, tmp_path: Path) -> None:
+def test_kill_9_mid_upload_then_rerun_sends_only_missing_parts(s3env: Env, tmp_path: Path) -> None:
+    """S3 only: a local-folder store copies in one pass and keeps no parts to resume (see test_transfer_integrity)."""
+    env = s3env
     src = write_random(tmp_path / "big.bin", 40 * MiB, seed=3)  # 8 parts of 5 MiB
     args = [
         "upload",
@@ -104,7 +106,9 @@ def test_kill_9_mid_upload_then_rerun_sends_only_missing_parts(env: Env, tmp_pat
     assert env.run_json("uploads", "list", env.uri()) == []
 
 
-def test_sigterm_keeps_upload_resumable_and_prints_resume_command(env: Env, tmp_path: Path) -> None:
+def test_sigterm_keeps_upload_resumable_and_prints_resume_command(s3env: Env, tmp_path: Path) -> None:
+    """S3 only: a local-folder store copies in one pass and keeps no parts to resume (see test_transfer_integrity)."""
+    env = s3env
     src = write_random(tmp_path / "big.bin", 30 * MiB, seed=4)
     args = [
         "upload",
@@ -129,7 +133,9 @@ def test_sigterm_keeps_upload_resumable_and_prints_resume_command(env: Env, tmp_
     assert summary["parts_reused"] >= 1
 
 
-def test_changed_source_restarts_and_says_so(env: Env, tmp_path: Path) -> None:
+def test_changed_source_restarts_and_says_so(s3env: Env, tmp_path: Path) -> None:
+    """S3 only: a local-folder store copies in one pass and keeps no parts to resume (see test_transfer_integrity)."""
+    env = s3env
     src = write_random(tmp_path / "f.bin", 30 * MiB, seed=5)
     args = [
         "upload",
@@ -155,7 +161,9 @@ def test_changed_source_restarts_and_says_so(env: Env, tmp_path: Path) -> None:
     assert env.run_json("uploads", "list", env.uri()) == []
 
 
-def test_uploads_abort_removes_pending_upload(env: Env, tmp_path: Path) -> None:
+def test_uploads_abort_removes_pending_upload(s3env: Env, tmp_path: Path) -> None:
+    """S3 only: a local-folder store copies in one pass and keeps no parts to resume (see test_transfer_integrity)."""
+    env = s3env
     src = write_random(tmp_path / "f.bin", 30 * MiB, seed=7)
     proc = env.popen(
         "upload",
@@ -212,10 +220,16 @@ def test_download_refuses_keys_that_escape_dest(s3env: Env, tmp_path: Path) -> N
         client.put_object(Bucket=s3env.bucket, Key=key, Body=b"payload")
     dest = tmp_path / "dest"
     result = s3env.run("download", s3env.uri("p/"), str(dest))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # refused keys are a failure the user must see...
+    assert "4 object(s) refused" in result.stderr and "--skip-unsafe" in result.stderr
     assert [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()] == ["ok.txt"]
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path.parent / "escape.txt").exists()
     assert result.stderr.count("refused") >= 4
+    summary = json.loads(s3env.run("download", s3env.uri("p/"), str(dest), "--json", "-q").stdout)
+    assert len(summary["refused"]) == 4
+    again = s3env.run("download", s3env.uri("p/"), str(dest), "--skip-unsafe")  # ...unless accepted
+    assert again.returncode == 0, again.stderr
+    assert "warning: refused unsafe key" in again.stderr
 
 
 @pytest.mark.parametrize(

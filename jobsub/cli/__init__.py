@@ -36,6 +36,7 @@ class _LazyGroup(click.Group):
         "results": "job_cmds",
         "templates": "job_cmds",
         "demo": "demo_cmd",
+        "image": "image_cmds",
         "cost": "cost_cmds",
     }
 

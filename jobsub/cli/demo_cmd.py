@@ -46,11 +46,16 @@ def _run_job(app: App, service, spec, inputs: dict[str, str]) -> str:
 @click.option("--bucket", default="jobsub-demo", show_default=True, help="Bucket for the demo's checkpoint and data.")
 @click.option("--epochs", default=8, show_default=True, help="Fine-tuning epochs (8 take about a minute on 2 CPUs).")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), help="Local folder for the demo files.")
+@click.option("--executor", metavar="KIND", help="Where the jobs run, e.g. docker (default: the profile's).")
+@click.option("--image", help="Image for container executors (default: the templates' jobsub-train:latest).")
 @pass_app
-def demo_command(app: App, bucket: str, epochs: int, work_dir: Path | None) -> None:
+def demo_command(
+    app: App, bucket: str, epochs: int, work_dir: Path | None, executor: str | None, image: str | None
+) -> None:
     """Run the TNEWS fine-tune + evaluate workflow end to end on this machine.
 
-    Uses the current profile (the embedded local store and executor unless you chose another).
+    Uses the current profile (the embedded local store and executor unless you chose another). With
+    `--executor docker` both jobs run in the job image (build it first with `jobsub image build`).
     """
     from jobsub.jobs.service import JobService
     from jobsub.jobs.spec import apply_sets
@@ -94,18 +99,19 @@ def demo_command(app: App, bucket: str, epochs: int, work_dir: Path | None) -> N
     scripts = work / "scripts"
     shutil.rmtree(scripts, ignore_errors=True)
     shutil.copytree(TRAIN_ENTRY, scripts / "train_entry", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    service = JobService(app.profile, app.store, app.profile_name)
+    service = JobService(app.profile, app.store, app.profile_name, executor=executor)
+    image_sets = [f"image={image}"] if image else []
     spec = apply_sets(
         load_template("bert-finetune"),
         [f"params.epochs={epochs}", "params.lr=0.002", "params.batch_size=32", "params.max_length=48",
-         "params.use_keywords=true", "params.save_steps=100"],
+         "params.use_keywords=true", "params.save_steps=100", *image_sets],
     )  # fmt: skip
     spec = spec.model_copy(update={"code": str(scripts)})
     finetune_id = _run_job(app, service, spec, {"data": str(data_uri), "model": str(ckpt_uri)})
 
     _step(app, 4, "submitting bert-evaluate on the fine-tuned model")
     outputs = service.outputs_uri(finetune_id)
-    spec = apply_sets(load_template("bert-evaluate"), ["params.use_keywords=true", "params.max_length=48"])
+    spec = apply_sets(load_template("bert-evaluate"), ["params.use_keywords=true", "params.max_length=48", *image_sets])
     spec = spec.model_copy(update={"code": str(scripts)})
     evaluate_id = _run_job(app, service, spec, {"model": str(outputs.join("model").as_prefix()), "data": str(data_uri)})
 
@@ -116,8 +122,7 @@ def demo_command(app: App, bucket: str, epochs: int, work_dir: Path | None) -> N
     _step(app, 6, "fetching the evaluation outputs")
     local = work / "results" / evaluate_id
     TransferManager(app.store).download(service.outputs_uri(evaluate_id), local)
-    image = local / "confusion_matrix.png"
-    click.echo(f"confusion matrix: {image}")
+    click.echo(f"confusion matrix: {local / 'confusion_matrix.png'}")
     click.echo(
         f"accuracy {results['metrics'].get('accuracy', 0):.3f}, macro-F1 "
         f"{results['metrics'].get('macro_f1', 0):.3f} on {results['metrics'].get('eval_examples')} test lines "

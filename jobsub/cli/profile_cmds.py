@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from jobsub.cli.app import App, pass_app, print_json
+from jobsub.cli.docker_options import docker_options, docker_settings
 from jobsub.cli.slurm_options import slurm_options, slurm_settings
-from jobsub.config import DEFAULT_PROFILE, Profile, config_file, load_config, resolve_profile, save_config
+from jobsub.config import DEFAULT_PROFILE, Config, Profile, config_file, load_config, resolve_profile, update_config
 from jobsub.errors import ConfigError
 
 
@@ -30,8 +31,28 @@ def profile_command() -> None:
 @click.option("--aws-profile", help="Credentials from this ~/.aws profile (jobsub never stores a secret).")
 @click.option("--root", type=click.Path(), help="local storage: the folder that holds the buckets")
 @click.option("--jobs-uri", default="s3://jobsub/jobs/", show_default=True, help="Where job records are kept.")
+@click.option(
+    "--checksum",
+    type=click.Choice(["auto", "md5", "crc32", "crc32c", "crc64nvme", "sha256"]),
+    default="auto",
+    show_default=True,
+    help="Per-part checksum sent to the server (auto: CRC32 on AWS, MD5 on other S3-compatible servers).",
+)
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds without a reply before a request fails (raise it for slow links).",
+)
+@click.option(
+    "--shared-store",
+    is_flag=True,
+    help="local storage: make new store folders group-readable/writable (default: private to you).",
+)
 @click.option("--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray.")
 @slurm_options
+@docker_options
 @click.option("--ray-address", help="ray executor: the cluster's dashboard, e.g. http://head:8265")
 @click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
 def profile_add(
@@ -44,11 +65,18 @@ def profile_add(
     root,
     jobs_uri,
     executor,
+    checksum,
+    read_timeout,
+    shared_store,
     ray_address,
     make_current,
     **more,
 ):
-    """Add (or replace) profile NAME."""
+    """Add (or replace) profile NAME.
+
+    Endpoint URLs never carry credentials (user:password@ is refused): S3 credentials come from the AWS
+    credential chain (environment, ~/.aws, --aws-profile).
+    """
     from pydantic import ValidationError
 
     try:
@@ -61,17 +89,23 @@ def profile_add(
             root=root,
             jobs_uri=jobs_uri,
             executor=executor,
+            checksum=checksum,
+            read_timeout=read_timeout,
+            shared_store=shared_store,
             slurm=slurm_settings(executor, more),
+            docker=docker_settings(executor, more),
             ray={"address": ray_address} if ray_address else {},
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"profile {name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    config = load_config()
-    config.profiles[name] = profile
-    if make_current:
-        config.current = name
-    path = save_config(config)
+
+    def change(config: Config) -> None:
+        config.profiles[name] = profile
+        if make_current:
+            config.current = name
+
+    path = update_config(change)
     click.echo(f"saved profile {name} in {path}" + (" (now current)" if make_current else ""))
 
 
@@ -116,10 +150,12 @@ def profile_show(app: App, name: str | None, as_json: bool) -> None:
 @click.argument("name")
 def profile_use(name: str) -> None:
     """Make NAME the current profile."""
-    config = load_config()
-    resolve_profile(name, config)
-    config.current = name
-    save_config(config)
+
+    def change(config: Config) -> None:
+        resolve_profile(name, config)
+        config.current = name
+
+    update_config(change)
     click.echo(f"current profile: {name}")
 
 
@@ -127,11 +163,13 @@ def profile_use(name: str) -> None:
 @click.argument("name")
 def profile_remove(name: str) -> None:
     """Remove profile NAME."""
-    config = load_config()
-    if name not in config.profiles:
-        raise ConfigError(f"no profile named {name!r}")
-    del config.profiles[name]
-    if config.current == name:
-        config.current = DEFAULT_PROFILE
-    save_config(config)
+
+    def change(config: Config) -> None:
+        if name not in config.profiles:
+            raise ConfigError(f"no profile named {name!r}")
+        del config.profiles[name]
+        if config.current == name:
+            config.current = DEFAULT_PROFILE
+
+    update_config(change)
     click.echo(f"removed profile {name}")

@@ -14,6 +14,7 @@ import click
 from jobsub.cli.app import App, error_line, pass_app, print_json, warn_line
 from jobsub.cli.progress import progress_for
 from jobsub.errors import JobsubError, TransferInterrupted, UsageError
+from jobsub.storage import open_store
 from jobsub.units import human_duration, human_size, parse_duration, parse_size
 from jobsub.uri import ObjectURI, is_remote
 
@@ -42,7 +43,14 @@ transfer_options = [
     click.option(
         "--max-bandwidth", callback=_size, help="Cap the transfer rate in bytes per second, e.g. 20MiB (default: none)."
     ),
-    click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (bytes, parts sent/reused, MB/s)."),
+    click.option(
+        "--read-timeout",
+        type=click.FloatRange(min=1),
+        help="Seconds without a reply before a request fails (default: the profile's read_timeout, 60).",
+    ),
+    click.option(
+        "--json", "as_json", is_flag=True, help="Print a JSON summary (bytes, parts, MB/s, how each file was verified)."
+    ),
     click.option("--quiet", "-q", is_flag=True, help="No progress output."),
 ]
 
@@ -61,7 +69,7 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callable) -> None:
+def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callable, skip_unsafe: bool = False) -> None:
     """Run a transfer with progress; print the summary; turn Ctrl-C into a resume hint and exit 130."""
     from jobsub.transfer import TransferManager, TransferOptions
 
@@ -81,17 +89,26 @@ def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callab
         print_json(summary.as_dict())
     elif not quiet:
         parts = f"{summary.parts_sent} parts sent, {summary.parts_reused} reused"
+        counts = summary.verification_counts()
+        verified = ", ".join(f"{n} {how}" for how, n in counts.items()) or "none"
+        refused = f", {len(summary.refused)} refused (unsafe keys)" if summary.refused else ""
         click.echo(
             f"{verb}: {summary.files_transferred} transferred ({summary.files_resumed} resumed), "
-            f"{summary.files_skipped} unchanged, {len(summary.failures)} failed; "
-            f"{human_size(summary.bytes_transferred)} in {summary.seconds:.1f}s; {parts}",
+            f"{summary.files_skipped} unchanged, {len(summary.failures)} failed{refused}; "
+            f"{human_size(summary.bytes_transferred)} in {summary.seconds:.1f}s; {parts}; verified by: {verified}",
             err=True,
         )
-    for refused in summary.refused:
-        warn_line(f"refused unsafe key {refused!r}")
+    for refused_key in summary.refused:
+        warn_line(f"refused unsafe key {refused_key!r}")
     if summary.failures:
         for failure in summary.failures:
             error_line(failure)
+    if summary.refused and not skip_unsafe:
+        error_line(
+            f"{len(summary.refused)} object(s) refused because their keys are unsafe as local paths; "
+            "the rest was downloaded (add --skip-unsafe to accept that and exit 0)"
+        )
+    if summary.failures or (summary.refused and not skip_unsafe):
         sys.exit(1)
 
 
@@ -101,13 +118,23 @@ def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callab
 @with_transfer_options
 @pass_app
 def upload_command(
-    app: App, sources: tuple[str, ...], dest: str, part_size, concurrency, max_bandwidth, as_json, quiet
+    app: App,
+    sources: tuple[str, ...],
+    dest: str,
+    part_size,
+    concurrency,
+    max_bandwidth,
+    read_timeout,
+    as_json,
+    quiet,
 ) -> None:
     """Upload files or folders to DEST (s3://bucket/prefix or s3://bucket/key).
 
     Large files go up in parts, in parallel, and survive the process dying: run the same command again and
-    only the missing parts are sent. Unchanged files (same size and SHA-256) are skipped. A single folder
-    uploads its contents under DEST; several sources each go under DEST/<name>/.
+    only the missing parts are sent (each re-checked against the file first). Unchanged files (same SHA-256)
+    are skipped. A file that changes while it uploads fails with "source changed during upload" and is never
+    stored with a checksum that does not match its bytes. A single folder uploads its contents under DEST;
+    several sources each go under DEST/<name>/.
     """
     target = ObjectURI.parse(dest)
     for source in sources:
@@ -115,7 +142,7 @@ def upload_command(
             raise UsageError(f"upload takes local sources; for {source} use `jobsub download`")
 
     def action(manager_cls, options_cls, subscribers):
-        store = app.open_store(concurrency)
+        store = open_store(app.profile, concurrency, read_timeout=read_timeout)
         manager = manager_cls(
             store, options_cls(part_size=part_size, concurrency=concurrency, max_bandwidth=max_bandwidth), subscribers
         )
@@ -128,13 +155,29 @@ def upload_command(
 @click.argument("source")
 @click.argument("dest", type=click.Path())
 @with_transfer_options
+@click.option(
+    "--skip-unsafe", is_flag=True, help="Refused unsafe keys are warnings (exit 0) instead of a failure (exit 1)."
+)
 @pass_app
-def download_command(app: App, source: str, dest: str, part_size, concurrency, max_bandwidth, as_json, quiet) -> None:
+def download_command(
+    app: App,
+    source: str,
+    dest: str,
+    part_size,
+    concurrency,
+    max_bandwidth,
+    read_timeout,
+    as_json,
+    quiet,
+    skip_unsafe,
+) -> None:
     """Download an object or every object under a prefix (or a job's outputs) into DEST.
 
-    SOURCE is s3://bucket/key, s3://bucket/prefix/ or a job id. Parallel ranged reads, resumable, checked
-    against the SHA-256 stored at upload, renamed into place only when complete. Keys that would land
-    outside DEST ('..', absolute, empty segments) are refused with a warning.
+    SOURCE is s3://bucket/key, s3://bucket/prefix/ or a job id. Parallel ranged reads, resumable, renamed
+    into place only when complete and verified: by jobsub's SHA-256, else a checksum the server returns
+    (CRC32/CRC32C/CRC64NVME/SHA-256, or a single-part MD5 ETag), else by size only (said per file; such a
+    file is always downloaded again, never "unchanged"). Keys that would land outside DEST ('..', absolute,
+    empty segments) are refused: the command exits 1 with their count unless --skip-unsafe.
     """
     if is_remote(source):
         uri = ObjectURI.parse(source)
@@ -144,13 +187,13 @@ def download_command(app: App, source: str, dest: str, part_size, concurrency, m
         uri = JobService(app.profile, app.store).outputs_uri(source)
 
     def action(manager_cls, options_cls, subscribers):
-        store = app.open_store(concurrency)
+        store = open_store(app.profile, concurrency, read_timeout=read_timeout)
         manager = manager_cls(
             store, options_cls(part_size=part_size, concurrency=concurrency, max_bandwidth=max_bandwidth), subscribers
         )
         return manager.download(uri, dest)
 
-    run_transfer(app, "download", quiet, as_json, action)
+    run_transfer(app, "download", quiet, as_json, action, skip_unsafe=skip_unsafe)
 
 
 @click.group("uploads")
@@ -276,16 +319,38 @@ def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> Non
         click.echo(f"{when:>19} {human_size(obj.size):>10}  s3://{target.bucket}/{obj.key}")
 
 
+def folder_keys(store, target: ObjectURI) -> list[str]:
+    """What `rm -r s3://b/PREFIX` names: the object PREFIX itself and everything in the folder PREFIX/.
+
+    Like `ls` and `download`, the argument is a folder, never a string prefix: `runs/data` does not reach
+    `runs/data2/...` or `runs/database.csv`.
+    """
+    keys: list[str] = []
+    if target.key and not target.is_prefix and store.head(target.bucket, target.key) is not None:
+        keys.append(target.key)
+    folder = target.as_prefix().key if target.key else ""
+    keys.extend(o.key for o in store.iter_objects(target.bucket, folder))
+    return keys
+
+
 @click.command("rm")
 @click.argument("uri")
-@click.option("--recursive", "-r", is_flag=True, help="Delete every object under the prefix.")
+@click.option(
+    "--recursive", "-r", is_flag=True, help="Delete the folder URI/ (every object under URI/) and the object URI."
+)
+@click.option("--dry-run", "-n", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
-def rm_command(app: App, uri: str, recursive: bool, yes: bool) -> None:
-    """Delete an object, or with --recursive every object under a prefix (asks first unless --yes)."""
+def rm_command(app: App, uri: str, recursive: bool, dry_run: bool, yes: bool) -> None:
+    """Delete an object, or with --recursive the folder URI/ (asks first unless --yes).
+
+    \b
+    rm -r s3://b/runs/data    deletes s3://b/runs/data and s3://b/runs/data/...
+                              never s3://b/runs/data2/... or s3://b/runs/database.csv
+    """
     target = ObjectURI.parse(uri)
     if recursive:
-        keys = [o.key for o in app.store.iter_objects(target.bucket, target.key)]
+        keys = folder_keys(app.store, target)
     else:
         if target.is_prefix:
             raise UsageError(f"{uri} is a prefix: add --recursive to delete everything under it")
@@ -294,6 +359,11 @@ def rm_command(app: App, uri: str, recursive: bool, yes: bool) -> None:
         keys = [target.key]
     if not keys:
         click.echo("nothing to delete")
+        return
+    if dry_run:
+        for key in keys:
+            click.echo(f"would delete s3://{target.bucket}/{key}")
+        click.echo(f"would delete {len(keys)} object(s)")
         return
     if recursive and not yes:
         if not sys.stdin.isatty():

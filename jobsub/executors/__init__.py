@@ -19,6 +19,7 @@ __all__ = ["EXECUTORS", "Executor", "Handle", "LaunchRequest", "Observation", "g
 #: kind -> "module:Class". Add a line here for a new executor (and its settings in jobsub/config.py).
 EXECUTORS: dict[str, str] = {
     "local": "jobsub.executors.local:LocalExecutor",
+    "docker": "jobsub.executors.docker:DockerExecutor",
     "ray": "jobsub.executors.ray:RayExecutor",
     "slurm": "jobsub.executors.slurm:SlurmExecutor",
 }

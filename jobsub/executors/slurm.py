@@ -161,7 +161,7 @@ class SlurmExecutor(BaseExecutor):
         """The script Slurm runs: setup lines, then exec the runtime. It holds no secret and no profile."""
         s = self.settings
         runtime = shlex.join(request.runtime_argv(str(run_dir / "work"), python=s.python))
-        prefix = f"{s.container} " if s.container else ""
+        prefix = f"{container_prefix(s.container, request.image)} " if s.container else ""
         setup = "\n".join(s.setup)
         return (
             "#!/bin/bash\n"
@@ -192,6 +192,11 @@ class SlurmExecutor(BaseExecutor):
                     f"slurm: {name} not found on PATH; run jobsub on a Slurm login node "
                     "(or install the Slurm client: apt-get install slurm-client)"
                 )
+        if self.settings.container and "{image}" in self.settings.container and not request.image:
+            raise ExecutorUnavailableError(
+                f"slurm: the profile's container prefix {self.settings.container!r} needs the job's image: "
+                "set image in the spec or pass --set image=IMAGE"
+            )
         result = self._run(["sbatch", "--test-only", *self.sbatch_options(request), "--wrap", "true"])
         if result.returncode != 0:
             raise ExecutorUnavailableError(f"slurm: sbatch --test-only: {self._error_line(result)}")
@@ -350,6 +355,12 @@ class SlurmExecutor(BaseExecutor):
         if handle.get("cluster"):
             parts.append(f"cluster {handle['cluster']}")
         return ", ".join(parts)
+
+
+def container_prefix(template: str, image: str | None) -> str:
+    """The profile's container prefix with the job's image in place of {image} (shell-quoted), e.g.
+    'apptainer exec --nv {image}' + image 'docker://org/train:1' -> apptainer exec --nv docker://org/train:1."""
+    return template.replace("{image}", shlex.quote(image)) if image and "{image}" in template else template
 
 
 def _seconds(elapsed: str) -> float:

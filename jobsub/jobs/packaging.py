@@ -119,4 +119,30 @@ def pack_code(folder: Path) -> tuple[bytes, str, int]:
 def unpack_code(data: bytes, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")  # refuses absolute paths, '..' and links out of dest
+        _extract_data(tar, dest)
+
+
+def _extract_data(tar: tarfile.TarFile, dest: Path) -> None:
+    """extractall with the "data" filter: strips leading '/', refuses '..' and links out of dest. Pythons before
+    3.11.4 / 3.10.12 (Debian bookworm's 3.11.2, the base of minimal job images) lack the filter: the same
+    refusals are made here by hand, and special files and set-id bits are refused or dropped too."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    members = tar.getmembers()
+    for member in members:
+        member.name = member.name.lstrip("/")  # as the filter does: an absolute name lands inside dest
+        target = (root / member.name).resolve()
+        if target != root and root not in target.parents:
+            raise tarfile.TarError(f"code archive member {member.name!r} points outside the code folder")
+        if member.issym() or member.islnk():
+            link = (target.parent / member.linkname) if member.issym() else (root / member.linkname)
+            if member.linkname.startswith("/") or root not in link.resolve().parents:
+                raise tarfile.TarError(f"code archive link {member.name!r} points outside the code folder")
+        elif not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"code archive member {member.name!r} is not a file or folder")
+        member.mode &= 0o755
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+    tar.extractall(dest, members=members)

@@ -147,6 +147,7 @@ class JobService:
         #: where new jobs go (--executor, else the profile's); existing jobs use the kind in their handle
         self.executor = get_executor(executor or profile.executor, profile)
         self._executors: dict[str, Executor] = {self.executor.kind: self.executor}
+        self._cleaned: set[str] = set()  # final jobs whose executor resources were released by this service
 
     def executor_for(self, handle: Handle) -> Executor:
         """The executor that started this job (its handle names the kind), whatever the profile says now."""
@@ -350,10 +351,24 @@ class JobService:
         record = self.record(job_id)
         status = record.read_status()
         if status.state.final:
+            self._cleanup_once(record)
             return status
         handle = self.executor_handle(record)
         observation = self.executor_for(handle).poll(handle) if handle else Observation("unknown")
         return self._reconcile(record, status, handle, observation)
+
+    def _cleanup_once(self, record: JobRecord) -> None:
+        """Let the executor release what it holds for a final job (a stopped container), once per service:
+        the runner usually writes its final state itself, so no poll ever saw the job end."""
+        if record.job_id in self._cleaned:
+            return
+        self._cleaned.add(record.job_id)
+        handle = self.executor_handle(record)
+        if handle and handle.get("kind") not in ("local", None):
+            try:
+                self.executor_for(handle).cleanup(handle)
+            except JobsubError as exc:
+                log.warning("cleanup of %s failed: %s", record.job_id, exc)
 
     def _reconcile(self, record: JobRecord, status: JobStatus, handle: Handle, seen: Observation) -> JobStatus:
         """Combine the record with what the executor sees. A dead runner without a final state is LOST, or

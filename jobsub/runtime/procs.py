@@ -47,9 +47,12 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
+_LIBC = _libc()  # loaded here, in the runner: dlopen in a forked child of a threaded process can deadlock
+
+
 def die_with_parent(parent_pid: int) -> None:
     """preexec_fn for the job's leader: SIGKILL when the runner dies (and exit now if it already did)."""
-    libc = _libc()
+    libc = _LIBC
     if libc is not None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:

@@ -10,7 +10,10 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, Union
+from typing import TYPE_CHECKING, Protocol, Union
+
+if TYPE_CHECKING:
+    from jobsub.transfer.checksums import Checksum
 
 ProgressCallback = Callable[[int], None]
 """Called with a byte count as a body is sent; a negative count means a retry rewound the body."""
@@ -49,6 +52,9 @@ class ObjectInfo:
     etag: str = ""
     last_modified: datetime | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    #: flexible checksums the server returned (algorithm -> base64 value; composite ones end in -N)
+    checksums: dict[str, str] = field(default_factory=dict)
+    checksum_type: str = ""  # FULL_OBJECT | COMPOSITE | "" (not said)
 
 
 @dataclass
@@ -62,6 +68,7 @@ class PartInfo:
     number: int
     size: int
     etag: str
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64, when the server lists them
 
 
 @dataclass
@@ -97,6 +104,7 @@ class ObjectStore(Protocol):
         metadata: dict[str, str] | None = None,
         content_md5: str | None = None,
         progress: ProgressCallback | None = None,
+        checksum: Checksum | None = None,
     ) -> str: ...
 
     def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
@@ -110,7 +118,9 @@ class ObjectStore(Protocol):
 
     def delete(self, bucket: str, key: str) -> None: ...
 
-    def create_multipart(self, bucket: str, key: str, metadata: dict[str, str] | None = None) -> str: ...
+    def create_multipart(
+        self, bucket: str, key: str, metadata: dict[str, str] | None = None, checksum_algorithm: str | None = None
+    ) -> str: ...
 
     def upload_part(
         self,
@@ -121,12 +131,18 @@ class ObjectStore(Protocol):
         data: PartData,
         content_md5: str,
         progress: ProgressCallback | None = None,
+        checksum: Checksum | None = None,
     ) -> str: ...
 
     def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartInfo]: ...
 
     def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: builtins.list[tuple[int, str]],
+        checksums: dict[int, Checksum] | None = None,
     ) -> str: ...
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...

@@ -6,8 +6,11 @@ Layout under the root::
     .jobsub/meta/<bucket>/<key>.json        size, mtime, ETag and user metadata of the object
     .jobsub/uploads/<bucket>/<id>/          pending multipart uploads: upload.json + NNNNN-<md5>.part
     .jobsub/tmp/                            staging for atomic writes (same filesystem, so os.replace is atomic)
+    .jobsub/locks/<bucket>/<sha1(key)>      one lock file per key: data + metadata change under it, as a unit
 
-Buckets are folders and are created on first write: the embedded default needs no setup.
+Buckets are folders and are created on first write: the embedded default needs no setup. The store is
+private by default (folders 0700, files 0600 whatever the umask); ``shared=True`` makes new folders 0770
+and files 0660 for a store a group shares on purpose.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
+from jobsub.config import private_mkdir
 from jobsub.errors import (
     BucketNotFoundError,
     IntegrityError,
@@ -37,22 +45,71 @@ from jobsub.uri import key_problem, validate_bucket, validate_key
 _INTERNAL = ".jobsub"
 
 
+_COPY_CHUNK = 8 << 20
+
+
 def _md5_matches(data_md5: bytes, content_md5: str | None) -> bool:
-    return content_md5 is None or base64.b64encode(data_md5).decode() == content_md5
+    return not content_md5 or base64.b64encode(data_md5).decode() == content_md5
+
+
+@dataclass
+class StagedFile:
+    """A source copied into the store's staging area, not yet visible; its SHA-256 from the same read."""
+
+    tmp: Path
+    size: int
+    sha256: str
 
 
 class LocalStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: bool = False) -> None:
         self.root = Path(root).expanduser().resolve()
         self.description = f"local folder {self.root}"
         self._tmp = self.root / _INTERNAL / "tmp"
+        self._dir_mode = 0o770 if shared else 0o700
+        self._file_mode = 0o660 if shared else 0o600
+
+    # -- modes and locks ---------------------------------------------------------------------------------
+    def _mkdir(self, path: Path) -> None:
+        private_mkdir(path, self._dir_mode)
+
+    def _new_file(self, path: Path) -> int:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._file_mode)
+        os.fchmod(fd, self._file_mode)
+        return fd
+
+    def _write_new(self, path: Path, data: bytes) -> None:
+        fd = self._new_file(path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+
+    @contextmanager
+    def _key_lock(self, bucket: str, key: str, shared: bool = False) -> Iterator[None]:
+        """Writers of one key take it exclusively, readers of data + metadata shared: never a torn pair."""
+        import fcntl
+
+        folder = self.root / _INTERNAL / "locks" / bucket
+        self._mkdir(folder)
+        fd = os.open(folder / hashlib.sha1(key.encode()).hexdigest(), os.O_RDWR | os.O_CREAT, self._file_mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     # -- paths -------------------------------------------------------------------------------------------
     def _bucket_dir(self, bucket: str, create: bool = False) -> Path:
         validate_bucket(bucket)
         path = self.root / bucket
         if create:
-            path.mkdir(parents=True, exist_ok=True)
+            self._mkdir(path)
         elif not path.is_dir():
             raise BucketNotFoundError(f"bucket {bucket!r} does not exist in {self.description}")
         return path
@@ -72,28 +129,104 @@ class LocalStore:
         return self.root / _INTERNAL / "uploads" / bucket / upload_id
 
     def _tmp_path(self) -> Path:
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._mkdir(self._tmp)
         return self._tmp / uuid.uuid4().hex
 
     def _write_atomic(self, dest: Path, data: bytes) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(dest.parent)
         tmp = self._tmp_path()
-        tmp.write_bytes(data)
+        self._write_new(tmp, data)
         os.replace(tmp, dest)
 
     def _place(self, tmp: Path, bucket: str, key: str, etag: str, metadata: dict[str, str] | None) -> None:
+        """Make ``tmp`` the object and write its metadata, both under the key's lock (one writer at a time)."""
         dest = self._object_path(bucket, key, create=True)
+        with self._key_lock(bucket, key):
+            try:
+                self._mkdir(dest.parent)
+                os.replace(tmp, dest)
+            except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+                tmp.unlink(missing_ok=True)
+                raise StorageError(
+                    f"cannot store s3://{bucket}/{key} in a local folder: a key is both an object and a prefix ({exc})"
+                ) from None
+            stat = dest.stat()
+            meta = {
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "ino": stat.st_ino,
+                "etag": etag,
+                "metadata": metadata or {},
+            }
+            self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
+
+    # -- one-pass local copies ---------------------------------------------------------------------------
+    def stage_file(self, fd: int, size: int, progress: ProgressCallback | None = None) -> StagedFile:
+        """Copy ``size`` bytes of an open file into staging and return the SHA-256 of what was stored.
+
+        The source is read once: by copy_file_range in the kernel where the filesystem offers it (as `cp`
+        does), else by our own reads. The hash is taken from the staged copy itself, a chunk behind the copy
+        in a helper thread (from the page cache), so it describes exactly the bytes the object will hold.
+        """
+        tmp = self._tmp_path()
+        out = self._new_file(tmp)
+        sha = hashlib.sha256()
+        reader = os.open(tmp, os.O_RDONLY)
+
+        def hash_range(offset: int, length: int) -> None:
+            end = offset + length
+            while offset < end:
+                chunk = os.pread(reader, min(_COPY_CHUNK, end - offset), offset)
+                if not chunk:
+                    raise StorageError("staged copy shorter than written; run the command again")
+                sha.update(chunk)
+                offset += len(chunk)
+
+        offset = 0
+        kernel_copy = hasattr(os, "copy_file_range")
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, dest)
-        except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash") as hasher:
+                pending = []
+                while offset < size:
+                    want = min(_COPY_CHUNK, size - offset)
+                    got = 0
+                    if kernel_copy:
+                        try:
+                            got = os.copy_file_range(fd, out, want, offset, offset)
+                        except OSError:  # another filesystem, or none of that here: plain reads
+                            kernel_copy = False
+                    if not kernel_copy:
+                        data = os.pread(fd, want, offset)
+                        got = len(data)
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.pwrite(out, view, offset + got - len(view)) :]
+                    if got == 0:
+                        raise StorageError("source shrank while copying; run the command again")
+                    pending.append(hasher.submit(hash_range, offset, got))
+                    offset += got
+                    if progress:
+                        progress(got)
+                    while pending and pending[0].done():
+                        pending.pop(0).result()
+                for future in pending:
+                    future.result()
+        except BaseException:
+            os.close(out)
+            os.close(reader)
             tmp.unlink(missing_ok=True)
-            raise StorageError(
-                f"cannot store s3://{bucket}/{key} in a local folder: a key is both an object and a prefix ({exc})"
-            ) from None
-        stat = dest.stat()
-        meta = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "etag": etag, "metadata": metadata or {}}
-        self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
+            raise
+        os.close(out)
+        os.close(reader)
+        return StagedFile(tmp, offset, sha.hexdigest())
+
+    def commit_staged(self, staged: StagedFile, bucket: str, key: str, metadata: dict[str, str] | None) -> str:
+        """Publish a staged copy; its ETag is the SHA-256 (64 hex digits, so never mistaken for an MD5)."""
+        self._place(staged.tmp, bucket, key, staged.sha256, metadata)
+        return staged.sha256
+
+    def discard_staged(self, staged: StagedFile) -> None:
+        staged.tmp.unlink(missing_ok=True)
 
     # -- objects -----------------------------------------------------------------------------------------
     def check_bucket(self, bucket: str) -> None:
@@ -116,12 +249,21 @@ class LocalStore:
             return None
         if not path.is_file():
             return None
+        with self._key_lock(bucket, key, shared=True):
+            try:
+                stat = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            try:
+                meta = json.loads(self._meta_path(bucket, key).read_text())
+            except (OSError, ValueError):
+                meta = {}
         info = ObjectInfo(key, stat.st_size, last_modified=datetime.fromtimestamp(stat.st_mtime, timezone.utc))
-        try:
-            meta = json.loads(self._meta_path(bucket, key).read_text())
-        except (OSError, ValueError):
-            return info
-        if meta.get("size") == stat.st_size and meta.get("mtime_ns") == stat.st_mtime_ns:
+        if (
+            meta.get("size") == stat.st_size
+            and meta.get("mtime_ns") == stat.st_mtime_ns
+            and meta.get("ino", stat.st_ino) == stat.st_ino
+        ):
             info.etag = meta.get("etag", "")
             info.metadata = dict(meta.get("metadata", {}))
         return info
@@ -157,12 +299,14 @@ class LocalStore:
         metadata: dict[str, str] | None = None,
         content_md5: str | None = None,
         progress: ProgressCallback | None = None,
+        checksum: Any = None,
     ) -> str:
+        """A local put checks Content-MD5 when given; a flexible checksum is the caller's own (not stored)."""
         digest = hashlib.md5(data).digest()
         if not _md5_matches(digest, content_md5):
             raise IntegrityError(f"Content-MD5 mismatch writing s3://{bucket}/{key}")
         tmp = self._tmp_path()
-        tmp.write_bytes(data)
+        self._write_new(tmp, data)
         self._place(tmp, bucket, key, digest.hex(), metadata)
         if progress:
             progress(len(data))
@@ -171,23 +315,25 @@ class LocalStore:
     def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
         """os.link refuses an existing name atomically, so two writers never both win."""
         dest = self._object_path(bucket, key, create=True)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(dest.parent)
         tmp = self._tmp_path()
-        tmp.write_bytes(data)
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
-        stat = dest.stat()
-        meta = {
-            "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
-            "etag": hashlib.md5(data).hexdigest(),
-            "metadata": {},
-        }
-        self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
+        self._write_new(tmp, data)
+        with self._key_lock(bucket, key):  # data + metadata as one unit, like every other write
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
+            stat = dest.stat()
+            meta = {
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "ino": stat.st_ino,
+                "etag": hashlib.md5(data).hexdigest(),
+                "metadata": {},
+            }
+            self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
         return True
 
     def iter_objects(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
@@ -223,8 +369,9 @@ class LocalStore:
 
     def delete(self, bucket: str, key: str) -> None:
         path = self._object_path(bucket, key)
-        path.unlink(missing_ok=True)
-        self._meta_path(bucket, key).unlink(missing_ok=True)
+        with self._key_lock(bucket, key):
+            path.unlink(missing_ok=True)
+            self._meta_path(bucket, key).unlink(missing_ok=True)
         base = self._bucket_dir(bucket)
         parent = path.parent
         while parent != base:  # tidy empty folders, as S3 has no folders to leave behind
@@ -235,11 +382,13 @@ class LocalStore:
             parent = parent.parent
 
     # -- multipart ---------------------------------------------------------------------------------------
-    def create_multipart(self, bucket: str, key: str, metadata: dict[str, str] | None = None) -> str:
+    def create_multipart(
+        self, bucket: str, key: str, metadata: dict[str, str] | None = None, checksum_algorithm: str | None = None
+    ) -> str:
         self._object_path(bucket, key, create=True)
         upload_id = uuid.uuid4().hex
         folder = self._upload_dir(bucket, upload_id)
-        folder.mkdir(parents=True)
+        self._mkdir(folder)
         record = {"key": key, "metadata": metadata or {}, "initiated": datetime.now(timezone.utc).isoformat()}
         self._write_atomic(folder / "upload.json", json.dumps(record).encode())
         return upload_id
@@ -259,6 +408,7 @@ class LocalStore:
         data: PartData,
         content_md5: str,
         progress: ProgressCallback | None = None,
+        checksum: Any = None,
     ) -> str:
         self._upload_record(bucket, upload_id)
         if isinstance(data, FileRange):
@@ -282,12 +432,19 @@ class LocalStore:
             parts.append(PartInfo(int(number), path.stat().st_size, etag))
         return parts
 
-    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]) -> str:
+    def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: builtins.list[tuple[int, str]],
+        checksums: Any = None,
+    ) -> str:
         record = self._upload_record(bucket, upload_id)
         folder = self._upload_dir(bucket, upload_id)
         tmp = self._tmp_path()
         md5s = b""
-        with tmp.open("wb") as out:
+        with os.fdopen(self._new_file(tmp), "wb") as out:
             for number, etag in parts:
                 part = folder / f"{number:05d}-{etag.strip(chr(34))}.part"
                 if not part.exists():

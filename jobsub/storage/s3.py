@@ -1,9 +1,19 @@
 """S3Store: any S3-compatible endpoint (AWS S3, Huawei OBS, MinIO, Ceph, moto) through boto3.
 
-Settings are the conservative ones that S3-compatible servers accept: checksums only when an operation
-requires them, path-style addressing when asked, botocore's standard retry mode with a bounded count and a
-connection pool sized to the transfer concurrency. Integrity is checked by jobsub itself (part ETag vs our MD5,
-SHA-256 in object metadata), because some servers accept a wrong Content-MD5.
+Settings are the conservative ones that S3-compatible servers accept: path-style addressing when asked,
+botocore's standard retry mode with a bounded count and a connection pool sized to the transfer concurrency.
+Integrity is checked by jobsub itself (part ETag vs our MD5, or the flexible checksum the server echoes; SHA-256
+in object metadata), because some servers accept a wrong Content-MD5.
+
+Checksums: the transfer engine computes each part's checksum (transfer/checksums.py) and passes the value, so
+botocore sends it instead of computing it again. `md5` sends Content-MD5; `crc32|crc32c|crc64nvme|sha256` send
+x-amz-checksum-* (and declare the algorithm at CreateMultipartUpload). A server that rejects the checksum
+headers (InvalidArgument / NotImplemented / InvalidRequest naming a checksum) makes the store fall back to MD5
+for the rest of the run, with a message.
+
+Timeouts: connect 10 s, read 60 s (profile `read_timeout`, `--read-timeout`). A request that gets no reply in
+time is not retried by botocore: it fails at once with `endpoint not answering: URL (no reply in N s)`, so a
+silent endpoint costs one read timeout, not attempts x timeout.
 """
 
 from __future__ import annotations
@@ -11,19 +21,39 @@ from __future__ import annotations
 import builtins
 import io
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jobsub.config import strip_userinfo
 from jobsub.errors import (
     BucketNotFoundError,
+    ChecksumUnsupportedError,
     ConditionalWriteUnsupported,
     CredentialsError,
     EndpointError,
+    EndpointTimeoutError,
+    InsufficientSpaceError,
     IntegrityError,
     ObjectNotFoundError,
     StorageError,
     UploadNotFoundError,
 )
 from jobsub.storage.base import FileRange, ListResult, ObjectInfo, PartData, PartInfo, ProgressCallback, UploadInfo
+
+if TYPE_CHECKING:
+    from jobsub.transfer.checksums import Checksum
+
+#: botocore parameter / response member per flexible checksum algorithm
+CHECKSUM_MEMBERS = {
+    "crc32": "ChecksumCRC32",
+    "crc32c": "ChecksumCRC32C",
+    "crc64nvme": "ChecksumCRC64NVME",
+    "sha256": "ChecksumSHA256",
+}
+
+
+class _NoReply(Exception):
+    """Raised from botocore's retry hook when a request timed out: a silent endpoint is not retried."""
+
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -74,6 +104,12 @@ class _ProgressBody(io.RawIOBase):
             self._reported = self._pos
         return chunk
 
+    def readinto(self, buffer: Any) -> int:
+        """awscrt (botocore's CRT signer) reads bodies with readinto."""
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
     def seek(self, offset: int, whence: int = 0) -> int:
         base = {0: 0, 1: self._pos, 2: self._length}[whence]
         self._pos = max(0, min(self._length, base + offset))
@@ -97,12 +133,18 @@ class S3Store:
         max_attempts: int = 5,
         connect_timeout: float = 10,
         read_timeout: float = 60,
+        checksum: str = "auto",
     ) -> None:
         import boto3
         from botocore.config import Config
 
+        from jobsub.transfer.checksums import resolve_algorithm
+
         self.endpoint_url = endpoint_url
-        self.description = endpoint_url or "AWS S3"
+        self.description = strip_userinfo(endpoint_url) if endpoint_url else "AWS S3"
+        self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
+        self.checksum_algorithm = resolve_algorithm(checksum, endpoint_url)
         try:
             self._session = boto3.session.Session(profile_name=aws_profile)
         except Exception as exc:  # botocore.exceptions.ProfileNotFound
@@ -114,14 +156,32 @@ class S3Store:
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            request_checksum_calculation="when_required",
+            request_checksum_calculation="when_required",  # we pass the values we computed ourselves
             response_checksum_validation="when_required",
         )
         region = region or self._session.region_name or "us-east-1"
         self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        self._client.meta.events.register_first("needs-retry.s3", self._no_retry_on_timeout)
         from jobsub.redact import track_credentials
 
         track_credentials(self._session, self._client)  # whatever botocore resolved is redacted everywhere
+
+    @staticmethod
+    def _no_retry_on_timeout(caught_exception: Exception | None = None, **kwargs: Any) -> None:
+        from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+        if isinstance(caught_exception, ReadTimeoutError | ConnectTimeoutError):
+            raise _NoReply(type(caught_exception).__name__) from caught_exception
+        return None
+
+    def _timeout_error(self, exc: Exception) -> EndpointTimeoutError:
+        connect = "Connect" in str(exc) or "Connect" in type(exc).__name__
+        seconds = self.connect_timeout if connect else self.read_timeout
+        what = "no connection" if connect else "no reply"
+        return EndpointTimeoutError(
+            f"endpoint not answering: {self.description} ({what} in {seconds:g} s); check the endpoint, "
+            "or raise --read-timeout / the profile's read_timeout for a slow link"
+        )
 
     # -- error translation -------------------------------------------------------------------------------
     def _key_hint(self) -> str:
@@ -136,6 +196,10 @@ class S3Store:
         from botocore import exceptions as bex
 
         where = f"s3://{bucket}/{key}" if bucket else self.description
+        if isinstance(exc, _NoReply | bex.ReadTimeoutError | bex.ConnectTimeoutError):
+            return self._timeout_error(exc)
+        if type(exc).__name__ in ("ReadTimeoutError", "TimeoutError") or isinstance(exc, TimeoutError):
+            return self._timeout_error(exc)  # urllib3's own, while a body streams
         if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
             return CredentialsError(
                 f"no S3 credentials found for {self.description}: set AWS_ACCESS_KEY_ID and "
@@ -177,6 +241,8 @@ class S3Store:
                 )
             if code in ("InvalidDigest", "InvalidPart"):
                 return IntegrityError(f"{self.description} reported {code} for {where}")
+            if code in ("InvalidArgument", "NotImplemented", "InvalidRequest") and "checksum" in message.lower():
+                return ChecksumUnsupportedError(f"{self.description} rejected the checksum header: {message}")
             detail = f": {message}" if message else ""
             err = StorageError(f"{self.description} answered {code or 'an error'} (HTTP {status}) for {where}{detail}")
             err.transient = status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError")
@@ -224,7 +290,7 @@ class S3Store:
         from botocore.exceptions import ClientError
 
         try:
-            response = self._client.head_object(Bucket=bucket, Key=key)
+            response = self._client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if status == 404:
@@ -241,7 +307,17 @@ class S3Store:
             response.get("ETag", "").strip('"'),
             response.get("LastModified"),
             {k.lower(): v for k, v in response.get("Metadata", {}).items()},
+            checksums={a: response[m] for a, m in CHECKSUM_MEMBERS.items() if response.get(m)},
+            checksum_type=response.get("ChecksumType", ""),
         )
+
+    def part_size_of(self, bucket: str, key: str, part_number: int = 1) -> int | None:
+        """The size of part N of a multipart object (HEAD with partNumber), or None when the server cannot say."""
+        try:
+            response = self._client.head_object(Bucket=bucket, Key=key, PartNumber=part_number)
+        except Exception:
+            return None
+        return int(response["ContentLength"]) if response.get("PartsCount") else None
 
     def get_range(
         self, bucket: str, key: str, start: int, length: int, progress: ProgressCallback | None = None
@@ -289,7 +365,7 @@ class S3Store:
                 written += len(chunk)
                 if progress:
                     progress(len(chunk))
-        except OSError:
+        except (OSError, InsufficientSpaceError):
             if progress:
                 progress(-written)
             raise  # a local write failed (full disk): not the server's fault
@@ -320,14 +396,28 @@ class S3Store:
         metadata: dict[str, str] | None = None,
         content_md5: str | None = None,
         progress: ProgressCallback | None = None,
+        checksum: Checksum | None = None,
     ) -> str:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": _ProgressBody(data, progress)}
         if metadata:
             kwargs["Metadata"] = metadata
         if content_md5:
             kwargs["ContentMD5"] = content_md5
+        if checksum is not None and checksum.algorithm in CHECKSUM_MEMBERS:
+            kwargs["ChecksumAlgorithm"] = checksum.algorithm.upper()
+            kwargs[CHECKSUM_MEMBERS[checksum.algorithm]] = checksum.value
         response = self._call("put_object", _ctx=(bucket, key, ""), **kwargs)
+        self._check_echo(response, checksum, f"s3://{bucket}/{key}")
         return response.get("ETag", "").strip('"')
+
+    @staticmethod
+    def _check_echo(response: dict, checksum: Checksum | None, where: str) -> None:
+        """A server that echoes a flexible checksum must echo ours: a different value means other bytes."""
+        if checksum is None or checksum.algorithm not in CHECKSUM_MEMBERS:
+            return
+        echoed = response.get(CHECKSUM_MEMBERS[checksum.algorithm])
+        if echoed and echoed.split("-")[0] != checksum.value:
+            raise IntegrityError(f"{where} was stored with {checksum.algorithm} {echoed}, not ours ({checksum.value})")
 
     def put_if_absent(self, bucket: str, key: str, data: bytes) -> bool:
         from botocore.exceptions import ClientError
@@ -385,10 +475,13 @@ class S3Store:
         self._call("delete_object", _ctx=(bucket, key, ""), Bucket=bucket, Key=key)
 
     # -- multipart ---------------------------------------------------------------------------------------
-    def create_multipart(self, bucket: str, key: str, metadata: dict[str, str] | None = None) -> str:
-        response = self._call(
-            "create_multipart_upload", _ctx=(bucket, key, ""), Bucket=bucket, Key=key, Metadata=metadata or {}
-        )
+    def create_multipart(
+        self, bucket: str, key: str, metadata: dict[str, str] | None = None, checksum_algorithm: str | None = None
+    ) -> str:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Metadata": metadata or {}}
+        if checksum_algorithm in CHECKSUM_MEMBERS:
+            kwargs["ChecksumAlgorithm"] = checksum_algorithm.upper()  # type: ignore[union-attr]
+        response = self._call("create_multipart_upload", _ctx=(bucket, key, ""), **kwargs)
         return response["UploadId"]
 
     def upload_part(
@@ -400,17 +493,22 @@ class S3Store:
         data: PartData,
         content_md5: str,
         progress: ProgressCallback | None = None,
+        checksum: Checksum | None = None,
     ) -> str:
-        response = self._call(
-            "upload_part",
-            _ctx=(bucket, key, upload_id),
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=_ProgressBody(data, progress),
-            ContentMD5=content_md5,
-        )
+        kwargs: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": number,
+            "Body": _ProgressBody(data, progress),
+        }
+        if content_md5:
+            kwargs["ContentMD5"] = content_md5
+        if checksum is not None and checksum.algorithm in CHECKSUM_MEMBERS:
+            kwargs["ChecksumAlgorithm"] = checksum.algorithm.upper()
+            kwargs[CHECKSUM_MEMBERS[checksum.algorithm]] = checksum.value
+        response = self._call("upload_part", _ctx=(bucket, key, upload_id), **kwargs)
+        self._check_echo(response, checksum, f"part {number} of s3://{bucket}/{key}")
         return response.get("ETag", "").strip('"')
 
     def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartInfo]:
@@ -419,19 +517,34 @@ class S3Store:
         while True:
             response = self._call("list_parts", _ctx=(bucket, key, upload_id), **kwargs)
             for item in response.get("Parts", []):
-                parts.append(PartInfo(item["PartNumber"], item["Size"], item["ETag"].strip('"')))
+                sums = {a: item[m] for a, m in CHECKSUM_MEMBERS.items() if item.get(m)}
+                parts.append(PartInfo(item["PartNumber"], item["Size"], item["ETag"].strip('"'), sums))
             if not response.get("IsTruncated"):
                 return parts
             kwargs["PartNumberMarker"] = response["NextPartNumberMarker"]
 
-    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]) -> str:
+    def complete_multipart(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: builtins.list[tuple[int, str]],
+        checksums: dict[int, Checksum] | None = None,
+    ) -> str:
+        listed: builtins.list[dict[str, Any]] = []
+        for number, etag in parts:
+            entry: dict[str, Any] = {"PartNumber": number, "ETag": f'"{etag}"'}
+            checksum = (checksums or {}).get(number)
+            if checksum is not None and checksum.algorithm in CHECKSUM_MEMBERS:
+                entry[CHECKSUM_MEMBERS[checksum.algorithm]] = checksum.value
+            listed.append(entry)
         response = self._call(
             "complete_multipart_upload",
             _ctx=(bucket, key, upload_id),
             Bucket=bucket,
             Key=key,
             UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": f'"{e}"'} for n, e in parts]},
+            MultipartUpload={"Parts": listed},
         )
         return response.get("ETag", "").strip('"')
 

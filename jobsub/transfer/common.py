@@ -11,9 +11,13 @@ from typing import Any, TypeVar
 
 from jobsub.errors import (
     BucketNotFoundError,
+    ChecksumUnsupportedError,
     CredentialsError,
+    EndpointTimeoutError,
+    InsufficientSpaceError,
     IntegrityError,
     JobsubError,
+    SourceChangedError,
     StorageError,
     TransferInterrupted,
     UploadNotFoundError,
@@ -72,12 +76,24 @@ class TransferSummary:
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    #: per file: how its bytes were checked (sha256 | md5 | crc32 | crc32c | crc64nvme | size only)
+    verified_by: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def verified(self, label: str, how: str) -> None:
+        with self._lock:
+            self.verified_by[label] = how
+
+    def verification_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for how in self.verified_by.values():
+            counts[how] = counts.get(how, 0) + 1
+        return dict(sorted(counts.items()))
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -86,7 +102,15 @@ class TransferSummary:
         return data
 
 
-_FINAL = (CredentialsError, BucketNotFoundError, UploadNotFoundError)
+_FINAL = (
+    CredentialsError,
+    BucketNotFoundError,
+    UploadNotFoundError,
+    EndpointTimeoutError,  # a silent endpoint: one read timeout, not attempts x timeout
+    SourceChangedError,
+    ChecksumUnsupportedError,
+    InsufficientSpaceError,
+)
 
 
 def with_retries(
@@ -112,7 +136,7 @@ def with_retries(
 
         try:
             return action(progress)
-        except (StorageError, IntegrityError, OSError) as exc:
+        except (StorageError, IntegrityError, InsufficientSpaceError, OSError) as exc:
             report(-moved)
             if isinstance(exc, _FINAL) or attempt == options.part_attempts:
                 raise
@@ -142,7 +166,7 @@ def run_files(
             except Cancelled:
                 continue
             except JobsubError as exc:
-                if isinstance(exc, CredentialsError | BucketNotFoundError):
+                if isinstance(exc, CredentialsError | BucketNotFoundError | EndpointTimeoutError):
                     cancel.set()  # every other file would fail the same way
                 summary.failures.append(f"{label(item)}: {exc}")
                 hub.emit("done", path=label(item), outcome="failed", error=str(exc))

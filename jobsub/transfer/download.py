@@ -1,28 +1,65 @@
 """Downloads: parallel ranged GETs into a partial file, resumable, verified, renamed into place atomically.
 
 Never writes outside DEST: a key with a '..' or '.' segment, a leading '/', a backslash or an empty segment
-is refused with a message and the rest of the download continues.
+is refused with a message and the rest of the download continues (the command then exits 1 with the count,
+unless --skip-unsafe).
+
+Every file is verified by the strongest checksum its object offers: jobsub's SHA-256 metadata, then a flexible
+checksum the server returns with ChecksumMode=ENABLED (full-object or composite), then a single-part MD5 ETag;
+objects that offer none are checked by size only, said so per file, and a local file is never "unchanged" on
+size alone. A full disk is found before any byte moves (the part file is preallocated) and leaves nothing
+behind.
 """
 
 from __future__ import annotations
 
+import base64
+import errno
 import json
 import os
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from jobsub.errors import IntegrityError, ObjectNotFoundError, StorageError
+from jobsub.errors import InsufficientSpaceError, IntegrityError, ObjectNotFoundError, StorageError
 from jobsub.storage.base import SHA256_META, ObjectInfo, ObjectStore
-from jobsub.transfer.checksums import cached_sha256, etag_is_md5, file_digest
+from jobsub.transfer.checksums import Checksum, cached_sha256, etag_is_md5, file_checksum, file_digest, new_hasher
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
 from jobsub.transfer.inorder import InOrderHasher
 from jobsub.transfer.planning import part_ranges, plan_part_size
+from jobsub.units import human_size
 from jobsub.uri import ObjectURI, key_problem
 
 DownloadItem = tuple[str, ObjectInfo, Path]  # (bucket, listed object, target file)
 PARTIAL_SUFFIX = ".jobsub-part"
+SIZE_ONLY = "size only"
+_FLEXIBLE_ORDER = ("crc64nvme", "crc32c", "crc32", "sha256")
+
+
+def composite_checksum(path: Path, algorithm: str, part_size: int) -> str:
+    """An S3 COMPOSITE checksum: the checksum of the parts' raw checksums, base64, with '-<parts>'."""
+    outer = new_hasher(algorithm)
+    count = 0
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        for offset in range(0, max(size, 1), part_size):
+            part = Checksum.of_range(algorithm, fh.fileno(), offset, min(part_size, size - offset))
+            outer.update(base64.b64decode(part.value))
+            count += 1
+    return f"{base64.b64encode(outer.digest()).decode()}-{count}"
+
+
+def _no_space(target: Path, needed: int) -> InsufficientSpaceError:
+    try:
+        free = shutil.disk_usage(target.parent).free
+    except OSError:
+        free = 0
+    return InsufficientSpaceError(
+        f"not enough space for {target}: it needs {human_size(needed)} ({needed} bytes), "
+        f"{human_size(free)} free there; free some space or download elsewhere"
+    )
 
 
 def safe_target(dest: Path, relative_key: str) -> Path | None:
@@ -97,10 +134,14 @@ class Downloader:
         if info is None:
             raise ObjectNotFoundError(f"s3://{bucket}/{listed.key} disappeared before it could be downloaded")
         report = self.hub.progress_for(str(target))
+        label = f"s3://{bucket}/{info.key}"
         sha = info.metadata.get(SHA256_META)
-        if target.is_file() and target.stat().st_size == info.size and self._matches(target, info, sha):
-            report(info.size)
-            return "skipped"
+        if target.is_file() and target.stat().st_size == info.size:
+            how = self._matches(target, bucket, info, sha)
+            if how and how != SIZE_ONLY:  # never "unchanged" on size alone
+                report(info.size)
+                self.summary.verified(label, how)
+                return "skipped"
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + PARTIAL_SUFFIX)
         journal_path = target.with_name(target.name + PARTIAL_SUFFIX + ".json")
@@ -120,8 +161,7 @@ class Downloader:
         except (OSError, ValueError):
             pass
         if not done:
-            with partial.open("wb") as fh:
-                fh.truncate(info.size)
+            self._preallocate(partial, target, info.size)
         resumed = bool(done)
         self.summary.add(parts_reused=len(done))
         if resumed:
@@ -142,7 +182,12 @@ class Downloader:
 
             def fetch(number: int, offset: int, length: int) -> None:
                 def write(at: int, chunk: bytes) -> None:
-                    os.pwrite(fd, chunk, at)
+                    try:
+                        os.pwrite(fd, chunk, at)
+                    except OSError as exc:
+                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise _no_space(target, info.size) from None
+                        raise
 
                 def get(progress) -> None:
                     if stream is not None:
@@ -173,6 +218,9 @@ class Downloader:
             errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
             real = [e for e in errors if not isinstance(e, Cancelled)]
             if real:
+                if isinstance(real[0], InsufficientSpaceError):  # a rerun cannot resume into a full disk
+                    partial.unlink(missing_ok=True)
+                    journal_path.unlink(missing_ok=True)
                 raise real[0]
             if errors or any(f.cancelled() for f in futures):
                 raise Cancelled()
@@ -182,24 +230,70 @@ class Downloader:
             if hasher:
                 hasher.stop()
             os.close(fd)
-        if not self._matches(partial, info, sha, digest):
+        how = self._matches(partial, bucket, info, sha, digest)
+        if not how:
             partial.unlink(missing_ok=True)
             journal_path.unlink(missing_ok=True)
             raise IntegrityError(f"s3://{bucket}/{info.key} downloaded with a wrong checksum; run the download again")
         os.replace(partial, target)
         journal_path.unlink(missing_ok=True)
+        self.summary.verified(label, how)
         return "resumed" if resumed else "downloaded"
 
     @staticmethod
-    def _matches(path: Path, info: ObjectInfo, sha: str | None, digest: str | None = None) -> bool:
-        """True when the local file holds the object's bytes, by the strongest checksum the object carries.
+    def _preallocate(partial: Path, target: Path, size: int) -> None:
+        """Reserve the whole file first: a full disk is found before any byte moves, and leaves nothing."""
+        try:
+            with partial.open("wb") as fh:
+                if size:
+                    try:
+                        os.posix_fallocate(fh.fileno(), 0, size)
+                    except OSError as exc:
+                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise
+                        fh.truncate(size)  # a filesystem without fallocate: sparse, ENOSPC shows on write
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _no_space(target, size) from None
+            raise
+
+    def _matches(
+        self, path: Path, bucket: str, info: ObjectInfo, sha: str | None, digest: str | None = None
+    ) -> str | None:
+        """How the local file was found to hold the object's bytes (the strongest checksum the object
+        carries), SIZE_ONLY when the size is all there is to compare, None when it does not match.
         `digest`: the file's SHA-256 when already computed (while downloading)."""
         if path.stat().st_size != info.size:
-            return False
+            return None
         if sha:
             if digest is None:
                 digest = cached_sha256(path) if not path.name.endswith(PARTIAL_SUFFIX) else file_digest(path)
-            return digest == sha
+            return "sha256" if digest == sha else None
+        multipart = "-" in info.etag
+        for algorithm in _FLEXIBLE_ORDER:
+            value = info.checksums.get(algorithm)
+            if not value:
+                continue
+            # the checksum type when the server says it; else a multipart object's is composite (moto omits
+            # both the type and the '-N' suffix), and a full-object value is tried after it
+            kinds = [info.checksum_type] if info.checksum_type else (["COMPOSITE", "FULL_OBJECT"] if multipart else [])
+            kinds = kinds or ["FULL_OBJECT"]
+            compared = False
+            for kind in kinds:
+                if kind == "FULL_OBJECT":
+                    compared = True
+                    if file_checksum(path, algorithm).value == value.split("-")[0]:
+                        return algorithm
+                    continue
+                part_size_of = getattr(self.store, "part_size_of", None)
+                part_size = part_size_of(bucket, info.key) if part_size_of else None
+                if part_size:  # without the part size a composite value cannot be recomputed
+                    compared = True
+                    if composite_checksum(path, algorithm, part_size).split("-")[0] == value.split("-")[0]:
+                        return algorithm
+            if compared:
+                return None
         if etag_is_md5(info.etag):
-            return file_digest(path, "md5") == info.etag.lower()
-        return True  # nothing to compare with but the size
+            return "md5" if file_digest(path, "md5") == info.etag.lower() else None
+        return SIZE_ONLY

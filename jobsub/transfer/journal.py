@@ -1,8 +1,10 @@
 """The upload resume journal: what was planned for one (source file, destination), replaced atomically.
 
 The server stays the source of truth (ListParts); the journal only says which upload id belongs to which
-source, with which part size, and the MD5 of each part we sent. It may be missing or stale, and the upload
-engine copes with both.
+source, with which part size, and the checksum of each part we sent (algorithm + base64 value). It may be
+missing or stale, and the upload engine copes with both: a journal only matches a file whose identity (size,
+mtime_ns, ctime_ns, inode) is unchanged, and every part it names is re-checked against the file's bytes
+before it is reused.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from jobsub.config import state_dir
+from jobsub.config import state_dir, write_private
 
 
 def journal_dir() -> Path:
@@ -33,8 +35,11 @@ class UploadJournal:
     sha256: str
     upload_id: str
     store: str  # the store's description (endpoint or folder), to tell two servers apart
+    ctime_ns: int = 0
+    inode: int = 0
+    algorithm: str = "md5"  # the per-part checksum algorithm of this upload
     created: float = field(default_factory=time.time)
-    parts: dict[str, str] = field(default_factory=dict)  # part number -> hex MD5 (== ETag)
+    parts: dict[str, str] = field(default_factory=dict)  # part number -> base64 checksum (``algorithm``)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -56,21 +61,23 @@ class UploadJournal:
         except (OSError, ValueError, TypeError):
             return None
 
-    def matches_source(self, size: int, mtime_ns: int, part_size: int) -> bool:
-        return (self.size, self.mtime_ns, self.part_size) == (size, mtime_ns, part_size)
+    def matches_source(self, stat: os.stat_result, part_size: int, algorithm: str) -> bool:
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.part_size, self.algorithm) == (
+            stat.st_size,
+            stat.st_mtime_ns,
+            stat.st_ctime_ns,
+            stat.st_ino,
+            part_size,
+            algorithm,
+        )
 
-    def record_part(self, number: int, md5_hex: str) -> None:
+    def record_part(self, number: int, value: str) -> None:
         with self._lock:
-            self.parts[str(number)] = md5_hex
+            self.parts[str(number)] = value
             self.save()
 
     def save(self) -> None:
-        path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {k: v for k, v in asdict(self).items()}
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        write_private(self.path, json.dumps(asdict(self)).encode())
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)

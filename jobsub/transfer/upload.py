@@ -1,7 +1,15 @@
 """Uploads: files and folders to an object store, multipart above a threshold, resumable across process death.
 
+Never lies about what it stored:
+* the source's identity (size, mtime_ns, ctime_ns, inode) is taken before it is read and checked again after
+  it was sent; a change in between aborts with `source changed during upload: PATH` and nothing is completed;
+* the SHA-256 that goes into metadata comes from a cache keyed by that identity (a same-size rewrite with a
+  restored mtime still has a new ctime), or from the very bytes sent (small files, local copies);
+* parts a journal or a pending upload offer for reuse are re-read and compared with the server's checksum.
+
 Memory is bounded: each part worker preads only its own part, so at most (file workers + part workers) x
-part size bytes are in flight whatever the file size.
+part size bytes are in flight whatever the file size. A local-folder store gets no parts at all: the file is
+copied in one pass that also hashes it (LocalStore.stage_file).
 """
 
 from __future__ import annotations
@@ -9,18 +17,28 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 from jobsub.errors import (
+    ChecksumUnsupportedError,
     IntegrityError,
     InvalidURIError,
+    SourceChangedError,
     SourceNotFoundError,
     StorageError,
     UploadNotFoundError,
 )
 from jobsub.storage.base import SHA256_META, FileRange, ObjectStore, PartInfo
-from jobsub.transfer.checksums import cached_sha256, etag_is_md5, md5_b64, range_md5
+from jobsub.transfer.checksums import (
+    Checksum,
+    cached_sha256,
+    etag_is_md5,
+    identity,
+    remember_sha256,
+)
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
 from jobsub.transfer.journal import UploadJournal
@@ -63,6 +81,35 @@ def plan_uploads(sources: list[str | Path], dest: ObjectURI) -> list[UploadItem]
     return items
 
 
+#: A file changed less than this long ago may change again within the same timestamp tick, unseen by stat.
+SETTLE_SECONDS = 0.02
+
+
+def stable_stat(path: Path) -> os.stat_result:
+    """Stat a file once its last change is older than a timestamp tick, so any later write shows in stat."""
+    stat = path.stat()
+    for _ in range(50):
+        age = time.time() - max(stat.st_mtime_ns, stat.st_ctime_ns) / 1e9
+        if age >= SETTLE_SECONDS or age < -1.0:  # settled, or a clock that runs behind the filesystem
+            return stat
+        time.sleep(SETTLE_SECONDS - age)
+        stat = path.stat()
+    return stat
+
+
+def _changed(path: Path) -> SourceChangedError:
+    return SourceChangedError(f"source changed during upload: {path}; run the command again")
+
+
+def _check_unchanged(path: Path, before: os.stat_result) -> None:
+    try:
+        now = path.stat()
+    except OSError:
+        raise _changed(path) from None
+    if identity(now) != identity(before):
+        raise _changed(path)
+
+
 class Uploader:
     def __init__(self, store: ObjectStore, options: TransferOptions, hub: EventHub, cancel: threading.Event) -> None:
         self.store = store
@@ -72,6 +119,8 @@ class Uploader:
         self.summary = TransferSummary()
         self.limiter = RateLimiter(options.max_bandwidth)
         self._parts = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="part")
+        self.algorithm: str = getattr(store, "checksum_algorithm", "md5")
+        self._fallback_lock = threading.Lock()
 
     def run(self, items: list[UploadItem]) -> TransferSummary:
         for bucket in sorted({b for _, b, _ in items}):
@@ -98,42 +147,118 @@ class Uploader:
 
     # -- one file ----------------------------------------------------------------------------------------
     def _upload_file(self, item: UploadItem) -> str:
+        try:
+            return self._upload_file_once(item)
+        except ChecksumUnsupportedError as exc:
+            with self._fallback_lock:
+                if self.algorithm == "md5":
+                    raise
+                self.hub.emit("message", text=f"{exc}; falling back to MD5 (Content-MD5) for this run")
+                self.algorithm = "md5"
+            return self._upload_file_once(item)
+
+    def _upload_file_once(self, item: UploadItem) -> str:
         path, bucket, key = item
         if self.cancel.is_set():
             raise Cancelled()
-        stat = path.stat()
+        stat = stable_stat(path)
         size, label = stat.st_size, str(path)
         report = self.hub.progress_for(label)
-        sha = cached_sha256(path)
+        if hasattr(self.store, "stage_file"):
+            return self._put_local(path, stat, bucket, key, report)
+        sha = cached_sha256(path, stat)
         existing = self.store.head(bucket, key)
         if existing and existing.size == size and existing.metadata.get(SHA256_META) == sha:
             report(size)
+            self.summary.verified(label, "sha256")
             return "skipped"
         if size <= self.options.multipart_threshold:
-            return self._put_small(path, bucket, key, sha, report)
-        return self._put_multipart(path, stat.st_mtime_ns, size, bucket, key, sha, report)
+            return self._put_small(path, stat, bucket, key, report)
+        return self._put_multipart(path, stat, bucket, key, sha, report)
 
     def _stop(self) -> bool:
         return self.cancel.is_set()
 
-    def _put_small(self, path: Path, bucket: str, key: str, sha: str, report) -> str:
-        self.limiter.consume(path.stat().st_size, self._stop)
-        data = path.read_bytes()
-        digest = hashlib.md5(data)
+    def _put_local(self, path: Path, stat: os.stat_result, bucket: str, key: str, report) -> str:
+        """A local store: one read of the source that copies and hashes; unchanged objects are not rewritten."""
+        store: Any = self.store
+        label = str(path)
+        existing = store.head(bucket, key)
+        known = cached_sha256(path, stat) if existing and existing.size == stat.st_size else None
+        if existing and known and existing.metadata.get(SHA256_META) == known:
+            report(stat.st_size)
+            self.summary.verified(label, "sha256")
+            return "skipped"
+
+        def progress(n: int) -> None:
+            self.limiter.consume(n, self._stop)
+            report(n)
+
+        with open(path, "rb") as fh:
+            staged = store.stage_file(fh.fileno(), stat.st_size, progress)
+        try:
+            _check_unchanged(path, stat)
+            if staged.size != stat.st_size:
+                raise _changed(path)
+            remember_sha256(path, stat, staged.sha256)
+            store.commit_staged(staged, bucket, key, {SHA256_META: staged.sha256})
+        except BaseException:
+            store.discard_staged(staged)
+            raise
+        self.summary.add(parts_sent=1, bytes_transferred=staged.size)
+        self.summary.verified(label, "sha256")
+        return "uploaded"
+
+    def _part_checksum(self, data: bytes | None, fd: int = -1, offset: int = 0, length: int = 0) -> Checksum:
+        if data is not None:
+            return Checksum.of_bytes(self.algorithm, data)
+        return Checksum.of_range(self.algorithm, fd, offset, length)
+
+    def _send_kwargs(self, checksum: Checksum) -> dict[str, Any]:
+        """Content-MD5 for md5; the flexible checksum (and no MD5) otherwise."""
+        if checksum.algorithm == "md5":
+            return {"content_md5": checksum.value}
+        return {"content_md5": "", "checksum": checksum}
+
+    def _put_small(self, path: Path, stat: os.stat_result, bucket: str, key: str, report) -> str:
+        self.limiter.consume(stat.st_size, self._stop)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        _check_unchanged(path, stat)
+        if len(data) != stat.st_size:
+            raise _changed(path)
+        sha = hashlib.sha256(data).hexdigest()  # from the bytes we send, whatever the cache said
+        checksum = self._part_checksum(data)
+        md5_hex = checksum.hex if checksum.algorithm == "md5" else None
 
         def send(progress) -> str:
-            etag = self.store.put(bucket, key, data, {SHA256_META: sha}, md5_b64(digest.digest()), progress)
-            if etag_is_md5(etag) and etag.lower() != digest.hexdigest():
+            kwargs = self._send_kwargs(checksum)
+            if "checksum" in kwargs:
+                etag = self.store.put(bucket, key, data, {SHA256_META: sha}, None, progress, checksum=checksum)
+            else:
+                etag = self.store.put(bucket, key, data, {SHA256_META: sha}, kwargs["content_md5"], progress)
+            if md5_hex and etag_is_md5(etag) and etag.lower() != md5_hex:
                 raise IntegrityError(f"s3://{bucket}/{key} was stored with ETag {etag}, not our MD5")
             return etag
 
         with_retries(send, report, self.options, self._stop)
+        remember_sha256(path, stat, sha)
         self.summary.add(parts_sent=1, bytes_transferred=len(data))
+        self.summary.verified(str(path), checksum.algorithm)
+        _check_unchanged(path, stat)
         return "uploaded"
 
     def _put_multipart(
-        self, path: Path, mtime_ns: int, size: int, bucket: str, key: str, sha: str, report, restarted: bool = False
+        self,
+        path: Path,
+        stat: os.stat_result,
+        bucket: str,
+        key: str,
+        sha: str,
+        report,
+        restarted: bool = False,
     ) -> str:
+        size = stat.st_size
         part_size = plan_part_size(size, self.options.part_size)
         ranges = part_ranges(size, part_size)
         label = str(path)
@@ -141,9 +266,9 @@ class Uploader:
         journal = UploadJournal.load(UploadJournal.path_for(label, store_name, bucket, key))
         fd = os.open(path, os.O_RDONLY)
         try:
-            reused: dict[int, str] = {}
+            reused: dict[int, tuple[str, Checksum]] = {}
             adopted = False
-            if journal and (not journal.matches_source(size, mtime_ns, part_size) or journal.sha256 != sha):
+            if journal and (not journal.matches_source(stat, part_size, self.algorithm) or journal.sha256 != sha):
                 self.hub.emit(
                     "message",
                     text=f"{label} changed since its interrupted upload: aborting upload {journal.upload_id} "
@@ -167,18 +292,26 @@ class Uploader:
                 upload_id, reused = self._adopt_orphan(fd, bucket, key, ranges) if not restarted else ("", {})
                 adopted = bool(upload_id)
                 if not upload_id:
-                    upload_id = self.store.create_multipart(bucket, key, {SHA256_META: sha})
+                    if self.algorithm == "md5":
+                        upload_id = self.store.create_multipart(bucket, key, {SHA256_META: sha})
+                    else:
+                        upload_id = self.store.create_multipart(
+                            bucket, key, {SHA256_META: sha}, checksum_algorithm=self.algorithm
+                        )
                 journal = UploadJournal(
                     source=label,
                     size=size,
-                    mtime_ns=mtime_ns,
+                    mtime_ns=stat.st_mtime_ns,
+                    ctime_ns=stat.st_ctime_ns,
+                    inode=stat.st_ino,
+                    algorithm=self.algorithm,
                     bucket=bucket,
                     key=key,
                     part_size=part_size,
                     sha256=sha,
                     upload_id=upload_id,
                     store=store_name,
-                    parts={str(n): e for n, e in reused.items() if etag_is_md5(e)},
+                    parts={str(n): c.value for n, (_, c) in reused.items()},
                 )
                 journal.save()
             if reused:
@@ -186,10 +319,21 @@ class Uploader:
                     "message", text=f"resuming {label}: {len(reused)} of {len(ranges)} parts already on the server"
                 )
                 report(sum(length for n, _, length in ranges if n in reused))
-            etags = dict(reused)
-            etags.update(self._send_parts(fd, journal, [r for r in ranges if r[0] not in reused], report))
+            done = dict(reused)
+            done.update(self._send_parts(fd, journal, [r for r in ranges if r[0] not in reused], report))
             self.summary.add(parts_reused=len(reused))
-            self.store.complete_multipart(bucket, key, journal.upload_id, sorted(etags.items()))
+            try:
+                _check_unchanged(path, stat)
+            except SourceChangedError:
+                self._abort_quietly(bucket, key, journal.upload_id)
+                journal.delete()
+                raise
+            etags = sorted((n, etag) for n, (etag, _) in done.items())
+            if self.algorithm == "md5":
+                self.store.complete_multipart(bucket, key, journal.upload_id, etags)
+            else:
+                checksums = {n: c for n, (_, c) in done.items()}
+                self.store.complete_multipart(bucket, key, journal.upload_id, etags, checksums=checksums)
         finally:
             os.close(fd)
         head = self.store.head(bucket, key)
@@ -200,54 +344,60 @@ class Uploader:
         if stored_sha != sha:
             if adopted and not restarted:  # the adopted upload was created for other contents: send it all again
                 self.hub.emit("message", text=f"{label}: the adopted upload carried another checksum; uploading again")
-                return self._put_multipart(path, mtime_ns, size, bucket, key, sha, report, restarted=True)
+                return self._put_multipart(path, stat, bucket, key, sha, report, restarted=True)
             raise IntegrityError(f"s3://{bucket}/{key} lacks the SHA-256 we sent; run the upload again")
+        self.summary.verified(label, self.algorithm)
         return "resumed" if reused else "uploaded"
 
     def _send_parts(
         self, fd: int, journal: UploadJournal, ranges: list[tuple[int, int, int]], report
-    ) -> dict[int, str]:
+    ) -> dict[int, tuple[str, Checksum]]:
         failed = threading.Event()
 
         def stop() -> bool:
             return self.cancel.is_set() or failed.is_set()
 
-        def send_part(number: int, offset: int, length: int) -> tuple[int, str]:
+        def send_part(number: int, offset: int, length: int) -> tuple[int, tuple[str, Checksum]]:
             if stop():
                 raise Cancelled()
             self.limiter.consume(length, stop)
             if os.fstat(fd).st_size < offset + length:
-                raise StorageError(f"{journal.source} shrank while uploading; run the upload again")
-            # the part is read twice from the page cache (MD5 first, then as it is sent) instead of being held
-            # in memory: a transfer costs socket buffers, not concurrency x part size
-            md5_hex = range_md5(fd, offset, length)
+                raise _changed(Path(journal.source))
+            # the part is read twice from the page cache (checksum first, then as it is sent) instead of being
+            # held in memory: a transfer costs socket buffers, not concurrency x part size
+            checksum = self._part_checksum(None, fd, offset, length)
             body = FileRange(fd, offset, length)
 
             def send(progress) -> str:
-                etag = self.store.upload_part(
+                if checksum.algorithm == "md5":
+                    etag = self.store.upload_part(
+                        journal.bucket, journal.key, journal.upload_id, number, body, checksum.value, progress
+                    )
+                    if etag_is_md5(etag) and etag.lower() != checksum.hex:
+                        raise IntegrityError(
+                            f"part {number} of {journal.source} was stored with ETag {etag}, not its MD5 "
+                            "(did the file change while uploading?)"
+                        )
+                    return etag
+                return self.store.upload_part(
                     journal.bucket,
                     journal.key,
                     journal.upload_id,
                     number,
                     body,
-                    md5_b64(bytes.fromhex(md5_hex)),
+                    "",
                     progress,
+                    checksum=checksum,
                 )
-                if etag_is_md5(etag) and etag.lower() != md5_hex:
-                    raise IntegrityError(
-                        f"part {number} of {journal.source} was stored with ETag {etag}, not its MD5 "
-                        "(did the file change while uploading?)"
-                    )
-                return etag
 
             try:
                 etag = with_retries(send, report, self.options, stop)
             except Exception:
                 failed.set()
                 raise
-            journal.record_part(number, md5_hex)
+            journal.record_part(number, checksum.value)
             self.summary.add(parts_sent=1, bytes_transferred=length)
-            return number, etag
+            return number, (etag, checksum)
 
         futures = [self._parts.submit(send_part, *r) for r in ranges]
         wait(futures)
@@ -261,26 +411,33 @@ class Uploader:
 
     def _verify_parts(
         self, fd: int, server_parts: list[PartInfo], ranges: list[tuple[int, int, int]], known: dict[str, str]
-    ) -> dict[int, str]:
-        """Parts on the server that hold exactly our bytes: checked against the journal's MD5 or a fresh one."""
+    ) -> dict[int, tuple[str, Checksum]]:
+        """Parts on the server that hold exactly our bytes, each re-read from the file and checked.
+
+        The fresh checksum of the file's range must equal what the server says it holds (an MD5 ETag or the
+        part's flexible checksum); when the server says nothing comparable, it must equal what the journal
+        recorded as sent. A journal alone never vouches for bytes the file no longer has.
+        """
         expected = {n: (offset, length) for n, offset, length in ranges}
-        good: dict[int, str] = {}
+        good: dict[int, tuple[str, Checksum]] = {}
         for part in server_parts:
             if part.number not in expected or part.size != expected[part.number][1]:
                 continue
-            md5 = known.get(str(part.number))
-            if etag_is_md5(part.etag):
-                if md5 is None:
-                    md5 = range_md5(fd, *expected[part.number])
-                if part.etag.lower() == md5:
-                    good[part.number] = part.etag
-            elif md5 is not None:  # an ETag that is no MD5 (encryption): trust what the journal recorded
-                good[part.number] = part.etag
+            ours = self._part_checksum(None, fd, *expected[part.number])
+            server = part.checksums.get(ours.algorithm)
+            if ours.algorithm == "md5" and etag_is_md5(part.etag):
+                ok = part.etag.lower() == ours.hex
+            elif server:
+                ok = server.split("-")[0] == ours.value
+            else:  # an ETag that is no MD5 (encryption) and no listed checksum: what we recorded as sent
+                ok = known.get(str(part.number)) == ours.value
+            if ok:
+                good[part.number] = (part.etag, ours)
         return good
 
     def _adopt_orphan(
         self, fd: int, bucket: str, key: str, ranges: list[tuple[int, int, int]]
-    ) -> tuple[str, dict[int, str]]:
+    ) -> tuple[str, dict[int, tuple[str, Checksum]]]:
         """With no journal, a pending upload of this key whose parts all hold our bytes is resumed, not resent."""
         try:
             pending = [u for u in self.store.list_uploads(bucket, key) if u.key == key]

@@ -60,5 +60,4 @@ def local_harness() -> ExecutorHarness:
         nothing_running=_gone,
         reap=_reap,
         notes={"memory_limit": "the local executor runs a plain process and enforces no memory limit"},
-        known_gaps={"orphans": "a killed runner leaves its command running until the runtime's PDEATHSIG (issue 13)"},
     )

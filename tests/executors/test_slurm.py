@@ -320,3 +320,43 @@ def test_a_node_without_the_runtime_fails_the_job_with_the_scripts_exit_code_and
     assert status["state"] == "FAILED" and status["exit_code"] == 127, status
     assert status["reason"] == f"the batch script exited with 127 before the runner wrote a final state (see {output})"
     assert "No such file or directory" in Path(output).read_text()
+
+
+def test_profile_add_keeps_slurm_settings_and_refuses_them_for_another_executor(tmp_path: Path) -> None:
+    """No cluster needed: the settings a login-node user types once."""
+    env = make_env(tmp_path)
+    added = env.run(
+        "profile", "add", "hpc", "--storage", "local", "--executor", "slurm", "--partition", "gpu",
+        "--account", "proj1", "--qos", "high", "--sbatch-arg=--constraint=a100", "--sbatch-arg=--exclusive",
+        "--setup", "module load cuda/12", "--setup", "source ~/venv/bin/activate; echo 'quoted $HOME'",
+        "--container", "apptainer exec --nv img.sif", "--python", "python3.11",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    slurm = env.run_json("profile", "show", "hpc")["slurm"]
+    assert slurm["partition"] == "gpu" and slurm["account"] == "proj1" and slurm["qos"] == "high"
+    assert slurm["sbatch_args"] == ["--constraint=a100", "--exclusive"]
+    assert slurm["setup"] == ["module load cuda/12", "source ~/venv/bin/activate; echo 'quoted $HOME'"]
+    assert slurm["container"] == "apptainer exec --nv img.sif" and slurm["python"] == "python3.11"
+    wrong = env.run("profile", "add", "x", "--storage", "local", "--partition", "gpu", "--setup", "true")
+    assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
+        "--partition, --setup only apply to --executor slurm (this profile uses local)"
+    ), wrong.stderr
+
+
+def test_container_prefix_runs_the_runtime_inside_it_with_the_jobs_image(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in for `apptainer exec IMAGE` (not installable here): it records its arguments, then execs."""
+    seen = tmp_path / "container-args"
+    fake = tmp_path / "fake-apptainer"
+    fake.write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" > {seen}\nshift 3\nexec "$@"\n')
+    fake.chmod(0o755)
+    env, _ = _slurm_env(request, tmp_path, monkeypatch, container=f"{fake} exec --nv {{image}}")
+    code = _code(tmp_path, "print('inside', flush=True)\n")
+    missing = env.run("submit", "python-script", "--code", str(code))
+    assert missing.returncode == 2 and "needs the job's image" in _errors(missing)[0], missing.stderr
+    job_id = _submit(env, code, "--set", "image=docker://org/train:1 x")
+    done = env.run("logs", "-f", job_id, timeout=180)
+    assert done.returncode == 0 and "inside" in done.stdout, done.stdout + done.stderr
+    args = seen.read_text().splitlines()
+    assert args[:3] == ["exec", "--nv", "docker://org/train:1 x"] and args[4:6] == ["-m", "jobsub.runtime"], args
