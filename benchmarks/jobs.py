@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -169,7 +170,7 @@ def ray_floor(client, work: Path) -> tuple[float, list[float]]:  # type: ignore[
     import asyncio
 
     started = time.time()
-    sid = client.submit_job(entrypoint=f"python -c {json.dumps(SCRIPT)}")
+    sid = client.submit_job(entrypoint=f"python -c {shlex.quote(SCRIPT)}")
 
     async def stream() -> tuple[float | None, list[float]]:
         first, delays = None, []
