@@ -316,3 +316,18 @@ def write_random(path: Path, size: int, seed: int = 0) -> Path:
             fh.write(rng.randbytes(n))
             remaining -= n
     return path
+
+
+def code_folder(tmp_path: Path, body: str, name: str = "src") -> Path:
+    """A job's code folder holding main.py (what the python-script template runs)."""
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    (folder / "main.py").write_text(body)
+    return folder
+
+
+def submit_script(env: Env, code: Path, *extra: str, extra_env: dict[str, str] | None = None) -> str:
+    """Submit the python-script template on `code`; the job id (the submit must succeed)."""
+    result = env.run("submit", "python-script", "--code", str(code), *extra, "--json", extra_env=extra_env)
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["job_id"])

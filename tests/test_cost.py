@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env
+from tests.conftest import Env, code_folder
 
 GIB = 1 << 30
 PRICES = {
@@ -32,19 +32,12 @@ def set_prices(env: Env, **prices: object) -> None:
     save_config(config)
 
 
-def _code(tmp_path: Path, body: str) -> Path:
-    folder = tmp_path / "src"
-    folder.mkdir(exist_ok=True)
-    (folder / "main.py").write_text(body)
-    return folder
-
-
 def test_dry_run_estimate_uses_resources_timeout_and_upload_size(env: Env, tmp_path: Path) -> None:
     set_prices(env, **PRICES)
     data = tmp_path / "data.bin"
     data.write_bytes(b"x" * (3 << 20))
     result = env.run(
-        "submit", "python-script", "--code", str(_code(tmp_path, "print(1)\n")), "--input", f"extra={data}",
+        "submit", "python-script", "--code", str(code_folder(tmp_path, "print(1)\n")), "--input", f"extra={data}",
         "--set", "resources.cpus=2", "--set", "resources.memory=4GiB", "--set", "timeout=2h", "--dry-run",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -61,7 +54,7 @@ def test_dry_run_estimate_uses_resources_timeout_and_upload_size(env: Env, tmp_p
 
 def test_submit_prints_the_estimate_and_status_shows_the_actual_cost(env: Env, tmp_path: Path) -> None:
     set_prices(env, **PRICES)
-    code = _code(
+    code = code_folder(
         tmp_path, "open(__import__('os').environ['JOBSUB_OUTPUT_DIR'] + '/out.bin', 'wb').write(b'y' * 5000)\n"
     )
     result = env.run("submit", "python-script", "--code", str(code), "--set", "timeout=1h", "--follow", timeout=120)
@@ -85,7 +78,7 @@ def test_max_cost_refuses_at_submit_before_uploading_anything(env: Env, tmp_path
     data = tmp_path / "big.bin"
     data.write_bytes(b"z" * 100_000)
     result = env.run(
-        "submit", "python-script", "--code", str(_code(tmp_path, "print(1)\n")), "--input", f"extra={data}",
+        "submit", "python-script", "--code", str(code_folder(tmp_path, "print(1)\n")), "--input", f"extra={data}",
         "--set", "resources.gpus=1", "--set", "timeout=3h", "--max-cost", "5",
     )  # fmt: skip
     assert result.returncode == 2
@@ -119,7 +112,7 @@ def test_max_cost_stops_a_running_job_like_a_timeout(env: Env, tmp_path: Path) -
 
 def test_estimate_uses_the_median_of_earlier_runs(env: Env, tmp_path: Path) -> None:
     set_prices(env, **PRICES)
-    code = _code(tmp_path, "print('ok')\n")
+    code = code_folder(tmp_path, "print('ok')\n")
     done = env.run("submit", "python-script", "--code", str(code), "--follow", timeout=120)
     assert done.returncode == 0, done.stderr
     estimate = env.run_json("submit", "python-script", "--code", str(code), "--dry-run")["estimate"]
@@ -145,7 +138,7 @@ def test_cost_adds_up_jobs_and_the_storage_of_a_prefix(env: Env, tmp_path: Path)
     assert bill["storage"]["bytes"] == sum(sizes) and bill["storage"]["objects"] == 3
     assert bill["storage"]["per_month"] == pytest.approx(sum(sizes) / GIB * 0.12)
     assert bill["table"] == "test" and bill["currency"] == "CNY"
-    code = _code(tmp_path, "print('ok')\n")
+    code = code_folder(tmp_path, "print('ok')\n")
     env.run("submit", "python-script", "--code", str(code), "--follow", check=True, timeout=120)
     bill = env.run_json("cost", "--since", "1d")
     assert len(bill["jobs"]) == 1 and bill["compute"] > 0
@@ -156,7 +149,9 @@ def test_cost_adds_up_jobs_and_the_storage_of_a_prefix(env: Env, tmp_path: Path)
 def test_default_profile_prices_are_zero_and_say_so(env: Env, tmp_path: Path) -> None:
     text = env.run("cost", check=True).stdout
     assert "price table 'none'" in text and "no prices set" in text
-    estimate = env.run_json("submit", "python-script", "--code", str(_code(tmp_path, "1\n")), "--dry-run")["estimate"]
+    estimate = env.run_json("submit", "python-script", "--code", str(code_folder(tmp_path, "1\n")), "--dry-run")[
+        "estimate"
+    ]
     assert estimate["table"] == "none" and estimate["rate_per_hour"] == 0
 
 
@@ -165,7 +160,7 @@ def test_bad_price_table_and_unknown_flavor_are_clear_errors(env: Env, tmp_path:
 
     set_prices(env, **{**PRICES, "flavors": {"gpu.a100": 9.0}})
     result = env.run(
-        "submit", "python-script", "--code", str(_code(tmp_path, "1\n")), "--set", "resources.flavor=gpu.h100"
+        "submit", "python-script", "--code", str(code_folder(tmp_path, "1\n")), "--set", "resources.flavor=gpu.h100"
     )
     assert result.returncode == 2 and "flavor 'gpu.h100' has no price" in result.stderr and "gpu.a100" in result.stderr
     path = config_file()

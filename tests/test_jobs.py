@@ -11,23 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET, Env, poll
+from tests.conftest import SECRET, Env, code_folder, poll, submit_script
 from tests.faultproxy import FaultProxy, Rule
 
 JOB_PATTERN = re.compile(r"^[a-z0-9-]+-\d{8}-\d{6}-[0-9a-f]{4}$")
 
 
-def _code(tmp_path: Path, body: str) -> Path:
-    folder = tmp_path / "src"
-    folder.mkdir(exist_ok=True)
-    (folder / "main.py").write_text(body)
-    return folder
-
-
 def _submit(env: Env, code: Path, *extra: str, extra_env: dict[str, str] | None = None) -> str:
-    result = env.run("submit", "python-script", "--code", str(code), *extra, "--json", extra_env=extra_env)
-    assert result.returncode == 0, result.stderr
-    job_id = json.loads(result.stdout)["job_id"]
+    job_id = submit_script(env, code, *extra, extra_env=extra_env)
     assert JOB_PATTERN.match(job_id), job_id
     return job_id
 
@@ -41,7 +32,7 @@ def _program_lines(stdout: str) -> list[str]:
 
 
 def test_follow_shows_every_line_once_in_order_and_exits_with_the_job_code(env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import sys, time\n"
         "for i in range(200):\n"
@@ -70,7 +61,7 @@ def test_follow_shows_every_line_once_in_order_and_exits_with_the_job_code(env: 
 
 
 def test_cancel_stops_the_whole_process_group_within_the_grace_period(env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, signal, subprocess, time\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL after the grace period stops it\n"
@@ -101,7 +92,7 @@ def test_cancel_stops_the_whole_process_group_within_the_grace_period(env: Env, 
 
 
 def test_killed_runner_shows_as_lost(env: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "import os, time\nprint(f'ready pgid={os.getpgid(0)}', flush=True)\ntime.sleep(600)\n")
+    code = code_folder(tmp_path, "import os, time\nprint(f'ready pgid={os.getpgid(0)}', flush=True)\ntime.sleep(600)\n")
     job_id = _submit(env, code)
     ready = poll(lambda: re.search(r"ready pgid=(\d+)", env.run("logs", job_id).stdout), 60, 0.2, "the job to start")
     runner_pid = env.run_json("status", job_id)["status"]["executor"]["pid"]
@@ -118,7 +109,7 @@ def test_killed_runner_shows_as_lost(env: Env, tmp_path: Path) -> None:
 
 
 def test_same_name_and_idempotency_key_give_one_job(env: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "print('hello')\n")
+    code = code_folder(tmp_path, "print('hello')\n")
     args = ("--name", "nightly", "--idempotency-key", "2026-11-25")
     first = env.run_json("submit", "python-script", "--code", str(code), *args)
     second = env.run_json("submit", "python-script", "--code", str(code), *args)
@@ -176,7 +167,7 @@ def test_local_inputs_are_uploaded_once_staged_and_outputs_collected(env: Env, t
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.json").write_text('{"sentence": "x"}\n')
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import json, os\n"
         "src = os.environ['JOBSUB_INPUT_DATA']\n"
@@ -207,7 +198,7 @@ def test_local_inputs_are_uploaded_once_staged_and_outputs_collected(env: Env, t
 
 
 def test_logs_follow_rides_over_storage_errors_without_loss_or_repeats(s3env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import time\nfor i in range(60):\n    print(f'line {i}', flush=True)\n    time.sleep(0.05)\n",
     )
@@ -231,7 +222,7 @@ def test_logs_follow_rides_over_storage_errors_without_loss_or_repeats(s3env: En
 
 
 def test_no_secret_in_records_logs_or_state(env: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "import os\nprint('key is', os.environ['AWS_SECRET_ACCESS_KEY'], flush=True)\n")
+    code = code_folder(tmp_path, "import os\nprint('key is', os.environ['AWS_SECRET_ACCESS_KEY'], flush=True)\n")
     result = env.run("--debug", "submit", "python-script", "--code", str(code), "--follow")
     assert result.returncode == 0
     assert "key is" in result.stdout and SECRET not in result.stdout + result.stderr
@@ -252,7 +243,7 @@ def test_secret_env_in_a_spec_is_refused(env: Env, tmp_path: Path, spec_env: str
 
 
 def test_a_retried_or_resubmitted_job_continues_from_its_outputs(env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, sys\n"
         "ckpt = os.path.join(os.environ['JOBSUB_OUTPUT_DIR'], 'checkpoint.txt')\n"
@@ -278,7 +269,7 @@ def test_a_retried_or_resubmitted_job_continues_from_its_outputs(env: Env, tmp_p
 
 
 def test_timeout_stops_the_job_and_says_so(env: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "import time\nprint('working', flush=True)\ntime.sleep(600)\n")
+    code = code_folder(tmp_path, "import time\nprint('working', flush=True)\ntime.sleep(600)\n")
     result = env.run("submit", "python-script", "--code", str(code), "--set", "timeout=2s", "--follow",
                      extra_env={"JOBSUB_CANCEL_GRACE_SECONDS": "2"})  # fmt: skip
     assert result.returncode != 0

@@ -7,7 +7,6 @@ runner and moto (the runner inherits JOBSUB_ENDPOINT_URL from the submitting she
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -18,21 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, poll, write_random
+from tests.conftest import Env, code_folder, poll, submit_script, write_random
 from tests.faultproxy import FaultProxy, Rule
-
-
-def _code(tmp_path: Path, body: str, name: str = "src") -> Path:
-    folder = tmp_path / name
-    folder.mkdir(exist_ok=True)
-    (folder / "main.py").write_text(body)
-    return folder
-
-
-def _submit(env: Env, code: Path, *extra: str, extra_env: dict[str, str] | None = None) -> str:
-    result = env.run("submit", "python-script", "--code", str(code), *extra, "--json", extra_env=extra_env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["job_id"]
 
 
 def _status(env: Env, job_id: str) -> dict:
@@ -92,8 +78,8 @@ def test_a_corrupt_input_object_fails_the_job_before_the_command_starts(env: Env
     for name in ("a.bin", "b.bin"):
         store.put(env.bucket, f"inp/{name}", b"good bytes " + name.encode())
     store.put(env.bucket, "inp/corrupt.bin", b"these bytes changed", metadata={SHA256_META: "0" * 64})
-    code = _code(tmp_path, "print('COMMAND STARTED', flush=True)\n")
-    job_id = _submit(env, code, "--input", f"inp={env.uri('inp/')}")
+    code = code_folder(tmp_path, "print('COMMAND STARTED', flush=True)\n")
+    job_id = submit_script(env, code, "--input", f"inp={env.uri('inp/')}")
     status = _wait_final(env, job_id)
     assert status["state"] == "FAILED"
     assert status["reason"] == "staging input data failed: 1 of 3 files: inp/corrupt.bin: wrong checksum"
@@ -109,8 +95,8 @@ def test_an_unsafe_key_under_an_input_prefix_fails_the_job(env: Env, tmp_path: P
         env.boto().put_object(Bucket=env.bucket, Key="inp/evil\\name", Body=b"x")
     else:  # the local store refuses such a key: put the file there as another program could
         (store.root / env.bucket / "inp" / "evil\\name").write_bytes(b"x")
-    code = _code(tmp_path, "print('COMMAND STARTED', flush=True)\n")
-    job_id = _submit(env, code, "--input", f"inp={env.uri('inp/')}")
+    code = code_folder(tmp_path, "print('COMMAND STARTED', flush=True)\n")
+    job_id = submit_script(env, code, "--input", f"inp={env.uri('inp/')}")
     status = _wait_final(env, job_id)
     assert status["state"] == "FAILED"
     assert status["reason"] == "staging input data failed: 1 of 2 files: inp/evil\\name: unsafe key, refused"
@@ -127,7 +113,7 @@ def test_an_output_that_cannot_be_uploaded_fails_the_job_listing_what_did_upload
         proxy = None
         extra = {"JOBSUB_OUTPUT_UPLOAD_ATTEMPTS": "2"}
         blocker = str(env.store().root / env.bucket / "runs" / "out" / "fail.txt" / "blocker")
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os\n"
         "out = os.environ['JOBSUB_OUTPUT_DIR']\n"
@@ -138,7 +124,7 @@ def test_an_output_that_cannot_be_uploaded_fails_the_job_listing_what_did_upload
         f"    open({blocker!r}, 'w').write('x')\n",
     )
     try:
-        job_id = _submit(env, code, "--output", shared, extra_env=extra)
+        job_id = submit_script(env, code, "--output", shared, extra_env=extra)
         status = _wait_final(env, job_id, 240)
     finally:
         if proxy:
@@ -156,13 +142,13 @@ def test_a_replaced_code_archive_is_refused_by_the_runtime_and_uploaded_again_by
 ) -> None:
     from jobsub.jobs.packaging import pack_code
 
-    code = _code(tmp_path, "print('the real code', flush=True)\n")
+    code = code_folder(tmp_path, "print('the real code', flush=True)\n")
     first = env.run("submit", "python-script", "--code", str(code), "--follow")
     assert first.returncode == 0 and "the real code" in first.stdout
     job_id = first.stdout.splitlines()[0]
     archive_uri = _record(env, job_id).read_job()["code"]["uri"]
     key = archive_uri.split("/", 3)[3]
-    evil, _, _ = pack_code(_code(tmp_path, "print('EVIL CODE', flush=True)\n", name="evil"))
+    evil, _, _ = pack_code(code_folder(tmp_path, "print('EVIL CODE', flush=True)\n", name="evil"))
     env.store().put(env.bucket, key, evil)
 
     _copy_job(env, job_id, "again-20261125-000000-abcd")
@@ -208,7 +194,7 @@ def test_a_value_reaches_the_command_as_one_word_the_shell_never_parses(env: Env
 
 @pytest.mark.parametrize("bad", ["/tmp/x", "../../x", "a-b", "9lives"])
 def test_input_names_outside_the_rule_are_refused_at_submit(env: Env, tmp_path: Path, bad: str) -> None:
-    code = _code(tmp_path, "print('hi')\n")
+    code = code_folder(tmp_path, "print('hi')\n")
     result = env.run("submit", "python-script", "--code", str(code), "--input", f"{bad}={env.uri('x/')}")
     assert result.returncode == 2
     assert f"input name {bad!r} is not allowed: names match [A-Za-z_][A-Za-z0-9_]*" in result.stderr
@@ -224,7 +210,7 @@ def test_param_names_outside_the_rule_are_refused_with_file_and_line(env: Env, t
 
 def test_the_runner_refuses_an_input_path_outside_its_work_folder(env: Env, tmp_path: Path) -> None:
     env.store().put(env.bucket, "inp/x.txt", b"x")
-    code = _code(tmp_path, "print('COMMAND STARTED', flush=True)\n")
+    code = code_folder(tmp_path, "print('COMMAND STARTED', flush=True)\n")
     result = env.run("submit", "python-script", "--code", str(code), "--follow")
     job_id = result.stdout.splitlines()[0]
     new_id = "escape-20261125-000000-abcd"
@@ -239,14 +225,14 @@ def test_the_runner_refuses_an_input_path_outside_its_work_folder(env: Env, tmp_
 
 # -- processes ---------------------------------------------------------------------------------------------
 def test_kill_9_of_the_runner_kills_the_job_and_its_children(env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, subprocess, time\n"
         "child = subprocess.Popen(['sleep', '600'])\n"
         "print(f'ready pgid={os.getpgid(0)} child={child.pid}', flush=True)\n"
         "time.sleep(600)\n",
     )
-    job_id = _submit(env, code)
+    job_id = submit_script(env, code)
     ready = poll(lambda: re.search(r"ready pgid=(\d+) child=(\d+)", env.run("logs", job_id).stdout), 60, 0.2, "start")
     pgid, child = int(ready.group(1)), int(ready.group(2))
     runner_pid = _status(env, job_id)["executor"]["pid"]
@@ -261,7 +247,7 @@ def test_kill_9_of_the_runner_kills_the_job_and_its_children(env: Env, tmp_path:
 
 
 def test_a_job_killed_by_a_signal_exits_128_plus_n(env: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "import os, signal\nprint('bye', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    code = code_folder(tmp_path, "import os, signal\nprint('bye', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
     result = env.run("submit", "python-script", "--code", str(code), "--follow")
     assert result.returncode == 137, result.stderr
     status = _status(env, result.stdout.splitlines()[0])
@@ -271,8 +257,8 @@ def test_a_job_killed_by_a_signal_exits_128_plus_n(env: Env, tmp_path: Path) -> 
 def test_cancel_during_staging_stops_within_the_grace_period(env: Env, tmp_path: Path) -> None:
     big = write_random(tmp_path / "big.bin", 48 * 1024 * 1024)
     env.run("upload", str(big), env.uri("inp/big.bin"), "-q", check=True)
-    code = _code(tmp_path, "print('COMMAND STARTED', flush=True)\n")
-    job_id = _submit(
+    code = code_folder(tmp_path, "print('COMMAND STARTED', flush=True)\n")
+    job_id = submit_script(
         env,
         code,
         "--input",
@@ -290,12 +276,12 @@ def test_cancel_during_staging_stops_within_the_grace_period(env: Env, tmp_path:
 
 
 def test_a_second_runner_exits_and_never_runs_the_command_twice(env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import time\nprint('COMMAND STARTED', flush=True)\n"
         "for i in range(40):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)\n",
     )
-    job_id = _submit(env, code)
+    job_id = submit_script(env, code)
     poll(lambda: "COMMAND STARTED" in env.run("logs", job_id).stdout, 60, 0.2, "the job to start")
     first = _status(env, job_id)["executor"]
     second = _run_runtime(env, job_id, tmp_path / "second-work", timeout=60)
@@ -353,7 +339,7 @@ def test_debug_output_never_shows_credentials_from_a_shared_credentials_file(s3e
 
 # -- smaller ------------------------------------------------------------------------------------------------
 def test_results_survives_a_malformed_metrics_file(env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os\nopen(os.path.join(os.environ['JOBSUB_OUTPUT_DIR'], 'metrics.json'), 'w').write('{not json')\n",
     )
@@ -391,7 +377,7 @@ def test_spec_errors_exit_2_with_file_and_line(env: Env, tmp_path: Path, content
 
 
 def test_python_script_args_are_not_word_split_by_the_shell_or_globbed(env: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "import sys\nprint('ARGV', sys.argv[1:], flush=True)\n")
+    code = code_folder(tmp_path, "import sys\nprint('ARGV', sys.argv[1:], flush=True)\n")
     (code / "other.py").write_text("")
     marker = tmp_path / "INJECTED"
     args = f"--name 'two words' * $(touch {marker}) \"$HOME\""
@@ -403,7 +389,7 @@ def test_python_script_args_are_not_word_split_by_the_shell_or_globbed(env: Env,
 
 
 def test_a_symlink_leaving_the_code_folder_is_refused_at_submit(env: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "print('hi')\n")
+    code = code_folder(tmp_path, "print('hi')\n")
     (code / "data").symlink_to("/etc")
     result = env.run("submit", "python-script", "--code", str(code))
     assert result.returncode == 2
@@ -420,7 +406,7 @@ def test_the_signal_handler_takes_no_lock_the_interrupted_code_may_hold(env: Env
 
     from jobsub.runtime.runner import Runner
 
-    code = _code(tmp_path, "print('hi')\n")
+    code = code_folder(tmp_path, "print('hi')\n")
     result = env.run("submit", "python-script", "--code", str(code), "--follow")
     job_id = result.stdout.splitlines()[0]
     _copy_job(env, job_id, "sig-20261125-000000-abcd")
@@ -443,7 +429,7 @@ def test_secret_env_reaches_the_job_but_no_record_log_or_file(env: Env, tmp_path
     import hashlib
 
     value = "s3cr3t-Value-0123456789"
-    code = _code(  # the code holds only a hash of the value: the value itself must appear nowhere
+    code = code_folder(  # the code holds only a hash of the value: the value itself must appear nowhere
         tmp_path,
         "import hashlib, os\nv = os.environ['MY_DB_PASSWORD']\nprint('has secret', hashlib.sha256(v.encode())"
         f".hexdigest() == {hashlib.sha256(value.encode()).hexdigest()!r}, flush=True)\n"
@@ -477,9 +463,9 @@ def test_secret_env_reaches_the_job_but_no_record_log_or_file(env: Env, tmp_path
 
 
 def test_a_runner_that_dies_before_starting_fails_the_job_and_logs_f_ends(env: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "print('COMMAND STARTED', flush=True)\n")
+    code = code_folder(tmp_path, "print('COMMAND STARTED', flush=True)\n")
     # an unreadable tunable makes the runner crash on import, before it writes anything
-    job_id = _submit(env, code, extra_env={"JOBSUB_HEARTBEAT_SECONDS": "banana"})
+    job_id = submit_script(env, code, extra_env={"JOBSUB_HEARTBEAT_SECONDS": "banana"})
     followed = env.run("logs", "-f", job_id, timeout=60)
     assert followed.returncode == 1
     status = _status(env, job_id)
@@ -493,7 +479,7 @@ def test_a_runner_that_never_started_turns_failed_after_60_s(env: Env, tmp_path:
 
     from jobsub.jobs.records import JobStatus
 
-    code = _code(tmp_path, "print('hi')\n")
+    code = code_folder(tmp_path, "print('hi')\n")
     job_id = env.run("submit", "python-script", "--code", str(code), "--follow").stdout.splitlines()[0]
     new_id = "ghost-20261125-000000-abcd"
     _copy_job(env, job_id, new_id)
@@ -511,14 +497,14 @@ def test_a_runner_that_never_started_turns_failed_after_60_s(env: Env, tmp_path:
 
 
 def test_cancel_of_a_lost_job_kills_what_is_left_and_says_so(env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, subprocess, time\n"
         "child = subprocess.Popen(['sleep', '600'])\n"
         "print(f'ready pgid={os.getpgid(0)} child={child.pid}', flush=True)\n"
         "time.sleep(600)\n",
     )
-    job_id = _submit(env, code)
+    job_id = submit_script(env, code)
     ready = poll(lambda: re.search(r"ready pgid=(\d+) child=(\d+)", env.run("logs", job_id).stdout), 60, 0.2, "start")
     pgid, child = int(ready.group(1)), int(ready.group(2))
     runner_pid = _status(env, job_id)["executor"]["pid"]
@@ -538,7 +524,7 @@ def test_cancel_of_a_lost_job_kills_what_is_left_and_says_so(env: Env, tmp_path:
 
 
 def test_log_lines_keep_flowing_while_outputs_upload(env: Env, tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, time\n"
         "with open(os.path.join(os.environ['JOBSUB_OUTPUT_DIR'], 'checkpoint.bin'), 'wb') as f:\n"
@@ -548,7 +534,9 @@ def test_log_lines_keep_flowing_while_outputs_upload(env: Env, tmp_path: Path) -
         "    print(f'tick {time.time():.3f}', flush=True)\n"
         "    time.sleep(0.2)\n",
     )
-    job_id = _submit(env, code, extra_env={"JOBSUB_OUTPUT_SYNC_SECONDS": "1", "JOBSUB_OUTPUT_MAX_BANDWIDTH": "8MiB"})
+    job_id = submit_script(
+        env, code, extra_env={"JOBSUB_OUTPUT_SYNC_SECONDS": "1", "JOBSUB_OUTPUT_MAX_BANDWIDTH": "8MiB"}
+    )
     follower = env.popen("logs", "-f", job_id, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     delays: list[tuple[float, bool]] = []
     uploading = False
@@ -591,7 +579,7 @@ def test_without_conditional_writes_the_claim_is_a_lease_checked_before_status_w
     from jobsub.runtime.runner import Runner
     from jobsub.uri import ObjectURI
 
-    code = _code(tmp_path, "print('hi')\n")
+    code = code_folder(tmp_path, "print('hi')\n")
     job_id = env.run("submit", "python-script", "--code", str(code), "--follow").stdout.splitlines()[0]
     _copy_job(env, job_id, "lease-20261125-000000-abcd")
     store = _NoConditionalWrites(env.store())

@@ -12,8 +12,10 @@ pair the harness supports; a case that needs a capability a kind lacks skips wit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Env
@@ -66,3 +68,22 @@ def configure(env: Env, harness: ExecutorHarness) -> None:
             data[key] = value
     config.profiles[name] = type(profile).model_validate(data)
     save_config(config, config_file())
+
+
+def processes_with_env(variable: str, value: str) -> dict[int, bytes]:
+    """Live processes on this machine whose environment holds VARIABLE=VALUE, with their command lines (Linux
+    /proc; zombies and this test process left out). How the harnesses find what is left of a job."""
+    marker = f"{variable}={value}".encode()
+    found: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in environ.split(b"\0") and state not in ("Z", "X"):
+            found[int(entry.name)] = cmdline
+    return found

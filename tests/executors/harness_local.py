@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.executors.harness import KILL_RUNNER, ExecutorHarness
+from tests.executors.harness import KILL_RUNNER, ExecutorHarness, processes_with_env
 
 
 def _kill(handle: dict[str, Any]) -> None:
@@ -18,19 +18,7 @@ def _kill(handle: dict[str, Any]) -> None:
 
 def _job_processes(job_id: str) -> list[int]:
     """Processes whose environment names this job: the runner's command and anything it started."""
-    marker = f"JOBSUB_JOB_ID={job_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in environ.split(b"\0") and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+    return list(processes_with_env("JOBSUB_JOB_ID", job_id))
 
 
 def _gone(handle: dict[str, Any]) -> bool:

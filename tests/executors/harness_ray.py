@@ -36,7 +36,7 @@ import requests
 
 from tests.backends import backend_unavailable
 from tests.conftest import free_port
-from tests.executors.harness import KILL_RUNNER, ExecutorHarness
+from tests.executors.harness import KILL_RUNNER, ExecutorHarness, processes_with_env
 
 #: the variable the test profile names for the Authorization header (not JOBSUB_*: those go to runners)
 AUTH_VAR = "TEST_RAY_AUTHORIZATION"
@@ -176,25 +176,12 @@ def start_ray_cluster(root: Path, cpus: int = 2) -> RayCluster:
 def job_processes(job_id: str, runtime_only: bool = False) -> list[int]:
     """Live processes of a job: those whose environment carries JOBSUB_JOB_ID=<job id>, except Ray's own
     worker processes (the job's supervisor actor runs with the job's runtime_env too)."""
-    marker = f"JOBSUB_JOB_ID={job_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker not in environ.split(b"\0") or state in ("Z", "X"):
-            continue
-        if cmdline.startswith(b"ray::") or b"default_worker.py" in cmdline:
-            continue
-        if runtime_only and b"jobsub.runtime" not in cmdline:
-            continue
-        found.append(int(entry.name))
-    return found
+    return [
+        pid
+        for pid, cmdline in processes_with_env("JOBSUB_JOB_ID", job_id).items()
+        if not (cmdline.startswith(b"ray::") or b"default_worker.py" in cmdline)
+        and (not runtime_only or b"jobsub.runtime" in cmdline)
+    ]
 
 
 def _job_id(handle: dict[str, Any]) -> str:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.backends import backend_unavailable
-from tests.executors.harness import KILL_RUNNER, MEMORY_LIMIT, ExecutorHarness
+from tests.executors.harness import KILL_RUNNER, MEMORY_LIMIT, ExecutorHarness, processes_with_env
 from tests.executors.slurm_cluster import (
     INSTALL_HINT,
     ClusterError,
@@ -33,19 +32,7 @@ _LIVE = {"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPE
 
 def _job_processes(job_id: str) -> list[int]:
     """Pids on this machine (the node) whose environment says they belong to Slurm job `job_id`."""
-    marker = f"SLURM_JOB_ID={job_id}\0".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in environ and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+    return list(processes_with_env("SLURM_JOB_ID", job_id))
 
 
 @pytest.fixture(scope="session")

@@ -14,15 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, poll, write_random
+from tests.conftest import Env, code_folder, poll, write_random
 from tests.executors.harness import KILL_RUNNER, MEMORY_LIMIT, ExecutorHarness
-
-
-def _code(tmp_path: Path, body: str) -> Path:
-    folder = tmp_path / "src"
-    folder.mkdir(exist_ok=True)
-    (folder / "main.py").write_text(body)
-    return folder
 
 
 def _submit_args(harness: ExecutorHarness, code: Path, *extra: str) -> list[str]:
@@ -34,7 +27,7 @@ def test_follow_shows_every_line_once_in_order_and_exits_with_the_job_code(
     xenv: tuple[Env, ExecutorHarness], tmp_path: Path
 ) -> None:
     env, harness = xenv
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import sys\nfor i in range(200):\n    print(f'line {i}', flush=True)\nsys.exit(7)\n",
     )
@@ -50,7 +43,7 @@ def test_follow_shows_every_line_once_in_order_and_exits_with_the_job_code(
 
 def test_idempotent_submit_starts_one_job(xenv: tuple[Env, ExecutorHarness], tmp_path: Path) -> None:
     env, harness = xenv
-    code = _code(tmp_path, "print('hello')\n")
+    code = code_folder(tmp_path, "print('hello')\n")
     first = env.run_json(*_submit_args(harness, code, "--idempotency-key", "k1"))
     second = env.run_json(*_submit_args(harness, code, "--idempotency-key", "k1"))
     assert first["job_id"] == second["job_id"] and first["created"] and not second["created"]
@@ -81,7 +74,7 @@ def test_cancel_ends_cancelled_within_the_grace_period_and_leaves_nothing_runnin
     xenv: tuple[Env, ExecutorHarness], tmp_path: Path
 ) -> None:
     env, harness = xenv
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import signal, subprocess, time\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only the kill after the grace period stops it\n"
@@ -117,7 +110,7 @@ def test_runner_killed_from_outside_is_lost_and_leaves_nothing_running(
     env, harness = xenv
     if not harness.supports(KILL_RUNNER) or harness.kill_runner is None:
         pytest.skip(harness.notes.get(KILL_RUNNER, f"{harness.kind}: the runner cannot be killed from outside"))
-    code = _code(tmp_path, "import time\nprint('ready', flush=True)\ntime.sleep(600)\n")
+    code = code_folder(tmp_path, "import time\nprint('ready', flush=True)\ntime.sleep(600)\n")
     job_id = env.run_json(*_submit_args(harness, code))["job_id"]
     _wait_for_line(env, job_id, r"(?m)^ready$")
     handle = _handle(env, job_id)
@@ -140,7 +133,7 @@ def test_memory_limit_exceeded_fails_with_an_out_of_memory_reason(
     env, harness = xenv
     if not harness.supports(MEMORY_LIMIT):
         pytest.skip(harness.notes.get(MEMORY_LIMIT, f"{harness.kind} enforces no memory limit here"))
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import time\n"
         "print('allocating', flush=True)\n"
@@ -170,7 +163,7 @@ def test_local_inputs_are_staged_and_outputs_collected(xenv: tuple[Env, Executor
     write_random(data / odd, 3 << 20, seed=7)
     (data / "sub").mkdir()
     (data / "sub" / "small.txt").write_text("small\n")
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import hashlib, os, pathlib\n"
         "src = pathlib.Path(os.environ['JOBSUB_INPUT_DATA'])\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET, Env, make_env, poll
+from tests.conftest import SECRET, Env, code_folder, make_env, poll
 from tests.executors.harness import ExecutorHarness, configure
 
 pytest.importorskip("docker", reason="the docker SDK is not installed (pip install 'jobsub[docker]')")
@@ -36,13 +36,6 @@ def denv(request, tmp_path: Path, monkeypatch, docker_harness: ExecutorHarness) 
     return _env(request, tmp_path, monkeypatch, docker_harness, request.param)
 
 
-def _code(tmp_path: Path, body: str) -> Path:
-    folder = tmp_path / "src"
-    folder.mkdir(exist_ok=True)
-    (folder / "main.py").write_text(body)
-    return folder
-
-
 def _errors(stderr: str) -> list[str]:
     """The error lines (submit also prints its cost estimate on stderr); never a traceback."""
     assert "Traceback" not in stderr
@@ -61,7 +54,7 @@ def test_no_engine_is_one_line_with_exit_2_and_nothing_submitted(request, tmp_pa
     harness = ExecutorHarness(kind="docker", profile_settings={"executor": "docker", "docker": {}})
     env = _env(request, tmp_path, monkeypatch, harness, "local")
     env.vars["DOCKER_HOST"] = f"unix://{sock}"
-    code = _code(tmp_path, "print('never')\n")
+    code = code_folder(tmp_path, "print('never')\n")
     result = env.run("submit", "python-script", "--code", str(code), "--input", f"data={code}")
     assert result.returncode == 2, result.stderr
     assert _errors(result.stderr) == [
@@ -71,7 +64,7 @@ def test_no_engine_is_one_line_with_exit_2_and_nothing_submitted(request, tmp_pa
 
 
 def test_missing_image_and_gpus_without_nvidia_runtime_are_one_line_errors(denv: Env, tmp_path: Path) -> None:
-    code = _code(tmp_path, "print('never')\n")
+    code = code_folder(tmp_path, "print('never')\n")
     result = denv.run("submit", "python-script", "--code", str(code), "--set", "image=jobsub-nope:1")
     assert result.returncode == 2 and len(_errors(result.stderr)) == 1, result.stderr
     assert "image jobsub-nope:1 is not on the engine" in result.stderr and "jobsub image build" in result.stderr
@@ -96,7 +89,7 @@ def test_secrets_reach_the_container_environment_only(
 ) -> None:
     _, client = docker_engine
     env = _env(request, tmp_path, monkeypatch, docker_harness, "s3")
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, time\n"
         "print('secret length', len(os.environ.get('AWS_SECRET_ACCESS_KEY', '')), flush=True)\n"
@@ -127,7 +120,7 @@ def test_local_store_files_are_owned_by_the_user_and_the_container_is_removed(
 
     _, client = docker_engine
     env = _env(request, tmp_path, monkeypatch, docker_harness, "local")
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os\nopen(os.path.join(os.environ['JOBSUB_OUTPUT_DIR'], 'out.txt'), 'w').write('x')\n"
         "print('uid', os.getuid(), flush=True)\n",
@@ -156,7 +149,7 @@ def test_keep_leaves_the_finished_container_for_debugging(
             check=True)  # fmt: skip
     shown = env.run("profile", "show", check=True).stdout
     assert "executor: docker" in shown and "'keep': True" in shown
-    code = _code(tmp_path, "print('done')\n")
+    code = code_folder(tmp_path, "print('done')\n")
     result = env.run("submit", "python-script", "--code", str(code), "--follow", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     handle = _handle(env, result.stdout.splitlines()[0])

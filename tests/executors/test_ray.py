@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import KEY_ID, SECRET, Env, free_port, make_env, poll
+from tests.conftest import KEY_ID, SECRET, Env, code_folder, free_port, make_env, poll
 from tests.executors.harness import ExecutorHarness, configure
 from tests.executors.harness_ray import AUTH_VAR, RayCluster
 
@@ -30,13 +30,6 @@ def _ray_env(env: Env, harness: ExecutorHarness, **ray: object) -> Env:
     settings = {**harness.profile_settings, "ray": {**harness.profile_settings["ray"], **ray}}
     configure(env, ExecutorHarness(kind="ray", profile_settings=settings, cli_env=harness.cli_env))
     return env
-
-
-def _code(tmp_path: Path, body: str) -> Path:
-    folder = tmp_path / "src"
-    folder.mkdir(exist_ok=True)
-    (folder / "main.py").write_text(body)
-    return folder
 
 
 def _submit(env: Env, code: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -72,7 +65,7 @@ def test_unreachable_address_is_one_line_and_leaves_no_record(
 ) -> None:
     port = free_port()  # nothing listens there
     _ray_env(env, ray_harness, address=f"127.0.0.1:{port}")
-    line = _one_line_exit_2(_submit(env, _code(tmp_path, "print('x')\n")))
+    line = _one_line_exit_2(_submit(env, code_folder(tmp_path, "print('x')\n")))
     assert f"cannot reach the Ray dashboard at http://127.0.0.1:{port}" in line
     _no_jobs(env)
 
@@ -107,7 +100,7 @@ def test_an_address_without_the_jobs_api_is_one_line(
     env: Env, ray_harness: ExecutorHarness, not_ray: str, tmp_path: Path
 ) -> None:
     _ray_env(env, ray_harness, address=not_ray)
-    line = _one_line_exit_2(_submit(env, _code(tmp_path, "print('x')\n")))
+    line = _one_line_exit_2(_submit(env, code_folder(tmp_path, "print('x')\n")))
     assert f"{not_ray} has no Ray Jobs API (HTTP 404 on /api/version)" in line
     _no_jobs(env)
 
@@ -115,7 +108,7 @@ def test_an_address_without_the_jobs_api_is_one_line(
 def test_rejected_or_missing_credentials_name_the_variable(
     env: Env, ray_harness: ExecutorHarness, ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
-    code = _code(tmp_path, "print('x')\n")
+    code = code_folder(tmp_path, "print('x')\n")
     _ray_env(env, ray_harness)
     wrong = env.run("submit", "python-script", "--code", str(code), extra_env={AUTH_VAR: "Bearer wrong-token"})
     line = _one_line_exit_2(wrong)
@@ -150,7 +143,7 @@ def test_credentials_reach_the_runner_but_no_record(
     stores holds them. Ray itself shows runtime_env to dashboard users: that caveat is documented, and the
     last assertion pins it so the docs stay true."""
     env = _ray_env(s3env, ray_harness)
-    code = _code(tmp_path, "import os\nprint('key is', os.environ['AWS_SECRET_ACCESS_KEY'], flush=True)\n")
+    code = code_folder(tmp_path, "import os\nprint('key is', os.environ['AWS_SECRET_ACCESS_KEY'], flush=True)\n")
     result = env.run("--debug", "submit", "python-script", "--code", str(code), "--follow", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "key is ***" in result.stdout
@@ -199,7 +192,7 @@ def test_the_cluster_python_lacks_jobsub_and_the_shipped_one_runs(
 
     # a jobsub job runs the jobsub it shipped: unpacked by Ray from the uploaded package
     _ray_env(env, ray_harness)
-    code = _code(tmp_path, "import jobsub\nprint('jobsub from', jobsub.__file__, flush=True)\n")
+    code = code_folder(tmp_path, "import jobsub\nprint('jobsub from', jobsub.__file__, flush=True)\n")
     result = _submit(env, code, "--follow")
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("jobsub from"))
@@ -239,7 +232,7 @@ def test_profile_pip_requirements_are_installed_for_the_runner(
     if probe.returncode == 0:
         pytest.skip("tabulate is already on the cluster's Python; the test needs a package it lacks")
     _ray_env(env, ray_harness, pip=["tabulate"])
-    code = _code(tmp_path, "import tabulate\nprint(tabulate.tabulate([[1, 2]]), flush=True)\n")
+    code = code_folder(tmp_path, "import tabulate\nprint(tabulate.tabulate([[1, 2]]), flush=True)\n")
     result = _submit(env, code, "--follow", timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "-  -\n1  2\n-  -" in result.stdout
@@ -252,7 +245,7 @@ def test_a_job_waiting_for_resources_shows_why_in_status_and_jobs(
     """The cluster has no GPU, so a job asking for one stays PENDING on Ray: `status` and `jobs` say so
     (jobs asks Ray once for both). Cancelled, Ray stops it if it is ever scheduled (see docs)."""
     _ray_env(env, ray_harness)
-    code = _code(tmp_path, "print('ran')\n")
+    code = code_folder(tmp_path, "print('ran')\n")
     ids = [env.run_json("submit", "python-script", "--code", str(code), "--set", "resources.gpus=1")["job_id"]]
     ids.append(env.run_json("submit", "python-script", "--code", str(code), "--set", "resources.gpus=1")["job_id"])
     try:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.backends import backend_unavailable
-from tests.conftest import KEY_ID, SECRET, Env, make_env, poll
+from tests.conftest import KEY_ID, SECRET, Env, code_folder, make_env, poll, submit_script
 from tests.executors.harness import ExecutorHarness, configure
 from tests.executors.slurm_cluster import ClusterError, SlurmCluster
 
@@ -41,19 +41,6 @@ def senv(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
     return _slurm_env(request, tmp_path, monkeypatch)[0]
 
 
-def _code(tmp_path: Path, body: str) -> Path:
-    folder = tmp_path / "src"
-    folder.mkdir(exist_ok=True)
-    (folder / "main.py").write_text(body)
-    return folder
-
-
-def _submit(env: Env, code: Path, *extra: str, extra_env: dict[str, str] | None = None) -> str:
-    result = env.run("submit", "python-script", "--code", str(code), "--json", *extra, extra_env=extra_env)
-    assert result.returncode == 0, result.stderr
-    return str(json.loads(result.stdout)["job_id"])
-
-
 def _handle(env: Env, job_id: str) -> dict[str, Any]:
     from jobsub.config import resolve_profile
     from jobsub.jobs.records import JobRecord
@@ -76,20 +63,23 @@ def _errors(result: subprocess.CompletedProcess) -> list[str]:
 
 
 def _held_job(senv: Env, tmp_path: Path, *extra: str) -> str:
-    return _submit(senv, _code(tmp_path, "print('ran')\n"), "--set", "timeout=10m", *extra)
+    return submit_script(senv, code_folder(tmp_path, "print('ran')\n"), "--set", "timeout=10m", *extra)
 
 
 def test_queued_job_shows_the_queue_reason_in_status_follow_and_jobs_then_runs(
     senv: Env, slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
     """The node has 2 CPUs: a 2-CPU job holds it, and a second one waits with Slurm's reason 'Resources'."""
-    busy = _submit(
-        senv, _code(tmp_path, "import time\nprint('busy', flush=True)\ntime.sleep(600)\n"), "--set", "resources.cpus=2"
+    busy = submit_script(
+        senv,
+        code_folder(tmp_path, "import time\nprint('busy', flush=True)\ntime.sleep(600)\n"),
+        "--set",
+        "resources.cpus=2",
     )
     poll(lambda: "busy" in senv.run("logs", busy).stdout, 120, 0.3, "the first job running")
     (tmp_path / "second").mkdir()
-    waiting = _submit(
-        senv, _code(tmp_path / "second", "print('second ran', flush=True)\n"), "--set", "resources.cpus=2"
+    waiting = submit_script(
+        senv, code_folder(tmp_path / "second", "print('second ran', flush=True)\n"), "--set", "resources.cpus=2"
     )
     status = poll(
         lambda: (s := senv.run_json("status", waiting))["status"]["reason"] == "queued: Resources" and s,
@@ -160,7 +150,7 @@ def test_a_partition_that_does_not_exist_fails_before_any_upload_with_sbatch_rea
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env, _ = _slurm_env(request, tmp_path, monkeypatch, partition="nope")
-    result = env.run("submit", "python-script", "--code", str(_code(tmp_path, "print(1)\n")))
+    result = env.run("submit", "python-script", "--code", str(code_folder(tmp_path, "print(1)\n")))
     assert result.returncode == 2
     assert len(_errors(result)) == 1 and "invalid partition" in result.stderr.lower(), result.stderr
     assert env.run_json("jobs") == []  # no record, nothing uploaded
@@ -169,7 +159,7 @@ def test_a_partition_that_does_not_exist_fails_before_any_upload_with_sbatch_rea
 def test_missing_slurm_commands_and_a_silent_controller_are_one_line_errors(
     senv: Env, slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
-    code = _code(tmp_path, "print(1)\n")
+    code = code_folder(tmp_path, "print(1)\n")
     empty = tmp_path / "bin"
     empty.mkdir()
     result = senv.run("submit", "python-script", "--code", str(code), extra_env={"PATH": str(empty)})
@@ -192,13 +182,13 @@ def test_credentials_reach_the_job_but_no_file_on_disk_outside_the_controller_st
 ) -> None:
     """On the S3 store the runner needs the resolved credentials: the job succeeding proves they arrived."""
     env, harness = _slurm_env(request, tmp_path, monkeypatch, store="s3")
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, hashlib\n"
         "print('key id sha', hashlib.sha256(os.environ['AWS_ACCESS_KEY_ID'].encode()).hexdigest()[:12])\n"
         "print('secret sha', hashlib.sha256(os.environ['AWS_SECRET_ACCESS_KEY'].encode()).hexdigest()[:12])\n",
     )
-    job_id = _submit(env, code)
+    job_id = submit_script(env, code)
     done = env.run("logs", "-f", job_id, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"key id sha {hashlib.sha256(KEY_ID.encode()).hexdigest()[:12]}" in done.stdout
@@ -227,8 +217,8 @@ def test_setup_lines_run_first_and_a_work_root_with_shell_metacharacters_stays_a
     odd = tmp_path / "runs dir" / "a b;$(touch PWNED)'q'"
     setup = ["export GREETING='hello from setup'", "cd /"]
     env, _ = _slurm_env(request, tmp_path, monkeypatch, work_root=str(odd), setup=setup)
-    code = _code(tmp_path, "import os\nprint('greeting:', os.environ['GREETING'], flush=True)\n")
-    job_id = _submit(env, code)
+    code = code_folder(tmp_path, "import os\nprint('greeting:', os.environ['GREETING'], flush=True)\n")
+    job_id = submit_script(env, code)
     done = env.run("logs", "-f", job_id, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "greeting: hello from setup" in done.stdout
@@ -262,7 +252,7 @@ def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
     """The runtime runs once (node 0) and srun starts the command on each node; one failing node fails it."""
     env, _ = _slurm_env(request, tmp_path, monkeypatch)
     env.vars.update(two_nodes.env)
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, sys, time\n"
         "rank = int(os.environ['JOBSUB_NODE_RANK'])\n"
@@ -271,7 +261,7 @@ def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
         f"if rank == {failing_rank}:\n    sys.exit(3)\n"
         f"time.sleep({0 if failing_rank is None else 600})\n",
     )
-    job_id = _submit(env, code, "--set", "resources.nodes=2")
+    job_id = submit_script(env, code, "--set", "resources.nodes=2")
     done = env.run("logs", "-f", job_id, timeout=180)
     ranks = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
     first = two_nodes.node_names[0]
@@ -290,13 +280,13 @@ def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
 def test_a_machine_without_slurm_commands_follows_a_job_from_its_record(senv: Env, tmp_path: Path) -> None:
     """Another machine with only the profile (no squeue there): status and logs -f work from the record."""
     go = tmp_path / "go"  # the node is this machine: the job waits for the test to say go
-    code = _code(
+    code = code_folder(
         tmp_path,
         "import os, time\nprint('first', flush=True)\n"
         f"deadline = time.time() + 120\nwhile not os.path.exists({str(go)!r}) and time.time() < deadline:\n"
         "    time.sleep(0.1)\nprint('last', flush=True)\n",
     )
-    job_id = _submit(senv, code)
+    job_id = submit_script(senv, code)
     laptop = {"PATH": str(tmp_path / "no-slurm-here")}
     poll(lambda: "first" in senv.run("logs", job_id, extra_env=laptop).stdout, 120, 0.3, "the first line")
     status = senv.run("status", job_id, "--json", extra_env=laptop)
@@ -312,7 +302,7 @@ def test_a_node_without_the_runtime_fails_the_job_with_the_scripts_exit_code_and
 ) -> None:
     """A wrong `python` (or a failing setup line) ends the batch job before the runner exists: not LOST."""
     env, _ = _slurm_env(request, tmp_path, monkeypatch, python=str(tmp_path / "no" / "python3"))
-    job_id = _submit(env, _code(tmp_path, "print('never')\n"))
+    job_id = submit_script(env, code_folder(tmp_path, "print('never')\n"))
     status = poll(
         lambda: (s := env.run_json("status", job_id)["status"])["state"] in ("FAILED", "LOST") and s, 120, 0.5, "end"
     )
@@ -352,10 +342,10 @@ def test_container_prefix_runs_the_runtime_inside_it_with_the_jobs_image(
     fake.write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" > {seen}\nshift 3\nexec "$@"\n')
     fake.chmod(0o755)
     env, _ = _slurm_env(request, tmp_path, monkeypatch, container=f"{fake} exec --nv {{image}}")
-    code = _code(tmp_path, "print('inside', flush=True)\n")
+    code = code_folder(tmp_path, "print('inside', flush=True)\n")
     missing = env.run("submit", "python-script", "--code", str(code))
     assert missing.returncode == 2 and "needs the job's image" in _errors(missing)[0], missing.stderr
-    job_id = _submit(env, code, "--set", "image=docker://org/train:1 x")
+    job_id = submit_script(env, code, "--set", "image=docker://org/train:1 x")
     done = env.run("logs", "-f", job_id, timeout=180)
     assert done.returncode == 0 and "inside" in done.stdout, done.stdout + done.stderr
     args = seen.read_text().splitlines()
