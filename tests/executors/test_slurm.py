@@ -252,13 +252,22 @@ def test_a_two_node_allocation_runs_the_command_once_per_node_with_its_rank(
     """The runtime runs once (node 0) and srun starts the command on each node; one failing node fails it."""
     env, _ = _slurm_env(request, tmp_path, monkeypatch)
     env.vars.update(two_nodes.env)
+    # Both "nodes" are this machine, so a folder here is shared: the failing rank exits only once every rank
+    # has printed (srun kills the other ranks as soon as one fails; their line must already be out).
+    printed = tmp_path / "printed"
+    printed.mkdir()
     code = code_folder(
         tmp_path,
         "import os, sys, time\n"
         "rank = int(os.environ['JOBSUB_NODE_RANK'])\n"
         "nodes, here = os.environ['JOBSUB_NNODES'], os.environ['SLURMD_NODENAME']\n"
         "print(f'rank {rank} of {nodes} on {here}, master {os.environ[\"MASTER_ADDR\"]}', flush=True)\n"
-        f"if rank == {failing_rank}:\n    sys.exit(3)\n"
+        f"open(os.path.join({str(printed)!r}, str(rank)), 'w').close()\n"
+        f"if rank == {failing_rank}:\n"
+        "    deadline = time.time() + 120\n"
+        f"    while len(os.listdir({str(printed)!r})) < int(nodes) and time.time() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "    sys.exit(3)\n"
         f"time.sleep({0 if failing_rank is None else 600})\n",
     )
     job_id = submit_script(env, code, "--set", "resources.nodes=2")
