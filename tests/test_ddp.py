@@ -114,6 +114,8 @@ def train_entry(*args: str, processes: int | None = None, env: dict[str, str] | 
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("JOBSUB_")},
             "OMP_NUM_THREADS": "1",
+            # a count asked for is a CPU (gloo) run: on a GPU machine it would ask for that many GPUs
+            **({"CUDA_VISIBLE_DEVICES": ""} if processes else {}),
             **(env or {}),
         },
     )
