@@ -63,6 +63,16 @@ def start_moto(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Pope
     return proc, f"http://127.0.0.1:{port}"
 
 
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """`Env.apply()` points this process at one test's user dirs and credentials; the next test starts clean."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     proc, url = start_moto()
