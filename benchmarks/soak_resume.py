@@ -79,8 +79,16 @@ def object_state(s3, key: str) -> tuple[str | None, str | None]:
 
 
 def parts_on_server(s3, key: str) -> int:
+    """Parts stored for `key`'s pending uploads. A request sent before the kill may still complete (or abort)
+    an upload between the listing and ListParts: that upload then holds no part for the rerun to reuse."""
     uploads = [u for u in s3.list_multipart_uploads(Bucket="soak").get("Uploads", []) if u["Key"] == key]
-    return sum(len(s3.list_parts(Bucket="soak", Key=key, UploadId=u["UploadId"]).get("Parts", [])) for u in uploads)
+    stored = 0
+    for upload in uploads:
+        try:
+            stored += len(s3.list_parts(Bucket="soak", Key=key, UploadId=upload["UploadId"]).get("Parts", []))
+        except s3.exceptions.NoSuchUpload:
+            continue
+    return stored
 
 
 def kill_after(argv: list[str], env: dict[str, str], seconds: float) -> bool:

@@ -28,3 +28,20 @@ def test_demo_runs_end_to_end_on_the_default_profile(tmp_path: Path) -> None:
     image = next(line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("confusion matrix: "))
     assert Path(image).read_bytes()[:4] == b"\x89PNG"
     assert "news_entertainment" in result.stdout  # the per-class table
+
+
+def test_the_demo_checks_its_executor_before_building_or_uploading_anything(tmp_path: Path) -> None:
+    """No Docker engine behind DOCKER_HOST: one line that says so, exit 2, no checkpoint built, nothing stored."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBSUB_", "XDG_", "DOCKER_"))}
+    env.update({f"XDG_{d}_HOME": str(tmp_path / d.lower()) for d in ("CONFIG", "DATA", "STATE", "CACHE")})
+    env.update({"PYTHONPATH": str(REPO), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    work = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "jobsub", "demo", "--executor", "docker", "--work-dir", str(work)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"no Docker engine at unix://{tmp_path}/no-engine.sock" in result.stderr and "Traceback" not in result.stderr
+    assert not work.exists()
+    store = tmp_path / "data" / "jobsub" / "store"
+    assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))

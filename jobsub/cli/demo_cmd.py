@@ -35,7 +35,8 @@ def _step(app: App, number: int, text: str) -> None:
 def _run_job(app: App, service, spec, inputs: dict[str, str]) -> str:
     """Submit, follow the log live, and stop the demo with the job's reason if it did not succeed."""
     job_id, _ = service.submit(service.plan(spec, inputs), on_message=app.console.print)
-    app.console.print(f"job [bold]{job_id}[/bold]; following its log (`jobsub logs -f {job_id}`)")
+    where = service.describe(job_id)["executor"]
+    app.console.print(f"job [bold]{job_id}[/bold] on {where}; following its log (`jobsub logs -f {job_id}`)")
     status = follow_job(app, job_id, None, False)
     if status.cli_exit_code() != 0:
         raise JobError(f"job {job_id} ended {status.state.value}: {status.reason}")
@@ -48,14 +49,23 @@ def _run_job(app: App, service, spec, inputs: dict[str, str]) -> str:
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), help="Local folder for the demo files.")
 @click.option("--executor", metavar="KIND", help="Where the jobs run, e.g. docker (default: the profile's).")
 @click.option("--image", help="Image for container executors (default: the templates' jobsub-train:latest).")
+@click.option(
+    "--gpus",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="resources.gpus of both jobs. The demo's tiny model trains on the CPU in about a minute; with "
+    "--executor docker, a GPU needs the NVIDIA runtime on the engine.",
+)
 @pass_app
 def demo_command(
-    app: App, bucket: str, epochs: int, work_dir: Path | None, executor: str | None, image: str | None
+    app: App, bucket: str, epochs: int, work_dir: Path | None, executor: str | None, image: str | None, gpus: int
 ) -> None:
     """Run the TNEWS fine-tune + evaluate workflow end to end on this machine.
 
     Uses the current profile (the embedded local store and executor unless you chose another). With
     `--executor docker` both jobs run in the job image (build it first with `jobsub image build`).
+    The executor is checked (engine, image, scheduler) before anything is built or uploaded.
     """
     from jobsub.jobs.service import JobService
     from jobsub.jobs.spec import apply_sets
@@ -70,6 +80,18 @@ def demo_command(
             f"train_entry sources not found next to jobsub ({TRAIN_ENTRY}); install jobsub from its repository"
         )
     started = time.monotonic()
+    ckpt_uri = ObjectURI.parse(f"s3://{bucket}/checkpoints/tiny-char/")
+    data_uri = ObjectURI.parse(f"s3://{bucket}/data/tnews-sample/")
+    inputs = {"data": str(data_uri), "model": str(ckpt_uri)}
+    service = JobService(app.profile, app.store, app.profile_name, executor=executor)
+    job_sets = [f"resources.gpus={gpus}", *([f"image={image}"] if image else [])]
+    finetune_spec = apply_sets(
+        load_template("bert-finetune"),
+        [f"params.epochs={epochs}", "params.lr=0.002", "params.batch_size=32", "params.max_length=48",
+         "params.use_keywords=true", "params.save_steps=100", *job_sets],
+    )  # fmt: skip
+    # a missing engine, image or NVIDIA runtime is one line now, not after the checkpoint and the uploads
+    service.executor.check(service.launch_request(service.plan(finetune_spec, inputs)))
     work = work_dir or data_dir() / "demo"
     work.mkdir(parents=True, exist_ok=True)
     app.console.print(f"profile [bold]{app.profile_name}[/bold]: {app.store.description}; demo files in {work}")
@@ -85,8 +107,6 @@ def demo_command(
     app.console.print(f"checkpoint in {ckpt}")
 
     _step(app, 2, "uploading the checkpoint and the TNEWS sample")
-    ckpt_uri = ObjectURI.parse(f"s3://{bucket}/checkpoints/tiny-char/")
-    data_uri = ObjectURI.parse(f"s3://{bucket}/data/tnews-sample/")
     for source, dest in ((ckpt, ckpt_uri), (SAMPLE, data_uri)):
         subscribers, context = progress_for("upload", app.console, False)
         with context:
@@ -99,19 +119,12 @@ def demo_command(
     scripts = work / "scripts"
     shutil.rmtree(scripts, ignore_errors=True)
     shutil.copytree(TRAIN_ENTRY, scripts / "train_entry", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    service = JobService(app.profile, app.store, app.profile_name, executor=executor)
-    image_sets = [f"image={image}"] if image else []
-    spec = apply_sets(
-        load_template("bert-finetune"),
-        [f"params.epochs={epochs}", "params.lr=0.002", "params.batch_size=32", "params.max_length=48",
-         "params.use_keywords=true", "params.save_steps=100", *image_sets],
-    )  # fmt: skip
-    spec = spec.model_copy(update={"code": str(scripts)})
-    finetune_id = _run_job(app, service, spec, {"data": str(data_uri), "model": str(ckpt_uri)})
+    spec = finetune_spec.model_copy(update={"code": str(scripts)})
+    finetune_id = _run_job(app, service, spec, inputs)
 
     _step(app, 4, "submitting bert-evaluate on the fine-tuned model")
     outputs = service.outputs_uri(finetune_id)
-    spec = apply_sets(load_template("bert-evaluate"), ["params.use_keywords=true", "params.max_length=48", *image_sets])
+    spec = apply_sets(load_template("bert-evaluate"), ["params.use_keywords=true", "params.max_length=48", *job_sets])
     spec = spec.model_copy(update={"code": str(scripts)})
     evaluate_id = _run_job(app, service, spec, {"model": str(outputs.join("model").as_prefix()), "data": str(data_uri)})
 
