@@ -121,8 +121,12 @@ def upload_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], s3
     write_file(src, size, rng)
     key = f"up/{n}.bin"
     argv = [*JOBSUB, "upload", str(src), f"s3://soak/{key}", "--part-size", str(part), "-j", str(jobs)]
+    original = sha256_file(src)
     killed = kill_after([*argv, "--max-bandwidth", str(cap), "-q"], env, kill_at)
-    visible_early = object_state(s3, key)[0] is not None and killed
+    # S3 shows an object only once CompleteMultipartUpload succeeded: one visible after a kill that came in
+    # the last moments (completion sent, the process not yet exited) is fine when it holds the whole source
+    after_kill = object_state(s3, key)[0] if killed else None
+    visible_early_wrong = after_kill is not None and after_kill != original
     on_server = parts_on_server(s3, key)
     if edit:
         before = src.stat()
@@ -137,7 +141,9 @@ def upload_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], s3
     expected = sha256_file(src)
     resent = None
     if "error" not in summary and not edit:
-        resent = summary["parts_sent"] - (total - on_server)
+        # nothing is missing when the first run finished (or completed the object before the kill landed)
+        missing = 0 if not killed or after_kill is not None else total - on_server
+        resent = summary["parts_sent"] - missing
     return {
         "kind": "upload",
         "size": size,
@@ -151,8 +157,9 @@ def upload_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], s3
         "parts_sent_on_rerun": summary.get("parts_sent"),
         "resent_beyond_missing": resent,
         "error": summary.get("error"),
+        "complete_before_kill_landed": after_kill is not None,
         "corrupt": actual is not None and meta is not None and actual != meta,
-        "wrong": actual != expected or visible_early,
+        "wrong": actual != expected or visible_early_wrong,
     }
 
 
@@ -175,9 +182,10 @@ def download_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], 
         recorded = len(json.loads(journal.read_text())["done"])
     except (OSError, ValueError, KeyError):
         recorded = 0
+    finished = not killed or (dest.exists() and not journal.exists())  # done before the kill landed
     summary = rerun(argv, env)
     total = -(-size // part)
-    resent = None if "error" in summary else summary["parts_sent"] - (total - recorded)
+    resent = None if "error" in summary else summary["parts_sent"] - (0 if finished else total - recorded)
     wrong = not dest.exists() or sha256_file(dest) != sha256_file(src) or early
     result = {
         "kind": "download",
@@ -236,6 +244,7 @@ def main() -> None:
         "uploads": sum(t["kind"] == "upload" for t in trials),
         "downloads": sum(t["kind"] == "download" for t in trials),
         "killed_mid_transfer": sum(t["killed_mid_transfer"] for t in trials),
+        "uploads_complete_before_the_kill_landed": sum(bool(t.get("complete_before_kill_landed")) for t in trials),
         "edited_between_runs": sum(bool(t["edit"]) for t in trials),
         "corrupt": sum(t["corrupt"] for t in trials),
         "wrong": sum(t["wrong"] for t in trials),
