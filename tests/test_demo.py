@@ -14,11 +14,18 @@ from tests.conftest import REPO
 pytest.importorskip("transformers")
 
 
-@pytest.mark.slow
-def test_demo_runs_end_to_end_on_the_default_profile(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBSUB_", "XDG_"))}
+def fresh_user(tmp_path: Path, *dropped: str) -> dict[str, str]:
+    """The environment of a new user of this machine: own config/data/state/cache dirs, no profile, no AWS
+    or JOBSUB_ settings (nor any other prefix in `dropped`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBSUB_", "XDG_", *dropped))}
     env.update({f"XDG_{d}_HOME": str(tmp_path / d.lower()) for d in ("CONFIG", "DATA", "STATE", "CACHE")})
     env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_on_the_default_profile(tmp_path: Path) -> None:
+    env = fresh_user(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "jobsub", "demo", "--epochs", "1"], env=env, capture_output=True, text=True, timeout=600
     )
@@ -32,9 +39,7 @@ def test_demo_runs_end_to_end_on_the_default_profile(tmp_path: Path) -> None:
 
 def test_the_demo_checks_its_executor_before_building_or_uploading_anything(tmp_path: Path) -> None:
     """No Docker engine behind DOCKER_HOST: one line that says so, exit 2, no checkpoint built, nothing stored."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBSUB_", "XDG_", "DOCKER_"))}
-    env.update({f"XDG_{d}_HOME": str(tmp_path / d.lower()) for d in ("CONFIG", "DATA", "STATE", "CACHE")})
-    env.update({"PYTHONPATH": str(REPO), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    env = {**fresh_user(tmp_path, "DOCKER_"), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     work = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "jobsub", "demo", "--executor", "docker", "--work-dir", str(work)],
