@@ -26,8 +26,12 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Two pytest-xdist workers (most tests wait on servers and processes); the tests that use dockerd, Ray or Slurm
+# stay on one worker each (`--dist loadgroup`, tests/conftest.py). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Benchmarks are not part of CI: they compare jobsub with its peers in one run (see docs/performance.md)
 bench: setup

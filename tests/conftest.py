@@ -341,3 +341,37 @@ def submit_script(env: Env, code: Path, *extra: str, extra_env: dict[str, str] |
     result = env.run("submit", "python-script", "--code", str(code), *extra, "--json", extra_env=extra_env)
     assert result.returncode == 0, result.stderr
     return str(json.loads(result.stdout)["job_id"])
+
+
+#: Session fixtures that start a daemon that cannot run twice on one machine (one dockerd owns the docker0
+#: bridge and its iptables chains) or that costs too much to start twice (a Ray head is ~700 MB): every test
+#: that uses one is kept on one pytest-xdist worker (`-n N --dist loadgroup`, see the Makefile).
+HEAVY_FIXTURE_GROUPS = {
+    "docker_engine": "docker",
+    "docker_harness": "docker",
+    "ray_cluster": "ray",
+    "ray_harness": "ray",
+    "slurm_cluster": "slurm",
+    "slurm_harness": "slurm",
+}
+
+
+def heavy_group(item: pytest.Item) -> str | None:
+    """The daemon group of a test: by the fixtures it names, or by the executor kind of a conformance case."""
+    for name in getattr(item, "fixturenames", ()):
+        if name in HEAVY_FIXTURE_GROUPS:
+            return HEAVY_FIXTURE_GROUPS[name]
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        for value in callspec.params.values():
+            kind = value[0] if isinstance(value, tuple) and value else value
+            if isinstance(kind, str) and f"{kind}_harness" in HEAVY_FIXTURE_GROUPS:
+                return HEAVY_FIXTURE_GROUPS[f"{kind}_harness"]
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = heavy_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
