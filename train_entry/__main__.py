@@ -237,6 +237,14 @@ def _mindspore_args(sub) -> None:
     exporter.add_argument(
         "--prefix", default="bert.bert.", help="name prefix of BertModel's tensors (default: %(default)s)"
     )
+    exporter.add_argument(
+        "--names",
+        choices=("1.x", "2.x"),
+        default="2.x",
+        help="model-zoo generation to name the embeddings for: 1.x = MindSpore r0.x-r1.1's zoo (2020, "
+        "bert_embedding_postprocessor.embedding_table / .full_position_embeddings), 2.x = r1.2 on, today's "
+        "(default: %(default)s)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-mindspore":
             from train_entry.mindspore_convert import export_mindspore
 
-            result = export_mindspore(Path(args.model), Path(args.output), args.prefix)
+            result = export_mindspore(Path(args.model), Path(args.output), args.prefix, args.names)
         else:
             from train_entry.pretrain import pretrain
 
