@@ -193,7 +193,7 @@ def test_a_1x_file_missing_an_old_table_lists_it_by_its_old_name(tmp_path: Path,
     partial = tmp_path / "partial.ckpt"
     _rewrite(partial, lambda n: None if n == OLD_POSITIONS else n)
     code, _, _, err = run_import(partial, tmp_path / "m", capsys)
-    assert code == 2 and "1 required BERT weights of the 1.x model-zoo generation are missing" in err
+    assert code == 2 and "1 required BERT weights are missing (model-zoo generation 1.x names)" in err
     assert OLD_POSITIONS in err
 
 

@@ -319,6 +319,8 @@ def _safetensors_entry(path: Path, name: str, info: Any, data_start: int, data_s
 
 def _index_any(path: Path) -> tuple[list[Entry], str]:
     """A .ckpt, or the safetensors file MindSpore 2.x writes with save_checkpoint(format='safetensors')."""
+    if path.suffix == ".safetensors":  # its own reader's messages, even when the header is too damaged to sniff
+        return read_safetensors_index(path), "safetensors"
     try:
         return index(path), "ckpt"
     except CheckpointError as exc:
@@ -367,11 +369,14 @@ def import_mindspore(
         )
     if plan.missing:
         raise DataError(
-            f"{ckpt}: {len(plan.missing)} required BERT weights of the {plan.generation} model-zoo generation are "
-            f"missing: {_names(plan.missing)}"
+            f"{ckpt}: {len(plan.missing)} required BERT weights are missing (model-zoo generation "
+            f"{plan.generation} names): {_names(plan.missing)}"
         )
     by_name = {e.name: e for e in entries}
-    config, notes = infer_config(plan, by_name, config_file, preset, num_heads)
+    try:
+        config, notes = infer_config(plan, by_name, config_file, preset, num_heads)
+    except DataError as exc:
+        raise DataError(f"{ckpt}: {exc}") from exc
     for ms_name, hf_name in plan.mapping.items():
         entry = by_name[ms_name]
         want = expected_shape(hf_name, config)
