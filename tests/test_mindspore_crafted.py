@@ -86,6 +86,9 @@ def ckpt_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
     add("type-200", "the tensor type of big", extra=raw_entry(b"big", [1], b"Float32" * 29, bytes(4)))
     add("unknown-type", "Float128", extra=raw_entry(b"weird", [1], b"Float128", bytes(16)))
     add("varint-11-bytes", "malformed number", extra=b"\x0a" + b"\xff" * 10 + b"\x01")
+    # protobuf nesting: the reader is flat (Checkpoint > Value > Tensor); a group (wire type 3) nested 100,000
+    # deep is refused at its first byte, where a recursive parser would recurse
+    add("groups-nested-100000", "unknown field type 3", extra=field(1, field(1, b"g") + b"\x1b" * 100_000))
 
     many = tmp / "100001-entries.ckpt"
     with open(many, "wb") as out:
@@ -215,7 +218,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
 
 LABELS = [
     "layer-3000000", "layer-not-a-number", "int64-overflow-vocab", "negative-dim", "forty-dims", "shape-vs-bytes",
-    "zero-width", "name-10k", "type-200", "unknown-type", "varint-11-bytes", "100001-entries",
+    "zero-width", "name-10k", "type-200", "unknown-type", "varint-11-bytes", "groups-nested-100000", "100001-entries",
     "st-end-before-start", "st-outside-file", "st-header-length-2e63", "st-nested-100000", "st-int64-overflow",
     "st-duplicate", "st-overlap", "st-not-an-object", "st-shape-strings", "st-dtype", "st-size-mismatch",
 ]  # fmt: skip
@@ -240,3 +243,10 @@ def test_crafted_file_is_refused_with_one_line_in_bounded_memory(label: str, out
 def test_the_int64_overflow_names_the_dimension_not_a_vocabulary(outcomes: dict[str, dict]) -> None:
     err = outcomes["int64-overflow-vocab"]["err"]
     assert f"dimension {1 << 62}" in err and "vocab_size" not in err
+
+
+def test_a_far_layer_index_is_refused_as_a_gap_not_planned_for(outcomes: dict[str, dict]) -> None:
+    """One tensor at layer 3,000,000 beside the two real layers: refused by its name before any per-layer list
+    is made (it used to plan 3,000,001 layers x 16 names and end in a MemoryError after gigabytes)."""
+    err = outcomes["layer-3000000"]["err"]
+    assert "encoder layer 3000000, but layer 2 is absent" in err

@@ -121,7 +121,7 @@ CRF_HEADS = {
     "loss.transitions": "CRF transitions of BertNER (loss.transitions, r1.1 on)",
 }
 RELATIVE_POSITIONS = "._generate_relative_positions_embeddings."
-MAX_LAYER_DIGITS = 6
+MAX_LAYER_DIGITS = 9  # int() of a longer run is refused by name (names are <= 4096 bytes anyway)
 WORD_EMBEDDINGS = "bert_embedding_lookup.embedding_table"
 TRAINING_STATE = {
     "global_step",
