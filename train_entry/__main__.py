@@ -202,8 +202,9 @@ def _mindspore_args(sub) -> None:
         "import-mindspore",
         help="turn a MindSpore model-zoo BERT checkpoint (.ckpt) into a model folder",
         description="Convert a MindSpore model-zoo BERT .ckpt (pre-training or fine-tuning, optimizer state "
-        "included) into a transformers model folder that finetune, evaluate and pretrain read. MindSpore is not "
-        "needed; optimizer tensors are skipped without being read.",
+        "included; the 2020 zoo of MindSpore r0.x-r1.1 or the later one, told apart by the file's names) into a "
+        "transformers model folder that finetune, evaluate and pretrain read. MindSpore is not needed; optimizer "
+        "tensors are skipped without being read; a damaged or crafted file is refused with one line.",
     )
     importer.add_argument("--ckpt", required=True, metavar="FILE", help="the MindSpore checkpoint (.ckpt)")
     importer.add_argument("--vocab", required=True, metavar="FILE", help="the vocab.txt it was trained with")

@@ -232,7 +232,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise CheckpointError(f"tensor {key} is listed twice in the header")
+            raise CheckpointError(f"tensor {key[:200]} is listed twice in the header")
         seen[key] = value
     return seen
 
