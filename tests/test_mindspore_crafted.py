@@ -85,6 +85,12 @@ def ckpt_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
     add("name-10k", "a parameter name of 10000 bytes", extra=raw_entry(b"n" * 10_000, [1], b"Float32", bytes(4)))
     add("type-200", "the tensor type of big", extra=raw_entry(b"big", [1], b"Float32" * 29, bytes(4)))
     add("unknown-type", "Float128", extra=raw_entry(b"weird", [1], b"Float128", bytes(16)))
+    escape = b"bert.x\x1b]0;owned\x07\x1b[2J"  # a terminal title change and screen clear, in a name
+    add(
+        "escape-in-name",
+        "control characters ('bert.x\\x1b]0;owned\\x07",
+        extra=raw_entry(escape, [1], b"Float32", bytes(4)),
+    )
     add("varint-11-bytes", "malformed number", extra=b"\x0a" + b"\xff" * 10 + b"\x01")
     # protobuf nesting: the reader is flat (Checkpoint > Value > Tensor); a group (wire type 3) nested 100,000
     # deep is refused at its first byte, where a recursive parser would recurse
@@ -129,6 +135,10 @@ def ckpt_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
             "tensor w: shape must be",
         ),
         "st-dtype": (safetensors({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, bytes(16)), "F128"),
+        "st-escape-in-name": (
+            safetensors({"w\x1b[2J": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(4)),
+            "tensor 'w\\x1b[2J': a name with control characters",
+        ),
         "st-size-mismatch": (
             safetensors({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 8]}}, bytes(16)),
             "needs 16",
@@ -218,7 +228,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
 
 LABELS = [
     "layer-3000000", "layer-not-a-number", "int64-overflow-vocab", "negative-dim", "forty-dims", "shape-vs-bytes",
-    "zero-width", "name-10k", "type-200", "unknown-type", "varint-11-bytes", "groups-nested-100000", "100001-entries",
+    "zero-width", "name-10k", "type-200", "unknown-type", "escape-in-name", "varint-11-bytes", "groups-nested-100000",
+    "100001-entries", "st-escape-in-name",
     "st-end-before-start", "st-outside-file", "st-header-length-2e63", "st-nested-100000", "st-int64-overflow",
     "st-duplicate", "st-overlap", "st-not-an-object", "st-shape-strings", "st-dtype", "st-size-mismatch",
 ]  # fmt: skip
@@ -231,6 +242,7 @@ def test_crafted_file_is_refused_with_one_line_in_bounded_memory(label: str, out
     err = got["err"].strip()
     assert got["code"] == 2, f"{label}: exit {got['code']}: {err[-2000:]}"
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err[-2000:]
+    assert "\x1b" not in err and "\x07" not in err, ascii(err)
     assert got["expect"] in err, err
     assert label.split(" ")[0] in err, err  # the file (or the model folder holding it) is named
     grown_mb = (got["after_kb"] - got["before_kb"]) / 1024

@@ -232,7 +232,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise CheckpointError(f"tensor {key[:200]} is listed twice in the header")
+            raise CheckpointError(
+                f"tensor {key[:200] if key.isprintable() else ascii(key)[:200]} is listed twice in the header"
+            )
         seen[key] = value
     return seen
 
@@ -293,10 +295,13 @@ def _safetensors_entry(path: Path, name: str, info: Any, data_start: int, data_s
     """One header item, checked field by field; the message names the tensor and the field."""
 
     def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{path}: tensor {name[:200]}: {what}; the file is damaged or not a safetensors file")
+        shown = name[:200] if name.isprintable() else ascii(name)[:200]  # no terminal escapes reach a screen
+        return CheckpointError(f"{path}: tensor {shown}: {what}; the file is damaged or not a safetensors file")
 
     if len(name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
         raise bad(f"a name of {len(name)} characters")
+    if not name.isprintable():
+        raise bad("a name with control characters")
     if not isinstance(info, dict):
         raise bad("its header entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")

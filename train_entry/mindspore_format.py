@@ -55,7 +55,7 @@ READ_CHUNK = 8 << 20  # bytes copied per read when streaming a tensor
 # Bounds checked before anything is allocated for a field, so a crafted file costs no more memory than its
 # largest tensor. Real checkpoints sit far inside them: MindSpore names are dotted paths of a few hundred bytes,
 # tensor types are words like "Float32", tensors have at most 8 dimensions, and BERT-large with Adam state holds
-# about 1,200 parameters (a 70B language model about 2,500).
+# about 1,200 parameters.
 MAX_NAME_BYTES = 4096
 MAX_TYPE_BYTES = 32
 MAX_DIMS = 32
@@ -67,7 +67,7 @@ class CheckpointError(DataError):
     """The file is not a MindSpore checkpoint this reader understands; the message says what to do."""
 
 
-@dataclass(slots=True)  # slots: an index of MAX_ENTRIES entries stays near 30 MB
+@dataclass(slots=True)  # slots: an index of MAX_ENTRIES entries stays small (tens of MB)
 class Entry:
     """One parameter: its name, shape, MindSpore type and where its bytes lie (one span per slice)."""
 
@@ -247,6 +247,8 @@ def _value(r: _Reader, value_end: int) -> Entry | None:
                 tag = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise r.fail("a parameter name that is not text") from exc
+            if not tag.isprintable():  # never in MindSpore's dotted names; terminal escapes must not reach a screen
+                raise r.fail(f"a parameter name with control characters ({ascii(tag)[:200]})")
         elif number == 2 and wire == 2:
             size = r.length(value_end)
             entry = _tensor(r, f.tell() + size, tag or "")
