@@ -1,6 +1,6 @@
 """Peak memory of `train_entry import-mindspore` on a bert-base-sized MindSpore checkpoint with Adam state.
 
-    python benchmarks/mindspore_import.py [--keep FILE] [--mindspore-python /tmp/ms-venv/bin/python]
+    python benchmarks/mindspore_import.py [--keep FILE] [--mindspore-python /tmp/ms-venv/bin/python] [--names 1.x]
 
 Writes a model-zoo BERT-base checkpoint (30522 x 768 embeddings, 12 layers, MLM/NSP heads, fp32) with an
 AdamWeightDecay-style adam_m./adam_v. copy of every weight plus global_step / learning_rate: about 1.3 GB,
@@ -11,7 +11,11 @@ files). Then, each in a fresh process, measures peak RSS (ru_maxrss) and wall ti
   - import-mindspore itself
   - the peer, when --mindspore-python names an interpreter with MindSpore: mindspore.load_checkpoint of the
     same file (what a MindSpore user would run to get at the weights)
+  - the refusal of the same file with one crafted tensor appended (`...layers.3000000.foo`, issue 18): it must be
+    refused by name at the cost of the floor, not plan three million layers
 Target (issue 10): peak RSS <= the model's size (the kept weights) + 200 MB.
+--names 1.x writes the embeddings under the 2020 zoo's names (MindSpore r0.x-r1.1; train_entry/mindspore_names.py)
+and the results go to benchmarks/results/mindspore-import-1.x.json.
 """
 
 from __future__ import annotations
@@ -30,17 +34,19 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from train_entry.mindspore_format import write_entry  # noqa: E402
+from train_entry.mindspore_names import GENERATIONS  # noqa: E402
 
 MB = 1_000_000
 VOCAB, HIDDEN, LAYERS, INTER, POSITIONS = 30522, 768, 12, 3072, 512  # bert-base-uncased: 1.3 GB with Adam
 
 
-def base_shapes() -> dict[str, tuple[int, ...]]:
+def base_shapes(names: str = "2.x") -> dict[str, tuple[int, ...]]:
     p = "bert.bert."
+    generation = GENERATIONS[names]
     shapes: dict[str, tuple[int, ...]] = {
         f"{p}bert_embedding_lookup.embedding_table": (VOCAB, HIDDEN),
-        f"{p}bert_embedding_postprocessor.token_type_embedding.embedding_table": (2, HIDDEN),
-        f"{p}bert_embedding_postprocessor.full_position_embedding.embedding_table": (POSITIONS, HIDDEN),
+        f"{p}{generation.token_type}": (2, HIDDEN),
+        f"{p}{generation.position}": (POSITIONS, HIDDEN),
         f"{p}bert_embedding_postprocessor.layernorm.gamma": (HIDDEN,),
         f"{p}bert_embedding_postprocessor.layernorm.beta": (HIDDEN,),
     }
@@ -67,10 +73,10 @@ def base_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def write_checkpoint(path: Path) -> int:
+def write_checkpoint(path: Path, names: str = "2.x") -> int:
     """Stream random fp32 weights (and their two Adam moments) to path; returns the weights' bytes."""
     rng = np.random.default_rng(0)
-    shapes = base_shapes()
+    shapes = base_shapes(names)
     model_bytes = 0
     with open(path, "wb") as f:
         for prefix in ("", "adam_m.", "adam_v."):
@@ -113,6 +119,11 @@ IMPORT = (
     "rc = main(['import-mindspore', '--ckpt', sys.argv[1], '--vocab', sys.argv[2], '--output', sys.argv[3]])\n"
     "assert rc == 0\n"
 )
+REFUSE = (
+    "from train_entry.__main__ import main\n"
+    "rc = main(['import-mindspore', '--ckpt', sys.argv[1], '--vocab', sys.argv[2], '--output', sys.argv[3]])\n"
+    "assert rc == 2\n"
+)
 PEER = "import mindspore as ms\nparams = ms.load_checkpoint(sys.argv[1])\nassert len(params) > 600\n"
 
 
@@ -120,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", type=Path, help="write the checkpoint here and keep it (default: a temp folder)")
     parser.add_argument("--mindspore-python", help="an interpreter with mindspore installed, for the peer")
+    parser.add_argument("--names", choices=sorted(GENERATIONS), default="2.x", help="model-zoo generation to write")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.keep or Path(tmp) / "bert_base_adam.ckpt"
@@ -128,17 +140,27 @@ def main() -> None:
             f"tok{i}\n" for i in range(VOCAB - 5)
         ))  # fmt: skip
         started = time.perf_counter()
-        model_bytes = write_checkpoint(ckpt)
+        model_bytes = write_checkpoint(ckpt, args.names)
         size = ckpt.stat().st_size
         took = time.perf_counter() - started
         print(f"checkpoint {size / MB:.0f} MB ({model_bytes / MB:.0f} MB weights) written in {took:.0f} s")
-        results: dict[str, object] = {"checkpoint_mb": round(size / MB, 1), "model_mb": round(model_bytes / MB, 1)}
+        results: dict[str, object] = {
+            "names": args.names,
+            "checkpoint_mb": round(size / MB, 1),
+            "model_mb": round(model_bytes / MB, 1),
+        }
         results["floor"] = measure(sys.executable, FLOOR)
         results["import-mindspore"] = measure(sys.executable, IMPORT, str(ckpt), str(vocab), str(Path(tmp) / "model"))
         written = (Path(tmp) / "model" / "model.safetensors").stat().st_size
         results["model_safetensors_mb"] = round(written / MB, 1)
         if args.mindspore_python:
             results["peer mindspore.load_checkpoint"] = measure(args.mindspore_python, PEER, str(ckpt))
+        with open(ckpt, "ab") as f:  # last: the crafted tensor makes the file unimportable
+            write_entry(f, "bert.bert.bert_encoder.layers.3000000.foo", (4,), "Float32", 16)
+            f.write(bytes(16))
+        refused = Path(tmp) / "refused"
+        results["refuse layers.3000000.foo"] = measure(sys.executable, REFUSE, str(ckpt), str(vocab), str(refused))
+        os.truncate(ckpt, size)  # a --keep file is left as it was written
     budget = model_bytes / MB + 200
     peak = results["import-mindspore"]["peak_rss_mb"]  # type: ignore[index]
     results["target_peak_rss_mb"] = round(budget, 1)
@@ -146,7 +168,8 @@ def main() -> None:
     print(json.dumps(results, indent=1))
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    (out / "mindspore-import.json").write_text(json.dumps(results, indent=1) + "\n")
+    name = "mindspore-import.json" if args.names == "2.x" else f"mindspore-import-{args.names}.json"
+    (out / name).write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

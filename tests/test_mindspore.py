@@ -149,9 +149,13 @@ def test_optimizer_state_is_dropped_and_task_heads_reported(tmp_path: Path, caps
     out = capsys.readouterr().out
     assert report["dropped"] == 83 and report["kept"] == 39  # 41 parameters x (lamb_m, lamb_v) + global_step
     assert all(n.startswith(("lamb_m.", "lamb_v.")) or n == "global_step" for n in report["dropped_names"])
-    assert report["unmapped_names"] == ["bert.dense_1.weight", "bert.dense_1.bias"]
+    assert report["unmapped_names"] == []  # BertCLS's classifier is recognised as the fine-tuning head it is
+    assert report["task_heads"] == {
+        "classifier of BertCLS / BertNER (dense_1)": ["bert.dense_1.weight [15, 16]", "bert.dense_1.bias [15]"]
+    }
     assert "dropped 83 optimizer/training-state tensors" in out
-    assert "could not map 2 tensors (left out): bert.dense_1.weight, bert.dense_1.bias" in out
+    assert "left out the fine-tuning head (classifier of BertCLS / BertNER (dense_1); finetune trains its own): " in out
+    assert "bert.dense_1.weight [15, 16], bert.dense_1.bias [15]" in out
     assert not any(k.startswith(("lamb", "adam", "global", "cls")) for k in load_weights(tmp_path / "model"))
 
     report = do_import(FP32, tmp_path / "pre", "--num-heads", "2")

@@ -202,8 +202,9 @@ def _mindspore_args(sub) -> None:
         "import-mindspore",
         help="turn a MindSpore model-zoo BERT checkpoint (.ckpt) into a model folder",
         description="Convert a MindSpore model-zoo BERT .ckpt (pre-training or fine-tuning, optimizer state "
-        "included) into a transformers model folder that finetune, evaluate and pretrain read. MindSpore is not "
-        "needed; optimizer tensors are skipped without being read.",
+        "included; the 2020 zoo of MindSpore r0.x-r1.1 or the later one, told apart by the file's names) into a "
+        "transformers model folder that finetune, evaluate and pretrain read. MindSpore is not needed; optimizer "
+        "tensors are skipped without being read; a damaged or crafted file is refused with one line.",
     )
     importer.add_argument("--ckpt", required=True, metavar="FILE", help="the MindSpore checkpoint (.ckpt)")
     importer.add_argument("--vocab", required=True, metavar="FILE", help="the vocab.txt it was trained with")
@@ -236,6 +237,14 @@ def _mindspore_args(sub) -> None:
     exporter.add_argument("--output", required=True, metavar="FILE", help="the .ckpt to write")
     exporter.add_argument(
         "--prefix", default="bert.bert.", help="name prefix of BertModel's tensors (default: %(default)s)"
+    )
+    exporter.add_argument(
+        "--names",
+        choices=("1.x", "2.x"),
+        default="2.x",
+        help="model-zoo generation to name the embeddings for: 1.x = MindSpore r0.x-r1.1's zoo (2020, "
+        "bert_embedding_postprocessor.embedding_table / .full_position_embeddings), 2.x = r1.2 on, today's "
+        "(default: %(default)s)",
     )
 
 
@@ -282,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export-mindspore":
             from train_entry.mindspore_convert import export_mindspore
 
-            result = export_mindspore(Path(args.model), Path(args.output), args.prefix)
+            result = export_mindspore(Path(args.model), Path(args.output), args.prefix, args.names)
         else:
             from train_entry.pretrain import pretrain
 

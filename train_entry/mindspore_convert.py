@@ -9,7 +9,9 @@ vocab.txt + tokenizer files, jobsub_model.json, so finetune / evaluate / pretrai
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import shutil
 import struct
@@ -23,6 +25,9 @@ import numpy as np
 from train_entry.data import DataError
 from train_entry.mindspore_format import (
     DTYPES,
+    MAX_DIMS,
+    MAX_ENTRIES,
+    MAX_NAME_BYTES,
     READ_CHUNK,
     CheckpointError,
     Entry,
@@ -31,7 +36,7 @@ from train_entry.mindspore_format import (
     verify_crc,
     write_entry,
 )
-from train_entry.mindspore_names import ImportPlan, export_names, plan_import
+from train_entry.mindspore_names import DEFAULT_GENERATION, GENERATIONS, ImportPlan, export_names, plan_import
 from train_entry.modeling import PRESETS
 
 SAFETENSORS_TYPES = {
@@ -70,6 +75,12 @@ MIB = 1 << 20
 
 def _size(nbytes: int) -> str:
     return f"{nbytes / MIB:.1f} MiB" if nbytes >= MIB else f"{nbytes / 1024:.1f} KiB"
+
+
+def _names(names: list[str], limit: int = 20) -> str:
+    """A list for one printed line: a crafted file's 100,000 odd names must not become a 10 MB line."""
+    shown = ", ".join(n[:200] for n in names[:limit])
+    return shown + (f", ... ({len(names) - limit} more in mindspore_import.json)" if len(names) > limit else "")
 
 
 # --- config -------------------------------------------------------------------------------------------------
@@ -119,6 +130,8 @@ def infer_config(
     elif preset is not None:
         given, source = dict(PRESETS[preset]), f"--preset {preset}"
     for key, value in from_tensors.items():
+        if value < 1:
+            raise DataError(f"the checkpoint's tensors give {key}={value}: no BERT has that; the file is damaged")
         if key in given and given[key] != value:
             raise DataError(
                 f"{source} says {key}={given[key]} but the checkpoint's tensors say {value}; "
@@ -138,6 +151,8 @@ def infer_config(
     if config["hidden_act"] == "gelu":
         config["hidden_act"] = "gelu_new"
     if num_heads is not None:
+        if num_heads < 1:
+            raise DataError(f"--num-heads {num_heads}: the number of attention heads must be 1 or more")
         config["num_attention_heads"] = num_heads
     elif "num_attention_heads" not in config:
         if hidden % 64:
@@ -147,7 +162,10 @@ def infer_config(
             )
         config["num_attention_heads"] = hidden // 64
         notes.append(f"attention heads: {hidden // 64} assumed (hidden {hidden} / 64); --num-heads overrides")
-    if hidden % config["num_attention_heads"]:
+    heads = config["num_attention_heads"]
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+        raise DataError(f"{source}: num_attention_heads={heads!r} must be a whole number of 1 or more")
+    if hidden % heads:
         raise DataError(
             f"hidden size {hidden} is not divisible by {config['num_attention_heads']} attention heads; "
             "pass the right --num-heads"
@@ -203,34 +221,111 @@ def _converted(chunks: Iterator[bytes], source: str, target: str) -> Iterator[by
             yield array.astype(DTYPES[target]).tobytes()
 
 
+MAX_SAFETENSORS_HEADER = 16 << 20  # ~100 bytes per tensor: 16 MiB is 150,000 tensors; BERT-large has ~400
+
+
+def _header_error(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable safetensors file ({what}); save the model again")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise CheckpointError(
+                f"tensor {key[:200] if key.isprintable() else ascii(key)[:200]} is listed twice in the header"
+            )
+        seen[key] = value
+    return seen
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def read_safetensors_index(path: Path) -> list[Entry]:
-    """A safetensors file's tensors as Entries (name, shape, type, byte span), without reading their data."""
+    """A safetensors file's tensors as Entries (name, shape, type, byte span), without reading their data.
+
+    The header is untrusted JSON: its size is bounded before it is read, its nesting by the JSON parser's own
+    recursion limit, and every tensor's dtype, shape and data_offsets are checked in exact integers (start <=
+    end, inside the file, end - start == shape x dtype, no two tensors sharing bytes) before any Entry exists,
+    so nothing downstream ever copies a negative or out-of-file span.
+    """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
-        if len(head) < 8 or (length := struct.unpack("<Q", head)[0]) + 8 > size:
-            raise CheckpointError(f"{path}: not a safetensors file (bad header); save the model again")
-        try:
-            header = json.loads(f.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path}: not a safetensors file (unreadable header)") from exc
-    entries = []
+        if len(head) < 8:
+            raise _header_error(path, "shorter than its 8-byte header length")
+        length = struct.unpack("<Q", head)[0]
+        if length > MAX_SAFETENSORS_HEADER:
+            raise _header_error(path, f"header length {length} bytes; at most {MAX_SAFETENSORS_HEADER} are accepted")
+        if 8 + length > size:
+            raise _header_error(path, f"header length {length} runs past the end of the {size}-byte file")
+        raw = f.read(length)
+    try:
+        header = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except CheckpointError as exc:
+        raise _header_error(path, str(exc)) from exc
+    except RecursionError as exc:
+        raise _header_error(path, "header JSON nested too deeply") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _header_error(path, "unreadable header JSON") from exc
+    if not isinstance(header, dict):
+        raise _header_error(path, "the header is not a JSON object")
+    if len(header) > MAX_ENTRIES + 1:
+        raise _header_error(path, f"{len(header) - 1} tensors listed; at most {MAX_ENTRIES} are accepted")
+    data_start, data_size = 8 + length, size - 8 - length
+    entries, spans = [], []
     for name, info in header.items():
         if name == "__metadata__":
+            if not isinstance(info, dict):
+                raise _header_error(path, "__metadata__ is not an object")
             continue
-        if info["dtype"] not in FROM_SAFETENSORS:
-            raise CheckpointError(f"{path}: tensor {name} has type {info['dtype']}, which MindSpore cannot hold")
-        start, end = info["data_offsets"]
-        if 8 + length + end > size:
-            raise CheckpointError(f"{path}: tensor {name} lies past the end of the file (truncated?)")
-        entries.append(
-            Entry(name, tuple(info["shape"]), FROM_SAFETENSORS[info["dtype"]], [(8 + length + start, end - start)])
-        )
+        entry = _safetensors_entry(path, name, info, data_start, data_size)
+        spans.append((entry.spans[0][0], entry.spans[0][0] + entry.nbytes, name))
+        entries.append(entry)
+    spans.sort()
+    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+        if start < end:
+            raise _header_error(path, f"tensors {first} and {second} share bytes (their data_offsets overlap)")
     return entries
+
+
+def _safetensors_entry(path: Path, name: str, info: Any, data_start: int, data_size: int) -> Entry:
+    """One header item, checked field by field; the message names the tensor and the field."""
+
+    def bad(what: str) -> CheckpointError:
+        shown = name[:200] if name.isprintable() else ascii(name)[:200]  # no terminal escapes reach a screen
+        return CheckpointError(f"{path}: tensor {shown}: {what}; the file is damaged or not a safetensors file")
+
+    if len(name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
+        raise bad(f"a name of {len(name)} characters")
+    if not name.isprintable():
+        raise bad("a name with control characters")
+    if not isinstance(info, dict):
+        raise bad("its header entry is not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in FROM_SAFETENSORS:
+        raise bad(f"dtype {str(dtype)[:20]!r}, which MindSpore cannot hold (known: {', '.join(FROM_SAFETENSORS)})")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(_is_int(d) for d in shape):
+        raise bad(f"shape must be a list of at most {MAX_DIMS} integers")
+    if any(d < 0 or d > data_size for d in shape):
+        raise bad(f"shape {shape} has a dimension below 0 or larger than the {data_size} bytes of data")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets):
+        raise bad("data_offsets must be [start, end]")
+    start, end = offsets
+    if not 0 <= start <= end <= data_size:
+        raise bad(f"data_offsets [{start}, {end}] are not inside the {data_size} bytes of data (or end before start)")
+    expected = math.prod(shape) * DTYPES[FROM_SAFETENSORS[dtype]].itemsize
+    if end - start != expected:
+        raise bad(f"data_offsets span {end - start} bytes but shape {shape} of {dtype} needs {expected}")
+    return Entry(name, tuple(shape), FROM_SAFETENSORS[dtype], [(data_start + start, end - start)])
 
 
 def _index_any(path: Path) -> tuple[list[Entry], str]:
     """A .ckpt, or the safetensors file MindSpore 2.x writes with save_checkpoint(format='safetensors')."""
+    if path.suffix == ".safetensors":  # its own reader's messages, even when the header is too damaged to sniff
+        return read_safetensors_index(path), "safetensors"
     try:
         return index(path), "ckpt"
     except CheckpointError as exc:
@@ -262,17 +357,31 @@ def import_mindspore(
     if kind == "ckpt" and verify_crc(ckpt) is False:
         raise CheckpointError(f"{ckpt}: its CRC does not match its contents: the file is corrupted, copy it again")
     names = [e.name for e in entries]
-    plan = plan_import(names)
+    try:
+        plan = plan_import(names)
+    except DataError as exc:
+        raise DataError(f"{ckpt}: {exc}") from exc
     if plan is None:
         sample = ", ".join(names[:5]) or "no tensors"
         raise DataError(
             f"{ckpt}: no MindSpore model-zoo BERT in it (no ...bert_embedding_lookup.embedding_table; it holds "
             f"{sample}{', ...' if len(names) > 5 else ''})"
         )
+    if plan.relative_positions:
+        raise DataError(
+            f"{ckpt}: {plan.relative_positions[0]} is a relative-position table (NEZHA, use_relative_positions="
+            "True); transformers' BERT has absolute positions only, so this model cannot be imported faithfully"
+        )
     if plan.missing:
-        raise DataError(f"{ckpt}: {len(plan.missing)} required BERT weights are missing: {', '.join(plan.missing)}")
+        raise DataError(
+            f"{ckpt}: {len(plan.missing)} required BERT weights are missing (model-zoo generation "
+            f"{plan.generation} names): {_names(plan.missing)}"
+        )
     by_name = {e.name: e for e in entries}
-    config, notes = infer_config(plan, by_name, config_file, preset, num_heads)
+    try:
+        config, notes = infer_config(plan, by_name, config_file, preset, num_heads)
+    except DataError as exc:
+        raise DataError(f"{ckpt}: {exc}") from exc
     for ms_name, hf_name in plan.mapping.items():
         entry = by_name[ms_name]
         want = expected_shape(hf_name, config)
@@ -351,10 +460,14 @@ def _write_folder(
     BertConfig(architectures=[architecture], dtype=weight_type, **config).to_json_file(str(output / "config.json"))
     save_tokenizer(tokenizer, output, output)
     dropped_bytes = sum(by_name[n].nbytes for n in plan.dropped)
+    generation = GENERATIONS[plan.generation]
+    heads = {what: [f"{n} {list(by_name[n].dims)}" for n in names] for what, names in plan.task_heads.items()}
     report: dict[str, Any] = {
         "task": "import-mindspore",
         "checkpoint": str(ckpt),
         "format": kind,
+        "generation": generation.key,
+        "generation_names": generation.label,
         "model_dir": str(output),
         "architecture": architecture,
         "kept": len(plan.mapping),
@@ -362,6 +475,7 @@ def _write_folder(
         "dropped": len(plan.dropped),
         "dropped_bytes_not_read": dropped_bytes,
         "unmapped": len(plan.unmapped),
+        "task_heads": heads,
         "source_types": sorted(types),
         "config": {k: config[k] for k in CONFIG_KEYS},
         "notes": notes,
@@ -371,6 +485,7 @@ def _write_folder(
     }
     info = {"source": "mindspore", "checkpoint": ckpt.name, "vocab_size": config["vocab_size"]}
     (output / "jobsub_model.json").write_text(json.dumps(info) + "\n")
+    print(f"model-zoo generation {generation.key}: {generation.label}", flush=True)
     print(
         f"kept {len(plan.mapping)} tensors ({_size(written)}, {', '.join(sorted(types))}"
         f"{' -> Float32' if dtype == 'float32' and types != {'Float32'} else ''}) as {architecture}",
@@ -380,8 +495,10 @@ def _write_folder(
         f"dropped {len(plan.dropped)} optimizer/training-state tensors ({_size(dropped_bytes)}, not read)",
         flush=True,
     )
+    for what, described in heads.items():
+        print(f"left out the fine-tuning head ({what}; finetune trains its own): {_names(described)}", flush=True)
     if plan.unmapped:
-        print(f"could not map {len(plan.unmapped)} tensors (left out): {', '.join(plan.unmapped)}", flush=True)
+        print(f"could not map {len(plan.unmapped)} tensors (left out): {_names(plan.unmapped)}", flush=True)
     for note in notes:
         print(note, flush=True)
     return report
@@ -396,8 +513,13 @@ def _torch_name(types: set[str]) -> str:
 # --- export ---------------------------------------------------------------------------------------------------
 
 
-def export_mindspore(model_dir: Path, output: Path, prefix: str = "bert.bert.") -> dict[str, Any]:
-    """A transformers BERT folder (model.safetensors) -> a .ckpt under the model zoo's names, streamed."""
+def export_mindspore(
+    model_dir: Path, output: Path, prefix: str = "bert.bert.", names: str = DEFAULT_GENERATION
+) -> dict[str, Any]:
+    """A transformers BERT folder (model.safetensors) -> a .ckpt under the model zoo's names of one generation
+    ("1.x": what MindSpore r0.x-r1.1's zoo loads, "2.x": r1.2 on), streamed."""
+    if names not in GENERATIONS:
+        raise DataError(f"--names {names}: one of {', '.join(GENERATIONS)}")
     model_dir, output = Path(model_dir), Path(output)
     weights = model_dir / "model.safetensors"
     if not weights.is_file():
@@ -410,7 +532,10 @@ def export_mindspore(model_dir: Path, output: Path, prefix: str = "bert.bert.") 
         if e.name.startswith(base):
             e.name = "bert." + e.name
     tied = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}  # the embedding table / bias again
-    mapping, left_out = export_names([e.name for e in entries if e.name not in tied], prefix)
+    try:
+        mapping, left_out = export_names([e.name for e in entries if e.name not in tied], prefix, names)
+    except DataError as exc:
+        raise DataError(f"--model {model_dir}: {exc}") from exc
     if "bert.embeddings.word_embeddings.weight" not in mapping:
         raise DataError(f"--model {model_dir}: no BERT word embeddings in model.safetensors")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -428,12 +553,17 @@ def export_mindspore(model_dir: Path, output: Path, prefix: str = "bert.bert.") 
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
-    print(f"exported {len(mapping)} tensors ({_size(total)}) to {output} under {prefix}*", flush=True)
+    print(
+        f"exported {len(mapping)} tensors ({_size(total)}) to {output} under {prefix}*, "
+        f"model-zoo generation {names} ({GENERATIONS[names].label})",
+        flush=True,
+    )
     if left_out:
-        print(f"left out {len(left_out)} tensors with no model-zoo name: {', '.join(left_out)}", flush=True)
+        print(f"left out {len(left_out)} tensors with no model-zoo name: {_names(left_out)}", flush=True)
     return {
         "task": "export-mindspore",
         "checkpoint": str(output),
+        "generation": names,
         "exported": len(mapping),
         "exported_bytes": total,
         "left_out": len(left_out),

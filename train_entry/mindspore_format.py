@@ -20,6 +20,7 @@ tensor's bytes are; the bytes of tensors nobody asks for (optimizer state) are s
 from __future__ import annotations
 
 import binascii
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -51,13 +52,22 @@ NUMPY_TO_MINDSPORE[np.dtype("<u2")] = "UInt16"
 CRC_MARK = b"crc_num"
 CRC_TRAILER = len(CRC_MARK) + 10
 READ_CHUNK = 8 << 20  # bytes copied per read when streaming a tensor
+# Bounds checked before anything is allocated for a field, so a crafted file costs no more memory than its
+# largest tensor. Real checkpoints sit far inside them: MindSpore names are dotted paths of a few hundred bytes,
+# tensor types are words like "Float32", tensors have at most 8 dimensions, and BERT-large with Adam state holds
+# about 1,200 parameters.
+MAX_NAME_BYTES = 4096
+MAX_TYPE_BYTES = 32
+MAX_DIMS = 32
+MAX_ENTRIES = 100_000
+INT64_MAX = (1 << 63) - 1
 
 
 class CheckpointError(DataError):
     """The file is not a MindSpore checkpoint this reader understands; the message says what to do."""
 
 
-@dataclass
+@dataclass(slots=True)  # slots: an index of MAX_ENTRIES entries stays small (tens of MB)
 class Entry:
     """One parameter: its name, shape, MindSpore type and where its bytes lie (one span per slice)."""
 
@@ -97,6 +107,8 @@ class _Reader:
                 raise self.fail("unexpected end of file")
             result |= (byte[0] & 0x7F) << shift
             if not byte[0] & 0x80:
+                if result >> 64:
+                    raise self.fail("malformed number")
                 return result
             shift += 7
             if shift > 63:
@@ -107,6 +119,16 @@ class _Reader:
         if self.f.tell() + size > limit:
             raise self.fail("field runs past its end")
         return size
+
+    def text(self, limit: int, bound: int, what: str) -> bytes:
+        """A length-delimited field of at most `bound` bytes, refused before it is read when longer."""
+        size = self.length(limit)
+        if size > bound:
+            raise CheckpointError(
+                f"{self.path}: {what} of {size} bytes at byte {self.f.tell()} (at most {bound} make sense); "
+                "the file is damaged or not a MindSpore checkpoint"
+            )
+        return self.f.read(size)
 
     def skip(self, wire_type: int, limit: int) -> None:
         if wire_type == 0:
@@ -172,6 +194,7 @@ def index(path: Path) -> list[Entry]:
     path = Path(path)
     entries: list[Entry] = []
     seen: set[str] = set()
+    slices = 0
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         _sniff(f, path, size)
@@ -187,6 +210,12 @@ def index(path: Path) -> list[Entry]:
             entry = _value(r, value_end)
             if entry is None:
                 continue
+            slices += 1
+            if slices > MAX_ENTRIES:
+                raise CheckpointError(
+                    f"{path}: more than {MAX_ENTRIES} entries (the last read: {entry.name}); no model-zoo "
+                    "checkpoint holds that many: the file is damaged or not a MindSpore checkpoint"
+                )
             last = entries[-1] if entries else None
             if last is not None and last.name == entry.name:  # a slice of a parameter over 512 MiB
                 if (last.dims, last.tensor_type) != (entry.dims, entry.tensor_type):
@@ -213,11 +242,13 @@ def _value(r: _Reader, value_end: int) -> Entry | None:
         key = r.varint(value_end)
         number, wire = key >> 3, key & 7
         if number == 1 and wire == 2:
-            raw = f.read(r.length(value_end))
+            raw = r.text(value_end, MAX_NAME_BYTES, "a parameter name")
             try:
                 tag = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise r.fail("a parameter name that is not text") from exc
+            if not tag.isprintable():  # never in MindSpore's dotted names; terminal escapes must not reach a screen
+                raise r.fail(f"a parameter name with control characters ({ascii(tag)[:200]})")
         elif number == 2 and wire == 2:
             size = r.length(value_end)
             entry = _tensor(r, f.tell() + size, tag or "")
@@ -247,14 +278,16 @@ def _tensor(r: _Reader, tensor_end: int, tag: str) -> Entry:
         key = r.varint(tensor_end)
         number, wire = key >> 3, key & 7
         if number == 1 and wire == 0:
-            dims.append(r.varint(tensor_end))
+            dims.append(_dim(r, r.varint(tensor_end), tag, len(dims)))
         elif number == 1 and wire == 2:  # packed dims (not what MindSpore writes, but valid protobuf)
             size = r.length(tensor_end)
             packed_end = f.tell() + size
             while f.tell() < packed_end:
-                dims.append(r.varint(packed_end))
+                dims.append(_dim(r, r.varint(packed_end), tag, len(dims)))
         elif number == 2 and wire == 2:
-            tensor_type = f.read(r.length(tensor_end)).decode("ascii", "replace")
+            tensor_type = r.text(tensor_end, MAX_TYPE_BYTES, f"the tensor type of {tag or '?'}").decode(
+                "ascii", "replace"
+            )
         elif number == 3 and wire == 2:
             length = r.length(tensor_end)
             span = (f.tell(), length)
@@ -274,10 +307,30 @@ def _tensor(r: _Reader, tensor_end: int, tag: str) -> Entry:
     return Entry(tag, () if dims == [0] else tuple(dims), tensor_type, [span])
 
 
+def _dim(r: _Reader, value: int, tag: str, count: int) -> int:
+    """One dimension, as MindSpore's int64: refused when negative, when there are too many, or when larger than
+    the file (no tensor of this file can have more elements along one axis than the file has bytes, so a
+    crafted 10**18-row "vocabulary" is refused here, before any config is derived from it)."""
+    if count >= MAX_DIMS:
+        raise CheckpointError(
+            f"{r.path}: parameter {tag or '?'} has more than {MAX_DIMS} dimensions; the file is damaged"
+        )
+    if value > INT64_MAX:
+        value -= 1 << 64
+    if value < 0 or value > r.end:
+        raise CheckpointError(
+            f"{r.path}: parameter {tag or '?'} has dimension {value}, impossible in a file of {r.end} bytes; "
+            "the file is damaged or crafted: copy it again from where it was saved"
+        )
+    return value
+
+
 def _check_size(path: Path, entry: Entry) -> None:
+    """Shape x type against the bytes present, in exact integers (numpy's int64 product wraps around: dims
+    [2**62, 16] of Float32 "need" 0 bytes there)."""
     if entry.tensor_type == "str":
         return
-    expected = int(np.prod(entry.dims, dtype=np.int64)) * entry.dtype.itemsize
+    expected = math.prod(entry.dims) * entry.dtype.itemsize
     if entry.nbytes != expected:
         raise CheckpointError(
             f"{path}: parameter {entry.name} holds {entry.nbytes} bytes but its shape {list(entry.dims)} "
@@ -291,6 +344,8 @@ def iter_chunks(f: BinaryIO, entry: Entry, chunk: int = READ_CHUNK) -> Iterator[
     chunk -= chunk % itemsize
     carry = b""
     for offset, length in entry.spans:
+        if offset < 0 or length < 0:  # never from index(); a guard for hand-made Entries
+            raise CheckpointError(f"parameter {entry.name}: a negative offset or length ({offset}, {length})")
         f.seek(offset)
         left = length
         while left:
