@@ -213,3 +213,31 @@ def test_a_hostile_job_record_and_log_print_as_text(local_env: Env, tmp_path: Pa
         assert ESC not in result.stdout + result.stderr and "\x07" not in result.stdout + result.stderr, args
         if args != ["jobs"]:  # the table has no reason column: it must only not break
             assert "[/bold]x[link=https:evil]\\x1b[2J" in result.stdout + result.stderr, (args, result.stdout)
+
+
+def test_plain_and_markup_show_control_characters_and_brackets_as_written() -> None:
+    import io
+
+    from rich.console import Console
+
+    from jobsub.cli.safe import log_line, markup, plain
+
+    assert plain(f"a{ESC}[2Jb\tc\nd\x9b\u2028") == "a\\x1b[2Jb\tc\\x0ad\\x9b\\u2028"
+    assert log_line("50%\r100%\x1b]52;c;Zm9v\x07") == "50%\r100%\\x1b]52;c;Zm9v\\x07"
+    out = io.StringIO()
+    Console(file=out, width=200, highlight=False).print(markup(HOSTILE))
+    assert out.getvalue() == "[/bold]x[link=https:evil]\\x1b[2J\\x1b]0;pwned\\x07\n"
+
+
+def test_durations_and_sizes_beyond_reason_are_refused_in_one_place() -> None:
+    from jobsub.errors import UsageError
+    from jobsub.units import parse_duration, parse_size
+
+    assert parse_duration("36600d") == 36600 * 86400
+    assert parse_size("1024T") == 1 << 50
+    for bad in ("36601d", "99999999999d", "9" * 400):
+        with pytest.raises(UsageError, match="too long"):
+            parse_duration(bad)
+    for bad in ("2000000T", "9" * 400):
+        with pytest.raises(UsageError, match="too large"):
+            parse_size(bad)
