@@ -84,6 +84,23 @@ def test_a_local_input_folder_of_a_job_sends_no_link_out_of_it(tmp_path: Path, l
     assert "SEEN ['alias.bin', 'sub/blob.bin', 'train.txt']" in local_env.run("logs", job_id).stdout
 
 
+def test_a_link_out_of_a_jobs_outputs_is_not_uploaded_and_the_log_says_so(local_env: Env, tmp_path: Path) -> None:
+    body = (
+        "import os\n"
+        "out = os.environ['JOBSUB_OUTPUT_DIR']\n"
+        "open(os.path.join(out, 'real.txt'), 'w').write('mine')\n"
+        "os.symlink('/etc/passwd', os.path.join(out, 'passwd'))\n"
+    )
+    job_id = submit_script(local_env, code_folder(tmp_path, body))
+    assert _wait_final(local_env, job_id)["state"] == "SUCCEEDED"
+    outputs = local_env.run_json("results", job_id)["files"]
+    assert [f["uri"].rsplit("/", 1)[-1] for f in outputs] == ["real.txt"], outputs
+    assert (
+        "output not uploaded: passwd: a symlink to /etc/passwd, outside the folder"
+        in local_env.run("logs", job_id).stdout
+    )
+
+
 # -- job specs ---------------------------------------------------------------------------------------------------
 def _spec(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "job.yaml"
