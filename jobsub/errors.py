@@ -19,6 +19,7 @@
     ├── IntegrityError              bytes on the server differ from the bytes we sent / expected
     │   └── SourceChangedError      the local file changed while it was being uploaded
     ├── InsufficientSpaceError      the destination disk is full (says how much space is needed)
+    ├── KeyConflictError            keys a local folder cannot hold together (`a` and `a/b`); nothing written
     ├── TransferInterrupted         Ctrl-C / SIGTERM: the transfer is resumable (exit 130)
     └── JobError                    a job id that does not exist, an executor that failed
         ├── JobNotFoundError
@@ -105,6 +106,10 @@ class SourceChangedError(IntegrityError):
 
 class InsufficientSpaceError(JobsubError):
     pass
+
+
+class KeyConflictError(JobsubError):
+    """Found while planning a download, before any byte moves: no part file is left behind."""
 
 
 class TransferInterrupted(JobsubError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from jobsub.errors import UsageError
@@ -9,6 +10,9 @@ from jobsub.errors import UsageError
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: Beyond these a number is a typo, and datetime / int arithmetic on it overflows (`--since 99999999999d`).
+MAX_DURATION_SECONDS = 100 * 366 * 86400  # 100 years
+MAX_SIZE_BYTES = 1 << 60  # 1 EiB
 
 
 def parse_size(text: str | int) -> int:
@@ -24,7 +28,10 @@ def parse_size(text: str | int) -> int:
     number, prefix, binary, byte = match.groups()
     power = "kmgt".find(prefix.lower()) + 1 if prefix else 0
     base = 1000 if (prefix and byte and not binary) else 1024
-    return int(float(number) * base**power)
+    value = float(number) * base**power
+    if not math.isfinite(value) or value > MAX_SIZE_BYTES:
+        raise UsageError(f"size {text.strip()!r} is too large: at most 1 EiB")
+    return int(value)
 
 
 def human_size(n: float) -> str:
@@ -40,7 +47,10 @@ def parse_duration(text: str) -> float:
     match = _DURATION_RE.match(text)
     if not match:
         raise UsageError(f"cannot read duration {text!r}: use e.g. 45s, 30m, 12h or 7d")
-    return float(match.group(1)) * _SECONDS[match.group(2).lower()]
+    seconds = float(match.group(1)) * _SECONDS[match.group(2).lower()]
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_SECONDS:
+        raise UsageError(f"duration {text.strip()!r} is too long: at most 100 years (36600d)")
+    return seconds
 
 
 def human_duration(seconds: float | None) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from jobsub.cli.safe import plain
 from jobsub.config import Profile, resolve_profile
 from jobsub.redact import RedactingFilter, redact
 from jobsub.storage.base import ObjectStore
@@ -80,8 +81,9 @@ def setup_logging(debug: bool) -> None:
 
 
 def error_line(message: str) -> None:
-    click.echo(redact(f"error: {message}"), err=True)
+    """One line on stderr: redacted, and control characters from keys or server text shown, never acted on."""
+    click.echo(plain(redact(f"error: {message}")), err=True)
 
 
 def warn_line(message: str) -> None:
-    click.echo(redact(f"warning: {message}"), err=True)
+    click.echo(plain(redact(f"warning: {message}")), err=True)

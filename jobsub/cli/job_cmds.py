@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from jobsub.cli.app import App, pass_app, print_json, warn_line
+from jobsub.cli.safe import log_line, markup, plain
 from jobsub.costs import money
 from jobsub.errors import SpecError, UsageError
 from jobsub.jobs.billing import describe_cost
@@ -55,9 +56,13 @@ def _secret_env(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _render_line(line: dict[str, Any], timestamps: bool) -> str:
-    text = line.get("l", "")
+    """A log line as text: the job wrote it, so its terminal escapes are shown, never acted on."""
+    text = log_line(line.get("l", ""))
     if timestamps:
-        stamp = datetime.fromtimestamp(line.get("t", 0)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        try:
+            stamp = datetime.fromtimestamp(float(line.get("t", 0))).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        except (TypeError, ValueError, OverflowError, OSError):  # a chunk written by something else
+            stamp = "????-??-?? ??:??:??.???"
         return f"{stamp} {text}"
     return text
 
@@ -66,7 +71,7 @@ def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> Job
     service = _service(app)
     final: JobStatus | None = None
     try:
-        waiting = lambda reason: click.echo(f"[jobsub] waiting to start: {reason}", err=True)  # noqa: E731
+        waiting = lambda reason: click.echo(f"[jobsub] waiting to start: {plain(reason)}", err=True)  # noqa: E731
         for item in service.follow(job_id, tail=tail, on_error=warn_line, on_waiting=waiting):
             if isinstance(item, JobStatus):
                 final = item
@@ -83,8 +88,9 @@ def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> Job
 
 
 def _final_line(job_id: str, status: JobStatus) -> str:
+    """Plain text (reasons come from records anyone with the bucket can write): print it with markup off."""
     detail = f" ({status.reason})" if status.reason else ""
-    return f"job {job_id} {status.state.value}{detail}"
+    return plain(f"job {job_id} {status.state.value}{detail}")
 
 
 # -- submit ----------------------------------------------------------------------------------------------
@@ -180,7 +186,7 @@ def submit_command(
             plan,
             subscribers,
             idempotency_key,
-            on_message=lambda m: None if as_json else app.console.print(m),
+            on_message=lambda m: None if as_json else app.console.print(plain(m), markup=False),
             secret_env=secrets,
         )
     record = service.record(job_id)
@@ -189,7 +195,10 @@ def submit_command(
     else:
         click.echo(job_id)
         if not created:
-            app.console.print(f"a job named {spec.name!r} with this idempotency key exists: {job_id} (nothing started)")
+            app.console.print(
+                f"a job named {spec.name!r} with this idempotency key exists: {plain(job_id)} (nothing started)",
+                markup=False,
+            )
         if not follow:
             app.console.print(
                 "Next steps:\n"
@@ -200,7 +209,7 @@ def submit_command(
             )
     if follow:
         status = follow_job(app, job_id, None, False)
-        app.console.print(_final_line(job_id, status))
+        app.console.print(_final_line(job_id, status), markup=False)
         sys.exit(status.cli_exit_code())
 
 
@@ -233,7 +242,7 @@ def status_command(app: App, job_id: str, as_json: bool) -> None:
     ]
     for label, value in rows:
         if value:
-            click.echo(f"{label:<10} {value}")
+            click.echo(f"{label:<10} {plain(value)}")
 
 
 @click.command("jobs")
@@ -264,14 +273,18 @@ def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None
         table.add_column(column)
     for row in rows:
         duration = row["duration_seconds"]
-        table.add_row(
-            row["id"],
-            row["name"],
-            row["state"],
-            (row["started"] or "")[:19].replace("T", " "),
+        table.add_row(  # every cell comes from a record in the bucket: shown as text, never as markup
+            markup(row["id"]),
+            markup(row["name"]),
+            markup(row["state"]),
+            markup(str(row["started"] or "")[:19].replace("T", " ")),
             human_duration(duration) if duration is not None else "",
-            "" if row["exit_code"] is None else str(row["exit_code"]),
-            *([money(row["cost"]["compute"], row["cost"]["currency"]) if row.get("cost") else ""] if with_cost else []),
+            "" if row["exit_code"] is None else markup(row["exit_code"]),
+            *(
+                [markup(money(row["cost"]["compute"], row["cost"]["currency"])) if row.get("cost") else ""]
+                if with_cost
+                else []
+            ),
         )
     app.out.print(table)
 
@@ -285,7 +298,7 @@ def cancel_command(app: App, job_id: str, wait: bool) -> None:
     service = _service(app)
     status = service.cancel(job_id)
     if status.state == JobState.LOST:
-        click.echo(_final_line(job_id, status) + ": " + service.cancel_leftovers(job_id, status))
+        click.echo(_final_line(job_id, status) + ": " + plain(service.cancel_leftovers(job_id, status)))
         return
     if status.state.final:
         click.echo(_final_line(job_id, status) + " (already final)")
@@ -308,7 +321,7 @@ def logs_command(app: App, job_id: str, follow: bool, tail: int | None, timestam
     """Print a job's log (stdout and stderr in order, with jobsub's own [jobsub] lines)."""
     if follow:
         status = follow_job(app, job_id, tail, timestamps)
-        app.console.print(_final_line(job_id, status))
+        app.console.print(_final_line(job_id, status), markup=False)
         sys.exit(status.cli_exit_code())
     for line in _service(app).log_lines(job_id, tail):
         click.echo(_render_line(line, timestamps))
@@ -340,18 +353,22 @@ def render_results(app: App, job_id: str, results: dict[str, Any]) -> None:
     from rich.table import Table
 
     click.echo(
-        f"job {job_id}: {results['state']}"
-        + (f", exit code {results['exit_code']}" if results["exit_code"] not in (None, 0) else "")
+        plain(
+            f"job {job_id}: {results['state']}"
+            + (f", exit code {results['exit_code']}" if results["exit_code"] not in (None, 0) else "")
+        )
     )
     metrics = results["metrics"]
     # numbers only: paths and settings in metrics.json stay available through --json
     scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if scalars:
-        table = Table(title=f"metrics ({results['metrics_source']})", box=None, pad_edge=False, title_justify="left")
+        # metric names, class labels and paths are the job's own output: shown as text, never as markup
+        source = markup(results["metrics_source"])
+        table = Table(title=f"metrics ({source})", box=None, pad_edge=False, title_justify="left")
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in scalars.items():
-            table.add_row(key, _format_value(value))
+            table.add_row(markup(key), _format_value(value))
         app.out.print(table)
         per_class = metrics.get("per_class")
         if isinstance(per_class, dict) and per_class:
@@ -359,7 +376,10 @@ def render_results(app: App, job_id: str, results: dict[str, Any]) -> None:
             for column in ("class", "precision", "recall", "f1", "support"):
                 table.add_column(column, justify="left" if column == "class" else "right")
             for label, row in per_class.items():
-                table.add_row(label, *(_format_value(row.get(c, "")) for c in ("precision", "recall", "f1", "support")))
+                if not isinstance(row, dict):
+                    continue
+                values = (markup(_format_value(row.get(c, ""))) for c in ("precision", "recall", "f1", "support"))
+                table.add_row(markup(label), *values)
             app.out.print(table)
     else:
         click.echo(
@@ -368,14 +388,14 @@ def render_results(app: App, job_id: str, results: dict[str, Any]) -> None:
     if results["plots"]:
         click.echo("plots:")
         for uri in results["plots"]:
-            click.echo(f"  {uri}")
+            click.echo(f"  {plain(uri)}")
     click.echo(
-        f"outputs: {results['outputs']} ({len(results['files'])} files, "
+        f"outputs: {plain(results['outputs'])} ({len(results['files'])} files, "
         f"{human_size(sum(f['size'] for f in results['files']))})"
     )
     click.echo(f"  fetch them with: jobsub download {job_id} ./{job_id}")
     if results.get("cost"):
-        click.echo(f"cost: {describe_cost(results['cost'])}")
+        click.echo(f"cost: {plain(describe_cost(results['cost']))}")
 
 
 # -- templates --------------------------------------------------------------------------------------------
@@ -406,7 +426,7 @@ def templates_list(as_json: bool = False) -> None:
         return
     width = max((len(r["name"]) for r in rows), default=0)
     for row in rows:
-        click.echo(f"{row['name']:<{width}}  {row['description']}")
+        click.echo(plain(f"{row['name']:<{width}}  {row['description']}"))
     click.echo("\nshow one with `jobsub templates show NAME`; run it with `jobsub submit NAME --input ...`")
 
 

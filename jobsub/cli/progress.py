@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from jobsub.cli.safe import markup, plain
 from jobsub.redact import redact
 from jobsub.transfer.events import TransferSubscriber
 from jobsub.units import human_duration, human_size
@@ -35,7 +36,7 @@ class PlainProgress(TransferSubscriber):
         self._last = 0.0
 
     def _write(self, line: str) -> None:
-        print(redact(line), file=self.stream, flush=True)
+        print(plain(redact(line)), file=self.stream, flush=True)  # paths and keys: shown, never acted on
 
     def on_queued(self, *, path: str, size: int, **kwargs: Any) -> None:
         self.t.total += size
@@ -116,7 +117,7 @@ class RichProgress(TransferSubscriber):
         task = self.file_tasks.get(path)
         if task is None and len(self.file_tasks) < MAX_FILE_BARS:
             name = path if len(path) <= 40 else "…" + path[-39:]
-            task = self.file_tasks[path] = self.progress.add_task(f"  {name}", total=self.sizes.get(path, 0))
+            task = self.file_tasks[path] = self.progress.add_task(f"  {markup(name)}", total=self.sizes.get(path, 0))
         if task is not None:
             self.progress.advance(task, bytes_transferred)
 
@@ -127,10 +128,11 @@ class RichProgress(TransferSubscriber):
             self.progress.remove_task(task)
         self.progress.update(self.total_task, description=self._total_label())
         if outcome == "failed":
-            self.progress.console.print(redact(f"[red]failed[/] {path}: {kwargs.get('error', '')}"))
+            detail = markup(redact(f"{path}: {kwargs.get('error', '')}"))
+            self.progress.console.print(f"[red]failed[/] {detail}")
 
     def on_message(self, *, text: str, **kwargs: Any) -> None:
-        self.progress.console.print(redact(text), markup=False)
+        self.progress.console.print(plain(redact(text)), markup=False)
 
 
 class NullContext:

@@ -13,6 +13,7 @@ import click
 
 from jobsub.cli.app import App, error_line, pass_app, print_json, warn_line
 from jobsub.cli.progress import progress_for
+from jobsub.cli.safe import markup, plain
 from jobsub.errors import JobsubError, TransferInterrupted, UsageError
 from jobsub.storage import open_store
 from jobsub.units import human_duration, human_size, parse_duration, parse_size
@@ -81,7 +82,7 @@ def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callab
     except TransferInterrupted:
         signal.signal(signal.SIGINT, lambda *a: os._exit(130))  # a second Ctrl-C exits at once
         click.echo(f"{verb} interrupted; what was sent is kept. Resume with:", err=True)
-        click.echo(f"  jobsub {shlex.join(sys.argv[1:])}", err=True)
+        click.echo(f"  jobsub {plain(shlex.join(sys.argv[1:]))}", err=True)
         sys.stderr.flush()
         sys.stdout.flush()
         os._exit(130)  # do not wait for parts in flight: the server and the journal already know them
@@ -98,6 +99,8 @@ def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callab
             f"{human_size(summary.bytes_transferred)} in {summary.seconds:.1f}s; {parts}; verified by: {verified}",
             err=True,
         )
+    for note in summary.skipped:
+        warn_line(f"not uploaded: {note}")
     for refused_key in summary.refused:
         warn_line(f"refused unsafe key {refused_key!r}")
     if summary.failures:
@@ -247,7 +250,8 @@ def uploads_list(app: App, uri: str | None, as_json: bool) -> None:
     table = Table("upload id", "destination", "age", "done", "source", box=None)
     for row in rows:
         done = f"{row['percent_done']:.0f}%" if row["percent_done"] is not None else "?"
-        table.add_row(row["upload_id"], row["uri"], human_duration(row["age_seconds"]), done, row["source"] or "-")
+        cells = (row["upload_id"], row["uri"], human_duration(row["age_seconds"]), done, row["source"] or "-")
+        table.add_row(*(markup(cell) for cell in cells))  # ids and keys come from the server: text, not markup
     app.out.print(table)
 
 
@@ -277,7 +281,7 @@ def uploads_abort(app: App, upload_id: str | None, abort_all: bool, older_than: 
         app.store.abort_multipart(target.bucket, target.key, row["upload_id"])
         if row["upload_id"] in journals:
             journals[row["upload_id"]].delete()
-        click.echo(f"aborted {row['upload_id']} ({row['uri']})")
+        click.echo(plain(f"aborted {row['upload_id']} ({row['uri']})"))
     if not chosen:
         click.echo("nothing to abort")
 
@@ -295,7 +299,7 @@ def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> Non
             print_json(buckets)
         else:
             for bucket in buckets:
-                click.echo(f"s3://{bucket}/")
+                click.echo(plain(f"s3://{bucket}/"))
         return
     target = ObjectURI.parse(uri)
     if recursive:
@@ -313,10 +317,10 @@ def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> Non
         )
         return
     for prefix in prefixes:
-        click.echo(f"{'':>19} {'PRE':>10}  s3://{target.bucket}/{prefix}")
+        click.echo(plain(f"{'':>19} {'PRE':>10}  s3://{target.bucket}/{prefix}"))  # keys: anyone's text
     for obj in objects:
         when = obj.last_modified.strftime("%Y-%m-%d %H:%M:%S") if obj.last_modified else ""
-        click.echo(f"{when:>19} {human_size(obj.size):>10}  s3://{target.bucket}/{obj.key}")
+        click.echo(plain(f"{when:>19} {human_size(obj.size):>10}  s3://{target.bucket}/{obj.key}"))
 
 
 def folder_keys(store, target: ObjectURI) -> list[str]:
@@ -362,7 +366,7 @@ def rm_command(app: App, uri: str, recursive: bool, dry_run: bool, yes: bool) ->
         return
     if dry_run:
         for key in keys:
-            click.echo(f"would delete s3://{target.bucket}/{key}")
+            click.echo(plain(f"would delete s3://{target.bucket}/{key}"))
         click.echo(f"would delete {len(keys)} object(s)")
         return
     if recursive and not yes:

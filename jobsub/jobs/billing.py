@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from jobsub.costs import Estimate, Prices, compute_cost, estimate, hourly_rate, money, storage_cost
 from jobsub.errors import BucketNotFoundError, JobNotFoundError, SpecError, StorageError
 from jobsub.transfer.planning import DEFAULT_PART_SIZE
+from jobsub.transfer.sources import folder_files
 from jobsub.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def job_rate(prices: Prices, spec: JobSpec) -> float:
 
 def _local_bytes(path: Path) -> tuple[int, int]:
     """(bytes, requests to upload them) for a local file or folder."""
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    files = [path] if path.is_file() else folder_files(path)[0]
     total, requests = 0, 0
     for file in files:
         size = file.stat().st_size

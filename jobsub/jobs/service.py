@@ -36,10 +36,12 @@ from jobsub.jobs import billing
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec, check_name, nodes_problem
+from jobsub.jobs.spec_guard import check_output_bucket
 from jobsub.redact import resolved_secrets
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
+from jobsub.transfer.sources import folder_files
 from jobsub.units import parse_duration, parse_size
 from jobsub.uri import ObjectURI, is_remote
 
@@ -88,7 +90,7 @@ def new_job_id(name: str) -> str:
 def _content_id(path: Path) -> str:
     """A short id of a local file or folder's content (file SHA-256s are cached, so a rerun reads nothing)."""
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path] if path.is_file() else folder_files(path)[0]  # what the upload sends: no links out
     for file in files:
         rel = file.name if file == path else file.relative_to(path).as_posix()
         digest.update(f"{rel}\0{cached_sha256(file)}\n".encode())
@@ -230,6 +232,8 @@ class JobService:
             plan.inputs[name] = str(dest)
         target = output or spec.outputs
         plan.outputs = str(ObjectURI.parse(target).as_prefix()) if target else ""
+        if plan.outputs:  # a missing output bucket would fail the job at its very end, after all the work
+            check_output_bucket(self.store, plan.outputs)
         if not plan.outputs:
             plan.outputs = JobRecord(self.store, self.jobs_uri, plan.job_id).uri("outputs/")
         if spec.code:
@@ -291,7 +295,9 @@ class JobService:
         for name, path, dest in plan.uploads:
             on_message(f"uploading input {name}: {path} -> {dest}")
             target = ObjectURI.parse(dest)
-            TransferManager(self.store, subscribers=subscribers).upload([path], target)
+            summary = TransferManager(self.store, subscribers=subscribers).upload([path], target)
+            for note in summary.skipped:
+                on_message(f"warning: input {name}: not uploaded: {note}")
         if plan.code and plan.code_archive is not None:
             self._ensure_code(plan, on_message)
         record = self.record(plan.job_id)

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jobsub.errors import SpecError, UsageError
+from jobsub.jobs.spec_guard import check_spec_depth, env_problem, read_spec_bytes
 
 PLACEHOLDER = re.compile(r"\$\{\{\s*([a-z_]+)\.([A-Za-z0-9_\-]+)\s*\}\}")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{0,40}$")
@@ -125,6 +126,10 @@ class JobSpec(BaseModel):
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         from jobsub.redact import is_secret_env
 
+        for name, item in value.items():
+            problem = env_problem(str(name), str(item))
+            if problem:
+                raise ValueError(problem)
         secret = [k for k in value if is_secret_env(k)]
         if secret:
             raise ValueError(
@@ -274,7 +279,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...], message: str = "") ->
 def load_spec(path: Path) -> JobSpec:
     """Read and validate a spec file; errors name the file, the line and the field."""
     try:
-        raw = path.read_bytes()
+        raw = read_spec_bytes(path)  # bounded: spec_guard.py
     except OSError as exc:
         raise SpecError(f"cannot read job spec {path}: {exc.strerror}") from None
     try:
@@ -284,6 +289,7 @@ def load_spec(path: Path) -> JobSpec:
         raise SpecError(
             f"{path}:{bad_line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the spec as UTF-8"
         ) from None
+    check_spec_depth(path, text)  # before PyYAML recurses into it
     try:
         node = yaml.compose(text)
         data = yaml.load(text, Loader=_UniqueKeyLoader)

@@ -16,6 +16,7 @@ from pathlib import Path
 from jobsub.errors import JobsubError
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
+from jobsub.transfer.sources import folder_files
 from jobsub.units import human_size
 from jobsub.uri import ObjectURI
 
@@ -27,7 +28,8 @@ class OutputUploadError(JobsubError):
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) if folder.is_dir() else []
+    """What an upload of `folder` sends (transfer/sources.py): no link out of it, no FIFO."""
+    return folder_files(folder)[0] if folder.is_dir() else []
 
 
 class OutputUploader:
@@ -48,6 +50,7 @@ class OutputUploader:
         self.retry_pause = retry_pause
         self._busy = threading.Lock()  # held for the whole of one upload
         self._thread: threading.Thread | None = None
+        self._said: set[str] = set()  # skipped entries already named in the log (each once per job)
 
     def _upload_once(self, label: str) -> TransferSummary | None:
         files = _files(self.folder)
@@ -58,6 +61,10 @@ class OutputUploader:
         started = time.monotonic()
         summary = TransferManager(self.store, self.options).upload([self.folder], self.dest)
         seconds = time.monotonic() - started
+        for note in summary.skipped:
+            if note not in self._said:
+                self._said.add(note)
+                self.say(f"output not uploaded: {self._rel(note.split(': ', 1)[0])}: {note.split(': ', 1)[-1]}")
         outcome = f"{len(summary.failures)} failed, " if summary.failures else ""
         self.say(
             f"{label} output upload ended: {outcome}{summary.files_transferred} sent "

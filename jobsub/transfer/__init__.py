@@ -38,8 +38,11 @@ class TransferManager:
         self._cancel.set()
 
     def upload(self, sources: list[str | Path], dest: ObjectURI) -> TransferSummary:
-        items = plan_uploads(sources, dest)
-        return Uploader(self.store, self.options, self.hub, self._cancel).run(items)
+        skipped: list[str] = []  # links out of a folder, FIFOs ...: named, never sent (transfer/sources.py)
+        items = plan_uploads(sources, dest, skipped)
+        uploader = Uploader(self.store, self.options, self.hub, self._cancel)
+        uploader.summary.skipped.extend(skipped)
+        return uploader.run(items)
 
     def download(self, source: ObjectURI, dest: str | Path) -> TransferSummary:
         downloader = Downloader(self.store, self.options, self.hub, self._cancel)

@@ -76,6 +76,8 @@ class TransferSummary:
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    #: local entries an upload did not send: "PATH: why" (links out of the folder, FIFOs; transfer/sources.py)
+    skipped: list[str] = field(default_factory=list)
     #: per file: how its bytes were checked (sha256 | md5 | crc32 | crc32c | crc64nvme | size only)
     verified_by: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

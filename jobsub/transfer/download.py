@@ -2,7 +2,9 @@
 
 Never writes outside DEST: a key with a '..' or '.' segment, a leading '/', a backslash or an empty segment
 is refused with a message and the rest of the download continues (the command then exits 1 with the count,
-unless --skip-unsafe).
+unless --skip-unsafe). Zero-byte folder markers (`prefix/`, as a console's "Create folder" makes) are folders;
+keys a local folder cannot hold together (`a` and `a/b`) fail the download before any byte moves
+(transfer/keymap.py classifies every key, for downloads and job staging alike).
 
 Every file is verified by the strongest checksum its object offers: jobsub's SHA-256 metadata, then a flexible
 checksum the server returns with ChecksumMode=ENABLED (full-object or composite), then a single-part MD5 ETag;
@@ -28,9 +30,10 @@ from jobsub.transfer.checksums import Checksum, cached_sha256, etag_is_md5, file
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
 from jobsub.transfer.inorder import InOrderHasher
+from jobsub.transfer.keymap import check_conflicts, classify_key
 from jobsub.transfer.planning import part_ranges, plan_part_size
 from jobsub.units import human_size
-from jobsub.uri import ObjectURI, key_problem
+from jobsub.uri import ObjectURI
 
 DownloadItem = tuple[str, ObjectInfo, Path]  # (bucket, listed object, target file)
 PARTIAL_SUFFIX = ".jobsub-part"
@@ -62,15 +65,6 @@ def _no_space(target: Path, needed: int) -> InsufficientSpaceError:
     )
 
 
-def safe_target(dest: Path, relative_key: str) -> Path | None:
-    """The file a relative key maps to inside ``dest``, or None when it would escape or is malformed."""
-    if not relative_key or key_problem(relative_key):
-        return None
-    target = (dest / relative_key).resolve()
-    root = dest.resolve()
-    return target if target != root and target.is_relative_to(root) else None
-
-
 class Downloader:
     def __init__(self, store: ObjectStore, options: TransferOptions, hub: EventHub, cancel: threading.Event) -> None:
         self.store = store
@@ -92,20 +86,24 @@ class Downloader:
                 return [(source.bucket, info, (dest / source.name) if into_folder else dest)]
         prefix = source.as_prefix().key if source.key else ""
         items: list[DownloadItem] = []
+        files: dict[Path, str] = {}
+        folders: dict[Path, str] = {}
         for info in self.store.iter_objects(source.bucket, prefix):
-            relative = info.key[len(prefix) :]
-            if relative.endswith("/") and info.size == 0:
-                continue  # a "folder" marker object
-            target = safe_target(dest, relative)
-            if target is None:
-                problem = key_problem(relative) or "would land outside the destination"
-                note = f"refused key {info.key!r}: it {problem}; skipped"
-                self.summary.refused.append(info.key)
-                self.hub.emit("message", text=note)
+            seen = classify_key(dest, info.key[len(prefix) :], info.size)
+            if seen.kind == "folder" and seen.target is not None:
+                folders[seen.target] = info.key  # a console's "Create folder" marker: a folder, not a file
                 continue
-            items.append((source.bucket, info, target))
-        if not items and not self.summary.refused:
+            if seen.kind == "unsafe" or seen.target is None:
+                self.summary.refused.append(info.key)
+                self.hub.emit("message", text=f"refused key {info.key!r}: it {seen.problem}; skipped")
+                continue
+            files[seen.target] = info.key
+            items.append((source.bucket, info, seen.target))
+        if not items and not folders and not self.summary.refused:
             raise ObjectNotFoundError(f"nothing found at {source}")
+        check_conflicts(dest, files, folders, str(source))
+        for folder in sorted(folders):  # empty folders made with a console stay folders here too
+            folder.mkdir(parents=True, exist_ok=True)
         return items
 
     def run(self, items: list[DownloadItem]) -> TransferSummary:

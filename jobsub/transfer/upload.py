@@ -43,15 +43,17 @@ from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, Tran
 from jobsub.transfer.events import EventHub
 from jobsub.transfer.journal import UploadJournal
 from jobsub.transfer.planning import part_ranges, plan_part_size
+from jobsub.transfer.sources import folder_files
 from jobsub.uri import ObjectURI, key_problem
 
 UploadItem = tuple[Path, str, str]  # (source file, bucket, key)
 
 
-def plan_uploads(sources: list[str | Path], dest: ObjectURI) -> list[UploadItem]:
+def plan_uploads(sources: list[str | Path], dest: ObjectURI, skipped: list[str] | None = None) -> list[UploadItem]:
     """Map sources to keys. One folder uploads its contents under DEST; several sources go under DEST/<name>.
 
-    A single file goes to DEST itself unless DEST ends with '/' (then DEST/<file name>).
+    A single file goes to DEST itself unless DEST ends with '/' (then DEST/<file name>). Inside a folder,
+    links that leave it and non-regular files are not sent; each is noted in `skipped` (transfer/sources.py).
     """
     if not sources:
         raise SourceNotFoundError("nothing to upload: name at least one file or folder")
@@ -71,8 +73,11 @@ def plan_uploads(sources: list[str | Path], dest: ObjectURI) -> list[UploadItem]
         base = dest.as_prefix() if dest.key else dest
         if len(sources) > 1:
             base = base.join(source.name).as_prefix()
-        for path in sorted(source.rglob("*")):
-            if path.is_file() and not path.name.endswith((".jobsub-part", ".jobsub-part.json")):
+        files, notes = folder_files(source)
+        if skipped is not None:
+            skipped.extend(notes)
+        for path in files:
+            if not path.name.endswith((".jobsub-part", ".jobsub-part.json")):
                 items.append((path, dest.bucket, base.key + path.relative_to(source).as_posix()))
     for path, _bucket, key in items:
         problem = key_problem(key)
