@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import errno
 import hashlib
 import json
 import os
@@ -137,8 +138,14 @@ class LocalStore:
         import fcntl
 
         folder = self.root / _INTERNAL / "locks" / bucket
-        self._mkdir(folder)
-        fd = os.open(folder / hashlib.sha1(key.encode()).hexdigest(), os.O_RDWR | os.O_CREAT, self._file_mode)
+        try:
+            self._mkdir(folder)
+            fd = os.open(folder / hashlib.sha1(key.encode()).hexdigest(), os.O_RDWR | os.O_CREAT, self._file_mode)
+        except OSError as exc:
+            if not shared or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            yield  # a reader that may not create lock files (a read-only mount) reads unlocked, as before locks
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
@@ -325,24 +332,36 @@ class LocalStore:
         expected = _recorded_checksum(meta)
         if expected is None:
             return {}  # no whole-object checksum on record (an old multipart ETag): say "size only"
-        with self._key_lock(bucket, key):  # the bytes and the record as one unit while we compare
-            current = self._read_meta(bucket, key)
-            try:
-                stat = path.stat()
-            except (FileNotFoundError, NotADirectoryError):
-                return {}
-            if current and _stat_matches(current, stat):
-                return current  # rewritten through the store meanwhile
-            algorithm, value = expected
-            digest = hashlib.new(algorithm)
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(_COPY_CHUNK), b""):
-                    digest.update(chunk)
-            if digest.hexdigest() != value:
-                raise IntegrityError(_changed_on_disk(bucket, key, path, algorithm))
-            meta = {**meta, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino}
+        try:
+            with self._key_lock(bucket, key):  # the bytes and the record as one unit while we compare
+                return self._compare(bucket, key, path, meta, expected, refresh=True)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            return self._compare(bucket, key, path, meta, expected, refresh=False)  # a read-only view of the store
+
+    def _compare(
+        self, bucket: str, key: str, path: Path, meta: dict[str, Any], expected: tuple[str, str], refresh: bool
+    ) -> dict[str, Any]:
+        """Hash the file and compare it with the record: IntegrityError when it differs."""
+        current = self._read_meta(bucket, key)
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        if current and _stat_matches(current, stat):
+            return current  # rewritten through the store meanwhile
+        algorithm, value = expected
+        digest = hashlib.new(algorithm)
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(_COPY_CHUNK), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != value:
+            raise IntegrityError(_changed_on_disk(bucket, key, path, algorithm))
+        meta = {**meta, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino}
+        if refresh:
             self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
-            return meta
+        return meta
 
     def get_range(
         self, bucket: str, key: str, start: int, length: int, progress: ProgressCallback | None = None
