@@ -25,6 +25,8 @@ CONTEXTS = {
     "subscript": "a=(x y); a[${{params.v}}]=z; echo ${a[@]}",
     "param-expansion-offset": "s=abcdef; echo ${s:${{params.v}}}",
     "eval": "eval echo ${{params.v}}",
+    "let-of-command-output": "let n=$(echo ${{params.v}})+1; echo $n",
+    "eval-of-command-output": 'eval "$(echo ${{params.v}})"',
 }
 
 

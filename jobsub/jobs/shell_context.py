@@ -36,6 +36,21 @@ _ARITH_NAMES = {
 }
 #: Frames inside which the text is an arithmetic expression ("a(" is a parenthesis within one).
 _ARITH_KINDS = {*_ARITH_NAMES, "a("}
+#: How many characters open each frame kind (a frame records the index just after its opener).
+_OPENER_LENGTH = {
+    "'": 1,
+    '"': 1,
+    "`": 1,
+    "$(": 2,
+    "(": 1,
+    "a(": 1,
+    "((": 2,
+    "$((": 3,
+    "$[": 2,
+    "${": 2,
+    "[[": 2,
+    "sub[": 1,
+}
 _QUOTE_NAMES = {"'": "single quotes", '"': "double quotes", "`": "backticks"}
 
 
@@ -121,8 +136,15 @@ def placeholder_contexts(command: str, spans: list[tuple[int, int]]) -> dict[int
                 close = command.find("]]", pos)
                 if _ARITH_TEST.search(command[opened : n if close < 0 else close]):
                     return Context("arithmetic", "[[ ]] with an arithmetic comparison (-eq, -lt, ...)")
-        base = next((opened for kind, opened in reversed(stack) if kind in ("$(", "(")), 0)
-        return _simple_command(command[base:pos])
+        # the simple command around the placeholder, then each one around the $(...) holding it: the output
+        # of `let x=$(echo VALUE)` is evaluated by let, the output of `eval "$(echo VALUE)"` parsed by eval
+        bases = [(0, -1)] + [(opened, j) for j, (kind, opened) in enumerate(stack) if kind in ("$(", "(")]
+        for base, j in reversed(bases):
+            end = pos if j + 1 >= len(stack) else stack[j + 1][1] - _OPENER_LENGTH[stack[j + 1][0]]
+            context = _simple_command(command[base:end])
+            if context is not None:
+                return context
+        return None
 
     while i < n:
         if i in starts:
