@@ -24,6 +24,54 @@ GIB = 1 << 30
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
 
+class Flavor(BaseModel):
+    """A named instance flavor: its price per hour and what it holds, so a spec cannot ask for more than the
+    flavor it is billed as (a cheap flavor cannot carry 8 GPUs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price: float = Field(description="per hour, all resources included")
+    cpus: float = Field(gt=0, description="CPU cores the flavor holds")
+    memory: str = Field(description="memory the flavor holds, e.g. 16GiB")
+    gpus: int = Field(default=0, ge=0, description="GPUs the flavor holds")
+
+    @field_validator("price")
+    @classmethod
+    def _price(cls, value: float) -> float:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("a price is a finite number >= 0")
+        return value
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("cpus is a finite number > 0")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        from jobsub.errors import UsageError
+        from jobsub.units import parse_size
+
+        try:
+            parse_size(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def memory_bytes(self) -> int:
+        from jobsub.units import parse_size
+
+        return parse_size(self.memory)
+
+    def holds(self) -> str:
+        gpus = f", {self.gpus} GPU{'s' if self.gpus != 1 else ''}"
+        return f"{self.cpus:g} CPUs{gpus}, {self.memory} memory"
+
+
 class Prices(BaseModel):
     """A price table. Every price is >= 0 and finite; unknown keys are an error naming the key."""
 
@@ -35,8 +83,9 @@ class Prices(BaseModel):
     cpu_core_hour: float = 0.0
     memory_gib_hour: float = 0.0
     gpu_hour: float = 0.0
-    #: named instance flavors (per hour, all resources included); `resources.flavor` picks one
-    flavors: dict[str, float] = Field(default_factory=dict)
+    #: named instance flavors: {price, cpus, memory, gpus} (a bare number is a price that states no capacity:
+    #: it only carries specs that ask for no cpus, memory or GPUs); `resources.flavor` picks one
+    flavors: dict[str, Flavor | float] = Field(default_factory=dict)
     storage_gib_month: float = 0.0
     requests_per_1000: float = 0.0
     egress_gib: float = 0.0
@@ -52,17 +101,23 @@ class Prices(BaseModel):
 
     @field_validator("flavors")
     @classmethod
-    def _flavors(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, price in value.items():
+    def _flavors(cls, value: dict[str, Flavor | float]) -> dict[str, Flavor | float]:
+        for name, flavor in value.items():
+            price = flavor.price if isinstance(flavor, Flavor) else flavor
             if not math.isfinite(price) or price < 0:
                 raise ValueError(f"flavor {name}: a price is a finite number >= 0")
         return value
 
+    def flavor_price(self, name: str) -> float:
+        flavor = self.flavors[name]
+        return flavor.price if isinstance(flavor, Flavor) else float(flavor)
+
     @property
     def is_zero(self) -> bool:
+        """True when every price is zero: then no figure means anything, whatever the table is called."""
         return not any(
             (self.cpu_core_hour, self.memory_gib_hour, self.gpu_hour, self.storage_gib_month, self.requests_per_1000)
-        ) and not any(self.flavors.values())
+        ) and not any(self.flavor_price(name) for name in self.flavors)
 
     def label(self) -> str:
         return f"price table {self.table!r}" + (f" ({self.source})" if self.source else "")
@@ -74,15 +129,45 @@ def money(amount: float | None, currency: str) -> str:
     return f"{amount:.4f} {currency}" if 0 < amount < 0.01 else f"{amount:.2f} {currency}"
 
 
+def flavor_problem(prices: Prices, name: str, cpus: float | None, memory_bytes: int | None, gpus: int) -> str | None:
+    """Why a spec asking for these resources cannot be billed as flavor ``name``, or None when it can."""
+    flavor = prices.flavors.get(name)
+    if flavor is None:
+        known = ", ".join(sorted(prices.flavors)) or "none in this table"
+        return f"flavor {name!r} has no price in {prices.label()}; known flavors: {known}"
+    if not isinstance(flavor, Flavor):
+        asked = [what for what, value in (("cpus", cpus), ("memory", memory_bytes), ("gpus", gpus)) if value]
+        if asked:
+            return (
+                f"flavor {name!r} in {prices.label()} states only its price, so resources.{asked[0]} cannot be "
+                f"checked against it; say what it holds: [prices.flavors.{name!r}] price, cpus, memory, gpus"
+            )
+        return None
+    over = []
+    if cpus is not None and cpus > flavor.cpus:
+        over.append(f"cpus {cpus:g}")
+    if gpus > flavor.gpus:
+        over.append(f"gpus {gpus}")
+    if memory_bytes is not None and memory_bytes > flavor.memory_bytes:
+        over.append(f"memory {human_size(memory_bytes)}")
+    if over:
+        return (
+            f"resources ask for {', '.join(over)}, more than flavor {name!r} holds ({flavor.holds()}); "
+            f"pick a larger flavor or ask for less"
+        )
+    return None
+
+
 def hourly_rate(prices: Prices, cpus: float | None, memory_bytes: int | None, gpus: int, flavor: str | None) -> float:
-    """The compute price per hour of a job's resources. A job with no cpus set is priced as one core."""
+    """The compute price per hour of a job's resources. A job with no cpus set is priced as one core; a job
+    on a flavor is priced as the flavor, once its resources are known to fit in it."""
     if flavor:
-        if flavor not in prices.flavors:
+        problem = flavor_problem(prices, flavor, cpus, memory_bytes, gpus)
+        if problem:
             from jobsub.errors import SpecError
 
-            known = ", ".join(sorted(prices.flavors)) or "none in this table"
-            raise SpecError(f"flavor {flavor!r} has no price in {prices.label()}; known flavors: {known}")
-        return prices.flavors[flavor]
+            raise SpecError(problem)
+        return prices.flavor_price(flavor)
     memory_gib = (memory_bytes or 0) / GIB
     return (cpus or 1.0) * prices.cpu_core_hour + memory_gib * prices.memory_gib_hour + gpus * prices.gpu_hour
 

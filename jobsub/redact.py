@@ -19,7 +19,26 @@ KEY_ID_ENV_VARS = ("AWS_ACCESS_KEY_ID",)
 _SIGNATURE_RE = re.compile(r"(Signature=|X-Amz-Signature=|X-Amz-Credential=|Credential=)[^,\s&\"']+")
 _HEADER_RE = re.compile(r"((?:X-Amz-Security-Token|Authorization)['\"]?\s*[:=]\s*['\"]?(?:b['\"])?)[^,\s\"'}]+", re.I)
 #: Words that make an environment variable name look like a secret (matched per '_'-separated segment).
-SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASS", "PASSWORD", "PASSWD", "PWD", "CREDENTIAL", "CREDENTIALS")
+SECRET_WORDS = (
+    "KEY",
+    "SECRET",
+    "TOKEN",
+    "PASS",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "PWD",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "AUTH",
+    "AUTHORIZATION",
+    "DSN",
+)
+#: A URL that carries a password in its userinfo (scheme://user:password@host): postgres://, redis://,
+#: https://x-access-token:TOKEN@github.com, amqp://, a Sentry-style DSN ...
+_URL_USERINFO_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/\s@?#]*:[^/\s@?#]*@")
+#: Shortest credential looked for *inside* a value (shorter ones would match ordinary text; equality still counts).
+MIN_CONTAINED_SECRET = 8
 
 _registered: dict[str, str] = {}  # value -> placeholder
 _lock = threading.Lock()
@@ -105,6 +124,22 @@ def is_secret_env(name: str) -> bool:
         for word in SECRET_WORDS:
             if segment == word or segment == word + "S" or (segment.endswith(word) and len(segment) > len(word)):
                 return True
+    return False
+
+
+def has_url_userinfo(value: str) -> bool:
+    """True when the value holds a URL with ``user:password@`` (the password would be stored in plain text)."""
+    return bool(_URL_USERINFO_RE.search(value))
+
+
+def holds_credential(value: str, known: set[str] | None = None) -> bool:
+    """True when the value is, or contains, one of the credentials this process knows (environment keys and
+    what botocore resolved): ``--x=KEY`` or ``Bearer KEY`` hides the key as well as the bare key does."""
+    if not value:
+        return False
+    for secret in resolved_secrets() if known is None else known:
+        if value == secret or (len(secret) >= MIN_CONTAINED_SECRET and secret in value):
+            return True
     return False
 
 

@@ -95,18 +95,19 @@ def test_max_cost_refuses_at_submit_before_uploading_anything(env: Env, tmp_path
 
 
 def test_max_cost_stops_a_running_job_like_a_timeout(env: Env, tmp_path: Path) -> None:
-    # 3600 per core-hour = 1 CNY per second of a one-core job: a 2 CNY limit stops it after about 2 s
+    # 3600 per core-hour = 1 CNY per second of a one-core job: a 6 CNY limit stops it after about 6 s
+    # (staging counts too, so the limit leaves a loaded machine time to start the command)
     set_prices(env, **{**PRICES, "cpu_core_hour": 3600.0})
     spec = tmp_path / "job.yaml"  # no timeout: no upper bound at submit, so only the runtime can hold the limit
     spec.write_text(
         "name: spender\ncommand: python -c \"import time; print('started', flush=True); time.sleep(120)\"\n"
     )
-    result = env.run("submit", "-f", str(spec), "--max-cost", "2", "--follow", timeout=120)
+    result = env.run("submit", "-f", str(spec), "--max-cost", "6", "--follow", timeout=120)
     assert result.returncode != 0 and result.stdout, result.stderr
     job_id = result.stdout.splitlines()[0]
     status = env.run_json("status", job_id)["status"]
     assert status["state"] == "FAILED"
-    assert status["reason"].startswith("cost limit 2.00 CNY reached after"), status
+    assert status["reason"].startswith("cost limit 6.00 CNY reached after"), status
     assert "started" in result.stdout
 
 

@@ -32,7 +32,7 @@ def cost_command(app: App, since: str, prefix: str | None, as_json: bool) -> Non
     currency = bill["currency"]
     period = f"the last {human_duration(seconds)}" if seconds else "all time"
     click.echo(f"price table {bill['table']!r}" + (f" ({bill['source']})" if bill["source"] else ""))
-    if bill["table"] == "none":
+    if app.profile.prices.is_zero:  # by the prices, not the table's name: a table called "none" may hold prices
         click.echo("  (no prices set: add [profiles.NAME.prices] to the config to see real figures)")
     click.echo(f"jobs, {period}: {len(bill['jobs'])}, compute {money(bill['compute'], currency)}")
     for job in bill["jobs"][:20]:

@@ -37,7 +37,8 @@ from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec, check_name, nodes_problem
 from jobsub.jobs.spec_guard import check_output_bucket
-from jobsub.redact import resolved_secrets
+from jobsub.redact import holds_credential, resolved_secrets
+from jobsub.runtime.launch_env import runtime_tunables
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
@@ -129,13 +130,9 @@ def storage_credentials_env(profile: Profile) -> dict[str, str]:
     return env
 
 
-#: JOBSUB_* variables of the submitting shell that configure the runtime (heartbeat, grace period, ...) and
-#: are passed on to runners that do not inherit this environment. Never a secret.
-_RUNTIME_TUNABLES_EXCLUDED = {"JOBSUB_PROFILE_JSON", "JOBSUB_PROFILE"}
-
-
 def _runtime_tunables() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("JOBSUB_") and k not in _RUNTIME_TUNABLES_EXCLUDED}
+    """The documented JOBSUB_* runtime knobs of the submitting shell (runtime/launch_env.py), nothing else."""
+    return runtime_tunables(os.environ)
 
 
 class JobService:
@@ -246,10 +243,10 @@ class JobService:
         return plan
 
     def _check_env_values(self, spec: JobSpec) -> None:
-        """A spec `env` value equal to a credential would store the secret in job.json: refuse it."""
+        """A spec `env` value that is or contains a credential would store the secret in job.json: refuse it."""
         known = resolved_secrets()
         for name, value in spec.env.items():
-            if value and value in known:
+            if holds_credential(value, known):
                 raise SpecError(
                     f"env.{name} holds one of your credentials and would be stored in the job record; "
                     f"pass it with --secret-env {name} (taken from your shell, never stored)"

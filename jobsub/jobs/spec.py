@@ -2,8 +2,10 @@
 
 Placeholders in ``command``: ``${{inputs.NAME}}``, ``${{outputs.dir}}``, ``${{params.NAME}}``, ``${{job.id}}``.
 They are resolved by the runtime (inputs become local paths only there), and every value becomes exactly one
-shell word (shlex.quote). A placeholder inside quotes, backticks or ``$(...)`` is refused at load: there the
-shell would parse the quoted value again (``echo "${{params.msg}}"`` with ``msg=$(touch x)`` runs ``touch``).
+shell word (shlex.quote). A placeholder where the shell would read the quoted value again is refused at load
+and again when the runtime renders it (jobs/shell_context.py): inside quotes, backticks, heredoc bodies and
+eval (``echo "${{params.msg}}"`` with ``msg=$(touch x)`` runs ``touch``), and in arithmetic (``(( ))``,
+``$(( ))``, ``let``, ``[[ -eq ]]``, subscripts) unless the value is a plain number (``a[$(id)]`` runs ``id``).
 
 Everything that could fail at run time is checked here, at submit: names, the timeout, resources, finite
 numbers, duplicate keys.
@@ -21,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jobsub.errors import SpecError, UsageError
+from jobsub.jobs.shell_context import is_number, placeholder_contexts
 from jobsub.jobs.spec_guard import check_spec_depth, env_problem, read_spec_bytes
 
 PLACEHOLDER = re.compile(r"\$\{\{\s*([a-z_]+)\.([A-Za-z0-9_\-]+)\s*\}\}")
@@ -28,6 +31,10 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{0,40}$")
 #: Input, output and param names: they become folder names and environment variable names.
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDENT_RULE = "names match [A-Za-z_][A-Za-z0-9_]* (letters, digits and '_', not starting with a digit)"
+#: An image reference as container engines take it (registry/name:tag@digest, docker://..., library://...,
+#: pyxis' registry#name, an image file path): one word, no shell or option syntax, so it can stand in a
+#: profile's container prefix ('apptainer exec {image}') or an engine's argument list and mean only an image.
+IMAGE_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|\.{0,2}/)?[A-Za-z0-9_][A-Za-z0-9_./:@#+-]{0,511}$")
 
 
 ENV_OF_SCOPE = {
@@ -67,6 +74,8 @@ class Resources(BaseModel):
     @field_validator("cpus")
     @classmethod
     def _cpus(cls, value: float | None) -> float | None:
+        if value == 0:  # an engine reads 0 as "no limit": the job would use every core and be priced as one
+            raise ValueError("cpus: 0 would run without a CPU limit; give the cores the job needs (e.g. 1 or 0.5)")
         return _finite(value, "cpus")
 
     @field_validator("memory")
@@ -124,7 +133,7 @@ class JobSpec(BaseModel):
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        from jobsub.redact import is_secret_env
+        from jobsub.redact import has_url_userinfo, is_secret_env
 
         for name, item in value.items():
             problem = env_problem(str(name), str(item))
@@ -136,7 +145,23 @@ class JobSpec(BaseModel):
                 f"{', '.join(secret)} looks like a secret and would be stored in the job record; "
                 f"pass it with --secret-env {secret[0]} (taken from your shell, never stored)"
             )
+        with_password = [k for k, v in value.items() if has_url_userinfo(str(v))]
+        if with_password:
+            raise ValueError(
+                f"{with_password[0]} holds a URL with user:password@, which would be stored in the job record; "
+                f"pass it with --secret-env {with_password[0]} (taken from your shell, never stored)"
+            )
         return {k: str(v) for k, v in value.items()}
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_RE.match(value):
+            raise ValueError(
+                f"{value[:80]!r} is not an image reference: letters, digits and . _ - / : @ # + only, "
+                "starting with a letter, digit or path (e.g. python:3.11-slim, docker://org/train:1, /img/train.sif)"
+            )
+        return value
 
     @field_validator("params")
     @classmethod
@@ -170,19 +195,37 @@ class JobSpec(BaseModel):
     def placeholders(self) -> list[tuple[str, str]]:
         return PLACEHOLDER.findall(self.command)
 
-    def check_quoting(self) -> None:
-        """Refuse placeholders where the shell would parse their (quoted) value again."""
+    def _env_hint(self, scope: str, name: str) -> str:
+        return ENV_OF_SCOPE[scope] + ("" if scope in ("outputs", "job") else name.upper())
+
+    def check_quoting(self, values: dict[str, dict[str, Any]] | None = None) -> None:
+        """Refuse placeholders where the shell would read their value again (jobs/shell_context.py): inside
+        quotes, backticks, heredoc bodies and eval always; in arithmetic unless the value is a plain number.
+        ``values`` are the values rendered (the runtime's); at submit the spec's params are checked."""
+        spans = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(self.command)]
+        contexts = placeholder_contexts(self.command, spans)
         for match in PLACEHOLDER.finditer(self.command):
-            context = _quote_context(self.command, match.start())
-            if context:
-                placeholder = match.group(0)
-                env_name = ENV_OF_SCOPE[match.group(1)] + (
-                    "" if match.group(1) in ("outputs", "job") else match.group(2).upper()
-                )
+            context = contexts.get(match.start())
+            if context is None:
+                continue
+            placeholder, scope, name = match.group(0), match.group(1), match.group(2)
+            env_name = self._env_hint(scope, name)
+            if context.kind == "reparse":
+                if context.where in ("single quotes", "double quotes", "backticks"):
+                    fix = f'write it outside quotes (e.g. --msg={placeholder}), or use "${env_name}" inside the quotes'
+                else:
+                    fix = f'pass it as an argument or read "${env_name}" (a variable\'s value is not parsed again)'
                 raise SpecError(
-                    f"command: {placeholder} is inside {context}, where the shell would parse its value again; "
-                    f"a placeholder is already one quoted word: write it outside quotes "
-                    f'(e.g. --msg={placeholder}), or use "${env_name}" inside the quotes'
+                    f"command: {placeholder} is inside {context.where}, where the shell would parse its value "
+                    f"again; a placeholder is already one quoted word: {fix}"
+                )
+            value = (values or {}).get(scope, {}).get(name) if values is not None else self.params.get(name)
+            if scope != "params" or not is_number(value):
+                shown = "" if scope != "params" else f" (value {str(value)[:40]!r})"
+                raise SpecError(
+                    f"command: {placeholder} is in {context.where}, where bash evaluates the value as an "
+                    f"arithmetic expression (a value like a[$(cmd)] runs cmd); only a number may stand there"
+                    f'{shown}: give params.{name} a number, or compare text with [[ "${env_name}" == ... ]]'
                 )
 
     def check_placeholders(self) -> None:
@@ -198,43 +241,15 @@ class JobSpec(BaseModel):
                 raise SpecError(f"command uses ${{{{{scope}.{name}}}}} but the spec has no {scope} named {name!r}")
 
     def render_command(self, values: dict[str, dict[str, Any]]) -> str:
+        """The command with every placeholder as one quoted word; the quoting rules are checked again here,
+        on the values rendered (a job record in a shared bucket may have been rewritten since submit)."""
+        self.check_quoting(values)
+
         def replace(match: re.Match) -> str:
             value = values[match.group(1)][match.group(2)]
             return shlex.quote(str(value).lower() if isinstance(value, bool) else str(value))
 
         return PLACEHOLDER.sub(replace, self.command)
-
-
-def _quote_context(command: str, position: int) -> str | None:
-    """What quoting is open at ``position`` in a bash command: 'single quotes', 'double quotes', 'backticks'
-    or None. Inside ``$(...)`` quoting starts afresh (bash parses the inner command once), so a placeholder
-    there is one word again. A small scanner, enough for the one question asked."""
-    stack: list[str] = []
-    i = 0
-    while i < position:
-        char = command[i]
-        top = stack[-1] if stack else None
-        if top == "'":
-            if char == "'":
-                stack.pop()
-        elif char == "\\":
-            i += 1  # the next character is literal
-        elif (top == '"' and char == '"') or (top == "`" and char == "`"):
-            stack.pop()
-        elif char == "$" and command.startswith("$(", i) and not command.startswith("$((", i):
-            stack.append("(")
-            i += 1
-        elif char == ")" and top == "(":
-            stack.pop()
-        elif char == '"' and top != '"':
-            stack.append('"')
-        elif char == "'" and top != '"':
-            stack.append("'")
-        elif char == "`":
-            stack.append("`")
-        i += 1
-    names = {"'": "single quotes", '"': "double quotes", "`": "backticks"}
-    return names.get(stack[-1]) if stack else None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -360,7 +375,9 @@ def apply_sets(spec: JobSpec, assignments: list[str]) -> JobSpec:
             )
             raise SpecError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
     try:
-        return JobSpec.model_validate(data)
+        result = JobSpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise SpecError(f"--set: {'.'.join(map(str, err['loc']))}: {_pydantic_message(err)}") from None
+    result.check_quoting()  # a param set to text where the command does arithmetic with it
+    return result

@@ -51,6 +51,8 @@ class OutputUploader:
         self._busy = threading.Lock()  # held for the whole of one upload
         self._thread: threading.Thread | None = None
         self._said: set[str] = set()  # skipped entries already named in the log (each once per job)
+        self._manager: TransferManager | None = None  # the upload in progress, for cancel()
+        self._cancelled = False
 
     def _upload_once(self, label: str) -> TransferSummary | None:
         files = _files(self.folder)
@@ -59,7 +61,10 @@ class OutputUploader:
         total = sum(p.stat().st_size for p in files)
         self.say(f"{label} output upload started: {len(files)} files, {human_size(total)}")
         started = time.monotonic()
-        summary = TransferManager(self.store, self.options).upload([self.folder], self.dest)
+        self._manager = TransferManager(self.store, self.options)
+        if self._cancelled:
+            self._manager.cancel()
+        summary = self._manager.upload([self.folder], self.dest)
         seconds = time.monotonic() - started
         for note in summary.skipped:
             if note not in self._said:
@@ -92,6 +97,12 @@ class OutputUploader:
         self._thread.start()
         return True
 
+    def cancel(self) -> None:
+        """Stop the upload in progress and send nothing more (the job's cost limit was reached)."""
+        self._cancelled = True
+        if self._manager is not None:
+            self._manager.cancel()
+
     def busy(self) -> bool:
         return self._busy.locked()
 
@@ -101,9 +112,13 @@ class OutputUploader:
         with self._busy:
             summary = None
             for attempt in range(1, FINAL_ATTEMPTS + 1):
+                if self._cancelled:
+                    raise OutputUploadError("uploading outputs stopped: the job's cost limit was reached")
                 try:
                     summary = self._upload_once(label)
                 except JobsubError as exc:
+                    if self._cancelled:
+                        raise OutputUploadError("uploading outputs stopped: the job's cost limit was reached") from None
                     if attempt == FINAL_ATTEMPTS:
                         raise OutputUploadError(f"uploading outputs failed: {exc}") from None
                     self.say(f"output upload attempt {attempt} failed ({exc}); retrying")

@@ -156,6 +156,7 @@ class Runner:
         self._rate = float(cost.get("rate_per_hour", 0.0))  # compute price per hour (jobsub/costs.py)
         self._max_cost: float | None = cost.get("max_cost")
         self._currency = str(cost.get("currency", ""))
+        self._cost_stop = ""  # the cost-limit reason, fixed when the limit is reached
 
     def _existing_chunks(self) -> int:
         """A restarted runner appends after the chunks an earlier attempt wrote."""
@@ -227,12 +228,11 @@ class Runner:
                 self._request_stop("cancel", f"received {signal.Signals(self._signal).name}")
             if self._deadline and now > self._deadline and not self.stop_reason:
                 self._request_stop("timeout", f"timeout of {self.spec.timeout} reached")
-            if (
-                self._proc is not None
-                and not self.stop_reason
-                and cost_limit_reached(self._rate, now - self._started, self._max_cost)
-            ):
-                self._request_stop("cost", self._cost_reason())
+            # every second the resources are held counts: staging, the command and the output upload
+            if not self.stop_reason and cost_limit_reached(self._rate, now - self._started, self._max_cost):
+                self._cost_stop = self._cost_reason()
+                self._request_stop("cost", self._cost_stop)
+                self.outputs.cancel()
             if self.status.lost.is_set() and not self.stop_reason:
                 self._request_stop("cancel", "another runner took over this job")
             if now - last_marker >= 1.0 and not self.stop_reason:
@@ -265,6 +265,8 @@ class Runner:
         except TransferInterrupted:
             paths = None
         except (StagingError, IntegrityError) as exc:
+            if self.stop_reason == "cost":  # staging stopped by the cost limit: that is the reason
+                return {"state": State.FAILED, "exit_code": None, "reason": self._cost_reason()}
             self.logs.say(str(exc))
             return {"state": State.FAILED, "exit_code": None, "reason": str(exc)}
         except JobsubError as exc:
@@ -273,6 +275,8 @@ class Runner:
         if self.stop_reason or paths is None:
             if self.stop_reason == "timeout":
                 return {"state": State.FAILED, "exit_code": None, "reason": f"timed out after {self.spec.timeout}"}
+            if self.stop_reason == "cost":
+                return {"state": State.FAILED, "exit_code": None, "reason": self._cost_reason() + " while staging"}
             return {"state": State.CANCELLED, "exit_code": None, "reason": "cancelled while staging"}
         attempts = self.spec.max_retries + 1
         while True:
@@ -306,6 +310,8 @@ class Runner:
                 self.logs.say(str(exc))
                 if state == State.SUCCEEDED:
                     state, reason = State.FAILED, str(exc)
+            if self.stop_reason == "cost" and not (reason or "").startswith("cost limit"):  # came during the upload
+                state, reason = State.FAILED, self._cost_reason() + " while uploading outputs"
         try:
             self._sync_metrics()
         except JobsubError as exc:
@@ -470,6 +476,9 @@ class Runner:
             proc.wait()
 
     def _cost_reason(self) -> str:
+        """The reason when the cost limit stopped the job, with the time it was reached (kept from then on)."""
+        if self._cost_stop:
+            return self._cost_stop
         elapsed = human_duration(time.monotonic() - self._started)
         return f"cost limit {money(self._max_cost, self._currency)} reached after {elapsed}"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import errno
 import hashlib
 import json
 import os
@@ -39,7 +40,16 @@ from jobsub.errors import (
     StorageError,
     UploadNotFoundError,
 )
-from jobsub.storage.base import FileRange, ListResult, ObjectInfo, PartData, PartInfo, ProgressCallback, UploadInfo
+from jobsub.storage.base import (
+    SHA256_META,
+    FileRange,
+    ListResult,
+    ObjectInfo,
+    PartData,
+    PartInfo,
+    ProgressCallback,
+    UploadInfo,
+)
 from jobsub.uri import key_problem, validate_bucket, validate_key
 
 _INTERNAL = ".jobsub"
@@ -50,6 +60,38 @@ _COPY_CHUNK = 8 << 20
 
 def _md5_matches(data_md5: bytes, content_md5: str | None) -> bool:
     return not content_md5 or base64.b64encode(data_md5).decode() == content_md5
+
+
+def _stat_matches(meta: dict[str, Any], stat: os.stat_result) -> bool:
+    return bool(
+        meta.get("size") == stat.st_size
+        and meta.get("mtime_ns") == stat.st_mtime_ns
+        and meta.get("ino", stat.st_ino) == stat.st_ino
+    )
+
+
+def _recorded_checksum(meta: dict[str, Any]) -> tuple[str, str] | None:
+    """(algorithm, hex) of the whole object as stored: its ETag when that is a digest this store computed from
+    the bytes (64 hex digits: SHA-256 of a staged copy; 32: MD5 of a single put), else the SHA-256 the uploader
+    put in its metadata (multipart objects, whose ETag is an MD5 of MD5s)."""
+    etag = str(meta.get("etag", "")).strip('"').lower()
+    if len(etag) in (32, 64) and all(c in "0123456789abcdef" for c in etag):
+        return ("sha256" if len(etag) == 64 else "md5"), etag
+    metadata = meta.get("metadata")
+    sha = metadata.get(SHA256_META) if isinstance(metadata, dict) else None
+    if isinstance(sha, str) and len(sha) == 64:
+        return "sha256", sha.lower()
+    return None
+
+
+_ALGORITHM_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
+
+
+def _changed_on_disk(bucket: str, key: str, path: Path, algorithm: str) -> str:
+    return (
+        f"s3://{bucket}/{key} ({path}) changed on disk after it was stored: its {_ALGORITHM_NAMES[algorithm]} "
+        f"no longer matches the recorded one, so it is damaged; upload it again or remove it"
+    )
 
 
 @dataclass
@@ -96,8 +138,14 @@ class LocalStore:
         import fcntl
 
         folder = self.root / _INTERNAL / "locks" / bucket
-        self._mkdir(folder)
-        fd = os.open(folder / hashlib.sha1(key.encode()).hexdigest(), os.O_RDWR | os.O_CREAT, self._file_mode)
+        try:
+            self._mkdir(folder)
+            fd = os.open(folder / hashlib.sha1(key.encode()).hexdigest(), os.O_RDWR | os.O_CREAT, self._file_mode)
+        except OSError as exc:
+            if not shared or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            yield  # a reader that may not create lock files (a read-only mount) reads unlocked, as before locks
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
@@ -239,6 +287,14 @@ class LocalStore:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != _INTERNAL)
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """The object's size, ETag and metadata as recorded when it was stored.
+
+        Bytes changed on disk after they were stored (another program, a flipped bit, a restored backup) are
+        never passed off as the stored object: when the file's size, mtime or inode differ from the record,
+        its SHA-256 (or MD5) is computed once and compared with the recorded one. A match (a `touch`, a copy
+        that kept the bytes) updates the record; a mismatch raises IntegrityError, as a bad S3 object does.
+        Unchanged files cost nothing here: readers hash the bytes they read (the download engine checks the
+        recorded SHA-256, ``get`` the recorded checksum)."""
         try:
             path = self._object_path(bucket, key)
         except BucketNotFoundError:
@@ -254,19 +310,58 @@ class LocalStore:
                 stat = path.stat()
             except (FileNotFoundError, NotADirectoryError):
                 return None
-            try:
-                meta = json.loads(self._meta_path(bucket, key).read_text())
-            except (OSError, ValueError):
-                meta = {}
+            meta = self._read_meta(bucket, key)
         info = ObjectInfo(key, stat.st_size, last_modified=datetime.fromtimestamp(stat.st_mtime, timezone.utc))
-        if (
-            meta.get("size") == stat.st_size
-            and meta.get("mtime_ns") == stat.st_mtime_ns
-            and meta.get("ino", stat.st_ino) == stat.st_ino
-        ):
-            info.etag = meta.get("etag", "")
+        if meta and not _stat_matches(meta, stat):
+            meta = self._recheck(bucket, key, path, meta)
+        if meta:
+            info.etag = str(meta.get("etag", ""))
             info.metadata = dict(meta.get("metadata", {}))
         return info
+
+    def _read_meta(self, bucket: str, key: str) -> dict[str, Any]:
+        try:
+            meta = json.loads(self._meta_path(bucket, key).read_text())
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _recheck(self, bucket: str, key: str, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+        """The file changed on disk since it was stored: compare its bytes with the recorded checksum once.
+        Returns the record (refreshed when the bytes are the same), {} when nothing recorded can tell."""
+        expected = _recorded_checksum(meta)
+        if expected is None:
+            return {}  # no whole-object checksum on record (an old multipart ETag): say "size only"
+        try:
+            with self._key_lock(bucket, key):  # the bytes and the record as one unit while we compare
+                return self._compare(bucket, key, path, meta, expected, refresh=True)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            return self._compare(bucket, key, path, meta, expected, refresh=False)  # a read-only view of the store
+
+    def _compare(
+        self, bucket: str, key: str, path: Path, meta: dict[str, Any], expected: tuple[str, str], refresh: bool
+    ) -> dict[str, Any]:
+        """Hash the file and compare it with the record: IntegrityError when it differs."""
+        current = self._read_meta(bucket, key)
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        if current and _stat_matches(current, stat):
+            return current  # rewritten through the store meanwhile
+        algorithm, value = expected
+        digest = hashlib.new(algorithm)
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(_COPY_CHUNK), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != value:
+            raise IntegrityError(_changed_on_disk(bucket, key, path, algorithm))
+        meta = {**meta, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino}
+        if refresh:
+            self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
+        return meta
 
     def get_range(
         self, bucket: str, key: str, start: int, length: int, progress: ProgressCallback | None = None
@@ -282,14 +377,22 @@ class LocalStore:
         return data
 
     def get(self, bucket: str, key: str) -> bytes:
+        """The whole object, checked against the checksum recorded when it was stored (hashed from the bytes
+        just read: records and archives are small), so a changed file is refused, never returned."""
         try:  # like head(): a bucket nobody wrote to yet (they are created on first write) holds no object
             path = self._object_path(bucket, key)
         except BucketNotFoundError:
             raise ObjectNotFoundError(f"no object s3://{bucket}/{key} in {self.description}") from None
         try:
-            return path.read_bytes()
+            with self._key_lock(bucket, key, shared=True):
+                data = path.read_bytes()
+                meta = self._read_meta(bucket, key)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFoundError(f"no object s3://{bucket}/{key} in {self.description}") from None
+        expected = _recorded_checksum(meta) if meta else None
+        if expected is not None and hashlib.new(expected[0], data).hexdigest() != expected[1]:
+            raise IntegrityError(_changed_on_disk(bucket, key, path, expected[0]))
+        return data
 
     def put(
         self,
@@ -352,7 +455,11 @@ class LocalStore:
             if key_problem(key):  # a file another program put there: listed as it is, so readers refuse it
                 yield ObjectInfo(key, (base / key).stat().st_size)
                 continue
-            info = self.head(bucket, key)
+            try:
+                info = self.head(bucket, key)
+            except IntegrityError:  # listed as it is (no checksum to offer); reading it says what is wrong
+                yield ObjectInfo(key, (base / key).stat().st_size)
+                continue
             if info is not None:
                 yield info
 
