@@ -22,7 +22,6 @@ from jobsub.jobs.records import JobRecord
 from jobsub.jobs.spec import JobSpec
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer.planning import DEFAULT_PART_SIZE
-from jobsub.units import parse_duration, parse_size
 from jobsub.uri import ObjectURI
 
 
@@ -48,10 +47,10 @@ class CostLimitError(SpecError):
     """The upper estimate of a job exceeds its --max-cost: refused before anything is uploaded (exit 2)."""
 
 
-def job_rate(prices: Prices, spec: JobSpec) -> float:
+def job_rate(prices: Prices, spec: JobSpec, memory_bytes: int | None) -> float:
+    """Price per hour of the spec's resources (`memory_bytes`: resources.memory, parsed once by the caller)."""
     res = spec.resources
-    memory = parse_size(res.memory) if res.memory else None
-    return hourly_rate(prices, res.cpus, memory, res.gpus, res.flavor) * max(1, res.nodes)
+    return hourly_rate(prices, res.cpus, memory_bytes, res.gpus, res.flavor) * max(1, res.nodes)
 
 
 def _local_bytes(path: Path) -> tuple[int, int]:
@@ -88,8 +87,16 @@ def earlier_durations(service: JobSource, spec: JobSpec, limit: int = HISTORY_LI
     return durations
 
 
-def estimate_plan(service: JobSource, spec: JobSpec, uploads: Iterable[Path], code_bytes: int | None) -> Estimate:
-    """What a submit of `spec` will cost: local `uploads` and the code archive sent, the job's rate."""
+def estimate_plan(
+    service: JobSource,
+    spec: JobSpec,
+    uploads: Iterable[Path],
+    code_bytes: int | None,
+    timeout_seconds: float | None,
+    memory_bytes: int | None,
+) -> Estimate:
+    """What a submit of `spec` will cost: local `uploads` and the code archive sent, the job's rate up to
+    its timeout (units already parsed by the plan)."""
     prices = service.profile.prices
     upload_bytes, requests = 0, 3  # job.json, status.json, executor.json
     for path in uploads:
@@ -99,9 +106,8 @@ def estimate_plan(service: JobSource, spec: JobSpec, uploads: Iterable[Path], co
     if code_bytes is not None:
         upload_bytes += code_bytes
         requests += 1
-    timeout = parse_duration(spec.timeout) if spec.timeout else None
     history = earlier_durations(service, spec) if not prices.is_zero else []
-    return estimate(prices, job_rate(prices, spec), timeout, history, upload_bytes, requests)
+    return estimate(prices, job_rate(prices, spec, memory_bytes), timeout_seconds, history, upload_bytes, requests)
 
 
 def check_max_cost(plan_estimate: Estimate, max_cost: float | None) -> None:

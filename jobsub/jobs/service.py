@@ -63,11 +63,14 @@ class SubmitPlan:
     inputs: dict[str, str]  # name -> URI after upload
     uploads: list[tuple[str, Path, str]] = field(default_factory=list)  # (input name, local path, destination URI)
     outputs: str = ""
-    code: dict[str, Any] | None = None
+    code: CodeRef | None = None
     code_archive: bytes | None = None
     existing: str | None = None  # an earlier job with the same name + idempotency key
     estimate: Estimate | None = None  # what it will cost (jobsub/costs.py), from the profile's price table
     max_cost: float | None = None  # --max-cost: refused at submit above it, stopped by the runtime at it
+    #: the spec's units, parsed once here for the estimate and the executor
+    timeout_seconds: float | None = None
+    memory_bytes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +79,7 @@ class SubmitPlan:
             "inputs": self.inputs,
             "uploads": [{"input": n, "source": str(p), "destination": d} for n, p, d in self.uploads],
             "outputs": self.outputs,
-            "code": self.code,
+            "code": self.code.model_dump(mode="json") if self.code else None,
             "existing_job": self.existing,
             "estimate": self.estimate.as_dict() if self.estimate else None,
             "max_cost": self.max_cost,
@@ -174,9 +177,9 @@ class JobService:
             image=spec.image,
             cpus=spec.resources.cpus,
             gpus=spec.resources.gpus,
-            memory_bytes=parse_size(spec.resources.memory) if spec.resources.memory else None,
+            memory_bytes=plan.memory_bytes,
             nodes=spec.resources.nodes,
-            timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
+            timeout_seconds=plan.timeout_seconds,
             env=_runtime_tunables(),
             secret_env=secrets_for_runner,
         )
@@ -212,7 +215,13 @@ class JobService:
                 raise SpecError(f"--input {name}=...: {exc}") from None
         self.store.check_bucket(self.jobs_uri.bucket)  # a missing bucket or bad credentials fail before any upload
         self._check_env_values(spec)
-        plan = SubmitPlan(job_id=new_job_id(spec.name), spec=spec, inputs={})
+        plan = SubmitPlan(
+            job_id=new_job_id(spec.name),
+            spec=spec,
+            inputs={},
+            timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
+            memory_bytes=parse_size(spec.resources.memory) if spec.resources.memory else None,
+        )
         if idempotency_key:
             plan.existing = self._idempotent_job(spec.name, idempotency_key)
         for name, value in wanted.items():
@@ -238,11 +247,16 @@ class JobService:
         if spec.code:
             archive, sha, files = pack_code(Path(spec.code))
             uri = self._internal("_code", f"{sha}.tar.gz")
-            plan.code = {"uri": str(uri), "sha256": sha, "files": files, "bytes": len(archive), "folder": spec.code}
+            plan.code = CodeRef(uri=str(uri), sha256=sha, files=files, bytes=len(archive), folder=spec.code)
             plan.code_archive = archive
         plan.max_cost = max_cost
         plan.estimate = billing.estimate_plan(
-            self, spec, [path for _, path, _ in plan.uploads], int(plan.code["bytes"]) if plan.code else None
+            self,
+            spec,
+            [path for _, path, _ in plan.uploads],
+            plan.code.bytes if plan.code else None,
+            plan.timeout_seconds,
+            plan.memory_bytes,
         )
         return plan
 
@@ -260,19 +274,19 @@ class JobService:
         """Upload the code archive unless the store holds exactly these bytes (an archive replaced in the
         bucket is uploaded again: the runtime would refuse it)."""
         assert plan.code is not None and plan.code_archive is not None
-        uri = ObjectURI.parse(plan.code["uri"])
+        uri = ObjectURI.parse(plan.code.uri)
         info = self.store.head(uri.bucket, uri.key)
         if info is not None:
             same = info.size == len(plan.code_archive) and (
                 info.etag.strip('"') == hashlib.md5(plan.code_archive).hexdigest()
-                or hashlib.sha256(self.store.get(uri.bucket, uri.key)).hexdigest() == plan.code["sha256"]
+                or hashlib.sha256(self.store.get(uri.bucket, uri.key)).hexdigest() == plan.code.sha256
             )
             if same:
-                on_message(f"code {plan.code['sha256'][:12]} already uploaded")
+                on_message(f"code {plan.code.sha256[:12]} already uploaded")
                 return
             on_message(f"the stored code archive {uri} does not match its SHA-256; uploading it again")
         else:
-            on_message(f"uploading code {plan.code['folder']} ({plan.code['files']} files) -> {uri}")
+            on_message(f"uploading code {plan.code.folder} ({plan.code.files} files) -> {uri}")
         self.store.put(uri.bucket, uri.key, plan.code_archive)
 
     def submit(
@@ -307,7 +321,7 @@ class JobService:
                 spec=spec,
                 inputs=plan.inputs,
                 outputs=plan.outputs,
-                code=CodeRef.model_validate(plan.code) if plan.code else None,
+                code=plan.code,
                 created=now_iso(),
                 submitted_from=socket.gethostname(),
                 profile=self.profile_name,
