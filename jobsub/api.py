@@ -73,15 +73,32 @@ class _CallbackSubscriber(TransferSubscriber):
         self._callback = callback
         self._done = 0
         self._total = 0
+        self._sizes: dict[str, int] = {}
+        self._moved: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def on_queued(self, *, path: str, size: int, **kwargs: Any) -> None:
         with self._lock:
             self._total += size
+            self._sizes[path] = size
 
     def on_progress(self, *, path: str, bytes_transferred: int, **kwargs: Any) -> None:
         with self._lock:
             self._done += bytes_transferred
+            self._moved[path] = self._moved.get(path, 0) + bytes_transferred
+            report = TransferProgress(path, self._done, self._total)
+        self._callback(report)
+
+    def on_done(self, *, path: str, outcome: str, **kwargs: Any) -> None:
+        """An unchanged (skipped) file counts as done, so a bar reaches its end when nothing had to move."""
+        if outcome != "skipped":
+            return
+        with self._lock:
+            rest = self._sizes.get(path, 0) - self._moved.get(path, 0)
+            if rest <= 0:
+                return
+            self._done += rest
+            self._moved[path] = self._sizes.get(path, 0)
             report = TransferProgress(path, self._done, self._total)
         self._callback(report)
 
