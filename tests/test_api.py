@@ -196,3 +196,19 @@ def test_secret_env_never_reaches_the_record(local_env: Env, tmp_path: Path) -> 
     assert "len 16" in lines and "s3cr3t-value-123" not in "\n".join(lines)
     raw = client.store.get(local_env.bucket, f"jobs/{job.id}/job.json")
     assert b"s3cr3t-value-123" not in raw and json.loads(raw)["secret_env"] == ["MY_TOKEN"]
+
+
+def test_a_log_chunk_that_is_not_jobs_is_shown_not_a_traceback(local_env: Env) -> None:
+    """Log chunks live in a shared bucket too: a line another tool wrote there is text, not a crash."""
+    from jobsub.api import Client
+
+    job_id = "python-script-20261128-100000-0d0d"
+    _old_record(local_env, job_id)
+    store = local_env.store()
+    good = json.dumps({"t": 1.0, "s": "o", "l": "first"})
+    body = f'{good}\nnot json at all\n[1, 2]\n{{"t": "x", "l": 5}}\n'.encode() + b"\xff\xfe bytes\n"
+    store.put(local_env.bucket, f"jobs/{job_id}/logs/00000000-abcd.jsonl", body)
+    lines = list(Client().job(job_id).logs())
+    assert lines == ["first", "not json at all", "[1, 2]", '{"t": "x", "l": 5}', "\ufffd\ufffd bytes"]
+    result = local_env.run("logs", job_id, "--timestamps")
+    assert result.returncode == 0 and "not json at all" in result.stdout and "Traceback" not in result.stderr

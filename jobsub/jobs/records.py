@@ -119,7 +119,11 @@ class JobRecord:
         return [o.key for o in self.store.iter_objects(self.bucket, self.key("logs/"), start_after=last_key)]
 
     def read_chunk(self, key: str) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.store.get(self.bucket, key).decode().splitlines() if line]
+        """The chunk's lines as {"t", "s", "l"}. A chunk is data from a shared bucket: a line that is not such
+        an object (not JSON, not UTF-8, a bare number) is shown as its text, cut to MAX_LOG_LINE characters,
+        instead of stopping every reader of the log with a traceback."""
+        text = self.store.get(self.bucket, key).decode("utf-8", errors="replace")
+        return [_log_line(raw) for raw in text.splitlines() if raw]
 
     def read_metrics(self) -> list[dict[str, Any]]:
         try:
@@ -135,6 +139,20 @@ class JobRecord:
             if isinstance(row, dict):  # a stray number or list is not a metrics row
                 rows.append(row)
         return rows
+
+
+#: The longest log line shown from a chunk that is not jobsub's (a runaway line stays readable).
+MAX_LOG_LINE = 64 * 1024
+
+
+def _log_line(raw: str) -> dict[str, Any]:
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        line = None
+    if isinstance(line, dict) and isinstance(line.get("l", ""), str) and isinstance(line.get("t", 0), int | float):
+        return line
+    return {"t": 0, "s": "?", "l": raw[:MAX_LOG_LINE]}
 
 
 def check_format_version(data: Any, where: str) -> None:
