@@ -25,6 +25,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # Two pytest-xdist workers (most tests wait on servers and processes); the tests that use dockerd, Ray or Slurm
 # stay on one worker each (`--dist loadgroup`, tests/conftest.py). PYTEST_WORKERS=0 runs in one process.

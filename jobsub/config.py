@@ -108,6 +108,16 @@ def config_file() -> Path:
     return config_dir() / "config.toml"
 
 
+#: Executor kind -> "module:Class" (imported only when used). Add a line here for a new executor, with its
+#: settings model below if it has any; the class declares its capabilities itself (executors/base.py).
+EXECUTORS: dict[str, str] = {
+    "local": "jobsub.executors.local:LocalExecutor",
+    "docker": "jobsub.executors.docker:DockerExecutor",
+    "ray": "jobsub.executors.ray:RayExecutor",
+    "slurm": "jobsub.executors.slurm:SlurmExecutor",
+}
+
+
 class DockerSettings(BaseModel):
     """Docker Engine / Podman (Docker-compatible socket). Owned by jobsub/executors/docker.py."""
 
@@ -226,8 +236,6 @@ class Profile(BaseModel):
     @field_validator("executor")
     @classmethod
     def _check_executor(cls, value: str) -> str:
-        from jobsub.executors import EXECUTORS
-
         if value not in EXECUTORS:
             raise ValueError(f"unknown executor {value!r}; available: {', '.join(sorted(EXECUTORS))}")
         return value

@@ -23,7 +23,9 @@
     ├── TransferInterrupted         Ctrl-C / SIGTERM: the transfer is resumable (exit 130)
     └── JobError                    a job id that does not exist, an executor that failed
         ├── JobNotFoundError
-        └── JobClaimedError         another runner already runs this job (exit 3)
+        ├── JobClaimedError         another runner already runs this job (exit 3)
+        ├── JobTimeoutError         Job.wait(timeout=...) ran out before the job reached a final state
+        └── RecordFormatError       a job record that is not one (bad JSON shape, a newer format version)
 Every message is one line that says what to fix. Messages never include a secret.
 """
 
@@ -128,3 +130,11 @@ class JobClaimedError(JobError):
     """A second runner for a job that already has one: it must not run the command again."""
 
     exit_code = 3
+
+
+class JobTimeoutError(JobError):
+    """A wait with a deadline ended before the job did; the job itself keeps running."""
+
+
+class RecordFormatError(JobError):
+    """A record in the bucket this jobsub cannot read: written by a newer jobsub, or not by jobsub at all."""

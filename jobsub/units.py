@@ -62,3 +62,11 @@ def human_duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def human_limit(nbytes: int) -> str:
+    """A memory limit as people write it: '2 GiB', '512 MiB', '1.5 MiB' (OOM messages of runtime and docker)."""
+    mib = nbytes / (1 << 20)
+    if mib >= 1024 and mib % 1024 == 0:
+        return f"{mib / 1024:.0f} GiB"
+    return f"{mib:.0f} MiB" if mib == int(mib) else f"{mib:.1f} MiB"

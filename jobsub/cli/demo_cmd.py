@@ -35,7 +35,7 @@ def _step(app: App, number: int, text: str) -> None:
 def _run_job(app: App, service, spec, inputs: dict[str, str]) -> str:
     """Submit, follow the log live, and stop the demo with the job's reason if it did not succeed."""
     job_id, _ = service.submit(service.plan(spec, inputs), on_message=app.console.print)
-    where = service.describe(job_id)["executor"]
+    where = service.describe(job_id).executor
     app.console.print(f"job [bold]{job_id}[/bold] on {where}; following its log (`jobsub logs -f {job_id}`)")
     status = follow_job(app, job_id, None, False)
     if status.cli_exit_code() != 0:
@@ -129,7 +129,7 @@ def demo_command(
     evaluate_id = _run_job(app, service, spec, {"model": str(outputs.join("model").as_prefix()), "data": str(data_uri)})
 
     _step(app, 5, "results")
-    results = service.results(evaluate_id)
+    results = service.results(evaluate_id).model_dump(mode="json")
     render_results(app, evaluate_id, results)
 
     _step(app, 6, "fetching the evaluation outputs")

@@ -220,7 +220,7 @@ def submit_command(
 @pass_app
 def status_command(app: App, job_id: str, as_json: bool) -> None:
     """Show a job's state, exit code, reason, timings and where its record and outputs are."""
-    info = _service(app).describe(job_id)
+    info = _service(app).describe(job_id).model_dump(mode="json")
     if as_json:
         print_json(info)
         return
@@ -259,7 +259,7 @@ def status_command(app: App, job_id: str, as_json: bool) -> None:
 def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None:
     """List jobs in the profile's job store, newest first."""
     with_cost = not app.profile.prices.is_zero
-    rows = _service(app).list_jobs(state, limit, with_cost=with_cost)
+    rows = [row.model_dump(mode="json") for row in _service(app).list_jobs(state, limit, with_cost=with_cost)]
     if as_json:
         print_json(rows)
         return
@@ -339,7 +339,7 @@ def _format_value(value: Any) -> str:
 @pass_app
 def results_command(app: App, job_id: str, as_json: bool) -> None:
     """Final metrics as a table, with the plots and outputs listed by URI."""
-    results = _service(app).results(job_id)
+    results = _service(app).results(job_id).model_dump(mode="json")
     for warning in results.get("warnings", []):
         warn_line(warning)
     if as_json:

@@ -1,39 +1,56 @@
-"""Executors start the jobsub runtime somewhere; everything executor-specific stays behind base.Executor.
+"""Executors start the jobsub runtime somewhere; everything executor-specific stays behind base.BaseExecutor.
 
-The registry maps a kind to ``module:Class`` and imports lazily, so `jobsub --help` never imports the
-docker SDK or requests for Ray, and a missing optional dependency is an error only when that kind is used.
+The registry (config.EXECUTORS: kind -> "module:Class", next to each executor's profile settings) is imported
+lazily, so `jobsub --help` never imports the docker SDK or requests for Ray, and a missing optional
+dependency is an error only when that kind is used. It lives in config.py because profiles validate their
+`executor` against it and config sits below the executors.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
-from jobsub.executors.base import Executor, Handle, LaunchRequest, Observation
+from jobsub.config import EXECUTORS, Profile
+from jobsub.errors import ConfigError
+from jobsub.executors.base import Capabilities, Executor, Handle, LaunchRequest, Observation
 
-if TYPE_CHECKING:
-    from jobsub.config import Profile
+__all__ = [
+    "EXECUTORS",
+    "Capabilities",
+    "Executor",
+    "Handle",
+    "LaunchRequest",
+    "Observation",
+    "executor_class",
+    "get_executor",
+    "multi_node_kinds",
+]
 
-__all__ = ["EXECUTORS", "Executor", "Handle", "LaunchRequest", "Observation", "get_executor"]
 
-#: kind -> "module:Class". Add a line here for a new executor (and its settings in jobsub/config.py).
-EXECUTORS: dict[str, str] = {
-    "local": "jobsub.executors.local:LocalExecutor",
-    "docker": "jobsub.executors.docker:DockerExecutor",
-    "ray": "jobsub.executors.ray:RayExecutor",
-    "slurm": "jobsub.executors.slurm:SlurmExecutor",
-}
-
-
-def get_executor(kind: str, profile: Profile | None = None) -> Executor:
-    """The executor of `kind`, configured from `profile` (the built-in local profile when None)."""
-    from jobsub.config import Profile
-    from jobsub.errors import ConfigError
-
+def executor_class(kind: str) -> type[Executor]:
+    """The class registered for `kind` (its module imported now); ConfigError for an unknown kind."""
     target = EXECUTORS.get(kind)
     if target is None:
         raise ConfigError(f"unknown executor {kind!r}; available: {', '.join(sorted(EXECUTORS))}")
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    executor: Executor = cls(profile or Profile())
-    return executor
+    if not (isinstance(cls, type) and issubclass(cls, Executor)):
+        raise ConfigError(f"executor {kind!r}: {target} is not an executor class (see executors/base.py)")
+    return cls
+
+
+def get_executor(kind: str, profile: Profile | None = None) -> Executor:
+    """The executor of `kind`, configured from `profile` (the built-in local profile when None)."""
+    return executor_class(kind)(profile or Profile())
+
+
+def multi_node_kinds() -> list[str]:
+    """Kinds whose class declares multi_node (for messages); a kind whose optional SDK is missing is skipped."""
+    kinds = []
+    for kind in EXECUTORS:
+        try:
+            if executor_class(kind).capabilities.multi_node:
+                kinds.append(kind)
+        except (ImportError, ConfigError):
+            continue
+    return kinds

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from jobsub.config import Profile
@@ -84,54 +84,87 @@ class Observation:
     exit_code: int | None = None
 
 
-class Executor(Protocol):
-    """Implemented by every executor; constructed with the profile (which carries its settings)."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What an executor can do, declared on its class, so the service and the spec checks ask the executor
+    instead of comparing kind strings (a new executor states these once, in its own module)."""
 
-    kind: ClassVar[str]
-    #: True when the runner inherits this machine's environment and files (~/.aws, AWS_PROFILE): then
-    #: storage credentials need not be resolved and passed explicitly.
-    shares_client_environment: ClassVar[bool]
+    #: runs one launcher per node for `resources.nodes` > 1
+    multi_node: bool = False
+    #: enforces `resources.memory` as a limit (the job is killed over it), not only a reservation
+    memory_limit: bool = False
+    #: can give the job `resources.gpus`
+    gpus: bool = False
+    #: passes `--secret-env` values to the runner's environment without writing them anywhere
+    secret_env: bool = False
+    #: the runner is a process on this machine: it starts at once, and nothing is left to clean up after it
+    local_process: bool = False
 
-    def check(self, request: LaunchRequest) -> None:
-        """Raise ExecutorUnavailableError (one line, what to fix) before anything is written or uploaded:
-        no engine, no image, no GPU runtime, no sbatch, an unreachable address."""
 
-    def submit(self, request: LaunchRequest) -> Handle:
-        """Start the runner; return the handle (JSON-able, with "kind"). Never blocks on the job itself."""
-
-    def poll(self, handle: Handle) -> Observation:
-        """Is the runner behind this handle still there? 'unknown' when this machine cannot tell."""
-
-    def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
-        """Poll several handles (a scheduler answers these in one query; the default asks one by one)."""
-
-    def cancel(self, handle: Handle) -> None:
-        """Ask the runner to stop now (the runtime also watches the record's cancel marker)."""
-
-    def cleanup(self, handle: Handle) -> None:
-        """Release what the executor holds once the record is final (a stopped container); idempotent."""
-
-    def describe(self, handle: Handle) -> str:
-        """One line for `jobsub status`: where the job runs (pid and host, container and image, job id)."""
+#: The methods every executor defines itself; a class without one fails when it is defined (at import).
+REQUIRED_METHODS = ("submit", "poll", "cancel", "describe")
 
 
 class BaseExecutor:
-    """Defaults shared by the executors: one-by-one poll_many, no-op check and cleanup."""
+    """The executor interface, with defaults for the optional parts (one-by-one poll_many, no-op check and
+    cleanup). Constructed with the profile, which carries the executor's settings.
 
-    kind: ClassVar[str] = "base"
+    Subclasses are checked when they are defined (``__init_subclass__``): a missing method, kind or
+    capabilities fails at import, not when a job first needs it. Pass ``abstract=True`` in the class
+    statement for an intermediate base that is not an executor itself.
+    """
+
+    #: the name in the registry (config.EXECUTORS), in handles and in `--executor`
+    kind: ClassVar[str] = ""
+    #: True when the runner inherits this machine's environment and files (~/.aws, AWS_PROFILE): then
+    #: storage credentials need not be resolved and passed explicitly.
     shares_client_environment: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if abstract:
+            return
+        missing = [name for name in REQUIRED_METHODS if getattr(cls, name, None) is getattr(BaseExecutor, name)]
+        if missing:
+            raise TypeError(f"executor {cls.__qualname__} does not define {', '.join(missing)} (see executors/base.py)")
+        if not isinstance(cls.kind, str) or not cls.kind:
+            raise TypeError(f"executor {cls.__qualname__} needs a class attribute kind = '<name>'")
+        if not isinstance(cls.capabilities, Capabilities):
+            raise TypeError(f"executor {cls.__qualname__}: capabilities must be a Capabilities(...)")
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
 
     def check(self, request: LaunchRequest) -> None:
+        """Raise ExecutorUnavailableError (one line, what to fix) before anything is written or uploaded:
+        no engine, no image, no GPU runtime, no sbatch, an unreachable address."""
         return None
 
-    def poll(self, handle: Handle) -> Observation:  # pragma: no cover - every executor overrides it
+    def submit(self, request: LaunchRequest) -> Handle:
+        """Start the runner; return the handle (JSON-able, with "kind"). Never blocks on the job itself."""
+        raise NotImplementedError
+
+    def poll(self, handle: Handle) -> Observation:
+        """Is the runner behind this handle still there? 'unknown' when this machine cannot tell."""
         raise NotImplementedError
 
     def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
+        """Poll several handles (a scheduler answers these in one query; the default asks one by one)."""
         return [self.poll(h) for h in handles]
 
+    def cancel(self, handle: Handle) -> None:
+        """Ask the runner to stop now (the runtime also watches the record's cancel marker)."""
+        raise NotImplementedError
+
     def cleanup(self, handle: Handle) -> None:
+        """Release what the executor holds once the record is final (a stopped container); idempotent."""
         return None
+
+    def describe(self, handle: Handle) -> str:
+        """One line for `jobsub status`: where the job runs (pid and host, container and image, job id)."""
+        raise NotImplementedError
+
+
+#: The type the service holds: any checked subclass of BaseExecutor.
+Executor = BaseExecutor

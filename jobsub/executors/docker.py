@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from jobsub.errors import ExecutorUnavailableError
-from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Observation
-from jobsub.runtime.oom import human_limit
-from jobsub.units import parse_size
+from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
+from jobsub.units import human_limit, parse_size
 
 if TYPE_CHECKING:
     import docker
@@ -83,6 +82,7 @@ def _is_local_engine(host: str) -> bool:
 class DockerExecutor(BaseExecutor):
     kind = "docker"
     shares_client_environment = False
+    capabilities = Capabilities(memory_limit=True, gpus=True, secret_env=True)
 
     def __init__(self, profile: Any) -> None:
         super().__init__(profile)

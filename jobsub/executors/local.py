@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from jobsub.config import state_dir
-from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Liveness, Observation
+from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Liveness, Observation
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
@@ -35,6 +35,7 @@ def _proc_start_time(pid: int) -> str | None:
 class LocalExecutor(BaseExecutor):
     kind = "local"
     shares_client_environment = True
+    capabilities = Capabilities(gpus=True, secret_env=True, local_process=True)
 
     def submit(self, request: LaunchRequest) -> Handle:
         run_dir = state_dir() / "runs" / request.job_id

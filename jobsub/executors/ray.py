@@ -28,7 +28,7 @@ import requests
 
 from jobsub.config import Profile
 from jobsub.errors import ExecutorUnavailableError, JobError
-from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
 from jobsub.executors.ray_package import jobsub_package
 from jobsub.redact import redact
 
@@ -110,6 +110,7 @@ def observe(info: dict[str, Any] | None) -> Observation:
 class RayExecutor(BaseExecutor):
     kind = "ray"
     shares_client_environment = False
+    capabilities = Capabilities(gpus=True, secret_env=True)  # memory is a scheduling reservation, not a limit
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)

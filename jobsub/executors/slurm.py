@@ -31,7 +31,7 @@ from typing import ClassVar
 
 from jobsub.config import Profile, SlurmSettings, state_dir
 from jobsub.errors import ExecutorUnavailableError, JobError
-from jobsub.executors.base import BaseExecutor, Handle, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ def sbatch_time(timeout_seconds: float) -> str:
 class SlurmExecutor(BaseExecutor):
     kind = "slurm"
     shares_client_environment = False
+    capabilities = Capabilities(multi_node=True, memory_limit=True, gpus=True, secret_env=True)
     commands: ClassVar[tuple[str, ...]] = COMMANDS
 
     def __init__(self, profile: Profile) -> None:

@@ -1,25 +1,44 @@
 """Cost of jobs in one place: the estimate a submit shows, the actual cost of a job, and `jobsub cost`.
 
 Pure arithmetic lives in jobsub/costs.py; this module gathers what it needs from the job records and the
-object store (earlier runs of the same template, bytes uploaded, bytes kept under a job's prefix).
+object store (earlier runs of the same template, bytes uploaded, bytes kept under a job's prefix). It reads
+records, not the service: what it needs of a job list is the `JobSource` protocol, so billing and the
+service do not import each other.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from jobsub.config import Profile
 from jobsub.costs import Estimate, Prices, compute_cost, estimate, hourly_rate, money, storage_cost
-from jobsub.errors import BucketNotFoundError, JobNotFoundError, SpecError, StorageError
+from jobsub.errors import BucketNotFoundError, JobError, SpecError, StorageError
+from jobsub.jobs.models import CostRecord, JobCost, JobDocument, JobRow
+from jobsub.jobs.records import JobRecord
+from jobsub.jobs.spec import JobSpec
+from jobsub.storage.base import ObjectStore
 from jobsub.transfer.planning import DEFAULT_PART_SIZE
 from jobsub.transfer.sources import folder_files
-from jobsub.units import parse_duration, parse_size
+from jobsub.uri import ObjectURI
 
-if TYPE_CHECKING:
-    from jobsub.jobs.service import JobService, SubmitPlan
-    from jobsub.jobs.spec import JobSpec
+
+class JobSource(Protocol):
+    """What billing needs from a list of jobs (JobService is one): the profile, its store and records."""
+
+    profile: Profile
+    store: ObjectStore
+    jobs_uri: ObjectURI
+
+    def list_jobs(
+        self, state: str | None = None, limit: int = 50, name: str | None = None, with_cost: bool = False
+    ) -> list[JobRow]: ...
+
+    def record(self, job_id: str) -> JobRecord: ...
+
 
 #: how many earlier jobs of the same name are read for the "typical" duration
 HISTORY_LIMIT = 20
@@ -29,12 +48,10 @@ class CostLimitError(SpecError):
     """The upper estimate of a job exceeds its --max-cost: refused before anything is uploaded (exit 2)."""
 
 
-def job_rate(prices: Prices, spec: JobSpec) -> float:
+def job_rate(prices: Prices, spec: JobSpec, memory_bytes: int | None) -> float:
+    """Price per hour of the spec's resources (`memory_bytes`: resources.memory, parsed once by the caller)."""
     res = spec.resources
-    memory = parse_size(res.memory) if res.memory else None
-    return hourly_rate(prices, res.cpus, memory, res.gpus, getattr(res, "flavor", None)) * max(
-        1, int(getattr(res, "nodes", 1) or 1)
-    )
+    return hourly_rate(prices, res.cpus, memory_bytes, res.gpus, res.flavor) * max(1, res.nodes)
 
 
 def _local_bytes(path: Path) -> tuple[int, int]:
@@ -49,7 +66,7 @@ def _local_bytes(path: Path) -> tuple[int, int]:
     return total, requests
 
 
-def earlier_durations(service: JobService, spec: JobSpec, limit: int = HISTORY_LIMIT) -> list[float]:
+def earlier_durations(service: JobSource, spec: JobSpec, limit: int = HISTORY_LIMIT) -> list[float]:
     """Durations of the newest earlier SUCCEEDED jobs with this name and the same resources."""
     durations: list[float] = []
     wanted = spec.resources.model_dump()
@@ -58,33 +75,40 @@ def earlier_durations(service: JobService, spec: JobSpec, limit: int = HISTORY_L
     except StorageError:
         return []
     for row in rows:
-        if row["duration_seconds"] is None:
+        if row.duration_seconds is None:
             continue
         try:
-            job = service.record(row["id"]).read_job()
-        except (JobNotFoundError, StorageError):
+            job = service.record(row.id).read_document()
+        except (JobError, StorageError):
             continue
-        if job.get("spec", {}).get("resources") == wanted:
-            durations.append(float(row["duration_seconds"]))
+        if job.spec.resources.model_dump() == wanted:
+            durations.append(row.duration_seconds)
         if len(durations) >= limit:
             break
     return durations
 
 
-def estimate_plan(service: JobService, plan: SubmitPlan) -> Estimate:
+def estimate_plan(
+    service: JobSource,
+    spec: JobSpec,
+    uploads: Iterable[Path],
+    code_bytes: int | None,
+    timeout_seconds: float | None,
+    memory_bytes: int | None,
+) -> Estimate:
+    """What a submit of `spec` will cost: local `uploads` and the code archive sent, the job's rate up to
+    its timeout (units already parsed by the plan)."""
     prices = service.profile.prices
     upload_bytes, requests = 0, 3  # job.json, status.json, executor.json
-    for _, path, _ in plan.uploads:
+    for path in uploads:
         size, count = _local_bytes(path)
         upload_bytes += size
         requests += count
-    if plan.code:
-        upload_bytes += int(plan.code["bytes"])
+    if code_bytes is not None:
+        upload_bytes += code_bytes
         requests += 1
-    spec = plan.spec
-    timeout = parse_duration(spec.timeout) if spec.timeout else None
     history = earlier_durations(service, spec) if not prices.is_zero else []
-    return estimate(prices, job_rate(prices, spec), timeout, history, upload_bytes, requests)
+    return estimate(prices, job_rate(prices, spec, memory_bytes), timeout_seconds, history, upload_bytes, requests)
 
 
 def check_max_cost(plan_estimate: Estimate, max_cost: float | None) -> None:
@@ -99,32 +123,29 @@ def check_max_cost(plan_estimate: Estimate, max_cost: float | None) -> None:
         )
 
 
-def cost_record(service: JobService, plan: SubmitPlan, plan_estimate: Estimate, max_cost: float | None) -> dict:
+def cost_record(prices: Prices, plan_estimate: Estimate, max_cost: float | None) -> CostRecord:
     """What job.json keeps about cost: enough for the runtime to stop at the limit and for `status` to bill."""
-    prices = service.profile.prices
-    return {
-        "currency": prices.currency,
-        "table": prices.table,
-        "source": prices.source,
-        "rate_per_hour": plan_estimate.rate_per_hour,
-        "storage_gib_month": prices.storage_gib_month,
-        "max_cost": max_cost,
-        "estimate": plan_estimate.as_dict(),
-    }
+    return CostRecord(
+        currency=prices.currency,
+        table=prices.table,
+        source=prices.source,
+        rate_per_hour=plan_estimate.rate_per_hour,
+        storage_gib_month=prices.storage_gib_month,
+        max_cost=max_cost,
+        estimate=plan_estimate.as_dict(),
+    )
 
 
-def stored_bytes(service: JobService, job_id: str, job: dict[str, Any]) -> int:
+def stored_bytes(store: ObjectStore, record_root: ObjectURI, job: JobDocument) -> int:
     """Bytes kept for a job: its record (logs, metrics) and its outputs, counted once each."""
-    from jobsub.uri import ObjectURI
-
-    prefixes = {service.record(job_id).root.as_prefix()}
-    if job.get("outputs"):
-        prefixes.add(ObjectURI.parse(job["outputs"]).as_prefix())
+    prefixes = {record_root.as_prefix()}
+    if job.outputs:
+        prefixes.add(ObjectURI.parse(job.outputs).as_prefix())
     total = 0
     seen: set[tuple[str, str]] = set()
     for prefix in prefixes:
         try:
-            for obj in service.store.iter_objects(prefix.bucket, prefix.key):
+            for obj in store.iter_objects(prefix.bucket, prefix.key):
                 if (prefix.bucket, obj.key) not in seen:
                     seen.add((prefix.bucket, obj.key))
                     total += obj.size
@@ -133,49 +154,48 @@ def stored_bytes(service: JobService, job_id: str, job: dict[str, Any]) -> int:
     return total
 
 
-def job_cost(job: dict[str, Any], duration_seconds: float | None, stored: int | None = None) -> dict[str, Any]:
+def job_cost(job: JobDocument, duration_seconds: float | None, stored: int | None = None) -> JobCost:
     """The actual cost of a job so far: duration x its rate, plus a month of what it keeps in storage."""
-    cost = job.get("cost") or {}
-    rate = float(cost.get("rate_per_hour", 0.0))
-    currency = cost.get("currency", "USD")
-    compute = compute_cost(rate, duration_seconds)
-    result: dict[str, Any] = {
-        "currency": currency,
-        "table": cost.get("table", "none"),
-        "rate_per_hour": rate,
-        "compute": compute,
-        "max_cost": cost.get("max_cost"),
-    }
+    cost = job.cost or CostRecord()
+    result = JobCost(
+        currency=cost.currency,
+        table=cost.table,
+        rate_per_hour=cost.rate_per_hour,
+        compute=compute_cost(cost.rate_per_hour, duration_seconds),
+        max_cost=cost.max_cost,
+    )
     if stored is not None:
-        month = stored / (1 << 30) * float(cost.get("storage_gib_month", 0.0))
-        result.update(stored_bytes=stored, storage_month=month)
+        result.stored_bytes = stored
+        result.storage_month = stored / (1 << 30) * cost.storage_gib_month
     return result
 
 
-def describe_cost(cost: dict[str, Any]) -> str:
-    text = f"{money(cost['compute'], cost['currency'])} compute at {cost['rate_per_hour']:g}/h"
-    if "storage_month" in cost:
-        text += f" + {money(cost['storage_month'], cost['currency'])}/month storage ({cost['stored_bytes']} B kept)"
-    return text + f" [{cost['table']}]"
+def describe_cost(cost: JobCost | dict[str, Any]) -> str:
+    """One line for `status` and `results` (the CLI renders the JSON form, so a dict is accepted too)."""
+    return (cost if isinstance(cost, JobCost) else JobCost.model_validate(cost)).describe()
 
 
-def account(service: JobService, since_seconds: float | None, prefix: str | None) -> dict[str, Any]:
+def account(service: JobSource, since_seconds: float | None, prefix: str | None) -> dict[str, Any]:
     """`jobsub cost`: compute of the jobs started in the period, and what the storage under PREFIX costs a month."""
-    from jobsub.uri import ObjectURI
-
     prices = service.profile.prices
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=since_seconds) if since_seconds else None
     jobs: list[dict[str, Any]] = []
     compute_total = 0.0
     for row in service.list_jobs(limit=100_000, with_cost=True):
-        started = row.get("started") or row.get("created")
+        started = row.started or row.created
         if cutoff and started and datetime.fromisoformat(started) < cutoff:
             continue
-        cost = row.pop("cost")
-        if cost is None:
+        if row.cost is None:
             continue
-        compute_total += cost["compute"] if cost["currency"] == prices.currency else 0.0
-        jobs.append({"id": row["id"], "state": row["state"], "duration_seconds": row["duration_seconds"], **cost})
+        compute_total += row.cost.compute if row.cost.currency == prices.currency else 0.0
+        jobs.append(
+            {
+                "id": row.id,
+                "state": row.state.value,
+                "duration_seconds": row.duration_seconds,
+                **row.cost.model_dump(mode="json"),
+            }
+        )
     target = ObjectURI.parse(prefix) if prefix else ObjectURI(service.jobs_uri.bucket, "")
     objects, total = 0, 0
     try:

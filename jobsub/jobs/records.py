@@ -8,68 +8,25 @@
                    /metrics.jsonl   the JSON metric lines the program appended
                    /outputs/        what the program wrote (default outputs location)
                    /cancel          present when someone asked for the job to stop
+
+The documents themselves (JobDocument, JobStatus, ...) are models in jobs/models.py; this module is the one
+place that turns them into JSON and back.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
-from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import ValidationError
 
-from jobsub.errors import JobNotFoundError, ObjectNotFoundError
+from jobsub.errors import JobNotFoundError, ObjectNotFoundError, RecordFormatError
+from jobsub.jobs.models import JOB_FORMAT_VERSION, JobDocument, JobStatus, State, now_iso
+
+__all__ = ["JobDocument", "JobRecord", "JobStatus", "State", "check_format_version", "heartbeat_age", "now_iso"]
 from jobsub.storage.base import ObjectStore
 from jobsub.uri import ObjectURI
-
-
-class State(str, Enum):
-    QUEUED = "QUEUED"
-    STAGING = "STAGING"
-    RUNNING = "RUNNING"
-    UPLOADING = "UPLOADING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    LOST = "LOST"
-
-    @property
-    def final(self) -> bool:
-        return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-class JobStatus(BaseModel):
-    state: State = State.QUEUED
-    created: str = Field(default_factory=now_iso)
-    started: str | None = None
-    finished: str | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    attempt: int = 0
-    heartbeat: float | None = None
-    executor: dict[str, Any] = Field(default_factory=dict)
-
-    def duration(self) -> float | None:
-        if not self.started:
-            return None
-        end = datetime.fromisoformat(self.finished) if self.finished else datetime.now(timezone.utc)
-        return (end - datetime.fromisoformat(self.started)).total_seconds()
-
-    def cli_exit_code(self) -> int:
-        """What `logs -f` / `submit --follow` exit with: the job's own code, 130 for cancelled, 1 for lost."""
-        if self.state == State.SUCCEEDED:
-            return 0
-        if self.state == State.CANCELLED:
-            return 130
-        if self.exit_code is not None and self.exit_code < 0:  # killed by signal N (records before 128+N)
-            return 128 - self.exit_code
-        return self.exit_code if self.exit_code not in (None, 0) else 1
 
 
 class JobRecord:
@@ -109,7 +66,26 @@ class JobRecord:
         self.put_json("status.json", status.model_dump(mode="json"))
 
     def read_job(self) -> dict[str, Any]:
-        return self.get_json("job.json")
+        """job.json as raw JSON, for readers not yet on the model (the runtime); its version is checked."""
+        data = self.get_json("job.json")
+        check_format_version(data, self.uri("job.json"))
+        return dict(data)
+
+    def read_document(self) -> JobDocument:
+        """job.json parsed once into its model; a record that does not validate is one line naming it."""
+        data = self.get_json("job.json")
+        check_format_version(data, self.uri("job.json"))
+        try:
+            return JobDocument.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(top)"
+            raise RecordFormatError(
+                f"{self.uri('job.json')}: {where}: {err['msg']} (not a job record jobsub can read)"
+            ) from None
+
+    def write_document(self, document: JobDocument) -> None:
+        self.put_json("job.json", document.model_dump(mode="json"))
 
     def claim(self, data: dict[str, Any]) -> bool:
         """Create claim.json only if no runner claimed the job before (a conditional write)."""
@@ -143,7 +119,11 @@ class JobRecord:
         return [o.key for o in self.store.iter_objects(self.bucket, self.key("logs/"), start_after=last_key)]
 
     def read_chunk(self, key: str) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.store.get(self.bucket, key).decode().splitlines() if line]
+        """The chunk's lines as {"t", "s", "l"}. A chunk is data from a shared bucket: a line that is not such
+        an object (not JSON, not UTF-8, a bare number) is shown as its text, cut to MAX_LOG_LINE characters,
+        instead of stopping every reader of the log with a traceback."""
+        text = self.store.get(self.bucket, key).decode("utf-8", errors="replace")
+        return [_log_line(raw) for raw in text.splitlines() if raw]
 
     def read_metrics(self) -> list[dict[str, Any]]:
         try:
@@ -159,6 +139,34 @@ class JobRecord:
             if isinstance(row, dict):  # a stray number or list is not a metrics row
                 rows.append(row)
         return rows
+
+
+#: The longest log line shown from a chunk that is not jobsub's (a runaway line stays readable).
+MAX_LOG_LINE = 64 * 1024
+
+
+def _log_line(raw: str) -> dict[str, Any]:
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        line = None
+    if isinstance(line, dict) and isinstance(line.get("l", ""), str) and isinstance(line.get("t", 0), int | float):
+        return line
+    return {"t": 0, "s": "?", "l": raw[:MAX_LOG_LINE]}
+
+
+def check_format_version(data: Any, where: str) -> None:
+    """Records without `format_version` are version 1; a newer one than this jobsub knows is refused by name."""
+    if not isinstance(data, dict):
+        raise RecordFormatError(f"{where}: a JSON {type(data).__name__}, not a job record")
+    version = data.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RecordFormatError(f"{where}: format_version {version!r} is not a positive integer")
+    if version > JOB_FORMAT_VERSION:
+        raise RecordFormatError(
+            f"{where} is job record format version {version}; this jobsub reads up to version "
+            f"{JOB_FORMAT_VERSION}: upgrade jobsub to read it"
+        )
 
 
 def heartbeat_age(status: JobStatus) -> float | None:

@@ -26,19 +26,22 @@ from jobsub.errors import (
     JobError,
     JobNotFoundError,
     JobsubError,
+    JobTimeoutError,
     ObjectNotFoundError,
     SourceNotFoundError,
     SpecError,
     StorageError,
 )
 from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_executor
+from jobsub.executors.leftovers import kill_leftovers
 from jobsub.jobs import billing
+from jobsub.jobs.models import CodeRef, JobDocument, JobInfo, JobRow, OutputFile, Results
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec, check_name, nodes_problem
 from jobsub.jobs.spec_guard import check_output_bucket
+from jobsub.jobs.tunables import runtime_tunables
 from jobsub.redact import holds_credential, resolved_secrets
-from jobsub.runtime.launch_env import runtime_tunables
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
@@ -63,11 +66,14 @@ class SubmitPlan:
     inputs: dict[str, str]  # name -> URI after upload
     uploads: list[tuple[str, Path, str]] = field(default_factory=list)  # (input name, local path, destination URI)
     outputs: str = ""
-    code: dict[str, Any] | None = None
+    code: CodeRef | None = None
     code_archive: bytes | None = None
     existing: str | None = None  # an earlier job with the same name + idempotency key
     estimate: Estimate | None = None  # what it will cost (jobsub/costs.py), from the profile's price table
     max_cost: float | None = None  # --max-cost: refused at submit above it, stopped by the runtime at it
+    #: the spec's units, parsed once here for the estimate and the executor
+    timeout_seconds: float | None = None
+    memory_bytes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +82,7 @@ class SubmitPlan:
             "inputs": self.inputs,
             "uploads": [{"input": n, "source": str(p), "destination": d} for n, p, d in self.uploads],
             "outputs": self.outputs,
-            "code": self.code,
+            "code": self.code.model_dump(mode="json") if self.code else None,
             "existing_job": self.existing,
             "estimate": self.estimate.as_dict() if self.estimate else None,
             "max_cost": self.max_cost,
@@ -170,9 +176,9 @@ class JobService:
             image=spec.image,
             cpus=spec.resources.cpus,
             gpus=spec.resources.gpus,
-            memory_bytes=parse_size(spec.resources.memory) if spec.resources.memory else None,
-            nodes=int(getattr(spec.resources, "nodes", 1) or 1),
-            timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
+            memory_bytes=plan.memory_bytes,
+            nodes=spec.resources.nodes,
+            timeout_seconds=plan.timeout_seconds,
             env=_runtime_tunables(),
             secret_env=secrets_for_runner,
         )
@@ -208,7 +214,13 @@ class JobService:
                 raise SpecError(f"--input {name}=...: {exc}") from None
         self.store.check_bucket(self.jobs_uri.bucket)  # a missing bucket or bad credentials fail before any upload
         self._check_env_values(spec)
-        plan = SubmitPlan(job_id=new_job_id(spec.name), spec=spec, inputs={})
+        plan = SubmitPlan(
+            job_id=new_job_id(spec.name),
+            spec=spec,
+            inputs={},
+            timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
+            memory_bytes=parse_size(spec.resources.memory) if spec.resources.memory else None,
+        )
         if idempotency_key:
             plan.existing = self._idempotent_job(spec.name, idempotency_key)
         for name, value in wanted.items():
@@ -236,10 +248,17 @@ class JobService:
         if spec.code:
             archive, sha, files = pack_code(Path(spec.code))
             uri = self._internal("_code", f"{sha}.tar.gz")
-            plan.code = {"uri": str(uri), "sha256": sha, "files": files, "bytes": len(archive), "folder": spec.code}
+            plan.code = CodeRef(uri=str(uri), sha256=sha, files=files, bytes=len(archive), folder=spec.code)
             plan.code_archive = archive
         plan.max_cost = max_cost
-        plan.estimate = billing.estimate_plan(self, plan)
+        plan.estimate = billing.estimate_plan(
+            self,
+            spec,
+            [path for _, path, _ in plan.uploads],
+            plan.code.bytes if plan.code else None,
+            plan.timeout_seconds,
+            plan.memory_bytes,
+        )
         return plan
 
     def _check_env_values(self, spec: JobSpec) -> None:
@@ -256,19 +275,19 @@ class JobService:
         """Upload the code archive unless the store holds exactly these bytes (an archive replaced in the
         bucket is uploaded again: the runtime would refuse it)."""
         assert plan.code is not None and plan.code_archive is not None
-        uri = ObjectURI.parse(plan.code["uri"])
+        uri = ObjectURI.parse(plan.code.uri)
         info = self.store.head(uri.bucket, uri.key)
         if info is not None:
             same = info.size == len(plan.code_archive) and (
                 info.etag.strip('"') == hashlib.md5(plan.code_archive).hexdigest()
-                or hashlib.sha256(self.store.get(uri.bucket, uri.key)).hexdigest() == plan.code["sha256"]
+                or hashlib.sha256(self.store.get(uri.bucket, uri.key)).hexdigest() == plan.code.sha256
             )
             if same:
-                on_message(f"code {plan.code['sha256'][:12]} already uploaded")
+                on_message(f"code {plan.code.sha256[:12]} already uploaded")
                 return
             on_message(f"the stored code archive {uri} does not match its SHA-256; uploading it again")
         else:
-            on_message(f"uploading code {plan.code['folder']} ({plan.code['files']} files) -> {uri}")
+            on_message(f"uploading code {plan.code.folder} ({plan.code.files} files) -> {uri}")
         self.store.put(uri.bucket, uri.key, plan.code_archive)
 
     def submit(
@@ -299,21 +318,20 @@ class JobService:
             self._ensure_code(plan, on_message)
         record = self.record(plan.job_id)
         spec = plan.spec.model_copy(update={"inputs": plan.inputs, "outputs": plan.outputs})
-        record.put_json(
-            "job.json",
-            {
-                "id": plan.job_id,
-                "spec": spec.model_dump(mode="json"),
-                "inputs": plan.inputs,
-                "outputs": plan.outputs,
-                "code": plan.code,
-                "created": now_iso(),
-                "submitted_from": socket.gethostname(),
-                "profile": self.profile_name,
-                "executor": self.executor.kind,
-                "cost": billing.cost_record(self, plan, plan.estimate, plan.max_cost) if plan.estimate else None,
-                "secret_env": sorted(secret_env or {}),  # the names only: values go to the executor, never here
-            },
+        record.write_document(
+            JobDocument(
+                id=plan.job_id,
+                spec=spec,
+                inputs=plan.inputs,
+                outputs=plan.outputs,
+                code=plan.code,
+                created=now_iso(),
+                submitted_from=socket.gethostname(),
+                profile=self.profile_name,
+                executor=self.executor.kind,
+                cost=billing.cost_record(self.profile.prices, plan.estimate, plan.max_cost) if plan.estimate else None,
+                secret_env=sorted(secret_env or {}),  # the names only: values go to the executor, never here
+            )
         )
         record.write_status(JobStatus())
         try:
@@ -367,7 +385,7 @@ class JobService:
             return
         self._cleaned.add(record.job_id)
         handle = self.executor_handle(record)
-        if handle and handle.get("kind") not in ("local", None):
+        if handle and handle.get("kind") and not self.executor_for(handle).capabilities.local_process:
             try:
                 self.executor_for(handle).cleanup(handle)
             except JobsubError as exc:
@@ -414,7 +432,7 @@ class JobService:
             return False
         # only a runner that starts at once (local) or has no handle is late after a minute; a scheduler
         # asked from a machine that cannot see it says "unknown" for a job that may rightly wait in a queue
-        starts_at_once = not handle or handle.get("kind") == "local"
+        starts_at_once = not handle or self.executor_for(handle).capabilities.local_process
         if seen.liveness == "unknown" and (waited < RUNNER_START_SECONDS or not starts_at_once):
             return False
         fresh = record.read_status()  # the runner may have started between the two reads
@@ -445,27 +463,27 @@ class JobService:
             return str(Path(handle["run_dir"]) / "runner.log")
         return f"the runner's log ({self.executor_for(handle).describe(handle)})" if handle else "the runner's log"
 
-    def describe(self, job_id: str) -> dict[str, Any]:
+    def describe(self, job_id: str) -> JobInfo:
         record = self.record(job_id)
         status = self.status(job_id)
-        job = record.read_job()
+        job = record.read_document()
         handle = self.executor_handle(record)
-        return {
-            "id": job_id,
-            "name": job["spec"]["name"],
-            "status": status.model_dump(mode="json"),
-            "duration_seconds": status.duration(),
-            "executor": self.executor_for(handle).describe(handle) if handle else "not started",
-            "record": record.uri(),
-            "outputs": job["outputs"],
-            "inputs": job["inputs"],
-            "command": job["spec"]["command"],
-            "cost": billing.job_cost(job, status.duration(), billing.stored_bytes(self, job_id, job)),
-        }
+        return JobInfo(
+            id=job_id,
+            name=job.spec.name,
+            status=status,
+            duration_seconds=status.duration(),
+            executor=self.executor_for(handle).describe(handle) if handle else "not started",
+            record=record.uri(),
+            outputs=job.outputs,
+            inputs=job.inputs,
+            command=job.spec.command,
+            cost=billing.job_cost(job, status.duration(), billing.stored_bytes(self.store, record.root, job)),
+        )
 
     def list_jobs(
         self, state: str | None = None, limit: int = 50, name: str | None = None, with_cost: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobRow]:
         """Newest first. `name` keeps one template's jobs; `with_cost` adds each job's cost (reads job.json)."""
         self.store.check_bucket(self.jobs_uri.bucket)
         try:
@@ -479,28 +497,27 @@ class JobService:
         )
         ids = [i for i in ids if not i.startswith("_") and (name is None or i.rsplit("-", 3)[0] == name)]
         statuses = self._statuses(ids if state else ids[:limit])
-        rows: list[dict[str, Any]] = []
+        rows: list[JobRow] = []
         for job_id, status in statuses:
             if state and status.state.value != state.upper():
                 continue
-            rows.append(
-                {
-                    "id": job_id,
-                    "name": job_id.rsplit("-", 3)[0],
-                    "state": status.state.value,
-                    "created": status.created,
-                    "started": status.started,
-                    "duration_seconds": status.duration(),
-                    "exit_code": status.exit_code,
-                    "reason": status.reason,
-                }
+            row = JobRow(
+                id=job_id,
+                name=job_id.rsplit("-", 3)[0],
+                state=status.state,
+                created=status.created,
+                started=status.started,
+                duration_seconds=status.duration(),
+                exit_code=status.exit_code,
+                reason=status.reason,
+                costed=with_cost,
             )
             if with_cost:
                 try:
-                    job = self.record(job_id).read_job()
-                    rows[-1]["cost"] = billing.job_cost(job, status.duration())
-                except (JobNotFoundError, StorageError):
-                    rows[-1]["cost"] = None
+                    row.cost = billing.job_cost(self.record(job_id).read_document(), status.duration())
+                except (JobError, StorageError):  # a missing or unreadable job.json: no cost for that row
+                    row.cost = None
+            rows.append(row)
             if len(rows) >= limit:
                 break
         return rows
@@ -538,8 +555,6 @@ class JobService:
 
     def cancel_leftovers(self, job_id: str, status: JobStatus) -> str:
         """After LOST: kill what is left of the job (its recorded process group, by JOBSUB_JOB_ID) and say so."""
-        from jobsub.runtime.procs import kill_leftovers
-
         record = self.record(job_id)
         handle = self.executor_handle(record)
         if handle:
@@ -572,7 +587,7 @@ class JobService:
             if status.state.final:
                 return status
             if end and time.monotonic() > end:
-                raise JobError(f"job {job_id} still {status.state.value} after {timeout:g}s")
+                raise JobTimeoutError(f"job {job_id} still {status.state.value} after {timeout:g}s; it keeps running")
             time.sleep(poll)
 
     # -- logs ---------------------------------------------------------------------------------------------
@@ -636,14 +651,14 @@ class JobService:
 
     # -- results ------------------------------------------------------------------------------------------
     def outputs_uri(self, job_id: str) -> ObjectURI:
-        return ObjectURI.parse(self.record(job_id).read_job()["outputs"]).as_prefix()
+        return ObjectURI.parse(self.record(job_id).read_document().outputs).as_prefix()
 
-    def results(self, job_id: str) -> dict[str, Any]:
+    def results(self, job_id: str) -> Results:
         """Final metrics (the program's metrics.json, else its last metrics line), plots and outputs by URI."""
         status = self.status(job_id)
         record = self.record(job_id)
-        job = record.read_job()
-        uri = ObjectURI.parse(job["outputs"]).as_prefix()
+        job = record.read_document()
+        uri = ObjectURI.parse(job.outputs).as_prefix()
         objects = list(self.store.iter_objects(uri.bucket, uri.key))
         metrics: dict[str, Any] = {}
         source = None
@@ -660,20 +675,20 @@ class JobService:
             rows = record.read_metrics()
             if rows:
                 metrics, source = rows[-1], record.uri("metrics.jsonl") + " (last line)"
-        files: list[dict[str, Any]] = [
-            {"uri": f"s3://{uri.bucket}/{o.key}", "size": o.size}
+        files = [
+            OutputFile(uri=f"s3://{uri.bucket}/{o.key}", size=o.size)
             for o in objects
             if "/checkpoint-" not in o.key and "/model/" not in o.key
         ]
-        return {
-            "id": job_id,
-            "state": status.state.value,
-            "exit_code": status.exit_code,
-            "metrics": metrics,
-            "metrics_source": source,
-            "plots": [f["uri"] for f in files if f["uri"].lower().endswith((".png", ".svg", ".jpg"))],
-            "outputs": str(uri),
-            "files": files,
-            "warnings": warnings,
-            "cost": billing.job_cost(job, status.duration(), billing.stored_bytes(self, job_id, job)),
-        }
+        return Results(
+            id=job_id,
+            state=status.state,
+            exit_code=status.exit_code,
+            metrics=metrics,
+            metrics_source=source,
+            plots=[f.uri for f in files if f.uri.lower().endswith((".png", ".svg", ".jpg"))],
+            outputs=str(uri),
+            files=files,
+            warnings=warnings,
+            cost=billing.job_cost(job, status.duration(), billing.stored_bytes(self.store, record.root, job)),
+        )

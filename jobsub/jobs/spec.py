@@ -91,16 +91,16 @@ class Resources(BaseModel):
         return value
 
 
-#: Executors that start one launcher per node for `resources.nodes` > 1.
-MULTI_NODE_EXECUTORS = ("slurm",)
-
-
 def nodes_problem(resources: Resources, executor_kind: str) -> str | None:
-    """Why this executor cannot run a job over `resources.nodes` machines, or None when it can."""
-    if resources.nodes > 1 and executor_kind not in MULTI_NODE_EXECUTORS:
+    """Why this executor cannot run a job over `resources.nodes` machines, or None when it can (the executor
+    class says so: Capabilities.multi_node)."""
+    from jobsub.executors import executor_class, multi_node_kinds
+
+    if resources.nodes > 1 and not executor_class(executor_kind).capabilities.multi_node:
+        kinds = " or ".join(multi_node_kinds()) or "a multi-node"
         return (
-            f"resources.nodes: {resources.nodes} needs the slurm executor (this profile runs jobs on "
-            f"{executor_kind!r}, one machine); set resources.nodes to 1 or use a slurm profile"
+            f"resources.nodes: {resources.nodes} needs the {kinds} executor (this profile runs jobs on "
+            f"{executor_kind!r}, one machine); set resources.nodes to 1 or use a {kinds} profile"
         )
     return None
 

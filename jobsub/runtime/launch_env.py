@@ -13,7 +13,8 @@ Values the executor already put in the environment win (a Slurm executor that kn
 The jobsub client never imports torch; nothing here does either.
 
 It also holds the other direction: which ``JOBSUB_*`` variables of the submitting shell travel to the runner
-(`RUNTIME_TUNABLES`). Only these documented knobs are forwarded; any other ``JOBSUB_*`` variable of the shell
+(`RUNTIME_TUNABLES`, kept in jobsub/jobs/tunables.py so the client's service reads it without importing
+the runtime). Only these documented knobs are forwarded; any other ``JOBSUB_*`` variable of the shell
 (a user's own ``JOBSUB_DB_URL``, a test's switch) stays on the client, so nothing the user did not mean to send
 reaches a cluster's job environment, Ray's runtime_env or a container's config.
 """
@@ -24,26 +25,9 @@ import socket
 from collections.abc import Mapping
 
 from jobsub.jobs.spec import Resources
+from jobsub.jobs.tunables import RUNTIME_TUNABLES, runtime_tunables
 
-#: The runtime knobs a submitting shell may set, with what they do (README "Runtime knobs"). The runner reads
-#: them from its environment; executors whose runner does not inherit the client's environment get them in
-#: LaunchRequest.env. Nothing else named JOBSUB_* is forwarded.
-RUNTIME_TUNABLES: dict[str, str] = {
-    "JOBSUB_STAGING_MAX_BANDWIDTH": "bandwidth cap for staging inputs (e.g. 50MiB)",
-    "JOBSUB_OUTPUT_MAX_BANDWIDTH": "bandwidth cap for output uploads (e.g. 50MiB)",
-    "JOBSUB_OUTPUT_SYNC_SECONDS": "seconds between periodic output uploads (60)",
-    "JOBSUB_OUTPUT_UPLOAD_ATTEMPTS": "attempts of the final output upload (3)",
-    "JOBSUB_CANCEL_GRACE_SECONDS": "seconds between SIGTERM and SIGKILL on cancel, timeout and cost limit (10)",
-    "JOBSUB_HEARTBEAT_SECONDS": "seconds between the runner's status heartbeats (5)",
-    # not a knob of the runtime but of the store: the runner must reach the endpoint the client used (an URL
-    # with user:password@ is refused wherever it is read, config.check_endpoint_url)
-    "JOBSUB_ENDPOINT_URL": "the S3 endpoint that overrides the profile's",
-}
-
-
-def runtime_tunables(environ: Mapping[str, str]) -> dict[str, str]:
-    """The documented runtime knobs set in `environ` (the submitting shell), and nothing else."""
-    return {name: environ[name] for name in RUNTIME_TUNABLES if name in environ}
+__all__ = ["RUNTIME_TUNABLES", "launcher_env", "runtime_tunables"]
 
 
 def _free_port() -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from jobsub.units import human_limit
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _UNLIMITED = 1 << 60
 
@@ -79,13 +81,6 @@ def memory_limit() -> int | None:
                 break
             current = current.parent
     return best
-
-
-def human_limit(nbytes: int) -> str:
-    mib = nbytes / (1 << 20)
-    if mib >= 1024 and mib % 1024 == 0:
-        return f"{mib / 1024:.0f} GiB"
-    return f"{mib:.0f} MiB" if mib == int(mib) else f"{mib:.1f} MiB"
 
 
 class OomWatch:

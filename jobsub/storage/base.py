@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, Union
 
 if TYPE_CHECKING:
-    from jobsub.transfer.checksums import Checksum
+    from jobsub.storage.checksums import Checksum
 
 ProgressCallback = Callable[[int], None]
 """Called with a byte count as a body is sent; a negative count means a retry rewound the body."""

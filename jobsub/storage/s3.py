@@ -40,7 +40,7 @@ from jobsub.errors import (
 from jobsub.storage.base import FileRange, ListResult, ObjectInfo, PartData, PartInfo, ProgressCallback, UploadInfo
 
 if TYPE_CHECKING:
-    from jobsub.transfer.checksums import Checksum
+    from jobsub.storage.checksums import Checksum
 
 #: botocore parameter / response member per flexible checksum algorithm
 CHECKSUM_MEMBERS = {
@@ -138,7 +138,7 @@ class S3Store:
         import boto3
         from botocore.config import Config
 
-        from jobsub.transfer.checksums import resolve_algorithm
+        from jobsub.storage.checksums import resolve_algorithm
 
         self.endpoint_url = endpoint_url
         self.description = strip_userinfo(endpoint_url) if endpoint_url else "AWS S3"

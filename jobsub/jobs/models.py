@@ -1,0 +1,222 @@
+"""The documents of a job as typed models: what job.json holds, and what the service hands out.
+
+Why: a job record is read by the CLI, the runtime, the Python API and (soon) the web view, on machines
+running different jobsub versions. Parsing it once into a model, with a format version, means every reader
+sees the same fields with the same types, and a record written by a newer jobsub fails with one line that
+names both versions instead of a KeyError somewhere deep in a renderer.
+
+Only jobs/records.py turns these into JSON and back; everything else passes models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer
+
+from jobsub.jobs.spec import JobSpec
+from jobsub.units import parse_duration, parse_size
+
+#: The job.json format this jobsub writes and the newest it reads. Records without a version are version 1
+#: (everything written before the field existed); bump this when a field changes meaning or is removed.
+JOB_FORMAT_VERSION = 1
+
+
+class State(str, Enum):
+    QUEUED = "QUEUED"
+    STAGING = "STAGING"
+    RUNNING = "RUNNING"
+    UPLOADING = "UPLOADING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    LOST = "LOST"
+
+    @property
+    def final(self) -> bool:
+        return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class JobStatus(BaseModel):
+    state: State = State.QUEUED
+    created: str = Field(default_factory=now_iso)
+    started: str | None = None
+    finished: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    attempt: int = 0
+    heartbeat: float | None = None
+    executor: dict[str, Any] = Field(default_factory=dict)
+
+    def duration(self) -> float | None:
+        if not self.started:
+            return None
+        end = datetime.fromisoformat(self.finished) if self.finished else datetime.now(timezone.utc)
+        return (end - datetime.fromisoformat(self.started)).total_seconds()
+
+    def cli_exit_code(self) -> int:
+        """What `logs -f` / `submit --follow` exit with: the job's own code, 130 for cancelled, 1 for lost."""
+        if self.state == State.SUCCEEDED:
+            return 0
+        if self.state == State.CANCELLED:
+            return 130
+        if self.exit_code is not None and self.exit_code < 0:  # killed by signal N (records before 128+N)
+            return 128 - self.exit_code
+        return self.exit_code if self.exit_code not in (None, 0) else 1
+
+
+class CodeRef(BaseModel):
+    """The packed code folder a job runs in (uploaded once per content hash)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    uri: str
+    sha256: str
+    files: int = 0
+    bytes: int = 0
+    folder: str = ""
+
+
+class CostRecord(BaseModel):
+    """What job.json keeps about cost: enough for the runtime to stop at the limit and for `status` to bill."""
+
+    model_config = ConfigDict(extra="allow")
+
+    currency: str = "USD"
+    table: str = "none"
+    source: str | None = None
+    rate_per_hour: float = 0.0
+    storage_gib_month: float = 0.0
+    max_cost: float | None = None
+    estimate: dict[str, Any] | None = None
+
+
+class JobDocument(BaseModel):
+    """job.json: the resolved spec, where inputs and outputs live, the code archive, who submitted it.
+
+    ``extra="allow"``: a field added by a newer jobsub within the same format version survives a rewrite.
+    Units (the spec's timeout and memory) are parsed once here, at load.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    format_version: int = JOB_FORMAT_VERSION
+    id: str
+    spec: JobSpec
+    inputs: dict[str, str] = Field(default_factory=dict)
+    outputs: str
+    code: CodeRef | None = None
+    created: str = ""
+    submitted_from: str = ""
+    profile: str = ""
+    executor: str = ""
+    cost: CostRecord | None = None
+    secret_env: list[str] = Field(default_factory=list)  # names only: values never reach a record
+
+    _timeout_seconds: float | None = PrivateAttr(default=None)
+    _memory_bytes: int | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._timeout_seconds = parse_duration(self.spec.timeout) if self.spec.timeout else None
+        self._memory_bytes = parse_size(self.spec.resources.memory) if self.spec.resources.memory else None
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return self._timeout_seconds
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return self._memory_bytes
+
+
+class JobCost(BaseModel):
+    """The actual cost of a job so far: duration x its rate, plus (when counted) a month of what it keeps."""
+
+    currency: str = "USD"
+    table: str = "none"
+    rate_per_hour: float = 0.0
+    compute: float = 0.0
+    max_cost: float | None = None
+    stored_bytes: int | None = None
+    storage_month: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _storage_only_when_counted(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`jobs` does not count storage (one listing per job would be slow): the keys are absent, not null."""
+        data: dict[str, Any] = handler(self)
+        if self.stored_bytes is None:
+            data.pop("stored_bytes", None)
+            data.pop("storage_month", None)
+        return data
+
+    def describe(self) -> str:
+        from jobsub.costs import money
+
+        text = f"{money(self.compute, self.currency)} compute at {self.rate_per_hour:g}/h"
+        if self.storage_month is not None:
+            text += f" + {money(self.storage_month, self.currency)}/month storage ({self.stored_bytes} B kept)"
+        return text + f" [{self.table}]"
+
+
+class JobRow(BaseModel):
+    """One line of `jobsub jobs` / `Client.jobs()`."""
+
+    id: str
+    name: str
+    state: State
+    created: str
+    started: str | None = None
+    duration_seconds: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    cost: JobCost | None = None
+    #: whether the cost was asked for (a row without it has no "cost" key in JSON, one that failed has null)
+    costed: bool = Field(default=False, exclude=True)
+
+    @model_serializer(mode="wrap")
+    def _cost_only_when_asked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.costed:
+            data.pop("cost", None)
+        return data
+
+
+class JobInfo(BaseModel):
+    """`jobsub status`: the status plus where the job runs, its record, inputs, outputs and cost."""
+
+    id: str
+    name: str
+    status: JobStatus
+    duration_seconds: float | None = None
+    executor: str
+    record: str
+    outputs: str
+    inputs: dict[str, str]
+    command: str
+    cost: JobCost
+
+
+class OutputFile(BaseModel):
+    uri: str
+    size: int
+
+
+class Results(BaseModel):
+    """`jobsub results`: final metrics (metrics.json, else the last metrics line), plots and outputs by URI."""
+
+    id: str
+    state: State
+    exit_code: int | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics_source: str | None = None
+    plots: list[str] = Field(default_factory=list)
+    outputs: str
+    files: list[OutputFile] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    cost: JobCost | None = None

@@ -1,0 +1,108 @@
+"""The checksum type the stores send and compare: an algorithm name and a base64 value, as S3 writes them.
+
+It lives with the stores (not the transfer engine) because the stores take checksum objects in their
+signatures and must not import the floor above them; transfer/checksums.py builds on it (file hashes, the
+SHA-256 cache).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+_CHUNK = 256 << 10  # small reads: hashing speed is the same, and each worker thread holds less
+_MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
+
+#: Profile values for `checksum`; "auto" is resolved per endpoint by resolve_algorithm().
+CHECKSUM_MODES = ("auto", "md5", "crc32", "crc32c", "crc64nvme", "sha256")
+
+
+class _Hasher(Protocol):
+    def update(self, chunk: bytes) -> Any: ...
+
+    def digest(self) -> bytes: ...
+
+
+def new_hasher(algorithm: str) -> _Hasher:
+    """botocore's own checksum classes (CRT-backed when awscrt is installed); MD5/SHA-256 from hashlib."""
+    if algorithm == "md5":
+        return hashlib.md5()
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    from botocore import httpchecksum as hc
+
+    try:
+        if algorithm == "crc32":
+            return hc.CrtCrc32Checksum() if _has_crt() else hc.Crc32Checksum()
+        if algorithm == "crc32c":
+            return hc.CrtCrc32cChecksum()
+        if algorithm == "crc64nvme":
+            return hc.CrtCrc64NvmeChecksum()
+    except Exception as exc:  # MissingDependencyException without awscrt
+        from jobsub.errors import ConfigError
+
+        raise ConfigError(f"checksum {algorithm} needs awscrt (pip install awscrt): {type(exc).__name__}") from None
+    raise ValueError(f"unknown checksum algorithm {algorithm!r}")
+
+
+def _has_crt() -> bool:
+    try:
+        import awscrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """One checksum: an algorithm (md5, crc32, crc32c, crc64nvme, sha256) and its base64 value."""
+
+    algorithm: str
+    value: str
+
+    @property
+    def hex(self) -> str:
+        return base64.b64decode(self.value).hex()
+
+    def as_dict(self) -> dict[str, str]:
+        return {"algorithm": self.algorithm, "value": self.value}
+
+    @classmethod
+    def of_bytes(cls, algorithm: str, data: bytes | memoryview) -> Checksum:
+        hasher = new_hasher(algorithm)
+        hasher.update(bytes(data) if isinstance(data, memoryview) else data)
+        return cls(algorithm, base64.b64encode(hasher.digest()).decode())
+
+    @classmethod
+    def of_range(cls, algorithm: str, fd: int, offset: int, length: int) -> Checksum:
+        hasher = new_hasher(algorithm)
+        end = offset + length
+        while offset < end:
+            chunk = os.pread(fd, min(_CHUNK, end - offset), offset)
+            if not chunk:
+                break
+            hasher.update(chunk)
+            offset += len(chunk)
+        return cls(algorithm, base64.b64encode(hasher.digest()).decode())
+
+
+def resolve_algorithm(mode: str, endpoint_url: str | None) -> str:
+    """`auto`: CRC32 (what boto3 sends by default) on AWS; MD5 + Content-MD5 on other S3-compatible servers."""
+    if mode != "auto":
+        return mode
+    if endpoint_url is None or ".amazonaws.com" in endpoint_url.lower():
+        return "crc32"
+    return "md5"
+
+
+def md5_b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def etag_is_md5(etag: str) -> bool:
+    """A single-part, unencrypted object's ETag is the hex MD5 of its bytes; multipart ETags end in -N."""
+    return bool(_MD5_HEX.match(etag.strip('"').lower()))
