@@ -22,6 +22,7 @@ EXECUTORS: dict[str, str] = {
     "docker": "jobsub.executors.docker:DockerExecutor",
     "ray": "jobsub.executors.ray:RayExecutor",
     "slurm": "jobsub.executors.slurm:SlurmExecutor",
+    "modelarts": "jobsub.executors.modelarts:ModelArtsExecutor",
 }
 
 

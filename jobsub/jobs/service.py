@@ -173,6 +173,7 @@ class JobService:
             gpus=spec.resources.gpus,
             memory_bytes=parse_size(spec.resources.memory) if spec.resources.memory else None,
             nodes=int(getattr(spec.resources, "nodes", 1) or 1),
+            flavor=getattr(spec.resources, "flavor", None) or None,
             timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
             env=_runtime_tunables(),
             secret_env=secrets_for_runner,
