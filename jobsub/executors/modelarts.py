@@ -39,6 +39,8 @@ _TIMEOUT = (5.0, 30.0)
 #: phases of a training job (ModelArts API reference, "Querying the Details of a Training Job")
 _QUEUED = {"Creating", "Pending"}
 _ALIVE = {"Creating", "Pending", "Running", "Terminating"}
+#: exit codes of a runner killed by a signal (128+N): it vanished, it did not fail
+_SIGNALLED = 128
 _NAME_RE = re.compile(r"[^A-Za-z0-9_-]")
 #: ModelArts limits (API reference): environment values up to 4096 characters, at most 100 variables
 _MAX_ENV_VALUE = 4096
@@ -96,6 +98,8 @@ def observe(job: dict[str, Any] | None) -> Observation:
             if isinstance(task, dict):
                 code = task.get("exit_code") if isinstance(task.get("exit_code"), int) else code
                 message = str(task.get("message") or message)
+        if code is not None and code >= _SIGNALLED:
+            return Observation("dead")  # the runner was killed (OOM killer, a node lost): LOST, not its failure
         text = f"ModelArts job {phase}" + (f" (exit code {code})" if code is not None else "")
         if message or secondary:
             text += ": " + " ".join((message or secondary).split())[:300]
@@ -254,11 +258,11 @@ class ModelArtsExecutor(BaseExecutor):
             )
         if request.nodes > 1:
             raise ExecutorUnavailableError(f"resources.nodes={request.nodes}: the modelarts executor runs one node")
+        self._endpoint()  # an unknown region before anything else is looked at
         problem = image_problem(request.image or self.settings.image, self.settings.region)
         if problem:
             raise ExecutorUnavailableError(problem)
         flavor = self._flavor(request)
-        self._endpoint()  # an unknown region before any credential is looked at
         listed = self.flavors()
         usable = [f for f in listed if not self.settings.pool_id or f.get("pool_id") in (None, self.settings.pool_id)]
         if not any(f.get("flavor_id") == flavor for f in usable):

@@ -25,6 +25,8 @@ REGION = "cn-north-4"
 IMAGE = f"swr.{REGION}.myhuaweicloud.com/jobsub/jobsub-train:test"
 FLAVOR = "modelarts.vm.cpu.2u"
 BUSY_FLAVOR = "modelarts.vm.cpu.busy"  # capacity 0: its jobs stay Pending ("queuing")
+GPU_FLAVOR = "modelarts.p3.large.1"
+FLAVORS = (FLAVOR, GPU_FLAVOR, BUSY_FLAVOR)
 
 
 def _job_id(handle: dict[str, Any]) -> str:
@@ -64,7 +66,7 @@ def modelarts_standin(moto_url: str) -> Iterator[ModelArtsStandIn]:
         s3_key=(KEY_ID, SECRET),
         flavors=[
             Flavor(FLAVOR),
-            Flavor("modelarts.p3.large.1", cpus=8, gpus=1, memory_gib=64),
+            Flavor(GPU_FLAVOR, cpus=8, gpus=1, memory_gib=64),
             Flavor(BUSY_FLAVOR, capacity=0),
         ],
         images={IMAGE},
@@ -89,6 +91,8 @@ def harness_for(standin: ModelArtsStandIn) -> ExecutorHarness:
                 "flavor": FLAVOR,
                 "image": IMAGE,
             },
+            # resources.flavor is priced from the profile's table (jobsub/costs.py): every flavor named
+            "prices": {"table": "modelarts-test", "flavors": {f: 0.0 for f in FLAVORS}},
         },
         stores=frozenset({"s3"}),
         cli_env={"HUAWEICLOUD_SDK_AK": ak, "HUAWEICLOUD_SDK_SK": sk},
