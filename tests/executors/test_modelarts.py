@@ -217,3 +217,18 @@ def test_credentials_are_read_once_and_the_log_is_exported_to_obs(
         and env.boto().get_object(Bucket=env.bucket, Key=exported)["Body"].read().decode()
     )
     assert SECRET not in log
+
+
+def test_profile_add_takes_the_modelarts_settings_and_refuses_them_for_another_executor(tmp_path: Path) -> None:
+    env = make_env(tmp_path, "local")
+    added = env.run(
+        "profile", "add", "ma", "--storage", "s3", "--endpoint-url", "https://obs.cn-north-4.myhuaweicloud.com",
+        "--executor", "modelarts", "--modelarts-region", "cn-north-4", "--modelarts-project-id", "p" * 32,
+        "--modelarts-flavor", FLAVOR, "--modelarts-image", "swr.cn-north-4.myhuaweicloud.com/me/jobsub-train:1",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(env.run("profile", "list", "--json", check=True).stdout)["profiles"]["ma"]["modelarts"]
+    assert shown["region"] == "cn-north-4" and shown["flavor"] == FLAVOR and shown["project_id"] == "p" * 32
+    wrong = env.run("profile", "add", "x", "--storage", "local", "--modelarts-region", "cn-north-4")
+    assert wrong.returncode == 2
+    assert "--modelarts-region only apply to --executor modelarts" in wrong.stderr
