@@ -232,3 +232,18 @@ def test_profile_add_takes_the_modelarts_settings_and_refuses_them_for_another_e
     wrong = env.run("profile", "add", "x", "--storage", "local", "--modelarts-region", "cn-north-4")
     assert wrong.returncode == 2
     assert "--modelarts-region only apply to --executor modelarts" in wrong.stderr
+
+
+def test_a_create_the_service_refuses_fails_the_job_with_its_reason_and_leaves_no_credentials(
+    maenv: tuple[Env, ExecutorHarness], tmp_path: Path
+) -> None:
+    env, _ = maenv
+    code = code_folder(tmp_path, "print('never runs')\n")
+    missing = "swr.cn-north-4.myhuaweicloud.com/jobsub/not-pushed:1"  # well formed, not in the registry
+    result = _submit(env, code, "--set", f"image={missing}", "--json")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "ModelArts.2796" in errors[0] and missing in errors[0], result.stderr
+    assert not [k for k in _bucket_keys(env) if "/_secrets/" in k]
+    jobs = env.run_json("jobs")
+    assert jobs and jobs[0]["state"] == "FAILED" and "modelarts launch failed" in jobs[0]["reason"]
