@@ -201,10 +201,16 @@ def test_credentials_are_read_once_and_the_log_is_exported_to_obs(
 ) -> None:
     env, _ = maenv
     _profile_with(env, log_export_path=f"obs://{env.bucket}/ma-logs/")
-    code = code_folder(tmp_path, "import os\nprint('key id set:', bool(os.environ.get('AWS_ACCESS_KEY_ID')))\n")
-    result = _submit(env, code, "--follow")
+    code = code_folder(
+        tmp_path,
+        "import os\nprint('key id set:', bool(os.environ.get('AWS_ACCESS_KEY_ID')))\n"
+        "print('token ok:', os.environ.get('MY_API_TOKEN') == 'tok-' + 'x' * 20)\n",
+    )
+    token = "tok-" + "x" * 20
+    result = _submit(env, code, "--secret-env", "MY_API_TOKEN", "--follow", extra_env={"MY_API_TOKEN": token})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "key id set: True" in result.stdout
+    assert "key id set: True" in result.stdout and "token ok: True" in result.stdout
+    assert token not in json.dumps(modelarts_standin.create_bodies[-1])  # --secret-env goes the same one-time way
     job_id = result.stdout.splitlines()[0]
     assert not [k for k in _bucket_keys(env) if "/_secrets/" in k]  # read and deleted by the job itself
     job = next(j for j in modelarts_standin.jobs.values() if j.body["metadata"]["name"] == f"jobsub-{job_id}")
