@@ -359,9 +359,17 @@ class ModelArtsExecutor(BaseExecutor):
         try:
             if not self._same_place(handle):
                 return Observation("unknown", f"ModelArts job in another project or endpoint: {handle.get('endpoint')}")
-            return observe(self._job(handle))
+            seen = observe(self._job(handle))
         except _Unreachable as exc:
             return Observation("unknown", str(exc))
+        return self._with_log_hint(seen, handle)
+
+    @staticmethod
+    def _with_log_hint(seen: Observation, handle: Handle) -> Observation:
+        """A runner that failed before the job log started left its reason in ModelArts' exported log."""
+        if seen.liveness == "dead" and seen.detail and handle.get("log"):
+            return Observation("dead", f"{seen.detail}; its output is exported to {handle['log']}", seen.exit_code)
+        return seen
 
     def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
         """One search request (up to 50 newest jobs of the project) instead of one request per job."""
@@ -378,7 +386,7 @@ class ModelArtsExecutor(BaseExecutor):
             return [self.poll(h) for h in handles]
         jobs = {str((j.get("metadata") or {}).get("id")): j for j in found.get("items") or [] if isinstance(j, dict)}
         return [
-            observe(jobs[str(h.get("training_job_id"))])
+            self._with_log_hint(observe(jobs[str(h.get("training_job_id"))]), h)
             if str(h.get("training_job_id")) in jobs and self._same_place(h)
             else self.poll(h)
             for h in handles

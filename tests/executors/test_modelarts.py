@@ -253,3 +253,32 @@ def test_a_create_the_service_refuses_fails_the_job_with_its_reason_and_leaves_n
     assert not [k for k in _bucket_keys(env) if "/_secrets/" in k]
     jobs = env.run_json("jobs")
     assert jobs and jobs[0]["state"] == "FAILED" and "modelarts launch failed" in jobs[0]["reason"]
+
+
+def test_a_job_that_cannot_read_its_credentials_fails_with_the_reason_in_the_exported_log(
+    maenv: tuple[Env, ExecutorHarness], tmp_path: Path, modelarts_standin: ModelArtsStandIn
+) -> None:
+    """Hostile: the one-time object was taken (a console reader, an earlier start) before the job started."""
+    env, _ = maenv
+    _profile_with(env, log_export_path=f"obs://{env.bucket}/ma-logs/")
+    code = code_folder(tmp_path, "print('never runs')\n")
+    result = _submit(env, code, "--set", f"resources.flavor={BUSY_FLAVOR}", "--json")
+    assert result.returncode == 0, result.stderr
+    job_id = json.loads(result.stdout)["job_id"]
+    (taken,) = [k for k in _bucket_keys(env) if "/_secrets/" in k]
+    env.boto().delete_object(Bucket=env.bucket, Key=taken)
+    busy = modelarts_standin.flavors[BUSY_FLAVOR]
+    busy.capacity = 1
+    try:
+        status = poll(
+            lambda: (s := env.run_json("status", job_id)["status"])["state"] == "FAILED" and s, 90, 0.5, "FAILED"
+        )
+    finally:
+        busy.capacity = 0
+    assert "ModelArts job Failed (exit code 1)" in status["reason"]
+    assert f"exported to obs://{env.bucket}/ma-logs/" in status["reason"]
+    job = next(j for j in modelarts_standin.jobs.values() if j.body["metadata"]["name"] == f"jobsub-{job_id}")
+    exported = f"ma-logs/modelarts-job-{job.id}-worker-0.log"
+    poll(lambda: exported in _bucket_keys(env), 30, 0.3, "the exported log")
+    log = env.boto().get_object(Bucket=env.bucket, Key=exported)["Body"].read().decode()
+    assert "the job's one-time storage credentials are gone (HTTP 404)" in log
