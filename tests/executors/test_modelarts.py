@@ -187,12 +187,21 @@ def test_queued_job_shows_the_modelarts_phase_and_cancel_while_queued_deletes_it
     assert SECRET not in body and "AWS_SECRET_ACCESS_KEY" not in body
     secrets_objects = [k for k in _bucket_keys(env) if "/_secrets/" in k]
     assert len(secrets_objects) == 1
+    # `jobsub jobs` asks ModelArts once (a search) for all of its live jobs, not once per job
+    second = json.loads(_submit(env, code, "--set", f"resources.flavor={BUSY_FLAVOR}", "--json").stdout)["job_id"]
+    before = len(modelarts_standin.requests)
+    rows = {row["id"]: row for row in env.run_json("jobs")}
+    asked = [(m, p) for m, p, _ in modelarts_standin.requests[before:]]
+    assert [p for _, p in asked if "training-job" in p] == [f"/v2/{modelarts_standin.project_id}/training-job-searches"]
+    assert rows[job_id]["reason"] == rows[second]["reason"] == "queued: ModelArts Pending: queuing"
+    assert env.run("cancel", second, timeout=120).returncode == 0
     cancelled = env.run("cancel", job_id, timeout=120)
     assert cancelled.returncode == 0, cancelled.stderr
     final = poll(
         lambda: (s := env.run_json("status", job_id)["status"])["state"] == "CANCELLED" and s, 60, 0.5, "CANCELLED"
     )
     assert final["reason"] == "cancelled by request before it started"
+    poll(lambda: env.run_json("status", second)["status"]["state"] == "CANCELLED", 60, 0.5, "the second CANCELLED")
     poll(lambda: not [k for k in _bucket_keys(env) if "/_secrets/" in k], 30, 0.5, "the credentials object deleted")
 
 
