@@ -115,6 +115,7 @@ EXECUTORS: dict[str, str] = {
     "docker": "jobsub.executors.docker:DockerExecutor",
     "ray": "jobsub.executors.ray:RayExecutor",
     "slurm": "jobsub.executors.slurm:SlurmExecutor",
+    "modelarts": "jobsub.executors.modelarts:ModelArtsExecutor",
 }
 
 
@@ -206,6 +207,38 @@ class RaySettings(BaseModel):
         return value
 
 
+# -- ModelArts (owned by jobsub/executors/modelarts.py) -------------------------------------------------------
+class ModelArtsSettings(BaseModel):
+    """Huawei Cloud ModelArts training jobs through the official SDK. Never a credential: the SDK's own chain
+    (HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK, ~/.huaweicloud/credentials, OIDC) provides them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    region: str | None = Field(default=None, description="e.g. cn-north-4 (the SDK's region list gives the endpoint)")
+    endpoint: str | None = Field(
+        default=None, description="API endpoint override, e.g. https://modelarts.cn-north-4.myhuaweicloud.com"
+    )
+    project_id: str | None = Field(
+        default=None, description="the project of the region (default: HUAWEICLOUD_SDK_PROJECT_ID)"
+    )
+    flavor: str | None = Field(default=None, description="training flavor id for jobs without resources.flavor")
+    pool_id: str | None = Field(default=None, description="a dedicated resource pool (default: the public pool)")
+    image: str | None = Field(default=None, description="SWR image with jobsub, for specs without image:")
+    log_export_path: str | None = Field(default=None, description="obs://bucket/path/ where ModelArts exports job logs")
+    credentials_ttl_seconds: int = Field(
+        default=6 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="how long a queued job may wait for its one-time storage credentials",
+    )
+    keep_jobs: bool = Field(default=True, description="keep finished training jobs on ModelArts (False: delete them)")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_ma_endpoint(cls, value: str | None) -> str | None:
+        return check_endpoint_url(value.rstrip("/")) if value else value
+
+
 class Profile(BaseModel):
     """One named configuration. ``extra='forbid'`` turns a typo in the TOML into an error naming the key."""
 
@@ -227,10 +260,11 @@ class Profile(BaseModel):
     shared_store: bool = Field(
         default=False, description="local storage: create folders 0770/files 0660 (a group-shared store)"
     )
-    executor: str = Field(default="local", description="where jobs run: local, docker, slurm, ray")
+    executor: str = Field(default="local", description="where jobs run: local, docker, slurm, ray, modelarts")
     docker: DockerSettings = Field(default_factory=DockerSettings)
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    modelarts: ModelArtsSettings = Field(default_factory=ModelArtsSettings)
     prices: Prices = Field(default_factory=Prices, description="price table for cost estimates (default: zeros)")
 
     @field_validator("executor")

@@ -14,8 +14,14 @@ import re
 import threading
 from typing import Any
 
-SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-KEY_ID_ENV_VARS = ("AWS_ACCESS_KEY_ID",)
+SECRET_ENV_VARS = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "HUAWEICLOUD_SDK_SK",  # the ModelArts executor (Huawei Cloud SDK conventions)
+    "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+)
+KEY_ID_ENV_VARS = ("AWS_ACCESS_KEY_ID", "HUAWEICLOUD_SDK_AK")
 _SIGNATURE_RE = re.compile(r"(Signature=|X-Amz-Signature=|X-Amz-Credential=|Credential=)[^,\s&\"']+")
 _HEADER_RE = re.compile(r"((?:X-Amz-Security-Token|Authorization)['\"]?\s*[:=]\s*['\"]?(?:b['\"])?)[^,\s\"'}]+", re.I)
 #: Words that make an environment variable name look like a secret (matched per '_'-separated segment).

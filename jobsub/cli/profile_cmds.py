@@ -6,6 +6,7 @@ import click
 
 from jobsub.cli.app import App, pass_app, print_json
 from jobsub.cli.docker_options import docker_options, docker_settings
+from jobsub.cli.modelarts_options import modelarts_options, modelarts_settings
 from jobsub.cli.slurm_options import slurm_options, slurm_settings
 from jobsub.config import DEFAULT_PROFILE, Config, Profile, config_file, load_config, resolve_profile, update_config
 from jobsub.errors import ConfigError
@@ -50,9 +51,12 @@ def profile_command() -> None:
     is_flag=True,
     help="local storage: make new store folders group-readable/writable (default: private to you).",
 )
-@click.option("--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray.")
+@click.option(
+    "--executor", default="local", show_default=True, help="Where jobs run: local, docker, slurm, ray, modelarts."
+)
 @slurm_options
 @docker_options
+@modelarts_options
 @click.option("--ray-address", help="ray executor: the cluster's dashboard, e.g. http://head:8265")
 @click.option("--use", "make_current", is_flag=True, help="Also make it the current profile.")
 def profile_add(
@@ -95,6 +99,7 @@ def profile_add(
             slurm=slurm_settings(executor, more),
             docker=docker_settings(executor, more),
             ray={"address": ray_address} if ray_address else {},
+            modelarts=modelarts_settings(executor, more),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -42,6 +42,8 @@ class LaunchRequest:
     gpus: int = 0
     memory_bytes: int | None = None
     nodes: int = 1
+    #: a named instance flavor (resources.flavor): executors with flavors (modelarts) run the job on it
+    flavor: str | None = None
     timeout_seconds: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)

@@ -179,6 +179,7 @@ class JobService:
             memory_bytes=plan.memory_bytes,
             nodes=spec.resources.nodes,
             timeout_seconds=plan.timeout_seconds,
+            flavor=spec.resources.flavor or None,
             env=_runtime_tunables(),
             secret_env=secrets_for_runner,
         )

@@ -15,11 +15,12 @@ from tests.conftest import Env, make_env
 from tests.executors.harness import ExecutorHarness, configure
 from tests.executors.harness_docker import docker_engine, docker_harness  # noqa: F401
 from tests.executors.harness_local import local_harness  # noqa: F401
+from tests.executors.harness_modelarts import modelarts_harness, modelarts_standin  # noqa: F401
 from tests.executors.harness_ray import ray_cluster, ray_harness  # noqa: F401
 from tests.executors.harness_slurm import slurm_cluster, slurm_harness  # noqa: F401
 
 #: executor kinds the suite runs on; each needs its `<kind>_harness` fixture imported above
-KINDS = ["local", "docker", "ray", "slurm"]
+KINDS = ["local", "docker", "ray", "slurm", "modelarts"]
 STORES = ["local", "s3"]
 
 
