@@ -73,6 +73,7 @@ class TransferSummary:
     bytes_transferred: int = 0
     parts_sent: int = 0
     parts_reused: int = 0
+    requests: int = 0  # requests that wrote (PUT, UploadPart, Create/Complete/Abort multipart, local copy)
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
