@@ -60,8 +60,11 @@ def journals(env: Env) -> list[dict]:
 
 
 def _stored(env: Env) -> list[str]:
-    store = env.store()
-    return sorted(o.key for o in store.list(env.bucket, ""))
+    """Every object in the bucket; on the local store every file under its folder (a new bucket counts too)."""
+    if env.kind == "local":
+        root = env.root / "data" / "jobsub" / "store"
+        return sorted(str(p) for p in root.rglob("*")) if root.exists() else []
+    return sorted(o.key for o in env.store().list(env.bucket, ""))
 
 
 def _folder(tmp_path: Path) -> Path:

@@ -34,7 +34,9 @@ def print_upload_plan(
         print_json(plan.as_dict())
         return
     for file in plan.files:
-        parts = f", parts {file.parts_to_send} to send / {len(file.reused)} reused" if file.action == "multipart" else ""
+        parts = (
+            f", parts {file.parts_to_send} to send / {len(file.reused)} reused" if file.action == "multipart" else ""
+        )
         click.echo(
             f"{file.action:9} {file.source} -> s3://{file.bucket}/{file.key} ({human_size(file.size)}; "
             f"{file.reason}{parts}; {human_size(file.bytes_to_send)} to send, {file.requests} requests)"

@@ -211,7 +211,8 @@ class Uploader:
                     plan.stale_journal = journal
                     plan.reason = f"its interrupted upload {journal.upload_id} no longer exists on the server"
             if plan.journal is None and adopt:
-                plan.upload_id, plan.reused_parts = self._adopt_orphan(fd, plan.bucket, plan.key, ranges)
+                found = self._adopt_orphan(fd, plan.bucket, plan.key, ranges, exclude=plan.abort_upload_id)
+                plan.upload_id, plan.reused_parts = found
                 plan.resumed_from = "pending" if plan.upload_id else ""
         finally:
             os.close(fd)
@@ -360,7 +361,9 @@ class Uploader:
             )
             journal.save()
         if reused:
-            self.hub.emit("message", text=f"resuming {label}: {len(reused)} of {len(ranges)} parts already on the server")
+            self.hub.emit(
+                "message", text=f"resuming {label}: {len(reused)} of {len(ranges)} parts already on the server"
+            )
             report(plan.bytes_reused)
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -481,11 +484,14 @@ class Uploader:
         return good
 
     def _adopt_orphan(
-        self, fd: int, bucket: str, key: str, ranges: list[tuple[int, int, int]]
+        self, fd: int, bucket: str, key: str, ranges: list[tuple[int, int, int]], exclude: str = ""
     ) -> tuple[str, dict[int, tuple[str, Checksum]]]:
-        """With no journal, a pending upload of this key whose parts all hold our bytes is resumed, not resent."""
+        """With no journal, a pending upload of this key whose parts all hold our bytes is resumed, not resent.
+
+        ``exclude``: the upload the plan aborts (a stale journal's), never adopted.
+        """
         try:
-            pending = [u for u in self.store.list_uploads(bucket, key) if u.key == key]
+            pending = [u for u in self.store.list_uploads(bucket, key) if u.key == key and u.upload_id != exclude]
         except StorageError:
             return "", {}
         for upload in sorted(pending, key=lambda u: str(u.initiated), reverse=True):
