@@ -64,7 +64,7 @@ def _stored(env: Env) -> list[str]:
     if env.kind == "local":
         root = env.root / "data" / "jobsub" / "store"
         return sorted(str(p) for p in root.rglob("*")) if root.exists() else []
-    return sorted(o.key for o in env.store().list(env.bucket, ""))
+    return sorted(o["Key"] for o in env.boto().list_objects_v2(Bucket=env.bucket).get("Contents", []))
 
 
 def _folder(tmp_path: Path) -> Path:
