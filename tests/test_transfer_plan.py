@@ -184,3 +184,45 @@ def test_a_file_changed_since_its_interrupted_upload_is_planned_afresh_and_the_d
     assert summary["parts_sent"] == 8 and summary["parts_reused"] == 0
     assert summary["requests"] == file["requests"]
     assert env.run_json("uploads", "list", env.uri()) == []
+
+
+@pytest.mark.parametrize(
+    "journal",
+    [
+        b"x" * (200 * 1024),  # too large to be ours
+        b"{not json",
+        json.dumps({"key": "f.bin", "etag": 1, "size": "big", "part_size": None, "done": ["1"]}).encode(),
+    ],
+    ids=["huge", "garbage", "wrong-types"],
+)
+def test_a_download_journal_made_by_someone_else_is_ignored(tmp_path: Path, monkeypatch, journal: bytes) -> None:
+    """The journal sits in DEST, where other tools write: a bad one means "start over", never a crash."""
+    env = _isolated_env(tmp_path, monkeypatch, "local", None)
+    src = write_random(tmp_path / "f.bin", 3 * MiB, seed=7)
+    env.run("upload", str(src), env.uri("f.bin"), "-q", check=True)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "f.bin.jobsub-part").write_bytes(b"\0" * (3 * MiB))
+    (dest / "f.bin.jobsub-part.json").write_bytes(journal)
+    result = env.run("download", env.uri("f.bin"), str(dest / "f.bin"), "--json", "--part-size", "5MiB")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert json.loads(result.stdout)["parts_reused"] == 0
+    assert (dest / "f.bin").read_bytes() == src.read_bytes()
+    assert not (dest / "f.bin.jobsub-part.json").exists()
+
+
+def test_a_download_journal_naming_parts_that_do_not_exist_reuses_none_of_them(tmp_path: Path, monkeypatch) -> None:
+    from jobsub.transfer.journal import DownloadJournal
+
+    env = _isolated_env(tmp_path, monkeypatch, "local", None)
+    src = write_random(tmp_path / "f.bin", 3 * MiB, seed=8)
+    env.run("upload", str(src), env.uri("f.bin"), "-q", check=True)
+    info = env.store().head(env.bucket, "f.bin")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    partial = dest / "f.bin.jobsub-part"
+    partial.write_bytes(b"\0" * (3 * MiB))
+    DownloadJournal("f.bin", info.etag, info.size, 8 * MiB, [2, 99]).save(DownloadJournal.path_for(partial))
+    summary = json.loads(env.run("download", env.uri("f.bin"), str(dest / "f.bin"), "--json", check=True).stdout)
+    assert summary["parts_reused"] == 0
+    assert (dest / "f.bin").read_bytes() == src.read_bytes()
