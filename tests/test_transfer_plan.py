@@ -226,3 +226,13 @@ def test_a_download_journal_naming_parts_that_do_not_exist_reuses_none_of_them(t
     summary = json.loads(env.run("download", env.uri("f.bin"), str(dest / "f.bin"), "--json", check=True).stdout)
     assert summary["parts_reused"] == 0
     assert (dest / "f.bin").read_bytes() == src.read_bytes()
+
+
+def test_dry_run_shows_a_name_with_terminal_escapes_escaped(tmp_path: Path, monkeypatch) -> None:
+    env = _isolated_env(tmp_path, monkeypatch, "local", None)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "evil\x1b]0;owned\x07.bin").write_bytes(b"x")
+    result = env.run("upload", str(src), env.uri("m/"), "--dry-run", check=True)
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "evil\\x1b]0;owned\\x07.bin" in result.stdout

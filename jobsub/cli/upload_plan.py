@@ -14,6 +14,11 @@ from jobsub.units import human_size
 from jobsub.uri import ObjectURI
 
 
+def _shown(name: str) -> str:
+    """A file name or key as a terminal may show it: control characters (ESC, BEL, newlines) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def print_upload_plan(
     app: App,
     sources: list[str | Path],
@@ -37,9 +42,10 @@ def print_upload_plan(
         parts = (
             f", parts {file.parts_to_send} to send / {len(file.reused)} reused" if file.action == "multipart" else ""
         )
+        where = _shown(f"{file.source} -> s3://{file.bucket}/{file.key}")
         click.echo(
-            f"{file.action:9} {file.source} -> s3://{file.bucket}/{file.key} ({human_size(file.size)}; "
-            f"{file.reason}{parts}; {human_size(file.bytes_to_send)} to send, {file.requests} requests)"
+            f"{file.action:9} {where} ({human_size(file.size)}; "
+            f"{_shown(file.reason)}{parts}; {human_size(file.bytes_to_send)} to send, {file.requests} requests)"
         )
     totals = plan.totals()
     click.echo(
