@@ -1,7 +1,8 @@
 """A small fault-injecting HTTP proxy on loopback, placed between jobsub and the moto S3 server.
 
 Each request is read whole, matched against rules (method + path regex, which occurrence), and either
-forwarded, answered with an HTTP error, cut with a TCP reset, delayed, or forwarded with one body byte flipped
+forwarded, answered with an HTTP error (500, 503, 403 AccessDenied, 404 NoSuchKey), cut with a TCP reset,
+delayed, or forwarded with one body byte flipped
 (headers such as Content-MD5 untouched: corruption on the way). Every response carries
 `Connection: close`, so request boundaries stay simple.
 """
@@ -16,12 +17,20 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+#: injected answers: action -> (HTTP status, reason, S3 error code)
+_ERRORS = {
+    "500": (500, "Internal Server Error", "InternalError"),
+    "503": (503, "Service Unavailable", "SlowDown"),
+    "403": (403, "Forbidden", "AccessDenied"),
+    "404": (404, "Not Found", "NoSuchKey"),
+}
+
 
 @dataclass
 class Rule:
     method: str
     path_regex: str
-    action: str  # "reset" | "500" | "503" | "stall" | "corrupt"
+    action: str  # "reset" | "500" | "503" | "403" | "404" | "stall" | "corrupt"
     occurrences: set[int] | None = None  # 1-based occurrence numbers of matching requests; None = every one
     stall_seconds: float = 0.0
     seen: int = 0
@@ -97,12 +106,11 @@ class FaultProxy:
             if rule and rule.action == "reset":
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return
-            if rule and rule.action in ("500", "503"):
-                code = "InternalError" if rule.action == "500" else "SlowDown"
+            if rule and rule.action in _ERRORS:
+                status, reason, code = _ERRORS[rule.action]
                 body = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
-                reason = "Internal Server Error" if rule.action == "500" else "Service Unavailable"
                 client.sendall(
-                    f"HTTP/1.1 {rule.action} {reason}\r\nContent-Type: application/xml\r\n"
+                    f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                     + body
                 )

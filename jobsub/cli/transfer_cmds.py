@@ -119,6 +119,7 @@ def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callab
 @click.argument("sources", nargs=-1, required=True, type=click.Path())
 @click.argument("dest")
 @with_transfer_options
+@click.option("--dry-run", is_flag=True, help="Print the plan (files, parts, bytes, requests) and send nothing.")
 @pass_app
 def upload_command(
     app: App,
@@ -130,6 +131,7 @@ def upload_command(
     read_timeout,
     as_json,
     quiet,
+    dry_run,
 ) -> None:
     """Upload files or folders to DEST (s3://bucket/prefix or s3://bucket/key).
 
@@ -151,6 +153,11 @@ def upload_command(
         )
         return manager.upload(list(sources), target)
 
+    if dry_run:
+        from jobsub.cli.upload_plan import print_upload_plan
+
+        print_upload_plan(app, list(sources), target, part_size, concurrency, read_timeout, as_json)
+        return
     run_transfer(app, "upload", quiet, as_json, action)
 
 

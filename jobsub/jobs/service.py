@@ -639,7 +639,7 @@ class JobService:
                     on_waiting(waiting)
             except StorageError as exc:
                 failures += 1
-                if not exc.transient and failures > 3:
+                if not exc.retryable and failures > 3:
                     raise
                 if on_error:
                     on_error(f"storage error while following ({exc}); retrying")

@@ -34,6 +34,7 @@ from jobsub.errors import (
     InsufficientSpaceError,
     IntegrityError,
     ObjectNotFoundError,
+    RequestRejectedError,
     StorageError,
     UploadNotFoundError,
 )
@@ -216,7 +217,7 @@ class S3Store:
             message = str(error.get("Message") or "")  # Ceph RGW sends no Message: botocore gives None
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code == "QuotaExceeded":  # Ceph answers 403 for a full bucket or user quota: not a credentials problem
-                return StorageError(
+                return RequestRejectedError(
                     f"{self.description} refused {where}: the quota of the bucket or user is exceeded "
                     "(QuotaExceeded); delete objects or ask for a larger quota"
                 )
@@ -244,13 +245,11 @@ class S3Store:
             if code in ("InvalidArgument", "NotImplemented", "InvalidRequest") and "checksum" in message.lower():
                 return ChecksumUnsupportedError(f"{self.description} rejected the checksum header: {message}")
             detail = f": {message}" if message else ""
-            err = StorageError(f"{self.description} answered {code or 'an error'} (HTTP {status}) for {where}{detail}")
-            err.transient = status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError")
-            return err
+            busy = status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError")
+            cls = StorageError if busy or not 400 <= status < 500 else RequestRejectedError
+            return cls(f"{self.description} answered {code or 'an error'} (HTTP {status}) for {where}{detail}")
         if isinstance(exc, bex.BotoCoreError):
-            err = StorageError(f"request to {self.description} failed for {where}: {type(exc).__name__}")
-            err.transient = True
-            return err
+            return StorageError(f"request to {self.description} failed for {where}: {type(exc).__name__}")
         return exc
 
     def _call(self, method: str, *, _ctx: tuple[str, str, str] = ("", "", ""), **kwargs: Any) -> Any:

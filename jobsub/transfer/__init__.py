@@ -15,10 +15,11 @@ from jobsub.storage.base import ObjectStore
 from jobsub.transfer.common import TransferOptions, TransferSummary
 from jobsub.transfer.download import Downloader
 from jobsub.transfer.events import EventHub, TransferSubscriber
+from jobsub.transfer.planning import FilePlan, UploadPlan
 from jobsub.transfer.upload import Uploader, plan_uploads
 from jobsub.uri import ObjectURI
 
-__all__ = ["TransferManager", "TransferOptions", "TransferSubscriber", "TransferSummary"]
+__all__ = ["FilePlan", "TransferManager", "TransferOptions", "TransferSubscriber", "TransferSummary", "UploadPlan"]
 
 
 class TransferManager:
@@ -36,6 +37,19 @@ class TransferManager:
     def cancel(self) -> None:
         """Stop starting new parts; parts already sent stay on the server and a rerun resumes."""
         self._cancel.set()
+
+    def plan_upload(self, sources: list[str | Path], dest: ObjectURI) -> UploadPlan:
+        """What ``upload`` would do, file by file, with its parts, bytes and requests; sends nothing."""
+        items = plan_uploads(sources, dest)
+        uploader = Uploader(self.store, self.options, self.hub, self._cancel)
+        try:
+            check = getattr(self.store, "check_bucket", None)
+            for bucket in sorted({b for _, b, _ in items}):
+                if check:
+                    check(bucket)
+            return uploader.plan(items)
+        finally:
+            uploader.close()
 
     def upload(self, sources: list[str | Path], dest: ObjectURI) -> TransferSummary:
         skipped: list[str] = []  # links out of a folder, FIFOs ...: named, never sent (transfer/sources.py)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -11,16 +12,11 @@ from typing import Any, TypeVar
 
 from jobsub.errors import (
     BucketNotFoundError,
-    ChecksumUnsupportedError,
     CredentialsError,
     EndpointTimeoutError,
-    InsufficientSpaceError,
-    IntegrityError,
     JobsubError,
-    SourceChangedError,
-    StorageError,
     TransferInterrupted,
-    UploadNotFoundError,
+    UsageError,
 )
 from jobsub.transfer.events import EventHub
 from jobsub.transfer.planning import DEFAULT_PART_SIZE
@@ -32,13 +28,31 @@ class Cancelled(Exception):
     """Raised inside workers once the transfer was interrupted or the file already failed."""
 
 
+DEFAULT_RETRY_BACKOFF = 0.5
+
+
+def retry_backoff_from_env() -> float:
+    """JOBSUB_RETRY_BACKOFF (seconds, 0 to 60) or 0.5; a value that is not such a number is a usage error."""
+    raw = os.environ.get("JOBSUB_RETRY_BACKOFF", "").strip()
+    if not raw:
+        return DEFAULT_RETRY_BACKOFF
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:  # also refuses nan and inf
+        raise UsageError(f"JOBSUB_RETRY_BACKOFF={raw[:40]!r} is not a number of seconds from 0 to 60: set e.g. 0.5")
+    return value
+
+
 @dataclass
 class TransferOptions:
     part_size: int | None = None  # None: 8 MiB, raised for files that would need more than 10,000 parts
     concurrency: int = 8
     multipart_threshold: int = DEFAULT_PART_SIZE
     part_attempts: int = 4  # on top of botocore's own retries, for errors that outlast them
-    retry_backoff: float = 0.5
+    #: seconds before the 2nd attempt (then 2x, 3x ...); JOBSUB_RETRY_BACKOFF overrides it (fault tests: 0)
+    retry_backoff: float = field(default_factory=lambda: retry_backoff_from_env())
     max_bandwidth: int | None = None  # bytes per second across all workers; None: unlimited
 
 
@@ -73,6 +87,7 @@ class TransferSummary:
     bytes_transferred: int = 0
     parts_sent: int = 0
     parts_reused: int = 0
+    requests: int = 0  # requests that wrote (PUT, UploadPart, Create/Complete/Abort multipart, local copy)
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
@@ -104,15 +119,12 @@ class TransferSummary:
         return data
 
 
-_FINAL = (
-    CredentialsError,
-    BucketNotFoundError,
-    UploadNotFoundError,
-    EndpointTimeoutError,  # a silent endpoint: one read timeout, not attempts x timeout
-    SourceChangedError,
-    ChecksumUnsupportedError,
-    InsufficientSpaceError,
-)
+def retryable(exc: BaseException) -> bool:
+    """The one answer: a jobsub error says so by its class (errors.py's tree); an OSError (a reset socket, a
+    short read) may pass on the next attempt."""
+    if isinstance(exc, JobsubError):
+        return exc.retryable
+    return isinstance(exc, OSError)
 
 
 def with_retries(
@@ -123,8 +135,8 @@ def with_retries(
 ) -> T:
     """Run ``action(progress)`` until it succeeds; a failed attempt rewinds the progress it reported.
 
-    Credentials, missing buckets and vanished uploads are final; other storage and integrity errors are
-    retried ``options.part_attempts`` times with a growing pause.
+    What is retried is answered by ``retryable`` (the exception classes' attribute): final errors are raised
+    at once, the rest after ``options.part_attempts`` attempts with a growing pause (``retry_backoff``).
     """
     for attempt in range(1, options.part_attempts + 1):
         if stop():
@@ -138,9 +150,9 @@ def with_retries(
 
         try:
             return action(progress)
-        except (StorageError, IntegrityError, InsufficientSpaceError, OSError) as exc:
+        except (JobsubError, OSError) as exc:
             report(-moved)
-            if isinstance(exc, _FINAL) or attempt == options.part_attempts:
+            if not retryable(exc) or attempt == options.part_attempts:
                 raise
             time.sleep(options.retry_backoff * attempt)
     raise AssertionError("unreachable")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import json
 import os
 import shutil
 import threading
@@ -30,6 +29,7 @@ from jobsub.transfer.checksums import Checksum, cached_sha256, etag_is_md5, file
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
 from jobsub.transfer.inorder import InOrderHasher
+from jobsub.transfer.journal import DownloadJournal
 from jobsub.transfer.keymap import check_conflicts, classify_key
 from jobsub.transfer.planning import part_ranges, plan_part_size
 from jobsub.units import human_size
@@ -142,22 +142,14 @@ class Downloader:
                 return "skipped"
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + PARTIAL_SUFFIX)
-        journal_path = target.with_name(target.name + PARTIAL_SUFFIX + ".json")
+        journal_path = DownloadJournal.path_for(partial)
         part_size = plan_part_size(info.size, self.options.part_size)
         ranges = part_ranges(info.size, part_size) if info.size else []
-        state = {"key": info.key, "etag": info.etag, "size": info.size, "part_size": part_size, "done": []}
+        state = DownloadJournal(key=info.key, etag=info.etag, size=info.size, part_size=part_size)
         done: set[int] = set()
-        try:
-            old = json.loads(journal_path.read_text())
-            if (
-                {k: old.get(k) for k in ("key", "etag", "size", "part_size")}
-                == {k: state[k] for k in ("key", "etag", "size", "part_size")}
-                and partial.is_file()
-                and partial.stat().st_size == info.size
-            ):
-                done = set(old.get("done", []))
-        except (OSError, ValueError):
-            pass
+        old = DownloadJournal.load(journal_path)
+        if old and old.same_object(state) and partial.is_file() and partial.stat().st_size == info.size:
+            done = set(old.done) & {n for n, _, _ in ranges}
         if not done:
             self._preallocate(partial, target, info.size)
         resumed = bool(done)
@@ -167,10 +159,8 @@ class Downloader:
         lock = threading.Lock()
 
         def save_state() -> None:
-            state["done"] = sorted(done)
-            tmp = journal_path.with_suffix(f".{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, journal_path)
+            state.done = sorted(done)
+            state.save(journal_path)
 
         fd = os.open(partial, os.O_RDWR)
         failed = threading.Event()

@@ -89,3 +89,60 @@ def all_journals() -> list[UploadJournal]:
         return []
     journals = (UploadJournal.load(p) for p in sorted(folder.glob("*.json")))
     return [j for j in journals if j is not None]
+
+
+#: a download journal names at most 10,000 parts; anything larger was not written by us
+_DOWNLOAD_JOURNAL_MAX_BYTES = 128 * 1024
+
+
+@dataclass
+class DownloadJournal:
+    """The download resume journal, beside the partial file in DEST (``NAME.jobsub-part.json``).
+
+    It says which object (key, ETag, size) the partial file holds and which parts of it are complete. It sits
+    in a folder other tools write to, so ``load`` trusts nothing: a file that is too large, not JSON, or has
+    fields of the wrong type is no journal (the download starts over), and a journal for another object or
+    part size never resumes (``same_object``).
+    """
+
+    key: str
+    etag: str
+    size: int
+    part_size: int
+    done: list[int] = field(default_factory=list)
+
+    @staticmethod
+    def path_for(partial: Path) -> Path:
+        return partial.with_name(partial.name + ".json")
+
+    @classmethod
+    def load(cls, path: Path) -> DownloadJournal | None:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(_DOWNLOAD_JOURNAL_MAX_BYTES + 1)
+            if len(raw) > _DOWNLOAD_JOURNAL_MAX_BYTES:
+                return None
+            data = json.loads(raw)
+            journal = cls(
+                key=data["key"], etag=data["etag"], size=data["size"], part_size=data["part_size"], done=data["done"]
+            )
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        types_ok = (
+            isinstance(journal.key, str)
+            and isinstance(journal.etag, str)
+            and type(journal.size) is int
+            and type(journal.part_size) is int
+            and isinstance(journal.done, list)
+            and all(type(n) is int and n >= 1 for n in journal.done)
+        )
+        return journal if types_ok else None
+
+    def same_object(self, other: DownloadJournal) -> bool:
+        return (self.key, self.etag, self.size, self.part_size) == (other.key, other.etag, other.size, other.part_size)
+
+    def save(self, path: Path) -> None:
+        """Replace the journal atomically (a kill -9 leaves the old one or the new one, never half)."""
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        os.replace(tmp, path)

@@ -42,7 +42,7 @@ from jobsub.transfer.checksums import (
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
 from jobsub.transfer.journal import UploadJournal
-from jobsub.transfer.planning import part_ranges, plan_part_size
+from jobsub.transfer.planning import FilePlan, UploadPlan, part_ranges, plan_part_size
 from jobsub.transfer.sources import folder_files
 from jobsub.uri import ObjectURI, key_problem
 
@@ -150,6 +150,10 @@ class Uploader:
         finally:
             self._parts.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
 
+    def close(self) -> None:
+        """Stop the part pool (a plan-only uploader never starts a part)."""
+        self._parts.shutdown(wait=False, cancel_futures=True)
+
     # -- one file ----------------------------------------------------------------------------------------
     def _upload_file(self, item: UploadItem) -> str:
         try:
@@ -162,24 +166,90 @@ class Uploader:
                 self.algorithm = "md5"
             return self._upload_file_once(item)
 
-    def _upload_file_once(self, item: UploadItem) -> str:
+    def plan(self, items: list[UploadItem]) -> UploadPlan:
+        """The whole upload's plan; sends nothing (HEAD, ListParts, ListMultipartUploads and local reads only)."""
+        return UploadPlan([self.plan_file(item) for item in items])
+
+    def plan_file(self, item: UploadItem, adopt: bool = True) -> FilePlan:
+        """Decide what one file needs: skip, one PUT, a local copy, or which parts of a multipart upload.
+
+        Read-only by contract (``upload --dry-run`` relies on it): a stale journal or a vanished upload is
+        only noted here; aborting it and forgetting the journal happen when the plan is carried out.
+        """
         path, bucket, key = item
+        stat = stable_stat(path)
+        size = stat.st_size
+        base: dict[str, Any] = {"source": str(path), "bucket": bucket, "key": key, "size": size, "stat": stat}
+        existing = self.store.head(bucket, key)
+        if hasattr(self.store, "stage_file"):
+            known = cached_sha256(path, stat) if existing and existing.size == size else None
+            if existing and known and existing.metadata.get(SHA256_META) == known:
+                return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=known)
+            return FilePlan(**base, action="copy", reason="changed" if existing else "new")
+        sha = cached_sha256(path, stat)
+        if existing and existing.size == size and existing.metadata.get(SHA256_META) == sha:
+            return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=sha)
+        reason = "changed" if existing else "new"
+        if size <= self.options.multipart_threshold:
+            return FilePlan(**base, action="put", reason=reason, sha256=sha)
+        return self._plan_multipart(FilePlan(**base, action="multipart", reason=reason, sha256=sha), adopt)
+
+    def _plan_multipart(self, plan: FilePlan, adopt: bool) -> FilePlan:
+        assert plan.stat is not None and plan.sha256 is not None
+        plan.part_size = plan_part_size(plan.size, self.options.part_size)
+        ranges = part_ranges(plan.size, plan.part_size)
+        plan.parts = len(ranges)
+        journal = UploadJournal.load(UploadJournal.path_for(plan.source, self.store.description, plan.bucket, plan.key))
+        if journal and (
+            not journal.matches_source(plan.stat, plan.part_size, self.algorithm) or journal.sha256 != plan.sha256
+        ):
+            plan.stale_journal, plan.abort_upload_id, journal = journal, journal.upload_id, None
+            plan.reason = "changed since its interrupted upload (that upload is aborted first)"
+        fd = os.open(plan.source, os.O_RDONLY)
+        try:
+            if journal:
+                try:
+                    server_parts = self.store.list_parts(plan.bucket, plan.key, journal.upload_id)
+                    plan.reused_parts = self._verify_parts(fd, server_parts, ranges, journal.parts)
+                    plan.journal, plan.upload_id, plan.resumed_from = journal, journal.upload_id, "journal"
+                except UploadNotFoundError:
+                    plan.stale_journal = journal
+                    plan.reason = f"its interrupted upload {journal.upload_id} no longer exists on the server"
+            if plan.journal is None and adopt:
+                found = self._adopt_orphan(fd, plan.bucket, plan.key, ranges, exclude=plan.abort_upload_id)
+                plan.upload_id, plan.reused_parts = found
+                plan.resumed_from = "pending" if plan.upload_id else ""
+        finally:
+            os.close(fd)
+        plan.reused = sorted(plan.reused_parts)
+        if plan.upload_id:
+            plan.reason = f"resume upload {plan.upload_id}: {len(plan.reused)} of {plan.parts} parts on the server"
+        return plan
+
+    def _upload_file_once(self, item: UploadItem) -> str:
+        """Plan, then carry the plan out; an adopted upload that proves foreign is planned once more, fresh."""
         if self.cancel.is_set():
             raise Cancelled()
-        stat = stable_stat(path)
-        size, label = stat.st_size, str(path)
-        report = self.hub.progress_for(label)
-        if hasattr(self.store, "stage_file"):
-            return self._put_local(path, stat, bucket, key, report)
-        sha = cached_sha256(path, stat)
-        existing = self.store.head(bucket, key)
-        if existing and existing.size == size and existing.metadata.get(SHA256_META) == sha:
-            report(size)
-            self.summary.verified(label, "sha256")
+        report = self.hub.progress_for(str(item[0]))
+        outcome = self.carry_out(self.plan_file(item), report)
+        if outcome == "restart":
+            self.hub.emit("message", text=f"{item[0]}: the adopted upload carried another checksum; uploading again")
+            outcome = self.carry_out(self.plan_file(item, adopt=False), report)
+        return outcome
+
+    def carry_out(self, plan: FilePlan, report) -> str:
+        """Do exactly what the plan says: its parts, its requests (plus retries), nothing it did not foresee."""
+        assert plan.stat is not None
+        path = Path(plan.source)
+        if plan.action == "skip":
+            report(plan.size)
+            self.summary.verified(plan.source, "sha256")
             return "skipped"
-        if size <= self.options.multipart_threshold:
-            return self._put_small(path, stat, bucket, key, report)
-        return self._put_multipart(path, stat, bucket, key, sha, report)
+        if plan.action == "copy":
+            return self._put_local(path, plan.stat, plan.bucket, plan.key, report)
+        if plan.action == "put":
+            return self._put_small(path, plan.stat, plan.bucket, plan.key, report)
+        return self._put_multipart(plan, report)
 
     def _stop(self) -> bool:
         return self.cancel.is_set()
@@ -188,12 +258,6 @@ class Uploader:
         """A local store: one read of the source that copies and hashes; unchanged objects are not rewritten."""
         store: Any = self.store
         label = str(path)
-        existing = store.head(bucket, key)
-        known = cached_sha256(path, stat) if existing and existing.size == stat.st_size else None
-        if existing and known and existing.metadata.get(SHA256_META) == known:
-            report(stat.st_size)
-            self.summary.verified(label, "sha256")
-            return "skipped"
 
         def progress(n: int) -> None:
             self.limiter.consume(n, self._stop)
@@ -210,7 +274,7 @@ class Uploader:
         except BaseException:
             store.discard_staged(staged)
             raise
-        self.summary.add(parts_sent=1, bytes_transferred=staged.size)
+        self.summary.add(parts_sent=1, bytes_transferred=staged.size, requests=1)
         self.summary.verified(label, "sha256")
         return "uploaded"
 
@@ -248,82 +312,66 @@ class Uploader:
 
         with_retries(send, report, self.options, self._stop)
         remember_sha256(path, stat, sha)
-        self.summary.add(parts_sent=1, bytes_transferred=len(data))
+        self.summary.add(parts_sent=1, bytes_transferred=len(data), requests=1)
         self.summary.verified(str(path), checksum.algorithm)
         _check_unchanged(path, stat)
         return "uploaded"
 
-    def _put_multipart(
-        self,
-        path: Path,
-        stat: os.stat_result,
-        bucket: str,
-        key: str,
-        sha: str,
-        report,
-        restarted: bool = False,
-    ) -> str:
-        size = stat.st_size
-        part_size = plan_part_size(size, self.options.part_size)
-        ranges = part_ranges(size, part_size)
-        label = str(path)
-        store_name = self.store.description
-        journal = UploadJournal.load(UploadJournal.path_for(label, store_name, bucket, key))
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            reused: dict[int, tuple[str, Checksum]] = {}
-            adopted = False
-            if journal and (not journal.matches_source(stat, part_size, self.algorithm) or journal.sha256 != sha):
+    def _put_multipart(self, plan: FilePlan, report) -> str:
+        """Carry out a multipart plan: abort what it names stale, resume or create, send the missing parts."""
+        assert plan.stat is not None and plan.sha256 is not None
+        path, stat, bucket, key, sha = Path(plan.source), plan.stat, plan.bucket, plan.key, plan.sha256
+        label = plan.source
+        ranges = part_ranges(plan.size, plan.part_size)
+        if plan.stale_journal is not None:
+            if plan.abort_upload_id:
                 self.hub.emit(
                     "message",
-                    text=f"{label} changed since its interrupted upload: aborting upload {journal.upload_id} "
+                    text=f"{label} changed since its interrupted upload: aborting upload {plan.abort_upload_id} "
                     "and starting again",
                 )
-                self._abort_quietly(bucket, key, journal.upload_id)
-                journal.delete()
-                journal = None
-            if journal:
-                try:
-                    server_parts = self.store.list_parts(bucket, key, journal.upload_id)
-                    reused = self._verify_parts(fd, server_parts, ranges, journal.parts)
-                except UploadNotFoundError:
-                    self.hub.emit(
-                        "message",
-                        text=f"upload {journal.upload_id} of {label} no longer exists on the server: starting again",
-                    )
-                    journal.delete()
-                    journal = None
-            if journal is None:
-                upload_id, reused = self._adopt_orphan(fd, bucket, key, ranges) if not restarted else ("", {})
-                adopted = bool(upload_id)
-                if not upload_id:
-                    if self.algorithm == "md5":
-                        upload_id = self.store.create_multipart(bucket, key, {SHA256_META: sha})
-                    else:
-                        upload_id = self.store.create_multipart(
-                            bucket, key, {SHA256_META: sha}, checksum_algorithm=self.algorithm
-                        )
-                journal = UploadJournal(
-                    source=label,
-                    size=size,
-                    mtime_ns=stat.st_mtime_ns,
-                    ctime_ns=stat.st_ctime_ns,
-                    inode=stat.st_ino,
-                    algorithm=self.algorithm,
-                    bucket=bucket,
-                    key=key,
-                    part_size=part_size,
-                    sha256=sha,
-                    upload_id=upload_id,
-                    store=store_name,
-                    parts={str(n): c.value for n, (_, c) in reused.items()},
+                self._abort_quietly(bucket, key, plan.abort_upload_id)
+                self.summary.add(requests=1)
+            else:
+                self.hub.emit("message", text=f"{label}: {plan.reason}: starting again")
+            plan.stale_journal.delete()
+        reused: dict[int, tuple[str, Checksum]] = dict(plan.reused_parts)
+        journal: UploadJournal | None = plan.journal
+        if journal is None:
+            upload_id = plan.upload_id
+            if upload_id:
+                self.hub.emit("message", text=f"found pending upload {upload_id} of s3://{bucket}/{key}: resuming it")
+            elif self.algorithm == "md5":
+                upload_id = self.store.create_multipart(bucket, key, {SHA256_META: sha})
+                self.summary.add(requests=1)
+            else:
+                upload_id = self.store.create_multipart(
+                    bucket, key, {SHA256_META: sha}, checksum_algorithm=self.algorithm
                 )
-                journal.save()
-            if reused:
-                self.hub.emit(
-                    "message", text=f"resuming {label}: {len(reused)} of {len(ranges)} parts already on the server"
-                )
-                report(sum(length for n, _, length in ranges if n in reused))
+                self.summary.add(requests=1)
+            journal = UploadJournal(
+                source=label,
+                size=plan.size,
+                mtime_ns=stat.st_mtime_ns,
+                ctime_ns=stat.st_ctime_ns,
+                inode=stat.st_ino,
+                algorithm=self.algorithm,
+                bucket=bucket,
+                key=key,
+                part_size=plan.part_size,
+                sha256=sha,
+                upload_id=upload_id,
+                store=self.store.description,
+                parts={str(n): c.value for n, (_, c) in reused.items()},
+            )
+            journal.save()
+        if reused:
+            self.hub.emit(
+                "message", text=f"resuming {label}: {len(reused)} of {len(ranges)} parts already on the server"
+            )
+            report(plan.bytes_reused)
+        fd = os.open(path, os.O_RDONLY)
+        try:
             done = dict(reused)
             done.update(self._send_parts(fd, journal, [r for r in ranges if r[0] not in reused], report))
             self.summary.add(parts_reused=len(reused))
@@ -339,17 +387,17 @@ class Uploader:
             else:
                 checksums = {n: c for n, (_, c) in done.items()}
                 self.store.complete_multipart(bucket, key, journal.upload_id, etags, checksums=checksums)
+            self.summary.add(requests=1)
         finally:
             os.close(fd)
         head = self.store.head(bucket, key)
         stored_sha = head.metadata.get(SHA256_META) if head else None
-        if head is None or head.size != size:
+        if head is None or head.size != plan.size:
             raise IntegrityError(f"s3://{bucket}/{key} has the wrong size after completion; run the upload again")
         journal.delete()
         if stored_sha != sha:
-            if adopted and not restarted:  # the adopted upload was created for other contents: send it all again
-                self.hub.emit("message", text=f"{label}: the adopted upload carried another checksum; uploading again")
-                return self._put_multipart(path, stat, bucket, key, sha, report, restarted=True)
+            if plan.resumed_from == "pending":  # the adopted upload was created for other contents: plan again
+                return "restart"
             raise IntegrityError(f"s3://{bucket}/{key} lacks the SHA-256 we sent; run the upload again")
         self.summary.verified(label, self.algorithm)
         return "resumed" if reused else "uploaded"
@@ -401,7 +449,7 @@ class Uploader:
                 failed.set()
                 raise
             journal.record_part(number, checksum.value)
-            self.summary.add(parts_sent=1, bytes_transferred=length)
+            self.summary.add(parts_sent=1, bytes_transferred=length, requests=1)
             return number, (etag, checksum)
 
         futures = [self._parts.submit(send_part, *r) for r in ranges]
@@ -441,11 +489,14 @@ class Uploader:
         return good
 
     def _adopt_orphan(
-        self, fd: int, bucket: str, key: str, ranges: list[tuple[int, int, int]]
+        self, fd: int, bucket: str, key: str, ranges: list[tuple[int, int, int]], exclude: str = ""
     ) -> tuple[str, dict[int, tuple[str, Checksum]]]:
-        """With no journal, a pending upload of this key whose parts all hold our bytes is resumed, not resent."""
+        """With no journal, a pending upload of this key whose parts all hold our bytes is resumed, not resent.
+
+        ``exclude``: the upload the plan aborts (a stale journal's), never adopted.
+        """
         try:
-            pending = [u for u in self.store.list_uploads(bucket, key) if u.key == key]
+            pending = [u for u in self.store.list_uploads(bucket, key) if u.key == key and u.upload_id != exclude]
         except StorageError:
             return "", {}
         for upload in sorted(pending, key=lambda u: str(u.initiated), reverse=True):
@@ -455,9 +506,6 @@ class Uploader:
                 continue
             good = self._verify_parts(fd, parts, ranges, {})
             if parts and len(good) == len(parts):
-                self.hub.emit(
-                    "message", text=f"found pending upload {upload.upload_id} of s3://{bucket}/{key}: resuming it"
-                )
                 return upload.upload_id, good
         return "", {}
 
