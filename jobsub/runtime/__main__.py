@@ -17,6 +17,7 @@ from jobsub.errors import JobsubError
 from jobsub.jobs.records import JobRecord
 from jobsub.redact import RedactingFilter, redact
 from jobsub.runtime.runner import Runner
+from jobsub.runtime.secret_handoff import receive_secrets
 from jobsub.storage import open_store
 from jobsub.uri import ObjectURI
 
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=[handler])
+    try:
+        receive_secrets()  # the Docker executor hands credentials over stdin, not in the container's config
+    except JobsubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     raw = os.environ.get("JOBSUB_PROFILE_JSON")
     profile = Profile.model_validate_json(raw) if raw else resolve_profile()[1]
     job = ObjectURI.parse(args.job_uri).as_prefix()
