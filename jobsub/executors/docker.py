@@ -167,6 +167,13 @@ class DockerExecutor(BaseExecutor):
     def check(self, request: LaunchRequest) -> None:
         import docker
 
+        endpoint = request.profile.effective_endpoint() if request.profile.storage != "local" else None
+        if self.settings.network == "host" and not _is_loopback(endpoint):
+            where = f"this profile's is {strip_userinfo(endpoint)}" if endpoint else "this profile has none"
+            raise ExecutorUnavailableError(
+                "docker.network=host gives a job the engine host's whole network; it is only for a loopback "
+                f"storage endpoint ({where}): unset it (`jobsub profile add ... --docker-network bridge`)"
+            )
         client = self.ping()
         image = self.image_for(request)
         try:

@@ -342,3 +342,19 @@ def test_a_job_on_the_local_store_cannot_touch_other_objects_or_leave_setuid_fil
         p for p in store.rglob("*") if p.is_file() and p.stat().st_uid == 0 and p.stat().st_mode & stat.S_ISUID
     ]
     assert setuid_root == []
+
+
+def test_host_networking_is_refused_unless_the_endpoint_is_loopback(request, tmp_path: Path, monkeypatch) -> None:
+    """`--docker-network host` on a profile without a loopback endpoint: one line, exit 2, before the engine is
+    even asked (no engine listens here) and before anything is uploaded."""
+    harness = ExecutorHarness(kind="docker", profile_settings={"executor": "docker", "docker": {}})
+    env = _env(request, tmp_path, monkeypatch, harness, "local")
+    env.vars["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"
+    env.run("profile", "add", "hostnet", "--storage", "local", "--jobs-uri", f"s3://{env.bucket}/jobs/",
+            "--executor", "docker", "--docker-network", "host", "--use", check=True)  # fmt: skip
+    result = env.run("submit", "python-script", "--code", str(code_folder(tmp_path, "print('never')\n")))
+    assert result.returncode == 2 and _errors(result.stderr) == [
+        "error: docker.network=host gives a job the engine host's whole network; it is only for a loopback storage "
+        "endpoint (this profile has none): unset it (`jobsub profile add ... --docker-network bridge`)"
+    ], result.stderr
+    _nothing_recorded(env)
