@@ -139,6 +139,8 @@ class DockerSettings(BaseModel):
     def _check_host(cls, value: str | None) -> str | None:
         if value and not value.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
             raise ValueError("use unix:///path/docker.sock, tcp://host:2376 or ssh://user@host")
+        if value and ":" in urlsplit(value).netloc.rpartition("@")[0]:
+            raise ValueError(f"{strip_userinfo(value)} must not contain user:password@; use ssh://user@host with a key")
         return value
 
     @field_validator("shm_size")

@@ -2,36 +2,52 @@
 
 How the executor interface maps onto the engine (docs/architecture.md has the why):
 
-- ``check``: ping the engine, look the image up, look for the NVIDIA runtime when GPUs are asked for; each
-  missing piece is one line (exit 2) before anything is uploaded or recorded.
-- ``submit``: ``docker run -d`` of the job's image with ``python -m jobsub.runtime JOB_URI --work-dir DIR``
-  as its command, the job's resources as limits, the job id as a label, and the storage credentials as
-  container environment only. A local store is bind-mounted at the same path and the container runs as
-  the submitting uid:gid, so records and outputs land where the CLI reads them, owned by the user. A
-  loopback S3 endpoint is reached through the host's network.
+- ``check``: ping the engine, look the image up, look for the NVIDIA runtime when GPUs are asked for, and
+  refuse resources the engine would refuse (memory under its minimum, more CPUs than it has); each is one
+  line (exit 2) before anything is uploaded or recorded.
+- ``submit``: create the container of the job's image with ``python -m jobsub.runtime JOB_URI --work-dir
+  DIR`` as its command, the job's resources as limits, the job id as a label, ``no-new-privileges``, no
+  capabilities and a pids limit; start it and write the storage credentials and ``--secret-env`` values as
+  one JSON line on its standard input (executors/secret_handoff.py): they are never in its config, so
+  `docker inspect` does not show them. A container that fails to start is removed at once; every other
+  one is created with AutoRemove, so the engine removes it when the runner exits, whoever looks or not
+  (the runner writes the exit code and an out-of-memory reason into the record itself first).
+  A local store is bind-mounted at the same path and the container runs as the submitting uid:gid, so
+  records and outputs land where the CLI reads them, owned by the user. On an S3 store the container never
+  runs as root: an image whose user is root runs as an unprivileged uid of its own per job. A loopback S3
+  endpoint is reached through the host's network, and `jobsub status` says so.
 - ``poll``: the container's state; an OOM kill becomes the reason ("killed: out of memory (limit 2 GiB)").
 - ``cancel``: ``docker stop`` with the runtime's grace period plus the time it needs to write its final
   state, then SIGKILL (the engine escalates).
-- ``cleanup``: removes the container once the record is final, unless ``keep`` is set.
+- ``cleanup``: removes the container once the record is final (``keep`` set: it is kept for debugging).
 
-The handle names the engine the container runs on, so a job is always polled where it was started.
+The handle is read back from the bucket, where anyone who can write the jobs prefix could rewrite it: so
+before poll, cancel or cleanup act on it, the handle's engine must be this profile's engine and the
+container must carry this job's ``jobsub.job-id`` label (docs/reliability.md, "What the executors promise").
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import logging
 import os
+import re
 import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from jobsub.errors import ExecutorUnavailableError
+from jobsub.config import strip_userinfo
+from jobsub.errors import ConfigError, ExecutorUnavailableError, JobsubError
+from jobsub.executors import secret_handoff
 from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
 from jobsub.units import human_limit, parse_size
 
 if TYPE_CHECKING:
     import docker
+
+log = logging.getLogger(__name__)
 
 #: the image a spec without `image:` runs in (docker/Dockerfile, `jobsub image build`)
 DEFAULT_IMAGE = "jobsub-train:latest"
@@ -43,21 +59,48 @@ LABEL = "jobsub.job-id"
 WORK_ROOT = "/tmp/jobsub-work"
 #: seconds the runner needs after its command stopped: upload outputs, ship the last log chunk, final state
 FINISH_MARGIN_SECONDS = 20
+#: processes and threads a job's container may hold (a fork bomb stops here; torch data loaders fit)
+PIDS_LIMIT = 8192
+#: Docker Engine refuses a memory limit under 6 MiB (moby's linuxMinMemory)
+MIN_MEMORY_BYTES = 6 * 1024 * 1024
+#: the key the job service adds to a handle read from a record: the job id of the record it came from
+RECORD_JOB_ID = "record_job_id"
+#: uids (and gids) of the per-job users of containers that would otherwise run as root
+JOB_UID_BASE, JOB_UID_SPAN = 2_000_000, 1_000_000
+_CONTAINER_ID_RE = re.compile(r"[0-9a-f]{12,64}")
+
+
+def check_host(host: str) -> str:
+    """Refuse an engine address with a password in it (it would be stored and shown); ssh://user@host is fine."""
+    netloc = urlparse(host).netloc if "://" in host else ""
+    if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+        raise ConfigError(
+            f"docker host {strip_userinfo(host)} must not contain user:password@; use ssh://user@host with an "
+            "SSH key, or the engine's TLS certificates (DOCKER_CERT_PATH)"
+        )
+    return host
+
+
+def job_uid(job_id: str) -> int:
+    """An unprivileged uid of this job alone (no two jobs share one but by a 1-in-a-million chance)."""
+    return JOB_UID_BASE + int(hashlib.sha256(job_id.encode()).hexdigest()[:12], 16) % JOB_UID_SPAN
 
 
 def resolve_host(configured: str | None = None) -> str:
     """The engine address as the docker CLI finds it: the profile's host, DOCKER_HOST, the DOCKER_CONTEXT or
     current docker context (~/.docker/config.json), else the default socket."""
     if configured:
-        return configured
+        return check_host(configured)
     if os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
+        return check_host(os.environ["DOCKER_HOST"])
     try:
         from docker.context import ContextAPI
 
         context = ContextAPI.get_context(os.environ.get("DOCKER_CONTEXT") or None)
         if context is not None and context.Host:
-            return str(context.Host)
+            return check_host(str(context.Host))
+    except JobsubError:
+        raise
     except Exception:  # no SDK, no config, a broken context file: the CLI's default then
         pass
     return DEFAULT_HOST
@@ -124,6 +167,13 @@ class DockerExecutor(BaseExecutor):
     def check(self, request: LaunchRequest) -> None:
         import docker
 
+        endpoint = request.profile.effective_endpoint() if request.profile.storage != "local" else None
+        if self.settings.network == "host" and not _is_loopback(endpoint):
+            where = f"this profile's is {strip_userinfo(endpoint)}" if endpoint else "this profile has none"
+            raise ExecutorUnavailableError(
+                "docker.network=host gives a job the engine host's whole network; it is only for a loopback "
+                f"storage endpoint ({where}): unset it (`jobsub profile add ... --docker-network bridge`)"
+            )
         client = self.ping()
         image = self.image_for(request)
         try:
@@ -133,8 +183,19 @@ class DockerExecutor(BaseExecutor):
                 f"image {image} is not on the engine at {self.host}: build it with "
                 f"`jobsub image build --tag {image}` or set image: in the spec (or `docker.image` in the profile)"
             ) from None
+        if request.memory_bytes is not None and request.memory_bytes < MIN_MEMORY_BYTES:
+            raise ExecutorUnavailableError(
+                f"resources.memory={human_limit(request.memory_bytes)} is below the Docker engine's minimum of "
+                f"{human_limit(MIN_MEMORY_BYTES)}: ask for more memory"
+            )
+        info = client.info() if request.gpus > 0 or request.cpus else {}
+        cpus = int(info.get("NCPU") or 0)
+        if request.cpus and cpus and request.cpus > cpus:
+            raise ExecutorUnavailableError(
+                f"resources.cpus={request.cpus:g} but the Docker engine at {self.host} has {cpus} CPUs: "
+                f"ask for at most {cpus}"
+            )
         if request.gpus > 0:
-            info = client.info()
             runtimes = set(info.get("Runtimes") or {}) | {str(info.get("DefaultRuntime", ""))}
             if "nvidia" not in runtimes:
                 raise ExecutorUnavailableError(
@@ -150,9 +211,9 @@ class DockerExecutor(BaseExecutor):
             parse_size(self.settings.shm_size)
 
     # -- submit --------------------------------------------------------------------------------------
-    def run_options(self, request: LaunchRequest) -> dict[str, Any]:
-        """The keyword arguments of `containers.run` for this request (everything but the secrets' values
-        is safe to show; the secrets are only in `environment`)."""
+    def run_options(self, request: LaunchRequest, image_user: str = "") -> dict[str, Any]:
+        """The keyword arguments of `containers.create` for this request. They hold no secret: the secrets go
+        over the container's standard input after the start (see `submit`)."""
         import docker
 
         profile = request.profile
@@ -160,11 +221,17 @@ class DockerExecutor(BaseExecutor):
             "labels": {LABEL: request.job_id, "jobsub.job-uri": request.job_uri},
             "name": f"jobsub-{request.job_id}",
             "detach": True,
-            "stdin_open": False,
+            "stdin_open": bool(request.secret_env),
             "shm_size": parse_size(self.settings.shm_size or DEFAULT_SHM),
             "working_dir": "/tmp",
+            "auto_remove": not self.settings.keep,
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "pids_limit": PIDS_LIMIT,
         }
-        env = request.runtime_env()
+        env = request.runtime_env(include_secrets=False)
+        if request.secret_env:
+            env[secret_handoff.FLAG] = secret_handoff.STDIN
         if profile.storage == "local":
             root = str(profile.local_root().resolve())
             # the runtime inside reads the same folder: a path that does not depend on the container's HOME
@@ -172,6 +239,10 @@ class DockerExecutor(BaseExecutor):
             options["volumes"] = {root: {"bind": root, "mode": "rw"}}
             options["user"] = f"{os.getuid()}:{os.getgid()}"
             env.setdefault("HOME", "/tmp")  # the submitting uid may have no home in the image
+        elif image_user.split(":")[0] in ("", "root", "0"):
+            uid = job_uid(request.job_id)  # never root: a uid of this job alone, owning nothing on the host
+            options["user"] = f"{uid}:{uid}"
+            env.setdefault("HOME", "/tmp")
         network = self.settings.network
         if network is None and _is_loopback(profile.effective_endpoint()):
             network = "host"  # a loopback endpoint is the engine host's loopback: share its network
@@ -189,14 +260,38 @@ class DockerExecutor(BaseExecutor):
         return options
 
     def submit(self, request: LaunchRequest) -> Handle:
+        """Create, attach to stdin, start, hand the secrets over, close. Any failure on the way removes the
+        container (a start refused by the engine or an image without python would otherwise stay)."""
         import docker
 
         client = self.ping()
         image = self.image_for(request)
+        secrets = secret_handoff.encode(dict(request.secret_env)) if request.secret_env else b""
         try:
-            container = client.containers.run(image, **self.run_options(request))
-        except docker.errors.APIError as exc:
+            image_user = str(client.images.get(image).attrs.get("Config", {}).get("User") or "")
+        except docker.errors.DockerException:
+            image_user = ""
+        options = self.run_options(request, image_user)
+        options.pop("detach")
+        container = None
+        try:
+            container = client.containers.create(image, **options)
+            stream = container.attach_socket(params={"stdin": 1, "stream": 1}) if secrets else None
+            try:
+                container.start()
+                if stream is not None:
+                    _send(stream, secrets)
+            finally:
+                if stream is not None:
+                    _close(stream)
+        except (docker.errors.DockerException, OSError) as exc:
+            if container is not None:
+                _remove(client, container.id)
             raise ExecutorUnavailableError(f"docker run {image} failed: {_one_line(exc)}") from None
+        except BaseException:
+            if container is not None:
+                _remove(client, container.id)
+            raise
         return {
             "kind": self.kind,
             "host": self.host,
@@ -206,18 +301,58 @@ class DockerExecutor(BaseExecutor):
             "memory_bytes": request.memory_bytes,
             "stop_timeout": int(_runner_grace() + FINISH_MARGIN_SECONDS),
             "keep": bool(self.settings.keep),
+            "network": options.get("network_mode") or options.get("network") or "",
+            "user": options.get("user") or image_user,
         }
+
+    # -- the handle is data from the bucket ----------------------------------------------------------
+    def foreign(self, handle: Handle, attrs: dict[str, Any] | None = None) -> str | None:
+        """Why this handle must not be acted on, or None. The engine must be this profile's; the container
+        (when inspected) must carry the job id of the record the handle was read from."""
+        host, container_id = str(handle.get("host") or ""), str(handle.get("container_id") or "")
+        if host != self.host:
+            named = strip_userinfo(host)[:200]
+            return f"its executor record names the docker engine {named}, not this profile's {self.host}"
+        if not _CONTAINER_ID_RE.fullmatch(container_id):
+            return f"its executor record names {container_id[:80]!r}, which is not a container id"
+        if attrs is not None:
+            labels = (attrs.get("Config") or {}).get("Labels") or {}
+            expected = handle.get(RECORD_JOB_ID)
+            if LABEL not in labels or (expected is not None and labels[LABEL] != expected):
+                return (
+                    f"container {container_id[:12]} is not this job's (its {LABEL} label is "
+                    f"{str(labels.get(LABEL, 'missing'))[:80]!r}): the executor record was rewritten"
+                )
+        return None
+
+    def _inspect(self, handle: Handle) -> dict[str, Any] | None:
+        """The container's attributes once the handle is known to be ours; None when it is gone."""
+        import docker
+
+        reason = self.foreign(handle)
+        if reason:
+            raise _Foreign(reason)
+        try:
+            attrs = self.client(handle["host"]).api.inspect_container(handle["container_id"])
+        except docker.errors.NotFound:
+            return None
+        reason = self.foreign(handle, attrs)
+        if reason:
+            raise _Foreign(reason)
+        return dict(attrs)
 
     # -- poll ----------------------------------------------------------------------------------------
     def poll(self, handle: Handle) -> Observation:
         import docker
 
         try:
-            attrs = self.client(handle["host"]).api.inspect_container(handle["container_id"])
-        except docker.errors.NotFound:
-            return Observation("dead")  # removed from outside: the runner is gone
+            attrs = self._inspect(handle)
+        except _Foreign as exc:
+            return Observation("unknown", f"not looking at it: {exc}")
         except (docker.errors.DockerException, OSError, ExecutorUnavailableError):
             return Observation("unknown")  # the engine is unreachable from here now
+        if attrs is None:
+            return Observation("dead")  # removed (AutoRemove after the runner exited, or from outside)
         return _observe(attrs.get("State") or {}, handle)
 
     def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
@@ -226,7 +361,7 @@ class DockerExecutor(BaseExecutor):
 
         handles = list(handles)
         states: dict[str, dict[str, dict[str, Any]] | None] = {}
-        for host in {str(h.get("host")) for h in handles}:
+        for host in {str(h.get("host")) for h in handles if not self.foreign(h)}:
             try:
                 listing = self.client(host).api.containers(all=True, filters={"label": LABEL})
                 states[host] = {c["Id"]: c for c in listing}
@@ -234,12 +369,21 @@ class DockerExecutor(BaseExecutor):
                 states[host] = None
         seen: list[Observation] = []
         for handle in handles:
+            reason = self.foreign(handle)
             listed = states.get(str(handle.get("host")))
-            if listed is None:
+            entry = listed.get(handle.get("container_id", "")) if listed else None
+            if reason:
+                seen.append(Observation("unknown", f"not looking at it: {reason}"))
+            elif listed is None:
                 seen.append(Observation("unknown"))
-            elif handle.get("container_id") not in listed:
+            elif entry is None:
                 seen.append(Observation("dead"))
-            elif listed[handle["container_id"]].get("State") in ("created", "running", "restarting", "paused"):
+            elif (
+                handle.get(RECORD_JOB_ID) is not None
+                and (entry.get("Labels") or {}).get(LABEL) != handle[RECORD_JOB_ID]
+            ):
+                seen.append(self.poll(handle))  # inspect says why it is not this job's
+            elif entry.get("State") in ("created", "running", "restarting", "paused"):
                 seen.append(Observation("alive"))
             else:
                 seen.append(self.poll(handle))  # exited: inspect says whether it was an OOM kill
@@ -248,12 +392,17 @@ class DockerExecutor(BaseExecutor):
     # -- cancel / cleanup / describe -----------------------------------------------------------------
     def cancel(self, handle: Handle) -> None:
         """`docker stop`: SIGTERM to the runner (it stops the command and records CANCELLED), SIGKILL from
-        the engine after the runner's grace period plus the time it needs to finish."""
+        the engine after the runner's grace period plus the time it needs to finish. A handle that is not
+        this job's (another engine, another container) is refused with one line and nothing is stopped."""
         import docker
 
         try:
+            if self._inspect(handle) is None:
+                return
             container = self.client(handle["host"]).containers.get(handle["container_id"])
             container.stop(timeout=int(handle.get("stop_timeout") or _runner_grace() + FINISH_MARGIN_SECONDS))
+        except _Foreign as exc:
+            raise ExecutorUnavailableError(f"not stopping a container: {exc}") from None
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as exc:
@@ -265,7 +414,11 @@ class DockerExecutor(BaseExecutor):
         if handle.get("keep") or self.settings.keep:
             return
         try:
+            if self._inspect(handle) is None:
+                return
             self.client(handle["host"]).api.remove_container(handle["container_id"], force=True)
+        except _Foreign as exc:
+            log.warning("not removing a container: %s", exc)
         except (docker.errors.NotFound, docker.errors.APIError, ExecutorUnavailableError, OSError):
             pass  # gone already, or being removed; an unreachable engine keeps it until the next look
 
@@ -275,7 +428,14 @@ class DockerExecutor(BaseExecutor):
         where = handle.get("host")
         if handle.get("engine_host") and handle["engine_host"] not in str(where):
             where = f"{where} ({handle['engine_host']})"
-        return f"docker container {str(handle.get('container_id'))[:12]} image {handle.get('image')} on {where}"
+        line = f"docker container {str(handle.get('container_id'))[:12]} image {handle.get('image')} on {where}"
+        if handle.get("network") == "host":
+            line += ", host network (its endpoint is on the engine's loopback)"
+        return line
+
+
+class _Foreign(Exception):
+    """A handle read from the bucket that names something that is not this job's container."""
 
 
 def _observe(state: dict[str, Any], handle: Handle) -> Observation:
@@ -310,6 +470,27 @@ def _engine_name(client: docker.DockerClient, host: str) -> str:
 
 def _no_engine(host: str) -> str:
     return f"no Docker engine at {host}: start dockerd or set DOCKER_HOST (or `docker.host` in the profile)"
+
+
+def _send(stream: Any, data: bytes) -> None:
+    raw = getattr(stream, "_sock", stream)
+    raw.sendall(data)
+
+
+def _close(stream: Any) -> None:
+    for thing in (getattr(stream, "_sock", None), stream):
+        try:
+            if thing is not None:
+                thing.close()
+        except OSError:
+            pass
+
+
+def _remove(client: docker.DockerClient, container_id: str) -> None:
+    try:
+        client.api.remove_container(container_id, force=True)
+    except Exception as exc:  # the engine went away too: say so, the original error is what matters
+        log.warning("could not remove container %s after its failed start: %s", container_id[:12], _one_line(exc))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -364,9 +364,11 @@ class JobService:
     # -- inspect ------------------------------------------------------------------------------------------
     def executor_handle(self, record: JobRecord) -> dict[str, Any]:
         try:
-            return dict(record.get_json("executor.json"))
+            handle = dict(record.get_json("executor.json"))
         except JobNotFoundError:
             return {}
+        # whoever can write the bucket can rewrite the handle: an executor checks it names this job's runner
+        return {**handle, "record_job_id": record.job_id} if handle else {}
 
     def status(self, job_id: str) -> JobStatus:
         """The job's status, turned LOST (and written so) when its runner is gone without a final state."""

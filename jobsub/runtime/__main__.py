@@ -14,6 +14,7 @@ from pathlib import Path
 
 from jobsub.config import Profile, resolve_profile
 from jobsub.errors import JobsubError
+from jobsub.executors.secret_handoff import receive_secrets
 from jobsub.jobs.records import JobRecord
 from jobsub.redact import RedactingFilter, redact
 from jobsub.runtime.runner import Runner
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=[handler])
+    try:
+        receive_secrets()  # the Docker executor hands credentials over stdin, not in the container's config
+    except JobsubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     raw = os.environ.get("JOBSUB_PROFILE_JSON")
     profile = Profile.model_validate_json(raw) if raw else resolve_profile()[1]
     job = ObjectURI.parse(args.job_uri).as_prefix()
