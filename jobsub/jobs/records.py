@@ -40,6 +40,10 @@ class State(str, Enum):
         return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.LOST)
 
 
+#: a status record keeps at most this many transitions (a bound on what a reader of the record must hold)
+MAX_TRANSITIONS = 64
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -54,6 +58,9 @@ class JobStatus(BaseModel):
     attempt: int = 0
     heartbeat: float | None = None
     executor: dict[str, Any] = Field(default_factory=dict)
+    #: each change of state as {"state", "at", "reason"}, appended by JobRecord.write_status (the web view's
+    #: timeline); records written before it have none and still load
+    transitions: list[dict[str, Any]] = Field(default_factory=list)
 
     def duration(self) -> float | None:
         if not self.started:
@@ -106,6 +113,9 @@ class JobRecord:
         return JobStatus.model_validate(self.get_json("status.json"))
 
     def write_status(self, status: JobStatus) -> None:
+        last = status.transitions[-1].get("state") if status.transitions else None
+        if last != status.state.value and len(status.transitions) < MAX_TRANSITIONS:
+            status.transitions.append({"state": status.state.value, "at": now_iso(), "reason": status.reason})
         self.put_json("status.json", status.model_dump(mode="json"))
 
     def read_job(self) -> dict[str, Any]:
