@@ -106,7 +106,9 @@ def test_job_page_follows_a_running_job_to_its_end(browser: Any, webenv: Env, tm
         assert "<b>bold</b>" in _texts(browser, "#per-class td") and "<b>bold</b>" in _texts(browser, "#confusion th")
         assert "model.bin" in _texts(browser, "#outputs-table a")
         assert browser.execute_script("return document.querySelectorAll('#curves .uplot').length") >= 1
-        if webenv.kind == "local" and os.environ.get("JOBSUB_UPDATE_SCREENSHOT") == "1":
+        if (
+            webenv.kind == "local" and os.environ.get("UPDATE_SCREENSHOTS") == "1"
+        ):  # not JOBSUB_*: the env fixture drops those
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(SCREENSHOT))
         shot = tmp_path / "ui-job.png"

@@ -192,6 +192,11 @@ def _sse(events: Iterator[str]) -> Response:
     )
 
 
+def _changed(new: dict[str, Any], old: Any) -> bool:
+    keys = ("state", "reason", "exit_code", "transitions", "finished", "attempt")
+    return not isinstance(old, dict) or any(new.get(k) != old.get(k) for k in keys)
+
+
 def _follow_log(data: WebData, job_id: str, after: str, tail: int | None) -> Iterator[str]:
     """Log lines as they arrive, then the final status. Each batch names its chunk and its number in the
     chunk, and each whole chunk is an event id, so a reconnecting page neither loses nor repeats a line."""
@@ -220,10 +225,10 @@ def _follow_log(data: WebData, job_id: str, after: str, tail: int | None) -> Ite
         if now - last_status >= STATUS_POLL_SECONDS:
             last_status = now
             state = data.status(job_id)
-            if state != last_state:
-                last_state = state
+            if _changed(state, last_state):  # not every heartbeat: only what the page shows
                 yield _event("status", state)
                 last_sent = now
+            last_state = state
             if state.get("final"):
                 finished = True  # one more pass: the runner writes its last chunk before the final status
                 continue

@@ -94,6 +94,8 @@
   // -- curves ----------------------------------------------------------------------------------------------
   const rows = [];
   const charts = new Map();
+  let headline = null;
+  const headlineBox = el("p", { id: "headline" });
   const curves = el("div", { class: "grid", id: "curves" });
   const pointCount = el("span", { class: "muted", id: "curve-points", text: "0" });
   const axisSelect = el("select", { id: "x-axis", onchange: () => redrawCurves(true) },
@@ -121,6 +123,13 @@
       if (group) { if (!groups.has(group)) groups.set(group, new Set()); groups.get(group).add(key); }
     }
     pointCount.textContent = String(points.length);
+    if (headline) { // the best value so far, from the rows the page holds (the API's answer was at load time)
+      const values = rows.map((r) => r[headline.metric]).filter((v) => typeof v === "number");
+      if (values.length) {
+        const best = headline.goal === "min" ? Math.min(...values) : Math.max(...values);
+        headlineBox.textContent = "best " + headline.metric + ": " + J.num(best);
+      }
+    }
     if (typeof uPlot === "undefined") return;
     for (const [group, keySet] of groups) {
       const keys = [...keySet].sort();
@@ -133,8 +142,9 @@
       if (!chart) {
         const card = el("div", { class: "card", "data-group": group }, el("b", { text: group }));
         curves.append(card);
+        const wide = curves.clientWidth;
         const plot = new uPlot({
-          width: Math.max(360, card.clientWidth - 30), height: 220,
+          width: Math.max(300, (wide > 900 ? Math.floor(wide / 2) : wide) - 50), height: 220,
           scales: { x: { time: false } },
           series: [{ label: xKey }, ...keys.map((k, i) => ({ label: k, stroke: COLORS[i % COLORS.length], spanGaps: true, points: { show: false } }))],
         }, [xs, ...series], card);
@@ -213,13 +223,14 @@
     J.header("");
     let job;
     try { job = await J.api(J.apiJob(jobId)); } catch (error) { J.fail(error); return; }
-    const headline = job.headline && job.headline.best !== null
-      ? el("p", { id: "headline", text: "best " + job.headline.metric + ": " + J.num(job.headline.best) + (job.headline.step !== null ? " at step " + job.headline.step : "") })
-      : null;
+    headline = job.headline;
+    if (headline && headline.best !== null) {
+      headlineBox.textContent = "best " + headline.metric + ": " + J.num(headline.best) + (headline.step !== null ? " at step " + headline.step : "");
+    }
     J.main(
       el("h1", { text: job.id }),
       el("div", { class: "controls" }, stateBox, reasonBox),
-      timeline, facts, headline,
+      timeline, facts, headlineBox,
       el("p", { class: "muted", text: job.executor + " · " + job.record }),
       el("h2", { text: "Log" }),
       el("div", { class: "controls" }, el("label", {}, follow, " follow"), lineCounter,
