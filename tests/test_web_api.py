@@ -115,8 +115,18 @@ def test_every_answer_forbids_inline_script_and_hides_credentials(tmp_path: Path
     env = _isolated_env(tmp_path, monkeypatch, "s3", _server(request, "moto"))
     job_id = submit_job(env, tmp_path, lines=2)
     wait_final(env, job_id)
+    # a record another tool wrote, holding the credentials and an endpoint with userinfo: never shown as is
+    from jobsub.config import resolve_profile
+    from jobsub.jobs.records import JobRecord
+    from jobsub.uri import ObjectURI
+
+    record = JobRecord(env.store(), ObjectURI.parse(resolve_profile()[1].jobs_uri), job_id)
+    leak = f"key {KEY_ID} secret {SECRET} endpoint http://admin:hunter22@10.0.0.1:9000/"
+    record.write_chunk(99_999, [{"t": 1.0, "s": "out", "l": leak}], "intruder")
     with ui_server(env) as (url, _):
         root = base(url)
+        shown = requests.get(f"{root}/api/jobs/{job_id}/log?tail=1", timeout=60).json()["lines"][0]["l"]
+        assert shown == "key ...1234 secret *** endpoint http://***@10.0.0.1:9000/"
         paths = [
             "/",
             f"/job/{job_id}",
@@ -138,7 +148,7 @@ def test_every_answer_forbids_inline_script_and_hides_credentials(tmp_path: Path
         for path in paths:
             answer = requests.get(root + path, timeout=60)
             assert answer.status_code == 200, (path, answer.text)
-            assert SECRET not in answer.text and KEY_ID not in answer.text, path
+            assert SECRET not in answer.text and KEY_ID not in answer.text and "hunter22" not in answer.text, path
             policy = answer.headers["content-security-policy"]
             assert "script-src 'self'" in policy and "unsafe-inline" not in policy, path
             assert answer.headers["x-content-type-options"] == "nosniff"
