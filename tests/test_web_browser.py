@@ -33,6 +33,7 @@ def browser() -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.page_load_strategy = "eager"  # get() returns at DOMContentLoaded; the tests poll the DOM themselves
     for flag in (
         "--headless=new",
         "--no-sandbox",
@@ -77,24 +78,36 @@ def _no_script_ran(driver: Any) -> None:
 
 
 def test_job_page_follows_a_running_job_to_its_end(browser: Any, webenv: Env, tmp_path: Path) -> None:
-    job_id = submit_job(webenv, tmp_path, lines=16, delay=0.6)
+    gate = tmp_path / "go"
+    job_id = submit_job(webenv, tmp_path, lines=16, delay=0.2, gate=gate)
     with ui_server(webenv) as (url, _):
         browser.get(f"{base(url)}/job/{job_id}")
-        seen: list[tuple[str, int, int]] = []  # (state, program lines shown, curve points)
 
-        def observe() -> bool:
-            state = browser.execute_script("return document.querySelector('#state')?.dataset.state || ''")
-            lines = [t for t in _texts(browser, "#log .line") if t.startswith("line ")]
-            points = browser.execute_script("return Number(document.querySelector('#curve-points')?.textContent||0)")
-            seen.append((state, len(lines), points))
+        def shown() -> tuple[str, list[str], int]:
+            state, lines, points = browser.execute_script(
+                "return [document.querySelector('#state')?.dataset.state || '',"
+                " [...document.querySelectorAll('#log .line')].map(e => e.textContent),"
+                " Number(document.querySelector('#curve-points')?.textContent || 0)]"
+            )
+            return state, [t for t in lines if t.startswith("line ")], points
+
+        # the first half, while the job runs (it waits at the gate): lines in order, the curve has points
+        first = poll(lambda: (s := shown())[0] == "RUNNING" and len(s[1]) == 8 and s[2] == 8 and s, 120, 0.2)
+        assert first[1] == [f"line {i}" for i in range(8)]
+        gate.touch()
+        # the second half arrives on the same page: more points, then the final state
+        seen_points = {8}
+
+        def final() -> bool:
+            state, _, points = shown()
+            seen_points.add(points)
             return state in ("SUCCEEDED", "FAILED", "CANCELLED", "LOST")
 
-        poll(observe, 120, 0.2, f"job {job_id} to turn final on the page")
-        running = [(n, p) for state, n, p in seen if state == "RUNNING"]
-        assert any(0 < n < 16 for n, _ in running), f"no line shown while the job ran: {seen}"
-        assert len({p for _, p in running if p}) >= 2, f"the curve gained no points while the job ran: {seen}"
-        assert seen[-1][0] == "SUCCEEDED"
-        poll(lambda: len([t for t in _texts(browser, "#log .line") if t.startswith("line ")]) == 16, 10, 0.2)
+        poll(final, 120, 0.2, f"job {job_id} to turn final on the page")
+        assert shown()[0] == "SUCCEEDED"
+        poll(lambda: shown()[2] == 16, 20, 0.2, "the curve's last points")
+        assert max(seen_points | {shown()[2]}) == 16
+        poll(lambda: len(shown()[1]) == 16, 20, 0.2, "the last lines")
         program = [t for t in _texts(browser, "#log .line") if t.startswith("line ")]
         assert program == [f"line {i}" for i in range(16)]  # every line once, in order
         hostile = "<img src=x onerror=alert(1)><script>window.__xss = 1</script>"
@@ -106,9 +119,8 @@ def test_job_page_follows_a_running_job_to_its_end(browser: Any, webenv: Env, tm
         assert "<b>bold</b>" in _texts(browser, "#per-class td") and "<b>bold</b>" in _texts(browser, "#confusion th")
         assert "model.bin" in _texts(browser, "#outputs-table a")
         assert browser.execute_script("return document.querySelectorAll('#curves .uplot').length") >= 1
-        if (
-            webenv.kind == "local" and os.environ.get("UPDATE_SCREENSHOTS") == "1"
-        ):  # not JOBSUB_*: the env fixture drops those
+        # UPDATE_SCREENSHOTS=1 refreshes the README's picture (not JOBSUB_*: the env fixture drops those)
+        if webenv.kind == "local" and os.environ.get("UPDATE_SCREENSHOTS") == "1":
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(SCREENSHOT))
         shot = tmp_path / "ui-job.png"

@@ -20,8 +20,13 @@ JOB_BODY = """\
 import json, os, sys, time
 n = int(os.environ.get("JOBSUB_PARAM_LINES", "{lines}"))
 delay = float(os.environ.get("JOBSUB_PARAM_DELAY", "{delay}"))
+gate = os.environ.get("JOBSUB_PARAM_GATE", "")
 metrics = open(os.environ["JOBSUB_METRICS_FILE"], "a")
 for i in range(n):
+    if gate and i == n // 2:  # half way: wait until the test has seen the first half (whatever the load)
+        deadline = time.time() + 300
+        while not os.path.exists(gate) and time.time() < deadline:
+            time.sleep(0.1)
     print(f"line {{i}}", flush=True)
     metrics.write(json.dumps({{"step": i, "loss": 1.0 / (i + 1), "eval_accuracy": 0.5 + i / (4 * n)}}) + "\\n")
     metrics.flush()
@@ -44,6 +49,7 @@ params:
   args: ""
   lines: {lines}
   delay: {delay}
+  gate: "{gate}"
 headline:
   metric: eval_accuracy
   goal: max
@@ -51,13 +57,16 @@ timeout: 10m
 """
 
 
-def submit_job(env: Env, tmp_path: Path, name: str = "webjob", lines: int = 5, delay: float = 0.0) -> str:
-    """Submit the job above (with a headline metric); its id."""
+def submit_job(
+    env: Env, tmp_path: Path, name: str = "webjob", lines: int = 5, delay: float = 0.0, gate: Path | None = None
+) -> str:
+    """Submit the job above (with a headline metric); its id. With `gate`, the job stops half way until that
+    file exists, so a test sees it running however slow the machine is."""
     folder = tmp_path / f"job-{name}-{time.monotonic_ns()}"
     folder.mkdir()
     code = code_folder(folder, JOB_BODY.format(lines=lines, delay=delay))
     spec = folder / "job.yaml"
-    spec.write_text(SPEC.format(name=name, lines=lines, delay=delay))
+    spec.write_text(SPEC.format(name=name, lines=lines, delay=delay, gate=gate or ""))
     result = env.run("submit", "-f", str(spec), "--code", str(code), "--json")
     assert result.returncode == 0, result.stderr
     return str(json.loads(result.stdout)["job_id"])

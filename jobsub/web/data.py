@@ -13,6 +13,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -105,13 +106,18 @@ def _is_number(value: Any) -> bool:
 class WebData:
     """Reads for the web view over one JobService (one profile's store and jobs prefix)."""
 
+    READERS = 8  # parallel reads of a page's records
+    IDS_TTL = 2.0  # seconds the list of job ids is reused (a new job shows up within this; states never wait)
+
     def __init__(self, service: JobService) -> None:
         self.service = service
         self.store = service.store
         self.jobs_uri: ObjectURI = service.jobs_uri
         self._final_rows: dict[str, dict[str, Any]] = {}  # rows of finished jobs: they never change again
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="web-read")
+        self._pool = ThreadPoolExecutor(max_workers=self.READERS, thread_name_prefix="web-read")
+        self._rows_pool = ThreadPoolExecutor(max_workers=self.READERS, thread_name_prefix="web-row")
+        self._ids: tuple[float, list[str]] = (0.0, [])
 
     # -- small documents ---------------------------------------------------------------------------------
     def _record(self, job_id: str) -> JobRecord:
@@ -137,7 +143,16 @@ class WebData:
 
     # -- the jobs list -----------------------------------------------------------------------------------
     def job_ids(self) -> list[str]:
-        """Every job id under the profile's jobs prefix, newest first (one delimited listing, no scan)."""
+        """Every job id under the profile's jobs prefix, newest first (one delimited listing, no scan; reused
+        for IDS_TTL seconds, so a page that refreshes does not list again at once)."""
+        at, ids = self._ids
+        if time.monotonic() - at < self.IDS_TTL:
+            return list(ids)
+        ids = self._list_ids()
+        self._ids = (time.monotonic(), ids)
+        return list(ids)
+
+    def _list_ids(self) -> list[str]:
         key = self.jobs_uri.key
         try:
             listing = self.store.list(self.jobs_uri.bucket, key, "/")
@@ -198,9 +213,11 @@ class WebData:
         with self._lock:
             cached = {i: self._final_rows[i] for i in ids if i in self._final_rows}
         live = [i for i in ids if i not in cached]
-        # the service asks each executor once for all of its live jobs (one squeue for many)
-        statuses = dict(self.service._statuses(live)) if live else {}
-        fresh = dict(zip(statuses, self._pool.map(lambda i: self._row(i, statuses[i]), statuses), strict=True))
+        # the service asks each executor once per group for all of its live jobs (one squeue for many); the
+        # groups read their status records in parallel (one GET each: the latency adds up on a remote store)
+        groups = [live[i :: self.READERS] for i in range(self.READERS) if live[i :: self.READERS]]
+        statuses = {i: status for found in self._pool.map(self.service._statuses, groups) for i, status in found}
+        fresh = dict(zip(statuses, self._rows_pool.map(lambda i: self._row(i, statuses[i]), statuses), strict=True))
         return [cached.get(i) or fresh[i] for i in ids if i in cached or i in fresh]
 
     def jobs(

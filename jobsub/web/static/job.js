@@ -247,8 +247,9 @@
       el("h2", { text: "Resolved spec" }), el("pre", { class: "spec", id: "spec", text: JSON.stringify(job.spec, null, 2) }),
     );
     drawStatus(job.status);
-    followLog();
-    followMetrics();
+    // streams open after the load event: an event stream opened during loading keeps the page "loading"
+    const streams = () => { followLog(); followMetrics(); };
+    if (document.readyState === "complete") streams(); else window.addEventListener("load", streams);
     loadResults();
     if (job.status.final) finalShown = true;
   }
