@@ -213,3 +213,27 @@ def test_a_status_record_without_transitions_still_renders(webenv: Env, tmp_path
     with ui_server(webenv) as (url, _):
         status = requests.get(f"{base(url)}/api/jobs/{job_id}/status", timeout=30).json()
     assert status["state"] == "SUCCEEDED" and status["transitions"] == []
+
+
+def test_the_package_ships_every_static_file_and_the_chart_licence() -> None:
+    """pyproject's package-data for jobsub.web is `static/*`: the folder stays flat, so every file ships (no
+    CDN, no build step: the page works offline), uPlot with its MIT licence."""
+    import sys
+
+    from tests.conftest import REPO
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "jobsub.web" in config["packages"] and config["package-data"]["jobsub.web"] == ["static/*"]
+    static = REPO / "jobsub" / "web" / "static"
+    assert not [p for p in static.iterdir() if p.is_dir()]
+    assert {"uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE", "job.html", "job.js"} <= {
+        p.name for p in static.iterdir()
+    }
+    assert "MIT" in (static / "uPlot.LICENSE").read_text()
+    for page in static.glob("*.html"):
+        assert "http" not in page.read_text(), page  # nothing fetched from elsewhere
