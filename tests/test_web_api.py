@@ -237,3 +237,27 @@ def test_the_package_ships_every_static_file_and_the_chart_licence() -> None:
     assert "MIT" in (static / "uPlot.LICENSE").read_text()
     for page in static.glob("*.html"):
         assert "http" not in page.read_text(), page  # nothing fetched from elsewhere
+
+
+def test_a_broken_record_in_the_bucket_does_not_break_the_list(webenv: Env, tmp_path: Path) -> None:
+    """Records are data from others: a status that is not JSON, a job.json that is a list, a huge metrics
+    file. The list still answers, with the good job and whatever of the others could be read."""
+    good = submit_job(webenv, tmp_path, lines=1)
+    wait_final(webenv, good)
+    from jobsub.config import resolve_profile
+    from jobsub.uri import ObjectURI
+
+    store = webenv.store()
+    jobs = ObjectURI.parse(resolve_profile()[1].jobs_uri).as_prefix()
+    bad = "broken-20200101-000000-beef"
+    store.put(jobs.bucket, f"{jobs.key}{bad}/status.json", b"{not json")
+    odd = "odd-20200101-000001-cafe"
+    store.put(jobs.bucket, f"{jobs.key}{odd}/status.json", b'{"state": "SUCCEEDED"}')
+    store.put(jobs.bucket, f"{jobs.key}{odd}/job.json", b"[1, 2, 3]")
+    with ui_server(webenv) as (url, _):
+        page = requests.get(f"{base(url)}/api/jobs?sort=state", timeout=60)
+        assert page.status_code == 200
+        rows = {r["id"]: r for r in page.json()["jobs"]}
+        assert rows[good]["state"] == "SUCCEEDED" and rows[odd]["state"] == "SUCCEEDED" and bad not in rows
+        assert rows[odd]["cost"] is None and rows[odd]["headline"] is None
+        assert requests.get(f"{base(url)}/api/jobs/{odd}", timeout=60).status_code == 404
