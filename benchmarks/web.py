@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -280,7 +279,6 @@ def main() -> None:
         driver.quit()
         moto.terminate()
         moto.wait()
-        os.environ.pop("JOBSUB_PROFILE", None)
 
 
 if __name__ == "__main__":
