@@ -261,3 +261,43 @@ def test_a_broken_record_in_the_bucket_does_not_break_the_list(webenv: Env, tmp_
         assert rows[good]["state"] == "SUCCEEDED" and rows[odd]["state"] == "SUCCEEDED" and bad not in rows
         assert rows[odd]["cost"] is None and rows[odd]["headline"] is None
         assert requests.get(f"{base(url)}/api/jobs/{odd}", timeout=60).status_code == 404
+
+
+def test_streams_resume_at_the_cursor_and_refuse_a_foreign_one(webenv: Env, tmp_path: Path) -> None:
+    """A page that reconnects (Last-Event-ID) gets the lines after its last whole chunk, none twice; a cursor
+    naming another job's chunk is refused; metric rows with NaN/inf still make JSON a browser parses."""
+    job_id = submit_job(webenv, tmp_path, lines=3)
+    other = submit_job(webenv, tmp_path, lines=1)
+    wait_final(webenv, job_id)
+    wait_final(webenv, other)
+    from jobsub.config import resolve_profile
+    from jobsub.jobs.records import JobRecord
+    from jobsub.uri import ObjectURI
+
+    record = JobRecord(webenv.store(), ObjectURI.parse(resolve_profile()[1].jobs_uri), job_id)
+    record.store.put(
+        record.bucket, record.key("metrics.jsonl"), b'{"step": 1, "loss": NaN}\n{"step": 2, "loss": Infinity}\n'
+    )
+    with ui_server(webenv) as (url, _):
+        root = base(url)
+        whole = requests.get(f"{root}/api/jobs/{job_id}/log", params={"max_chunks": 1}, timeout=60).json()
+        assert whole["more"] and whole["lines"]
+        first_cursor = whole["cursor"]
+        rest = requests.get(f"{root}/api/jobs/{job_id}/log", params={"after": first_cursor}, timeout=60).json()
+        everything = requests.get(f"{root}/api/jobs/{job_id}/log", params={"max_chunks": 200}, timeout=60).json()
+        assert whole["lines"] + rest["lines"] == everything["lines"]
+        with requests.get(
+            f"{root}/api/jobs/{job_id}/log/stream", headers={"Last-Event-ID": first_cursor}, stream=True, timeout=60
+        ) as stream:
+            events = []
+            for raw in stream.iter_lines(chunk_size=1, decode_unicode=True):
+                if raw.startswith("data: "):
+                    events.append(json.loads(raw[6:]))
+                if raw == "event: end":
+                    break
+        streamed = [line for e in events if isinstance(e, dict) and "lines" in e for line in e["lines"]]
+        assert streamed == rest["lines"]  # nothing before the cursor again, nothing lost
+        foreign = requests.get(f"{root}/api/jobs/{other}/log", params={"after": first_cursor}, timeout=60)
+        assert foreign.status_code == 400 and "not a log chunk of this job" in foreign.json()["error"]
+        rows = requests.get(f"{root}/api/jobs/{job_id}/metrics", timeout=60).json()["rows"]
+        assert rows == [{"step": 1}, {"step": 2}]  # non-finite values dropped, the JSON stays strict
