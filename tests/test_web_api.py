@@ -28,6 +28,14 @@ def webenv(request, tmp_path: Path, monkeypatch) -> Env:
     return _isolated_env(tmp_path, monkeypatch, "s3", _server(request, "moto"))
 
 
+@pytest.fixture
+def localenv(tmp_path: Path, monkeypatch) -> Env:
+    """A jobsub user on the local store, for what does not depend on the store (CI time: no moto twin)."""
+    from tests.conftest import _isolated_env
+
+    return _isolated_env(tmp_path, monkeypatch, "local", None)
+
+
 def _check_finished_job(root: str, job_id: str) -> None:
     """What a user sees of a finished job through the API: list row, timeline, log, curves, results, outputs."""
     page = requests.get(f"{root}/api/jobs", timeout=30).json()
@@ -97,8 +105,8 @@ def test_downloads_are_limited_to_the_jobs_own_outputs(webenv: Env, tmp_path: Pa
         assert shown.headers["content-type"] == "application/octet-stream"
 
 
-def test_bad_requests_get_one_clear_line(webenv: Env) -> None:
-    with ui_server(webenv) as (url, _):
+def test_bad_requests_get_one_clear_line(localenv: Env) -> None:
+    with ui_server(localenv) as (url, _):
         root = base(url)
         unknown = requests.get(f"{root}/api/jobs/nope-20260101-000000-abcd", timeout=30)
         assert unknown.status_code == 404 and "no job" in unknown.json()["error"]
@@ -157,8 +165,8 @@ def test_every_answer_forbids_inline_script_and_hides_credentials(tmp_path: Path
             assert "<script>" not in html and "onclick" not in html  # every script is a file the CSP allows
 
 
-def test_a_non_loopback_host_requires_the_printed_token(webenv: Env) -> None:
-    with ui_server(webenv, "--host", "0.0.0.0") as (url, _):
+def test_a_non_loopback_host_requires_the_printed_token(localenv: Env) -> None:
+    with ui_server(localenv, "--host", "0.0.0.0") as (url, _):
         assert "?token=" in url
         port = url.split(":")[2].split("/")[0]
         root = f"http://127.0.0.1:{port}"
@@ -180,8 +188,8 @@ def test_a_non_loopback_host_requires_the_printed_token(webenv: Env) -> None:
         assert bearer.status_code == 200
 
 
-def test_a_loopback_server_answers_only_to_its_own_address(webenv: Env) -> None:
-    with ui_server(webenv) as (url, _):
+def test_a_loopback_server_answers_only_to_its_own_address(localenv: Env) -> None:
+    with ui_server(localenv) as (url, _):
         assert "token" not in url and url.startswith("http://127.0.0.1:")
         root = base(url)
         assert requests.get(root + "/api/jobs", timeout=30).status_code == 200
@@ -189,28 +197,28 @@ def test_a_loopback_server_answers_only_to_its_own_address(webenv: Env) -> None:
         assert rebound.status_code == 403  # a DNS-rebinding page cannot read the jobs
 
 
-def test_ui_on_a_taken_port_says_so_and_exits_2(webenv: Env) -> None:
+def test_ui_on_a_taken_port_says_so_and_exits_2(localenv: Env) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
-        result = webenv.run("ui", "--port", str(taken.getsockname()[1]), timeout=60)
+        result = localenv.run("ui", "--port", str(taken.getsockname()[1]), timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: cannot listen on 127.0.0.1:") and "Traceback" not in result.stderr
 
 
-def test_a_status_record_without_transitions_still_renders(webenv: Env, tmp_path: Path) -> None:
-    job_id = submit_job(webenv, tmp_path, lines=1)
-    wait_final(webenv, job_id)
+def test_a_status_record_without_transitions_still_renders(localenv: Env, tmp_path: Path) -> None:
+    job_id = submit_job(localenv, tmp_path, lines=1)
+    wait_final(localenv, job_id)
     from jobsub.config import resolve_profile
     from jobsub.jobs.records import JobRecord
     from jobsub.uri import ObjectURI
 
-    store = webenv.store()
+    store = localenv.store()
     record = JobRecord(store, ObjectURI.parse(resolve_profile()[1].jobs_uri), job_id)
     old = record.get_json("status.json")
     del old["transitions"]
     record.put_json("status.json", old)
-    with ui_server(webenv) as (url, _):
+    with ui_server(localenv) as (url, _):
         status = requests.get(f"{base(url)}/api/jobs/{job_id}/status", timeout=30).json()
     assert status["state"] == "SUCCEEDED" and status["transitions"] == []
 

@@ -50,6 +50,13 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+@pytest.fixture
+def localenv(tmp_path: Path, monkeypatch) -> Env:
+    from tests.conftest import _isolated_env
+
+    return _isolated_env(tmp_path, monkeypatch, "local", None)
+
+
 @pytest.fixture(params=["local", "moto"])
 def webenv(request, tmp_path: Path, monkeypatch) -> Env:
     from tests.conftest import _isolated_env, _server
@@ -170,8 +177,8 @@ def test_storage_page_lists_an_interrupted_upload(browser: Any, tmp_path: Path, 
         assert f"s3://{env.bucket}/models/half.ckpt" in _texts(browser, "#uploads td")
 
 
-def test_a_token_url_opens_the_page_and_a_bare_one_is_refused(browser: Any, webenv: Env) -> None:
-    with ui_server(webenv, "--token") as (url, _):
+def test_a_token_url_opens_the_page_and_a_bare_one_is_refused(browser: Any, localenv: Env) -> None:
+    with ui_server(localenv, "--token") as (url, _):
         browser.delete_all_cookies()
         browser.get(base(url) + "/")
         assert "forbidden" in browser.find_element("tag name", "body").text
