@@ -94,6 +94,13 @@ def _parse_lines(data: bytes) -> list[dict[str, Any]]:
     return lines
 
 
+def _plain(value: Any) -> dict[str, Any]:
+    """A service answer as a dict, whether the service returns dicts (today) or pydantic models (typed API)."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    return _dict(value)
+
+
 def _dict(value: Any) -> dict[str, Any]:
     """A record's field that should be an object; anything else another tool wrote counts as empty."""
     return value if isinstance(value, dict) else {}
@@ -419,7 +426,7 @@ class WebData:
 
     def results(self, job_id: str) -> dict[str, Any]:
         """The service's results, the per-class table and the confusion matrix as data, outputs with sizes."""
-        results = self.service.results(job_id)
+        results = _plain(self.service.results(job_id))
         prefix = self._outputs_prefix(job_id)
         metrics = _dict(results.get("metrics"))
         per_class = _dict(metrics.get("per_class")) or None
@@ -491,7 +498,7 @@ class WebData:
             status = self.service.status(job_id)
             spec = _dict(job.get("spec"))
             try:
-                final = self.service.results(job_id).get("metrics") or {}
+                final = _dict(_plain(self.service.results(job_id)).get("metrics"))
             except JobsubError:
                 final = {}
             rows = self._metric_rows(job_id)
