@@ -286,6 +286,8 @@ def test_streams_resume_at_the_cursor_and_refuse_a_foreign_one(webenv: Env, tmp_
     record.store.put(
         record.bucket, record.key("metrics.jsonl"), b'{"step": 1, "loss": NaN}\n{"step": 2, "loss": Infinity}\n'
     )
+    for number in (90_000, 90_001):  # more chunks than one, however fast the job shipped its lines
+        record.write_chunk(number, [{"t": 1.0, "s": "out", "l": f"extra {number}"}], "extra")
     with ui_server(webenv) as (url, _):
         root = base(url)
         whole = requests.get(f"{root}/api/jobs/{job_id}/log", params={"max_chunks": 1}, timeout=60).json()
