@@ -38,6 +38,7 @@ class _LazyGroup(click.Group):
         "demo": "demo_cmd",
         "image": "image_cmds",
         "cost": "cost_cmds",
+        "ui": "ui_cmd",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

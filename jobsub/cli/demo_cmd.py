@@ -144,3 +144,4 @@ def demo_command(
     click.echo(
         f"demo finished in {time.monotonic() - started:.0f}s. Next: `jobsub jobs`, `jobsub results {finetune_id}`"
     )
+    click.echo(f"see the demo's jobs in the browser (log, curves, results): jobsub ui --open, then /job/{finetune_id}")

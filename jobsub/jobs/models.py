@@ -43,6 +43,18 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+#: a status record keeps at most this many transitions (a bound on what a reader of the record must hold)
+MAX_TRANSITIONS = 64
+
+
+class StatusTransition(BaseModel):
+    """One change of state with its time and reason: the web view's timeline (QUEUED -> ... -> final)."""
+
+    state: State
+    at: str
+    reason: str | None = None
+
+
 class JobStatus(BaseModel):
     state: State = State.QUEUED
     created: str = Field(default_factory=now_iso)
@@ -53,6 +65,8 @@ class JobStatus(BaseModel):
     attempt: int = 0
     heartbeat: float | None = None
     executor: dict[str, Any] = Field(default_factory=dict)
+    #: each change of state, appended by JobRecord.write_status; records written before it have none and load
+    transitions: list[StatusTransition] = Field(default_factory=list, max_length=MAX_TRANSITIONS)
 
     def duration(self) -> float | None:
         if not self.started:

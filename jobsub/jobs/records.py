@@ -22,7 +22,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobsub.errors import JobNotFoundError, ObjectNotFoundError, RecordFormatError
-from jobsub.jobs.models import JOB_FORMAT_VERSION, JobDocument, JobStatus, State, now_iso
+from jobsub.jobs.models import (
+    JOB_FORMAT_VERSION,
+    MAX_TRANSITIONS,
+    JobDocument,
+    JobStatus,
+    State,
+    StatusTransition,
+    now_iso,
+)
 
 __all__ = ["JobDocument", "JobRecord", "JobStatus", "State", "check_format_version", "heartbeat_age", "now_iso"]
 from jobsub.storage.base import ObjectStore
@@ -63,6 +71,9 @@ class JobRecord:
         return JobStatus.model_validate(self.get_json("status.json"))
 
     def write_status(self, status: JobStatus) -> None:
+        last = status.transitions[-1].state if status.transitions else None
+        if last != status.state and len(status.transitions) < MAX_TRANSITIONS:
+            status.transitions.append(StatusTransition(state=status.state, at=now_iso(), reason=status.reason))
         self.put_json("status.json", status.model_dump(mode="json"))
 
     def read_job(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import math
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -105,6 +105,14 @@ def nodes_problem(resources: Resources, executor_kind: str) -> str | None:
     return None
 
 
+class Headline(BaseModel):
+    """The one metric a template is judged by (the jobs list shows each job's best value of it, not its last)."""
+
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(description="a key of the program's metrics.jsonl rows, e.g. eval_accuracy")
+    goal: Literal["max", "min"] = Field(default="max", description="whether higher or lower is better")
+
+
 class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,6 +130,7 @@ class JobSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     timeout: str | None = Field(default=None, description="e.g. 30m, 2h")
     max_retries: int = Field(default=0, ge=0, le=10)
+    headline: Headline | None = Field(default=None, description="the metric the web view ranks jobs by")
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,1 @@
+"""`jobsub ui`: a live, read-only web view of the profile's jobs, served from the object store alone."""

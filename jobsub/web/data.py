@@ -1,0 +1,593 @@
+"""The one adapter between the web view and the job service: every read of a job goes through here.
+
+Each function returns the JSON the API serves (plain dicts and lists, finite numbers, bounded strings), so
+when the service's returns change shape (dicts today, typed models later) only this module changes. Records
+come from a shared bucket and were written by other programs: every size is bounded, every key the browser
+names is checked against the job's own prefixes, and nothing here writes (the service may still turn a job
+whose runner is gone LOST, exactly as `jobsub status` does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from jobsub.errors import BucketNotFoundError, JobNotFoundError, JobsubError, StorageError
+from jobsub.jobs import billing
+from jobsub.jobs.models import JobDocument
+from jobsub.jobs.records import JobRecord, JobStatus, State
+from jobsub.redact import redact
+from jobsub.uri import ObjectURI, key_problem
+
+if TYPE_CHECKING:
+    from jobsub.jobs.service import JobService
+
+#: what one range read of a log chunk or an output brings into memory
+READ_BYTES = 1 << 20
+#: one log line is cut here (a job can print a megabyte without a newline)
+MAX_LINE_CHARS = 16_384
+#: metrics.jsonl: only its last part is read past this size, and at most this many rows are kept
+MAX_METRICS_BYTES = 16 << 20
+MAX_METRIC_ROWS = 50_000
+#: job.json, status.json, metrics.json, confusion_matrix.json are small documents; larger ones are refused
+MAX_DOCUMENT_BYTES = 4 << 20
+#: the jobs page never asks for more rows than this at once
+MAX_PAGE = 500
+SORT_KEYS = ("created", "id", "name", "state", "executor", "started", "duration", "cost", "headline")
+_USERINFO = re.compile(r"(?<=://)[^/@\s\"']+@")
+
+
+class WebInputError(ValueError):
+    """A request named something this view will not serve (a path outside the job's outputs, a bad sort)."""
+
+
+def clean(value: Any, depth: int = 0) -> Any:
+    """JSON that every browser parses: non-finite numbers become null, strings are bounded and redacted."""
+    if depth > 20:
+        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value if len(value) <= MAX_LINE_CHARS else value[:MAX_LINE_CHARS] + "…"
+        return _USERINFO.sub("***@", redact(text))
+    if isinstance(value, dict):
+        return {str(clean(k, depth + 1)): clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v, depth + 1) for v in value]
+    if value is None or isinstance(value, bool | int):
+        return value
+    return clean(str(value), depth + 1)
+
+
+def dumps(value: Any) -> str:
+    """The one serializer of API answers: cleaned, then one more redaction pass over the whole text."""
+    return _USERINFO.sub("***@", redact(json.dumps(clean(value), ensure_ascii=False, allow_nan=False)))
+
+
+def _line(raw: Any) -> dict[str, Any] | None:
+    if not isinstance(raw, dict):
+        return None
+    text = raw.get("l")
+    return {
+        "t": raw.get("t") if isinstance(raw.get("t"), int | float) else None,
+        "s": str(raw.get("s", ""))[:16],
+        "l": clean(text if isinstance(text, str) else json.dumps(text)),
+    }
+
+
+def _parse_lines(data: bytes) -> list[dict[str, Any]]:
+    lines = []
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            parsed = _line(json.loads(raw))
+        except ValueError:
+            parsed = {"t": None, "s": "?", "l": clean(raw.decode("utf-8", "replace"))}
+        if parsed is not None:
+            lines.append(parsed)
+    return lines
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    """A service answer as a dict, whether the service returns dicts (today) or pydantic models (typed API)."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    return _dict(value)
+
+
+def _job_cost(job: dict[str, Any], duration_seconds: float | None) -> dict[str, Any]:
+    """The actual cost of a job from its raw job.json (the page reads the document once, bounded in size)."""
+    return billing.job_cost(JobDocument.model_validate(job), duration_seconds).model_dump(mode="json")
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A record's field that should be an object; anything else another tool wrote counts as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class WebData:
+    """Reads for the web view over one JobService (one profile's store and jobs prefix)."""
+
+    READERS = 8  # parallel reads of a page's records
+    IDS_TTL = 2.0  # seconds the list of job ids is reused (a new job shows up within this; states never wait)
+
+    def __init__(self, service: JobService) -> None:
+        self.service = service
+        self.store = service.store
+        self.jobs_uri: ObjectURI = service.jobs_uri
+        self._final_rows: dict[str, dict[str, Any]] = {}  # rows of finished jobs: they never change again
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=self.READERS, thread_name_prefix="web-read")
+        self._rows_pool = ThreadPoolExecutor(max_workers=self.READERS, thread_name_prefix="web-row")
+        self._ids: tuple[float, list[str]] = (0.0, [])
+
+    # -- small documents ---------------------------------------------------------------------------------
+    def _record(self, job_id: str) -> JobRecord:
+        return self.service.record(job_id)
+
+    def _document(self, bucket: str, key: str) -> Any:
+        info = self.store.head(bucket, key)
+        if info is None:
+            return None
+        if info.size > MAX_DOCUMENT_BYTES:
+            raise StorageError(f"s3://{bucket}/{key} is {info.size} bytes; not read (limit {MAX_DOCUMENT_BYTES})")
+        try:
+            return json.loads(self.store.get(bucket, key))
+        except ValueError:
+            return None
+
+    def _job_doc(self, job_id: str) -> dict[str, Any]:
+        record = self._record(job_id)
+        job = self._document(record.bucket, record.key("job.json"))
+        if not isinstance(job, dict):
+            raise JobNotFoundError(f"no job {job_id!r} at {record.root} (see `jobsub jobs`)")
+        return job
+
+    # -- the jobs list -----------------------------------------------------------------------------------
+    def job_ids(self) -> list[str]:
+        """Every job id under the profile's jobs prefix, newest first (one delimited listing, no scan; reused
+        for IDS_TTL seconds, so a page that refreshes does not list again at once)."""
+        at, ids = self._ids
+        if time.monotonic() - at < self.IDS_TTL:
+            return list(ids)
+        ids = self._list_ids()
+        self._ids = (time.monotonic(), ids)
+        return list(ids)
+
+    def _list_ids(self) -> list[str]:
+        key = self.jobs_uri.key
+        try:
+            listing = self.store.list(self.jobs_uri.bucket, key, "/")
+        except BucketNotFoundError:
+            return []
+        ids = [p[len(key) :].rstrip("/") for p in listing.prefixes]
+        ids = [i for i in ids if i and not i.startswith(("_", "."))]
+        return sorted(ids, key=lambda i: i.rsplit("-", 3)[-3:], reverse=True)
+
+    def _headline(self, job: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        spec = _dict(job.get("spec"))
+        headline = spec.get("headline")
+        if not isinstance(headline, dict) or not isinstance(headline.get("metric"), str):
+            return None
+        metric, goal = headline["metric"], "min" if headline.get("goal") == "min" else "max"
+        values = [(r[metric], r.get("step")) for r in rows if _is_number(r.get(metric))]
+        if not values:
+            return {"metric": metric, "goal": goal, "best": None, "step": None}
+        best = (min if goal == "min" else max)(values, key=lambda v: v[0])
+        return {"metric": metric, "goal": goal, "best": best[0], "step": best[1] if _is_number(best[1]) else None}
+
+    def _row(self, job_id: str, status: JobStatus) -> dict[str, Any]:
+        with self._lock:
+            cached = self._final_rows.get(job_id)
+        if cached is not None:
+            return cached
+        row: dict[str, Any] = {
+            "id": job_id,
+            "name": job_id.rsplit("-", 3)[0],
+            "state": status.state.value,
+            "reason": status.reason,
+            "created": status.created,
+            "started": status.started,
+            "finished": status.finished,
+            "duration_seconds": status.duration(),
+            "exit_code": status.exit_code,
+            "executor": None,
+            "template": None,
+            "cost": None,
+            "headline": None,
+        }
+        try:
+            job = self._job_doc(job_id)
+            spec = _dict(job.get("spec"))
+            row["executor"] = job.get("executor")
+            row["template"] = spec.get("name") if isinstance(spec, dict) else None
+            row["cost"] = _job_cost(job, status.duration())
+            row["headline"] = self._headline(job, self._metric_rows(job_id)) if spec.get("headline") else None
+        except (JobsubError, ValueError, TypeError, AttributeError):
+            pass  # a record another tool wrote badly still lists, with what could be read
+        row = clean(row)
+        if status.state.final and status.state != State.LOST:  # LOST may still turn final: never cached
+            with self._lock:
+                self._final_rows[job_id] = row
+        return row
+
+    def _rows(self, ids: list[str]) -> list[dict[str, Any]]:
+        with self._lock:
+            cached = {i: self._final_rows[i] for i in ids if i in self._final_rows}
+        live = [i for i in ids if i not in cached]
+        # the service asks each executor once per group for all of its live jobs (one squeue for many); the
+        # groups read their status records in parallel (one GET each: the latency adds up on a remote store)
+        groups = [live[i :: self.READERS] for i in range(self.READERS) if live[i :: self.READERS]]
+        statuses = {i: status for found in self._pool.map(self.service._statuses, groups) for i, status in found}
+        fresh = dict(zip(statuses, self._rows_pool.map(lambda i: self._row(i, statuses[i]), statuses), strict=True))
+        return [cached.get(i) or fresh[i] for i in ids if i in cached or i in fresh]
+
+    def jobs(
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        state: str | None = None,
+        name: str | None = None,
+        template: str | None = None,
+        sort: str = "created",
+        order: str = "desc",
+    ) -> dict[str, Any]:
+        """One page of the jobs list. Newest-first without a state filter reads only the page's records;
+        another sort or a state filter reads every job once (finished ones are kept and never re-read)."""
+        if sort not in SORT_KEYS:
+            raise WebInputError(f"sort must be one of {', '.join(SORT_KEYS)}")
+        if order not in ("asc", "desc"):
+            raise WebInputError("order must be asc or desc")
+        if state and state.upper() not in State.__members__:
+            raise WebInputError(f"state must be one of {', '.join(State.__members__)}")
+        offset, limit = max(0, offset), max(1, min(limit, MAX_PAGE))
+        ids = self.job_ids()
+        if name:
+            ids = [i for i in ids if name.lower() in i.lower()]
+        if template:
+            ids = [i for i in ids if i.rsplit("-", 3)[0] == template]
+        cheap = sort in ("created", "id") and not state
+        if cheap:
+            if sort == "id":
+                ids.sort(reverse=order == "desc")
+            elif order == "asc":
+                ids.reverse()
+            total = len(ids)
+            rows = self._rows(ids[offset : offset + limit])
+        else:
+            rows = self._rows(ids)
+            if state:
+                rows = [r for r in rows if r["state"] == state.upper()]
+            rows = _sorted(rows, sort, order == "desc")
+            total = len(rows)
+            rows = rows[offset : offset + limit]
+        return {"total": total, "offset": offset, "limit": limit, "jobs": rows}
+
+    # -- one job ------------------------------------------------------------------------------------------
+    def status(self, job_id: str) -> dict[str, Any]:
+        status = self.service.status(job_id)
+        data = status.model_dump(mode="json")
+        data.pop("executor", None)  # host and pid of the runner: not for the page
+        data["duration_seconds"] = status.duration()
+        data["final"] = status.state.final
+        return clean(data)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """Status with its timeline, the resolved spec and params, inputs, outputs and cost."""
+        job = self._job_doc(job_id)
+        status = self.status(job_id)
+        spec = _dict(job.get("spec"))
+        handle = self.service.executor_handle(self._record(job_id))
+        try:
+            executor = self.service.executor_for(handle).describe(handle) if handle else "not started"
+        except JobsubError:
+            executor = str(handle.get("kind", "unknown"))
+        cost = _job_cost(job, status.get("duration_seconds"))
+        estimate = _dict(job.get("cost")).get("estimate")
+        return clean(
+            {
+                "id": job_id,
+                "name": job_id.rsplit("-", 3)[0],
+                "status": status,
+                "executor": executor,
+                "executor_kind": job.get("executor"),
+                "record": self._record(job_id).uri(),
+                "spec": spec,
+                "params": spec.get("params", {}) if isinstance(spec, dict) else {},
+                "inputs": job.get("inputs", {}),
+                "outputs": job.get("outputs"),
+                "submitted_from": job.get("submitted_from"),
+                "profile": job.get("profile"),
+                "cost": {**cost, "estimate": estimate},
+                "headline": self._headline(job, self._metric_rows(job_id)) if spec.get("headline") else None,
+            }
+        )
+
+    # -- logs ---------------------------------------------------------------------------------------------
+    def _logs_prefix(self, job_id: str) -> tuple[str, str]:
+        record = self._record(job_id)
+        return record.bucket, record.key("logs/")
+
+    def chunks(self, job_id: str, after: str = "") -> list[tuple[str, int]]:
+        """(key, size) of the log chunks after `after` (a key this job's own logs/ prefix holds)."""
+        bucket, prefix = self._logs_prefix(job_id)
+        if after and not after.startswith(prefix):
+            raise WebInputError("cursor is not a log chunk of this job")
+        return [(o.key, o.size) for o in self.store.iter_objects(bucket, prefix, start_after=after or "")]
+
+    def chunk_lines(self, job_id: str, key: str, size: int) -> Iterator[list[dict[str, Any]]]:
+        """The chunk's lines in batches, read READ_BYTES at a time: memory stays flat whatever the log's size."""
+        bucket, prefix = self._logs_prefix(job_id)
+        if not key.startswith(prefix):
+            raise WebInputError("not a log chunk of this job")
+        carry = b""
+        offset = 0
+        while offset < size:
+            data = carry + self.store.get_range(bucket, key, offset, min(READ_BYTES, size - offset))
+            offset += min(READ_BYTES, size - offset)
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data[: 4 * MAX_LINE_CHARS]  # one endless line: kept bounded, cut when it ends
+                continue
+            carry = data[cut + 1 :]
+            yield _parse_lines(data[:cut])
+        if carry.strip():
+            yield _parse_lines(carry)
+
+    def log_page(self, job_id: str, after: str = "", max_chunks: int = 20) -> dict[str, Any]:
+        """Lines of up to `max_chunks` whole chunks after the cursor; `cursor` continues where this stopped."""
+        self.service.record(job_id).read_status()  # JobNotFoundError for an unknown id
+        lines: list[dict[str, Any]] = []
+        cursor = after
+        chunks = self.chunks(job_id, after)
+        for key, size in chunks[: max(1, min(max_chunks, 200))]:
+            for batch in self.chunk_lines(job_id, key, size):
+                lines.extend(batch)
+            cursor = key
+        return {"lines": lines, "cursor": cursor, "more": len(chunks) > max_chunks}
+
+    def log_tail(self, job_id: str, count: int = 500) -> dict[str, Any]:
+        """The last `count` lines (chunks read from the end, each once) and the cursor a follower goes on from."""
+        self.service.record(job_id).read_status()
+        count = max(0, min(count, 10_000))
+        chunks = self.chunks(job_id)
+        lines: list[dict[str, Any]] = []
+        for key, size in reversed(chunks):
+            if len(lines) >= count:
+                break
+            part = [line for batch in self.chunk_lines(job_id, key, size) for line in batch]
+            lines[:0] = part[-count:]
+        return {"lines": lines[-count:] if count else [], "cursor": chunks[-1][0] if chunks else ""}
+
+    def log_text(self, job_id: str) -> Iterator[bytes]:
+        """The whole log as text, chunk by chunk (a download; never held in memory whole)."""
+        self.service.record(job_id).read_status()
+        for key, size in self.chunks(job_id):
+            for batch in self.chunk_lines(job_id, key, size):
+                yield "".join(str(line["l"]) + "\n" for line in batch).encode()
+
+    def search_log(self, job_id: str, query: str, limit: int = 1000) -> Iterator[dict[str, Any]]:
+        """Lines containing `query` (case-insensitive), found by the server chunk by chunk, as they are found."""
+        self.service.record(job_id).read_status()
+        needle, found = query.lower()[:200], 0
+        number = 0
+        for key, size in self.chunks(job_id):
+            for batch in self.chunk_lines(job_id, key, size):
+                for line in batch:
+                    number += 1
+                    if needle in str(line["l"]).lower():
+                        found += 1
+                        yield {**line, "n": number}
+                        if found >= limit:
+                            return
+
+    # -- metrics ------------------------------------------------------------------------------------------
+    def metrics_version(self, job_id: str) -> str | None:
+        record = self._record(job_id)
+        info = self.store.head(record.bucket, record.key("metrics.jsonl"))
+        return f"{info.size}:{info.etag}" if info else None
+
+    def _metric_rows(self, job_id: str) -> list[dict[str, Any]]:
+        record = self._record(job_id)
+        info = self.store.head(record.bucket, record.key("metrics.jsonl"))
+        if info is None:
+            return []
+        start = max(0, info.size - MAX_METRICS_BYTES)
+        data = self.store.get_range(record.bucket, record.key("metrics.jsonl"), start, info.size - start)
+        if start:
+            data = data[data.find(b"\n") + 1 :]  # the first line was cut by the range
+        rows: list[dict[str, Any]] = []
+        for raw in data.splitlines()[-MAX_METRIC_ROWS:]:
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append({str(k)[:64]: v for k, v in list(row.items())[:64] if _is_number(v) or k == "final"})
+        return rows
+
+    def metrics(self, job_id: str, after: int = 0) -> dict[str, Any]:
+        """metrics.jsonl rows from index `after` (numbers only: a curve needs nothing else)."""
+        self.service.record(job_id).read_status()
+        rows = self._metric_rows(job_id)
+        return clean({"rows": rows[max(0, after) :], "count": len(rows), "version": self.metrics_version(job_id)})
+
+    # -- results and outputs ------------------------------------------------------------------------------
+    def _outputs_prefix(self, job_id: str) -> ObjectURI:
+        outputs = self._job_doc(job_id).get("outputs")
+        if not isinstance(outputs, str):
+            raise JobNotFoundError(f"job {job_id} has no outputs location")
+        return ObjectURI.parse(outputs).as_prefix()
+
+    def results(self, job_id: str) -> dict[str, Any]:
+        """The service's results, the per-class table and the confusion matrix as data, outputs with sizes."""
+        results = _plain(self.service.results(job_id))
+        prefix = self._outputs_prefix(job_id)
+        metrics = _dict(results.get("metrics"))
+        per_class = _dict(metrics.get("per_class")) or None
+        matrix = self._confusion(prefix, metrics)
+        scalars = {k: v for k, v in metrics.items() if _is_number(v) or isinstance(v, str | bool)}
+        files = []
+        for item in results.get("files", []):
+            uri = str(item.get("uri", ""))
+            base = f"s3://{prefix.bucket}/{prefix.key}"
+            if uri.startswith(base):
+                files.append({"path": uri[len(base) :], "size": item.get("size"), "uri": uri})
+        return clean(
+            {
+                "id": job_id,
+                "state": results.get("state"),
+                "metrics": scalars,
+                "metrics_source": results.get("metrics_source"),
+                "per_class": per_class,
+                "confusion_matrix": matrix,
+                "outputs": results.get("outputs"),
+                "files": files,
+                "warnings": results.get("warnings", []),
+            }
+        )
+
+    def _confusion(self, prefix: ObjectURI, metrics: dict[str, Any]) -> dict[str, Any] | None:
+        data: Any = None
+        try:
+            data = self._document(prefix.bucket, prefix.key + "confusion_matrix.json")
+        except StorageError:
+            data = None
+        if not isinstance(data, dict) and isinstance(metrics.get("confusion_matrix"), list):
+            data = {"labels": metrics.get("labels"), "matrix": metrics["confusion_matrix"]}
+        if not isinstance(data, dict):
+            return None
+        matrix, labels = data.get("matrix"), data.get("labels")
+        if not isinstance(matrix, list) or len(matrix) > 200:
+            return None
+        rows = [[v if _is_number(v) else None for v in row[:200]] for row in matrix if isinstance(row, list)]
+        if not isinstance(labels, list) or len(labels) != len(rows):
+            labels = [str(i) for i in range(len(rows))]
+        return {"labels": [str(x) for x in labels], "matrix": rows}
+
+    def output(self, job_id: str, path: str) -> tuple[str, int]:
+        """(key, size) of one of the job's own outputs; anything else is refused before any read."""
+        prefix = self._outputs_prefix(job_id)
+        problem = key_problem(path) if path else "is empty"
+        if problem or any(part in ("", ".", "..") for part in path.split("/")):
+            raise WebInputError(f"not an output of job {job_id}: {path!r}")
+        key = prefix.key + path
+        info = self.store.head(prefix.bucket, key)
+        if info is None:
+            raise WebInputError(f"not an output of job {job_id}: {path!r}")
+        return key, info.size
+
+    def output_bytes(self, job_id: str, key: str, size: int) -> Iterator[bytes]:
+        bucket = self._outputs_prefix(job_id).bucket
+        for start in range(0, size, READ_BYTES):
+            yield self.store.get_range(bucket, key, start, min(READ_BYTES, size - start))
+
+    # -- compare and storage ------------------------------------------------------------------------------
+    def compare(self, ids: list[str]) -> dict[str, Any]:
+        """Params and final metrics of 2..N jobs in one table (the page hides equal rows on request)."""
+        if not 1 <= len(ids) <= 20:
+            raise WebInputError("compare 2 to 20 jobs: ?ids=JOB1,JOB2")
+        jobs = []
+        for job_id in ids:
+            job = self._job_doc(job_id)
+            status = self.service.status(job_id)
+            spec = _dict(job.get("spec"))
+            try:
+                final = _dict(_plain(self.service.results(job_id)).get("metrics"))
+            except JobsubError:
+                final = {}
+            rows = self._metric_rows(job_id)
+            jobs.append(
+                {
+                    "id": job_id,
+                    "state": status.state.value,
+                    "params": spec.get("params", {}),
+                    "metrics": {k: v for k, v in final.items() if _is_number(v)},
+                    "headline": self._headline(job, rows) if spec.get("headline") else None,
+                    "duration_seconds": status.duration(),
+                }
+            )
+        return clean({"jobs": jobs})
+
+    def storage(self) -> dict[str, Any]:
+        """Interrupted multipart uploads under the jobs bucket (file and % where this machine's journal
+        knows them) and what the profile's jobs prefix costs a month."""
+        from jobsub.costs import storage_cost
+        from jobsub.transfer.journal import all_journals
+
+        bucket = self.jobs_uri.bucket
+        journals = {j.upload_id: j for j in all_journals() if j.store == self.store.description}
+        buckets = sorted({bucket} | {j.bucket for j in journals.values()})
+        uploads = []
+        for name in buckets:
+            try:
+                listed = self.store.list_uploads(name, "")
+            except (BucketNotFoundError, StorageError):
+                continue
+            for upload in listed[:1000]:
+                journal = journals.get(upload.upload_id)
+                percent = None
+                if journal and journal.size:
+                    done = sum(
+                        min(journal.part_size, journal.size - (int(n) - 1) * journal.part_size) for n in journal.parts
+                    )
+                    percent = round(100.0 * done / journal.size, 1)
+                uploads.append(
+                    {
+                        "uri": f"s3://{name}/{upload.key}",
+                        "upload_id": upload.upload_id,
+                        "initiated": upload.initiated.isoformat() if upload.initiated else None,
+                        "source": str(journal.source) if journal else None,
+                        "size": journal.size if journal else None,
+                        "percent_done": percent,
+                    }
+                )
+        objects = total = 0
+        try:
+            for obj in self.store.iter_objects(bucket, self.jobs_uri.key):
+                objects += 1
+                total += obj.size
+        except BucketNotFoundError:
+            pass
+        prices = self.service.profile.prices
+        return clean(
+            {
+                "uploads": uploads,
+                "storage": {
+                    "prefix": str(self.jobs_uri),
+                    "objects": objects,
+                    "bytes": total,
+                    "per_month": storage_cost(prices, total),
+                    "currency": prices.currency,
+                    "table": prices.table,
+                },
+            }
+        )
+
+
+def _sorted(rows: list[dict[str, Any]], sort: str, descending: bool) -> list[dict[str, Any]]:
+    def key(row: dict[str, Any]) -> tuple[int, Any]:
+        if sort == "duration":
+            value: Any = row.get("duration_seconds")
+        elif sort == "cost":
+            value = (row.get("cost") or {}).get("compute")
+        elif sort == "headline":
+            value = (row.get("headline") or {}).get("best")
+        else:
+            value = row.get(sort)
+        return (0, "") if value is None else (1, value if isinstance(value, int | float) else str(value))
+
+    with_value = [r for r in rows if key(r)[0]]
+    without = [r for r in rows if not key(r)[0]]
+    return sorted(with_value, key=key, reverse=descending) + without
