@@ -52,7 +52,7 @@ _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "STOP
 #: variables of the submitting shell that must not reach the job: they would point boto3 at a ~/.aws
 #: profile the node may not have, or at credentials other than the ones resolved for the job
 _CLIENT_ONLY = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "JOBSUB_PROFILE")
-_SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%m|%l"
+_SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%m|%l|%j|%k"
 #: seconds one process reuses a job's squeue answer in poll() (a follower polls every 0.3 s)
 POLL_SECONDS = float(os.environ.get("JOBSUB_SLURM_POLL_SECONDS", "3"))
 
@@ -101,6 +101,9 @@ class SlurmExecutor(BaseExecutor):
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
         self._cache: dict[str, tuple[float, Observation]] = {}
+        #: Slurm job id -> the jobsub job id the service read it for (verify_handle); checked against
+        #: Slurm's job name / comment in the same squeue that polls, so `jobs` still asks squeue once
+        self._expected: dict[str, str] = {}
 
     @property
     def settings(self) -> SlurmSettings:
@@ -245,24 +248,26 @@ class SlurmExecutor(BaseExecutor):
         }
 
     def verify_handle(self, handle: Handle, job_id: str) -> None:
-        """Raise JobError unless the handle's Slurm job is this jobsub job (or one Slurm no longer knows)."""
+        """Refuse a Slurm job id that is not a plain number; remember which jobsub job it must be, so that
+        every squeue answer (poll, cancel) is checked against Slurm's name and comment for it."""
         slurm_id = str(handle.get("job_id", ""))
         if not slurm_id:
             return
         if not _SLURM_ID.fullmatch(slurm_id):
             raise JobError(f"job {job_id}: its executor record names Slurm job {slurm_id[:40]!r}: not a job id")
-        try:
-            result = self._run(["squeue", "--noheader", "--states=all", f"--jobs={slurm_id}", "-o", "%i|%j|%k"])
-        except ExecutorUnavailableError:
-            return  # no Slurm here: nothing can be signalled from this machine either
-        for line in result.stdout.splitlines():
-            found, _, rest = line.strip().partition("|")
-            name, _, comment = rest.partition("|")
-            if found == slurm_id and job_id not in (name.strip(), comment.strip().removeprefix("jobsub:")):
-                raise JobError(
-                    f"job {job_id}: its executor record names Slurm job {slurm_id}, which is not this job "
-                    f"(Slurm calls it {name.strip()[:60]!r}): not acting on it (the record was rewritten?)"
-                )
+        self._expected[slurm_id] = job_id
+
+    def _foreign(self, slurm_id: str, row: dict[str, str] | None) -> str | None:
+        """Why the Slurm job `row` is not the jobsub job its handle was read for (None: it is, or unknown)."""
+        expected = self._expected.get(slurm_id)
+        if expected is None or row is None:
+            return None
+        if expected in (row.get("name", ""), row.get("comment", "").removeprefix("jobsub:")):
+            return None
+        return (
+            f"job {expected}: its executor record names Slurm job {slurm_id}, which is not this job "
+            f"(Slurm calls it {row.get('name', '')[:60]!r}): not acting on it (the record was rewritten?)"
+        )
 
     def poll(self, handle: Handle) -> Observation:
         """One job; a follower asks every 0.3 s, so answers are reused for POLL_SECONDS (squeue is an RPC to
@@ -301,8 +306,8 @@ class SlurmExecutor(BaseExecutor):
         rows: dict[str, dict[str, str]] = {}
         for line in result.stdout.splitlines():
             parts = line.strip().split("|")
-            if len(parts) >= 7:
-                job_id, state, reason, nodes, partition, memory, limit = parts[:7]
+            if len(parts) >= 9:
+                job_id, state, reason, nodes, partition, memory, limit, name = parts[:8]
                 rows[job_id] = {
                     "state": state.split()[0],
                     "reason": reason,
@@ -310,10 +315,15 @@ class SlurmExecutor(BaseExecutor):
                     "partition": partition,
                     "memory": memory,
                     "time_limit": limit,
+                    "name": name.strip(),
+                    "comment": "|".join(parts[8:]).strip(),
                 }
         return rows
 
     def _observe(self, handle: Handle, row: dict[str, str] | None) -> Observation:
+        foreign = self._foreign(str(handle.get("job_id", "")), row)
+        if foreign:
+            return Observation("unknown", foreign)  # another job's state says nothing about this one
         if row is None:
             return Observation("dead")  # Slurm has forgotten the job and the runner left no final state
         state, reason = row["state"], row["reason"]
@@ -356,8 +366,13 @@ class SlurmExecutor(BaseExecutor):
         job_id = str(handle.get("job_id", ""))
         if not job_id:
             return
+        if not _SLURM_ID.fullmatch(job_id):
+            raise JobError(f"Slurm job id {job_id[:40]!r} is not a job id: not cancelling it")
         self._cache.pop(job_id, None)
         row = self._squeue([job_id]).get(job_id)
+        foreign = self._foreign(job_id, row)
+        if foreign:
+            raise JobError(foreign)
         if row is None or row["state"] not in _RUNNING:
             self._run(["scancel", job_id])
             return
