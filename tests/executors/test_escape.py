@@ -6,8 +6,9 @@ environment (orphaned, no JOBSUB_* variable to recognise it by). Each case then 
 cancel, timeout, runner kill -9, or the command simply exiting — and checks that both children are gone,
 on the local executor (no daemon), and on the real Ray and Slurm harnesses (run those under the heavy
 lock: ``flock /tmp/jobsub-heavy.lock pytest tests/executors/test_escape.py -k 'ray or slurm'``). The
-Slurm node runs without cgroup process tracking when the machine has no writable cgroup v1 (the
-runner's own subreaper and watchdog are what holds the job together there).
+Slurm node runs without cgroup process tracking (proctrack/linuxproc) when the machine has no writable
+cgroup v1, or with ``TEST_SLURM_NO_CGROUP=1``: there the runner's own subreaper and watchdog are what
+holds the job together.
 """
 
 from __future__ import annotations
