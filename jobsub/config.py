@@ -206,6 +206,11 @@ class RaySettings(BaseModel):
             value = "http://" + value
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value}: the Ray dashboard address starts with http:// or https://")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "a Ray address must not hold credentials (user:password@): put the token in an environment "
+                "variable and name it in ray.headers_env"
+            )
         return value
 
 

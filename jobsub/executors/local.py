@@ -2,6 +2,10 @@
 
 The runner gets its own session (it survives the CLI exiting and the terminal closing). The handle keeps
 the pid *and* the process start time, so a recycled pid is never mistaken for the runner.
+
+A handle read from the store is data (anyone who can write the jobs prefix may have rewritten it):
+``verify_handle`` acts on a pid only when that process is this job's runner: its environment names the job
+(JOBSUB_JOB_ID, set at submit), its start time is the recorded one, and it is readable by us (our user).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sys
 from pathlib import Path
 
 from jobsub.config import state_dir
+from jobsub.errors import JobError
 from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Liveness, Observation
 
 
@@ -40,7 +45,7 @@ class LocalExecutor(BaseExecutor):
     def submit(self, request: LaunchRequest) -> Handle:
         run_dir = state_dir() / "runs" / request.job_id
         run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **request.runtime_env()}
+        env = {**os.environ, **request.runtime_env(), "JOBSUB_JOB_ID": request.job_id}
         with (run_dir / "runner.log").open("ab") as log:
             proc = subprocess.Popen(
                 request.runtime_argv(str(run_dir / "work"), python=sys.executable),
@@ -58,6 +63,37 @@ class LocalExecutor(BaseExecutor):
             "start_time": _proc_start_time(proc.pid),
             "run_dir": str(run_dir),
         }
+
+    def verify_handle(self, handle: Handle, job_id: str) -> None:
+        """Raise JobError unless the pid in `handle` is gone or is this job's runner (see the module doc)."""
+        if handle.get("host") != socket.gethostname() or "pid" not in handle:
+            return  # another machine's runner: never signalled from here
+        try:
+            pid = int(handle["pid"])
+        except (TypeError, ValueError):
+            raise JobError(f"job {job_id}: its executor record names pid {handle.get('pid')!r}: not a pid") from None
+        if pid <= 1:
+            raise JobError(f"job {job_id}: its executor record names pid {pid}: not acting on it")
+        stat = _proc_stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            return  # gone (a zombie included): nothing will be signalled
+        problem = None
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+                problem = "belongs to another user"
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            environ = []
+            problem = problem or "cannot be inspected"
+        if problem is None and f"JOBSUB_JOB_ID={job_id}".encode() not in environ:
+            problem = "is not this job's runner"
+        if problem is None and stat[1] != str(handle.get("start_time")):
+            problem = "started at another time than the runner"
+        if problem:
+            raise JobError(
+                f"job {job_id}: its executor record names pid {pid} on this machine, which {problem}: not acting "
+                "on it (the record was rewritten?)"
+            )
 
     def poll(self, handle: Handle) -> Observation:
         return Observation(self._liveness(handle))

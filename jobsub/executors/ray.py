@@ -9,9 +9,15 @@ match the cluster's). Four calls do everything, with ``requests``:
     GET  /api/jobs/ID, GET /api/jobs/ poll one job, or all of them for `jobsub jobs`
     POST /api/jobs/ID/stop            cancel (SIGTERM to the entrypoint's process tree, SIGKILL later)
 
-Credentials reach the runner in ``runtime_env.env_vars``, the only channel Ray has into a job's
-environment. Ray shows a job's runtime_env on its dashboard and in GET /api/jobs/ to anyone who can reach
-the dashboard: README and docs/architecture.md say so and recommend instance roles / workload identity.
+    DELETE /api/jobs/ID               cleanup once the record is final: the job info leaves the cluster
+
+No credential goes into ``runtime_env``: Ray writes a job's runtime_env into its session logs
+(runtime_env_agent.log, kept after the cluster stops) and shows it in the job info. The secrets travel as a
+one-time secret instead (executors/secret_drop.py, executors/secret_fetch.py): a one-time-pad ciphertext in
+the store, fetched by the runner through a short-lived presigned URL and deleted after reading.
+
+A handle read from the store is data: it is acted on only when it names this profile's dashboard (the
+token in ray.headers_env is never sent anywhere else) and this job's submission id.
 """
 
 from __future__ import annotations
@@ -21,16 +27,20 @@ import logging
 import math
 import os
 import shlex
+import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
-from jobsub.config import Profile
-from jobsub.errors import ExecutorUnavailableError, JobError
+from jobsub.config import Profile, strip_userinfo
+from jobsub.errors import ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
 from jobsub.executors.ray_package import jobsub_package
+from jobsub.executors.secret_drop import TICKET_ENV, seal
 from jobsub.redact import redact
+from jobsub.uri import ObjectURI
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,68 @@ class _Unreachable(ExecutorUnavailableError):
 
 class _Refused(ExecutorUnavailableError):
     """HTTP 401/403: a credentials problem the user must fix, whatever the call was."""
+
+
+#: seconds cleanup waits for the Ray job to end after the runner wrote its final state (DELETE needs that)
+_DELETE_WAIT_SECONDS = 15.0
+
+
+class _Untrusted(ExecutorUnavailableError):
+    """A job record names a Ray address or submission that is not this profile's / this job's."""
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` cannot be used as the Ray dashboard's address (None: fine). Credentials in the address
+    would end up in job records and logs: the token belongs in ray.headers_env."""
+    parts = urlsplit(address)
+    if parts.username is not None or parts.password is not None:
+        return (
+            "a Ray address must not hold credentials (user:password@): put the token in an environment "
+            "variable and name it in ray.headers_env (e.g. Authorization -> RAY_TOKEN_HEADER)"
+        )
+    return None
+
+
+def env_address(value: str) -> str:
+    """RAY_ADDRESS as Ray's job CLI reads it: only an http(s):// dashboard address names the Jobs API; the
+    other forms (auto, host:6379, ray://) name the GCS or Ray Client, which jobsub cannot use."""
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ExecutorUnavailableError(
+            f"RAY_ADDRESS={value!r} is not a Ray dashboard address: jobsub needs the dashboard's "
+            "http://HEAD:8265 (set RAY_ADDRESS to it, or the profile's ray.address)"
+        )
+    problem = address_problem(value)
+    if problem:
+        raise ExecutorUnavailableError(f"RAY_ADDRESS: {problem}")
+    return value
+
+
+def _same_address(a: str, b: str) -> bool:
+    """Scheme, host and port equal (a default port spelled out or not), case-insensitive host."""
+    pa, pb = urlsplit(a.rstrip("/")), urlsplit(b.rstrip("/"))
+    default = {"http": 80, "https": 443}
+    try:
+        ports = (pa.port or default.get(pa.scheme), pb.port or default.get(pb.scheme))
+    except ValueError:
+        return False
+    return (
+        pa.scheme == pb.scheme
+        and (pa.hostname or "") == (pb.hostname or "")
+        and ports[0] == ports[1]
+        and pa.path.rstrip("/") == pb.path.rstrip("/")
+        and pa.username is None
+        and pb.username is None
+    )
+
+
+def _printable(address: str) -> str:
+    """An address from a record, fit for a message: one short line, never its user:password@."""
+    try:
+        address = strip_userinfo(address)
+    except ValueError:
+        address = address.rsplit("@", 1)[-1]
+    return _one_line(address, 120)
 
 
 def submission_id(job_id: str) -> str:
@@ -119,13 +191,44 @@ class RayExecutor(BaseExecutor):
         self._uploaded: dict[str, str] = {}  # address -> package URI known to be on that cluster
 
     # -- HTTP --------------------------------------------------------------------------------------------
+    def _configured(self) -> str:
+        """The dashboard this profile talks to: ray.address, else an http(s) RAY_ADDRESS (as `ray job` reads it)."""
+        address = self.settings.address
+        if address:
+            problem = address_problem(address)
+            if problem:
+                raise ExecutorUnavailableError(f"ray.address: {problem}")
+            return str(address).rstrip("/")
+        from_env = os.environ.get("RAY_ADDRESS", "").strip()
+        if from_env:
+            return env_address(from_env)
+        raise ExecutorUnavailableError(
+            "the profile has no Ray address: jobsub profile add NAME --executor ray --ray-address http://HEAD:8265 "
+            "(or set RAY_ADDRESS=http://HEAD:8265)"
+        )
+
     def _address(self, handle: Handle | None = None) -> str:
-        address = (handle or {}).get("address") or self.settings.address
-        if not address:
-            raise ExecutorUnavailableError(
-                "the profile has no Ray address: jobsub profile add NAME --executor ray --ray-address http://HEAD:8265"
+        """The address to call: the profile's. A handle (read from the store, so anyone who can write the
+        jobs prefix may have written it) must name that same dashboard, or nothing is sent anywhere."""
+        configured = self._configured()
+        named = (handle or {}).get("address")
+        if named is not None and not _same_address(str(named), configured):
+            raise _Untrusted(
+                f"the job record names the Ray dashboard {_printable(str(named))}, not this profile's "
+                f"{configured}: not contacting it (use the profile the job was submitted with, or the record was "
+                "rewritten)"
             )
-        return str(address).rstrip("/")
+        return configured
+
+    def verify_handle(self, handle: Handle, job_id: str) -> None:
+        """Refuse a handle that is not this job's on this profile's cluster (before any request is made)."""
+        self._address(handle)
+        sid = handle.get("submission_id")
+        if sid is not None and sid != submission_id(job_id):
+            raise _Untrusted(
+                f"the job record names the Ray submission {redact(_one_line(str(sid), 80))}, not "
+                f"{submission_id(job_id)}: not acting on it (the record was rewritten)"
+            )
 
     def _headers(self) -> dict[str, str]:
         headers = {}
@@ -141,8 +244,12 @@ class RayExecutor(BaseExecutor):
     def _request(self, method: str, address: str, path: str, **kwargs: Any) -> requests.Response:
         """One call to the dashboard; unreachable and rejected become one line that says what to fix."""
         url = address + path
+        if not _same_address(address, self._configured()):  # the token goes to this profile's dashboard only
+            raise _Untrusted(f"not sending the Ray token to {address}: it is not this profile's Ray address")
         try:
-            response = self._http.request(method, url, headers=self._headers(), timeout=_TIMEOUT, **kwargs)
+            response = self._http.request(
+                method, url, headers=self._headers(), timeout=_TIMEOUT, allow_redirects=False, **kwargs
+            )
         except requests.RequestException as exc:
             reason = type(exc).__name__
             if isinstance(exc, requests.ConnectionError):
@@ -204,16 +311,19 @@ class RayExecutor(BaseExecutor):
         self._uploaded[address] = uri
         return uri
 
-    def runtime_env(self, request: LaunchRequest, package_uri: str | None) -> dict[str, Any]:
-        """The job's runtime_env: the runner's variables (secrets included: Ray has no other channel), this
-        jobsub as a py_module, the profile's pip requirements, and Ray's stop grace after the runtime's."""
+    def runtime_env(self, request: LaunchRequest, package_uri: str | None, ticket: str | None = None) -> dict[str, Any]:
+        """The job's runtime_env: the runner's non-secret variables and the one-time secret's ticket (never a
+        credential: Ray logs runtime_env), this jobsub as a py_module, the profile's pip requirements, and
+        Ray's stop grace after the runtime's."""
         profile = request.profile
         if profile.storage == "local" and not profile.root:
             # the runner must open the same folder, not its own user's default (a cluster on this machine
             # or a shared filesystem mounted at the same path)
             profile = profile.model_copy(update={"root": str(profile.local_root())})
-        env = dataclasses.replace(request, profile=profile).runtime_env(include_secrets=True)
+        env = dataclasses.replace(request, profile=profile).runtime_env(include_secrets=False)
         env["JOBSUB_JOB_ID"] = request.job_id
+        if ticket:
+            env[TICKET_ENV] = ticket
         try:
             grace = float(request.env.get("JOBSUB_CANCEL_GRACE_SECONDS", _DEFAULT_GRACE_SECONDS))
         except ValueError:
@@ -229,10 +339,11 @@ class RayExecutor(BaseExecutor):
     def submit(self, request: LaunchRequest) -> Handle:
         address = self._address()
         package_uri = self._ensure_package(address) if self.settings.ship_jobsub else None
+        ticket, secret = self._seal(request)
         body: dict[str, Any] = {
             "entrypoint": _entrypoint(request),
             "submission_id": submission_id(request.job_id),
-            "runtime_env": self.runtime_env(request, package_uri),
+            "runtime_env": self.runtime_env(request, package_uri, ticket),
             "metadata": {"jobsub_job_id": request.job_id, "jobsub_job_uri": request.job_uri},
         }
         if request.cpus:
@@ -241,7 +352,13 @@ class RayExecutor(BaseExecutor):
             body["entrypoint_num_gpus"] = request.gpus
         if request.memory_bytes:
             body["entrypoint_memory"] = int(request.memory_bytes)
-        response = self._request("POST", address, "/api/jobs/", json=body)
+        try:
+            response = self._request("POST", address, "/api/jobs/", json=body)
+        except JobsubError:
+            self._drop_secret(secret)
+            raise
+        if not response.ok:
+            self._drop_secret(secret)
         if response.status_code == 404:
             raise self._no_jobs_api(address, "/api/jobs/", response)
         if not response.ok:
@@ -251,7 +368,62 @@ class RayExecutor(BaseExecutor):
             raise JobError(f"the Ray cluster refused the job (HTTP {response.status_code}): {reason}")
         sid = response.json().get("submission_id") or body["submission_id"]
         # "log": where the runner's own output is when it dies before the job log starts (Ray keeps it)
-        return {"kind": self.kind, "address": address, "submission_id": sid, "log": f"{address}/api/jobs/{sid}/logs"}
+        handle: Handle = {"kind": self.kind, "address": address, "submission_id": sid}
+        handle["log"] = f"{address}/api/jobs/{sid}/logs"
+        if secret is not None:
+            handle["secret_uri"] = str(secret)  # deleted by the runner after reading; by cleanup at the latest
+        return handle
+
+    def _seal(self, request: LaunchRequest) -> tuple[str | None, ObjectURI | None]:
+        """The secrets as a one-time secret in the job's store: (ticket, object) or (None, None) if none."""
+        if not request.secret_env:
+            return None, None
+        from jobsub.storage import open_store
+
+        return seal(open_store(self.profile), request.job_uri, request.secret_env)
+
+    def _drop_secret(self, uri: ObjectURI | None) -> None:
+        if uri is None:
+            return
+        from jobsub.storage import open_store
+
+        try:
+            open_store(self.profile).delete(uri.bucket, uri.key)
+        except JobsubError as exc:
+            log.warning("the job's one-time secret %s was not deleted: %s", uri, exc)
+
+    def cleanup(self, handle: Handle) -> None:
+        """Once the record is final: delete the one-time secret if the runner never read it, and delete the
+        Ray job (its info holds the entrypoint and runtime_env) once Ray has seen it end. Idempotent."""
+        secret = handle.get("secret_uri")
+        if secret:
+            try:
+                uri = ObjectURI.parse(str(secret))
+            except JobsubError:
+                uri = None
+            if uri is not None and uri.key.endswith(".bin") and "/runner-secret-" in uri.key:
+                self._drop_secret(uri)
+        if not handle.get("submission_id"):
+            return
+        try:
+            address = self._address(handle)
+            path = f"/api/jobs/{handle['submission_id']}"
+            deadline = time.monotonic() + _DELETE_WAIT_SECONDS
+            while True:
+                info = self._job_info(handle)
+                if info is None:
+                    return  # already deleted (or forgotten by a restarted cluster)
+                if str(info.get("status")) in _FINAL:
+                    break
+                if time.monotonic() > deadline:
+                    log.warning("Ray job %s still %s; not deleted", handle["submission_id"], info.get("status"))
+                    return
+                time.sleep(0.2)
+            answer = self._request("DELETE", address, path)
+            if not answer.ok and answer.status_code != 404:
+                log.warning("Ray did not delete job %s (HTTP %s)", handle["submission_id"], answer.status_code)
+        except JobsubError as exc:
+            log.warning("Ray job %s not deleted: %s", handle.get("submission_id"), exc)
 
     def _job_info(self, handle: Handle) -> dict[str, Any] | None:
         address = self._address(handle)
@@ -277,8 +449,13 @@ class RayExecutor(BaseExecutor):
         if len(handles) <= 1:
             return [self.poll(h) for h in handles]
         by_address: dict[str, dict[str, dict[str, Any]] | None] = {}
-        for handle in handles:
-            address = self._address(handle)
+        refused: dict[int, str] = {}
+        for index, handle in enumerate(handles):
+            try:
+                address = self._address(handle)
+            except _Untrusted as exc:
+                refused[index] = str(exc)  # a rewritten record: this one is not asked about, the others are
+                continue
             if address in by_address:
                 continue
             try:
@@ -292,7 +469,10 @@ class RayExecutor(BaseExecutor):
                 else None
             )
         result = []
-        for handle in handles:
+        for index, handle in enumerate(handles):
+            if index in refused:
+                result.append(Observation("unknown", refused[index]))
+                continue
             jobs = by_address[self._address(handle)]
             if jobs is None:
                 result.append(Observation("unknown", f"Ray cluster unreachable: {self._address(handle)}"))

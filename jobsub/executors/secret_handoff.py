@@ -26,7 +26,7 @@ from jobsub.redact import register_secret
 
 #: the variable that tells the runtime where its secrets come from (its value is never a secret)
 FLAG = "JOBSUB_SECRETS_FROM"
-#: the one source implemented here (runtime/secret_fetch.py may add others)
+#: the one source implemented here (executors/secret_fetch.py may add others)
 STDIN = "stdin"
 #: a handoff larger than this is refused: a few credentials and --secret-env values fit many times over
 MAX_BYTES = 256 * 1024

@@ -11,6 +11,11 @@ carries that environment to the job over its authenticated RPC and keeps it in t
 state folder (as it does for every job's environment), never in a file the user's other jobs or a shared
 filesystem can read. Nothing secret is ever passed on a command line (``ps`` would show it).
 
+A handle read from the store is data: ``verify_handle`` acts on a Slurm job id only when it is a plain
+number and Slurm names that job after this jobsub job (``--job-name`` and ``--comment=jobsub:<id>``), so a
+rewritten record cannot make ``cancel`` scancel another of the user's jobs. The container prefix's
+``{image}`` is inert: image names are checked (shell-safe characters only, no leading ``-``) and quoted.
+
 Handle: ``{"kind": "slurm", "job_id", "cluster", "partition", "run_dir", "output"}``. A job is polled with
 one ``squeue --states=all`` for any number of jobs; ``scontrol show job`` is asked only for the exit code
 of a job that ended without the runner writing a final state.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -46,7 +52,7 @@ _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "STOP
 #: variables of the submitting shell that must not reach the job: they would point boto3 at a ~/.aws
 #: profile the node may not have, or at credentials other than the ones resolved for the job
 _CLIENT_ONLY = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "JOBSUB_PROFILE")
-_SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%m|%l"
+_SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%m|%l|%j|%k"
 #: seconds one process reuses a job's squeue answer in poll() (a follower polls every 0.3 s)
 POLL_SECONDS = float(os.environ.get("JOBSUB_SLURM_POLL_SECONDS", "3"))
 
@@ -96,6 +102,9 @@ class SlurmExecutor(BaseExecutor):
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
         self._cache: dict[str, tuple[float, Observation]] = {}
+        #: Slurm job id -> the jobsub job id the service read it for (verify_handle); checked against
+        #: Slurm's job name / comment in the same squeue that polls, so `jobs` still asks squeue once
+        self._expected: dict[str, str] = {}
 
     @property
     def settings(self) -> SlurmSettings:
@@ -139,7 +148,7 @@ class SlurmExecutor(BaseExecutor):
     def sbatch_options(self, request: LaunchRequest) -> list[str]:
         """The spec mapped to sbatch options; the profile's own sbatch_args come last and win."""
         s = self.settings
-        opts = [f"--job-name={request.job_id}"]
+        opts = [f"--job-name={request.job_id}", f"--comment=jobsub:{request.job_id}"]
         if s.partition:
             opts.append(f"--partition={s.partition}")
         if s.account:
@@ -198,6 +207,10 @@ class SlurmExecutor(BaseExecutor):
                 f"slurm: the profile's container prefix {self.settings.container!r} needs the job's image: "
                 "set image in the spec or pass --set image=IMAGE"
             )
+        if self.settings.container and request.image:
+            problem = image_problem(request.image)
+            if problem:
+                raise ExecutorUnavailableError(f"slurm: {problem}")
         result = self._run(["sbatch", "--test-only", *self.sbatch_options(request), "--wrap", "true"])
         if result.returncode != 0:
             raise ExecutorUnavailableError(f"slurm: sbatch --test-only: {self._error_line(result)}")
@@ -234,6 +247,28 @@ class SlurmExecutor(BaseExecutor):
             "output": str(output).replace("%j", job_id),
             "log": str(output).replace("%j", job_id),  # the runner's own log, named in reasons
         }
+
+    def verify_handle(self, handle: Handle, job_id: str) -> None:
+        """Refuse a Slurm job id that is not a plain number; remember which jobsub job it must be, so that
+        every squeue answer (poll, cancel) is checked against Slurm's name and comment for it."""
+        slurm_id = str(handle.get("job_id", ""))
+        if not slurm_id:
+            return
+        if not _SLURM_ID.fullmatch(slurm_id):
+            raise JobError(f"job {job_id}: its executor record names Slurm job {slurm_id[:40]!r}: not a job id")
+        self._expected[slurm_id] = job_id
+
+    def _foreign(self, slurm_id: str, row: dict[str, str] | None) -> str | None:
+        """Why the Slurm job `row` is not the jobsub job its handle was read for (None: it is, or unknown)."""
+        expected = self._expected.get(slurm_id)
+        if expected is None or row is None:
+            return None
+        if expected in (row.get("name", ""), row.get("comment", "").removeprefix("jobsub:")):
+            return None
+        return (
+            f"job {expected}: its executor record names Slurm job {slurm_id}, which is not this job "
+            f"(Slurm calls it {row.get('name', '')[:60]!r}): not acting on it (the record was rewritten?)"
+        )
 
     def poll(self, handle: Handle) -> Observation:
         """One job; a follower asks every 0.3 s, so answers are reused for POLL_SECONDS (squeue is an RPC to
@@ -272,8 +307,8 @@ class SlurmExecutor(BaseExecutor):
         rows: dict[str, dict[str, str]] = {}
         for line in result.stdout.splitlines():
             parts = line.strip().split("|")
-            if len(parts) >= 7:
-                job_id, state, reason, nodes, partition, memory, limit = parts[:7]
+            if len(parts) >= 9:
+                job_id, state, reason, nodes, partition, memory, limit, name = parts[:8]
                 rows[job_id] = {
                     "state": state.split()[0],
                     "reason": reason,
@@ -281,10 +316,15 @@ class SlurmExecutor(BaseExecutor):
                     "partition": partition,
                     "memory": memory,
                     "time_limit": limit,
+                    "name": name.strip(),
+                    "comment": "|".join(parts[8:]).strip(),
                 }
         return rows
 
     def _observe(self, handle: Handle, row: dict[str, str] | None) -> Observation:
+        foreign = self._foreign(str(handle.get("job_id", "")), row)
+        if foreign:
+            return Observation("unknown", foreign)  # another job's state says nothing about this one
         if row is None:
             return Observation("dead")  # Slurm has forgotten the job and the runner left no final state
         state, reason = row["state"], row["reason"]
@@ -327,8 +367,13 @@ class SlurmExecutor(BaseExecutor):
         job_id = str(handle.get("job_id", ""))
         if not job_id:
             return
+        if not _SLURM_ID.fullmatch(job_id):
+            raise JobError(f"Slurm job id {job_id[:40]!r} is not a job id: not cancelling it")
         self._cache.pop(job_id, None)
         row = self._squeue([job_id]).get(job_id)
+        foreign = self._foreign(job_id, row)
+        if foreign:
+            raise JobError(foreign)
         if row is None or row["state"] not in _RUNNING:
             self._run(["scancel", job_id])
             return
@@ -358,10 +403,36 @@ class SlurmExecutor(BaseExecutor):
         return ", ".join(parts)
 
 
+#: a Slurm job id (an array task is 123_4)
+_SLURM_ID = re.compile(r"[0-9]{1,12}(_[0-9]{1,9})?")
+#: image references as container tools take them (docker://org/img:tag@sha256:..., /shared/img.sif): only
+#: characters the shell never interprets, in any quoting, and no leading '-' (it would be an option)
+_IMAGE = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_.@%+=:,/-]{0,511}", re.ASCII)
+
+
+def image_problem(image: str) -> str | None:
+    """Why `image` cannot be put into the container prefix (None: fine)."""
+    if _IMAGE.fullmatch(image):
+        return None
+    shown = image if len(image) <= 80 and image.isprintable() else repr(image[:80])
+    return (
+        f"image {shown!r} is not an image name: use letters, digits and . _ / : @ % + = , - "
+        "(e.g. docker://org/train:1 or /shared/train.sif)"
+    )
+
+
 def container_prefix(template: str, image: str | None) -> str:
-    """The profile's container prefix with the job's image in place of {image} (shell-quoted), e.g.
-    'apptainer exec --nv {image}' + image 'docker://org/train:1' -> apptainer exec --nv docker://org/train:1."""
-    return template.replace("{image}", shlex.quote(image)) if image and "{image}" in template else template
+    """The profile's container prefix with the job's image in place of {image}, e.g.
+    'apptainer exec --nv {image}' + image 'docker://org/train:1' -> apptainer exec --nv docker://org/train:1.
+
+    The image is validated (shell-safe characters only), so it stays one inert word whatever quotes the
+    template puts around it ('{image}', "{image}"); it is also shlex-quoted, which leaves such a name as is."""
+    if not image or "{image}" not in template:
+        return template
+    problem = image_problem(image)
+    if problem:
+        raise ExecutorUnavailableError(f"slurm: {problem}")
+    return template.replace("{image}", shlex.quote(image))
 
 
 def _seconds(elapsed: str) -> float:

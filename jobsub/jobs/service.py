@@ -367,7 +367,10 @@ class JobService:
             handle = dict(record.get_json("executor.json"))
         except JobNotFoundError:
             return {}
-        # whoever can write the bucket can rewrite the handle: an executor checks it names this job's runner
+        verify = getattr(self.executor_for(handle), "verify_handle", None) if handle else None
+        if verify is not None:  # a record in the bucket is data: the executor checks what it names first
+            verify(handle, record.job_id)
+        # whoever can write the bucket can rewrite the handle: executors also check it names this job's runner
         return {**handle, "record_job_id": record.job_id} if handle else {}
 
     def status(self, job_id: str) -> JobStatus:
@@ -537,7 +540,11 @@ class JobService:
         live: dict[str, list[tuple[int, JobRecord, Handle]]] = {}
         for index, (_, record, status) in enumerate(found):
             if not status.state.final:
-                handle = self.executor_handle(record)
+                try:
+                    handle = self.executor_handle(record)
+                except JobsubError as exc:
+                    log.warning("%s", exc)
+                    handle = {}
                 live.setdefault(str(handle.get("kind", "")), []).append((index, record, handle))
         result = [(job_id, status) for job_id, _, status in found]
         for kind, entries in live.items():
@@ -562,15 +569,15 @@ class JobService:
         handle = self.executor_handle(record)
         if handle:
             self.executor_for(handle).cancel(handle)  # a container or scheduler job left behind
-        host, pgid = status.executor.get("host"), status.executor.get("pgid")
-        if not pgid:
-            return "its command had not started; nothing was left running"
+        host, pgid, runner = status.executor.get("host"), status.executor.get("pgid"), status.executor.get("runner")
+        if not host:
+            return "its runner never said where it ran: nothing was checked"
         if host != os.uname().nodename:
             return f"its processes ran on {host}: run `jobsub cancel {job_id}` there to kill what is left"
-        killed = kill_leftovers(int(pgid), job_id)
+        killed = kill_leftovers(int(pgid) if pgid else None, job_id, str(runner) if runner else None)
         if killed:
-            return f"killed {len(killed)} leftover processes of the job (group {pgid}: {', '.join(map(str, killed))})"
-        return f"nothing of it is left running on {host}"
+            return f"killed {len(killed)} leftover processes of the job ({', '.join(map(str, killed))})"
+        return f"checked {host}: nothing of it is left running"
 
     def cancel(self, job_id: str) -> JobStatus:
         record = self.record(job_id)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from jobsub.config import Profile, resolve_profile
 from jobsub.errors import JobsubError
+from jobsub.executors import secret_fetch
 from jobsub.executors.secret_handoff import receive_secrets
 from jobsub.jobs.records import JobRecord
 from jobsub.redact import RedactingFilter, redact
@@ -41,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     job = ObjectURI.parse(args.job_uri).as_prefix()
     parts = job.key.rstrip("/").rsplit("/", 1)
     jobs_uri = ObjectURI(job.bucket, parts[0] + "/" if len(parts) == 2 else "")
-    record = JobRecord(open_store(profile, concurrency=8), jobs_uri, parts[-1])
     try:
+        secret = secret_fetch.fetch(profile)  # a one-time secret (Ray): before the store needs the credentials
+        record = JobRecord(open_store(profile, concurrency=8), jobs_uri, parts[-1])
+        secret_fetch.discard(record.store, secret)
         return Runner(record.store, record, args.work_dir).run()
     except JobsubError as exc:  # a second runner, an unreadable record: one line, the job is left alone
         print(f"error: {redact(str(exc))}", file=sys.stderr)

@@ -1,17 +1,22 @@
 """Keeping the job's processes tied to its runner: nothing the job started may outlive the runner.
 
-Three layers, because each alone has a gap:
+Layers, because each alone has a gap:
 
-- the command runs in its own process group, and the runner kills the whole group (not only the leader)
-  when the command ends, fails, is cancelled or times out;
+- the runner is a child subreaper (PR_SET_CHILD_SUBREAPER): a process of the job that leaves its group
+  (``setsid``) and is orphaned (a double fork) is re-parented to the runner, not to init, so the runner's
+  process tree always holds the whole job; when the command ends, fails, is cancelled, times out or hits
+  its cost limit, the runner kills its group *and* every descendant (``kill_descendants``);
 - the group leader gets PR_SET_PDEATHSIG(SIGKILL) (Linux prctl through ctypes), so kill -9 of the runner
   kills it at once;
-- a watchdog process (in the runner's own group, not the job's) holds a pipe from the runner; when the
-  runner dies in any way the pipe closes and the watchdog SIGKILLs the job's group, which catches the
-  children the leader started (PDEATHSIG is not inherited across fork).
+- a watchdog process holds a pipe from the runner and keeps a snapshot of the runner's descendants (pid and
+  start time, every 0.5 s). When the runner dies in any way the pipe closes and the watchdog SIGKILLs the
+  job's group, every snapshotted process that is still the same process, every process whose environment
+  carries this runner's JOBSUB_RUNNER_ID, and their descendants. PDEATHSIG is not inherited across fork and a
+  setsid'd child is not in the group: the snapshot and the marker catch those.
 
 When even that was defeated (runner and watchdog killed together), `cancel` of the LOST job finds the
-processes left over: those in the recorded group whose environment carries JOBSUB_JOB_ID=<job id>.
+processes left over: those whose environment carries JOBSUB_JOB_ID=<job id> and that are in the recorded
+group or carry the runner's id.
 """
 
 from __future__ import annotations
@@ -21,19 +26,92 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+from jobsub.executors.leftovers import RUNNER_ID_ENV
+
+__all__ = ["RUNNER_ID_ENV"]
 
 PR_SET_PDEATHSIG = 1
 
-_WATCHDOG = """
-import os, signal, sys
+PR_SET_CHILD_SUBREAPER = 36
+
+_WATCHDOG = r"""
+import os, select, signal, sys, time
 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
     signal.signal(sig, signal.SIG_IGN)
-said = sys.stdin.buffer.read()
-if said != b"done":
-    try:
-        os.killpg(int(sys.argv[1]), signal.SIGKILL)
-    except OSError:
-        pass
+pgid = int(sys.argv[1])
+marker = ("JOBSUB_RUNNER_ID=" + sys.argv[2]).encode()
+runner, me = os.getppid(), os.getpid()
+
+def table():
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/" + name + "/stat") as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+                found[int(name)] = (int(rest[1]), rest[19], rest[0])
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+def tree(t, roots):
+    children = {}
+    for pid, (ppid, _, _) in t.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found and child != me:
+                found.add(child)
+                todo.append(child)
+    return found
+
+def marked(t):
+    found = set()
+    for pid in t:
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    found.add(pid)
+        except OSError:
+            pass
+    return found
+
+known, said = {}, b""
+while True:
+    ready = select.select([0], [], [], 0.5)[0]
+    if ready:
+        chunk = os.read(0, 64)
+        if not chunk:
+            break
+        said += chunk
+        continue
+    t = table()
+    known = {p: s for p, s in known.items() if p in t and t[p][1] == s}
+    for pid in tree(t, [runner]):
+        known[pid] = t[pid][1]
+if said == b"done":
+    sys.exit(0)
+try:
+    os.killpg(pgid, signal.SIGKILL)
+except OSError:
+    pass
+for _ in range(50):
+    t = table()
+    targets = {p for p, s in known.items() if p in t and t[p][1] == s} | marked(t)
+    targets |= tree(t, targets)
+    alive = [p for p in targets if p != me and p in t and t[p][2] not in ("Z", "X")]
+    if not alive:
+        break
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.05)
 """
 
 
@@ -58,12 +136,20 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(137)
 
 
-class Watchdog:
-    """Kills the job's process group if the runner goes away without saying it is done."""
+def become_subreaper() -> bool:
+    """Make this process (the runner) the reaper of its orphaned descendants; False where Linux prctl is absent."""
+    libc = _LIBC
+    if libc is None:
+        return False
+    return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
-    def __init__(self, pgid: int) -> None:
+
+class Watchdog:
+    """Kills the job's processes if the runner goes away without saying it is done (see the module doc)."""
+
+    def __init__(self, pgid: int, runner_id: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid)],
+            [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid), runner_id],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -106,3 +192,68 @@ def wait_leader_exit(pid: int) -> None:
             continue
         except ChildProcessError:
             return
+
+
+def _proc_table() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, start time in ticks, state letter) of every process (Linux /proc)."""
+    table: dict[int, tuple[int, str, str]] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return table
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            rest = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            table[int(entry.name)] = (int(rest[1]), rest[19], rest[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return table
+
+
+def descendants(root: int, table: dict[int, tuple[int, str, str]] | None = None) -> set[int]:
+    """Every process below `root` in the parent tree (with the runner a subreaper: all the job left behind)."""
+    table = _proc_table() if table is None else table
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def kill_descendants(sig: int = signal.SIGKILL, exclude: frozenset[int] = frozenset(), keep_zombie: int = 0) -> int:
+    """Signal every descendant of this process except `exclude` (the watchdog) and reap the orphans the
+    subreaper inherited (never `keep_zombie`, the leader whose zombie keeps the group id taken, nor anything
+    in `exclude`: subprocess reaps those). With SIGKILL, repeats until none is left (at most ~5 s: a
+    process forking in a loop is caught within a few rounds). How many processes were signalled."""
+    me = os.getpid()
+    signalled: set[int] = set()
+    deadline = time.monotonic() + 5.0
+    while True:
+        table = _proc_table()
+        below = descendants(me, table)
+        shielded = set(exclude)
+        for pid in exclude:
+            shielded |= descendants(pid, table)
+        alive = [p for p in below - shielded if table[p][2] not in ("Z", "X")]
+        for pid in alive:
+            try:
+                os.kill(pid, sig)
+                signalled.add(pid)
+            except OSError:
+                pass
+        for pid in below - shielded - {keep_zombie}:
+            if table[pid][0] == me:  # an orphan re-parented to us (a child of ours Popen does not know)
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        if sig != signal.SIGKILL or not alive or time.monotonic() > deadline:
+            return len(signalled)
+        time.sleep(0.02)

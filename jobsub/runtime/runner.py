@@ -40,7 +40,15 @@ from jobsub.runtime.launch_env import launcher_env
 from jobsub.runtime.logship import LogShipper
 from jobsub.runtime.oom import OomWatch
 from jobsub.runtime.outputs import OutputUploader, OutputUploadError
-from jobsub.runtime.procs import Watchdog, die_with_parent, signal_group, wait_leader_exit
+from jobsub.runtime.procs import (
+    RUNNER_ID_ENV,
+    Watchdog,
+    become_subreaper,
+    die_with_parent,
+    kill_descendants,
+    signal_group,
+    wait_leader_exit,
+)
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
 from jobsub.units import human_duration, parse_duration, parse_size
@@ -141,6 +149,7 @@ class Runner:
         self.stop_reason: str | None = None  # "cancel" | "timeout" once the job must stop
         self._signal: int | None = None  # set by the signal handler, acted on by the watcher
         self._proc: subprocess.Popen | None = None
+        self._watchdog_pid = 0  # never signalled by kill_descendants
         self._leader_exited = threading.Event()
         self._deadline: float | None = None
         self._done = threading.Event()
@@ -193,6 +202,7 @@ class Runner:
     # -- main flow -----------------------------------------------------------------------------------------
     def run(self) -> int:
         self.claim()
+        become_subreaper()  # orphans of the job (setsid + double fork) come back to us, never to init
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         handle = {"kind": "runtime", "host": os.uname().nodename, "pid": os.getpid(), "runner": self.token}
@@ -255,9 +265,18 @@ class Runner:
         proc = self._proc
         if proc is not None:
             signal_group(proc.pid, signal.SIGTERM)
+            self._signal_escaped(signal.SIGTERM)  # children that left the group get the same grace
             if not self._leader_exited.wait(CANCEL_GRACE_SECONDS):
                 self.logs.say(f"still running after {CANCEL_GRACE_SECONDS:g}s; sending SIGKILL")
                 signal_group(proc.pid, signal.SIGKILL)
+                self._signal_escaped(signal.SIGKILL)
+
+    def _signal_escaped(self, sig: int) -> None:
+        """Signal every process below the runner but the watchdog: with the runner a subreaper, that is all the
+        job started, in its group or not. The leader's zombie is never reaped here (proc.wait does that)."""
+        proc = self._proc
+        keep = proc.pid if proc is not None else 0
+        kill_descendants(sig, exclude=frozenset({self._watchdog_pid} - {0}), keep_zombie=keep)
 
     def _run_attempts(self) -> dict[str, Any]:
         try:
@@ -431,6 +450,7 @@ class Runner:
                 "JOBSUB_OUTPUT_DIR": str(self.outputs_dir),
                 "JOBSUB_METRICS_FILE": str(self.metrics_file),
                 "JOBSUB_ATTEMPT": str(self.status.status.attempt),
+                RUNNER_ID_ENV: self.token,  # how the watchdog and `cancel` recognise what this runner started
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -452,7 +472,8 @@ class Runner:
             start_new_session=True,
             preexec_fn=lambda: die_with_parent(runner_pid),
         )
-        watchdog = Watchdog(proc.pid)
+        watchdog = Watchdog(proc.pid, self.token)
+        self._watchdog_pid = watchdog.proc.pid
         self._proc = proc
         self.status.update(executor={**self.status.status.executor, "pgid": proc.pid})
         pumps = [self.logs.pump(proc.stdout, "out"), self.logs.pump(proc.stderr, "err")]  # type: ignore[arg-type]
@@ -460,6 +481,7 @@ class Runner:
             wait_leader_exit(proc.pid)
             self._leader_exited.set()
             signal_group(proc.pid, signal.SIGKILL)  # whatever the command left behind in its group
+            self._signal_escaped(signal.SIGKILL)  # and outside it (setsid, double fork): nothing outlives the job
             code = proc.wait()
         finally:
             self._kill_command()
@@ -473,6 +495,7 @@ class Runner:
         proc = self._proc
         if proc is not None and proc.returncode is None:
             signal_group(proc.pid, signal.SIGKILL)
+            self._signal_escaped(signal.SIGKILL)
             proc.wait()
 
     def _cost_reason(self) -> str:

@@ -1,0 +1,186 @@
+"""Nothing escapes its job (issue 17): a child that leaves the job's process group still dies.
+
+The job starts two hostile children before it says "ready": one in a new session (``setsid``: not in the
+job's process group, so a group kill misses it) and one double-forked into a new session with an *empty*
+environment (orphaned, no JOBSUB_* variable to recognise it by). Each case then ends the job one way —
+cancel, timeout, runner kill -9, or the command simply exiting — and checks that both children are gone,
+on the local executor (no daemon), and on the real Ray and Slurm harnesses (run those under the heavy
+lock: ``flock /tmp/jobsub-heavy.lock pytest tests/executors/test_escape.py -k 'ray or slurm'``). The
+Slurm node runs without cgroup process tracking (proctrack/linuxproc) when the machine has no writable
+cgroup v1, or with ``TEST_SLURM_NO_CGROUP=1``: there the runner's own subreaper and watchdog are what
+holds the job together.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Env, code_folder, make_env, poll
+from tests.executors.harness import ExecutorHarness, configure
+
+#: prints the pids of its two escaped children, then waits (or exits at once when given the argument quick)
+_HOSTILE = """
+import os, subprocess, sys, time
+setsid_child = subprocess.Popen(['sleep', '600'], start_new_session=True)
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        os.close(w)
+        os.execve('/bin/sleep', ['sleep', '601'], {})
+    os._exit(0)
+os.wait()
+os.close(w)
+double = int(os.read(r, 32))
+print(f'escaped {setsid_child.pid} {double}', flush=True)
+print('ready', flush=True)
+if 'quick' in sys.argv[1:]:
+    time.sleep(8)  # long enough for the test to see the children alive, then exit 0 leaving them behind
+    sys.exit(0)
+time.sleep(600)
+"""
+
+KINDS = ["local", "ray", "slurm"]
+
+
+def _alive(pid: int) -> bool:
+    """The pid is a live `sleep` (not a zombie, not a recycled pid running something else)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return state not in ("Z", "X") and cmdline.startswith(b"sleep\0")
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, 9)
+
+
+@pytest.fixture(params=KINDS)
+def kenv(request, tmp_path: Path, monkeypatch) -> tuple[Env, ExecutorHarness]:
+    """A jobsub user on the local store whose profile runs jobs on one executor kind."""
+    harness: ExecutorHarness = request.getfixturevalue(f"{request.param}_harness")
+    for key in list(os.environ):
+        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
+            monkeypatch.delenv(key)
+    env = make_env(tmp_path, "local")
+    configure(env, harness)
+    for key, value in env.vars.items():
+        monkeypatch.setenv(key, value)
+    return env, harness
+
+
+def _start(env: Env, tmp_path: Path, *extra: str) -> tuple[str, list[int]]:
+    code = code_folder(tmp_path, _HOSTILE)
+    job_id = env.run_json("submit", "python-script", "--code", str(code), *extra)["job_id"]
+    match = poll(
+        lambda: re.search(r"(?m)^escaped (\d+) (\d+)$", env.run("logs", job_id).stdout), 180, 0.3, "the escaped pids"
+    )
+    pids = [int(match.group(1)), int(match.group(2))]
+    assert all(_alive(p) for p in pids), "the hostile children should be running before the job ends"
+    return job_id, pids
+
+
+def _handle(env: Env, job_id: str) -> dict:
+    from jobsub.config import resolve_profile
+    from jobsub.jobs.records import JobRecord
+    from jobsub.uri import ObjectURI
+
+    profile = resolve_profile()[1]
+    record = JobRecord(env.store(), ObjectURI.parse(profile.jobs_uri).as_prefix(), job_id)
+    return dict(record.get_json("executor.json"))
+
+
+def _gone(pids: list[int], what: str) -> None:
+    poll(lambda: not any(_alive(p) for p in pids), 30, 0.2, f"the setsid'd and double-forked children gone {what}")
+
+
+def test_escaped_children_die_on_cancel(kenv: tuple[Env, ExecutorHarness], tmp_path: Path) -> None:
+    env, _ = kenv
+    job_id, pids = _start(env, tmp_path)
+    try:
+        result = env.run("cancel", job_id, timeout=120, extra_env={"JOBSUB_CANCEL_GRACE_SECONDS": "2"})
+        assert result.returncode == 0, result.stderr
+        poll(lambda: env.run_json("status", job_id)["status"]["state"] == "CANCELLED", 60, 0.3, "CANCELLED")
+        _gone(pids, "after cancel")
+    finally:
+        _kill(pids)
+
+
+def test_escaped_children_die_when_the_command_ends(kenv: tuple[Env, ExecutorHarness], tmp_path: Path) -> None:
+    """A job that exits 0 leaving daemons behind: SUCCEEDED, and the daemons do not outlive it."""
+    env, _ = kenv
+    job_id, pids = _start(env, tmp_path, "--set", "params.args=quick")
+    try:
+        done = env.run("logs", "-f", job_id, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        _gone(pids, "after the command ended")
+    finally:
+        _kill(pids)
+
+
+def test_escaped_children_die_on_timeout(kenv: tuple[Env, ExecutorHarness], tmp_path: Path) -> None:
+    env, _ = kenv
+    job_id, pids = _start(env, tmp_path, "--set", "timeout=12s")
+    try:
+        done = env.run("logs", "-f", job_id, timeout=180, extra_env={"JOBSUB_CANCEL_GRACE_SECONDS": "2"})
+        assert done.returncode != 0
+        status = env.run_json("status", job_id)["status"]
+        assert status["state"] == "FAILED" and "timed out" in status["reason"], status
+        _gone(pids, "after the timeout")
+    finally:
+        _kill(pids)
+
+
+def test_escaped_children_die_when_the_runner_is_killed(kenv: tuple[Env, ExecutorHarness], tmp_path: Path) -> None:
+    """kill -9 of the runner: the watchdog finds the children that left the group (one of them with an
+    empty environment) and kills them; the job becomes LOST."""
+    env, harness = kenv
+    job_id, pids = _start(env, tmp_path)
+    handle = _handle(env, job_id)
+    try:
+        assert harness.kill_runner is not None
+        harness.kill_runner(handle)
+        _gone(pids, "after kill -9 of the runner")
+        status = poll(lambda: (s := env.run_json("status", job_id)["status"])["state"] == "LOST" and s, 90, 0.5, "LOST")
+        assert "gone" in (status["reason"] or "")
+        again = env.run("cancel", job_id)
+        assert again.returncode == 0, again.stderr
+        assert "already final" in again.stdout or "nothing of it is left" in again.stdout, again.stdout
+    finally:
+        _kill(pids)
+        harness.reap(handle)
+
+
+def test_cancel_of_a_lost_job_says_what_it_checked(tmp_path: Path, monkeypatch) -> None:
+    """`cancel` of a LOST job whose runner never named its host does not claim that nothing is running."""
+    from jobsub.config import resolve_profile
+    from jobsub.jobs.records import JobRecord, JobStatus, State
+    from jobsub.jobs.service import JobService
+    from jobsub.storage import open_store
+    from jobsub.uri import ObjectURI
+
+    for key in list(os.environ):
+        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
+            monkeypatch.delenv(key)
+    env = make_env(tmp_path, "local")
+    env.apply()
+    profile = resolve_profile()[1]
+    store = open_store(profile)
+    service = JobService(profile, store)
+    record = JobRecord(store, ObjectURI.parse(profile.jobs_uri).as_prefix(), "j-lost-1")
+    lost = JobStatus(state=State.LOST, created="2026-11-29T00:00:00+00:00", executor={})
+    record.write_status(lost)
+    said = service.cancel_leftovers("j-lost-1", lost)
+    assert "nothing" not in said.replace("nothing was checked", ""), said
+    lost.executor = {"host": os.uname().nodename, "pgid": 999999, "runner": "abcd1234"}
+    said = service.cancel_leftovers("j-lost-1", lost)
+    assert said.startswith("checked ") and "nothing of it is left running" in said, said
