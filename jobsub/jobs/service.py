@@ -315,6 +315,11 @@ class JobService:
             summary = TransferManager(self.store, subscribers=subscribers).upload([path], target)
             for note in summary.skipped:
                 on_message(f"warning: input {name}: not uploaded: {note}")
+            if summary.failures:  # never start a job on an input that is only partly there
+                raise JobError(
+                    f"input {name}: {len(summary.failures)} file(s) failed to upload ({summary.failures[0]}); "
+                    "nothing was submitted: run the same command again (the upload resumes)"
+                )
         if plan.code and plan.code_archive is not None:
             self._ensure_code(plan, on_message)
         record = self.record(plan.job_id)
