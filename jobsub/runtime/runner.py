@@ -271,6 +271,16 @@ class Runner:
                 signal_group(proc.pid, signal.SIGKILL)
                 self._signal_escaped(signal.SIGKILL)
 
+    def _stopped_from_outside(self) -> bool:
+        """The runner itself got SIGTERM/SIGINT, or the record asks for a cancel: a command that just died
+        was stopped, it did not fail on its own."""
+        if self._signal is not None:
+            return True
+        try:
+            return self.record.cancel_requested()
+        except JobsubError:
+            return False
+
     def _signal_escaped(self, sig: int) -> None:
         """Signal every process below the runner but the watchdog: with the runner a subreaper, that is all the
         job started, in its group or not. The leader's zombie is never reaped here (proc.wait does that)."""
@@ -303,6 +313,10 @@ class Runner:
             self.status.update(state=State.RUNNING, attempt=attempt)
             oom = OomWatch()
             code = self._run_command(paths)
+            if not self.stop_reason and code != 0 and self._stopped_from_outside():
+                # a scheduler's stop (Ray, Slurm) signals the whole tree at once: the command can die of it
+                # before the watcher has turned the runner's own SIGTERM or the cancel marker into a stop
+                self._request_stop("cancel", "the job was stopped from outside (cancel)")
             if self.stop_reason == "cancel":
                 return {"state": State.CANCELLED, "exit_code": code, "reason": "cancelled by request"}
             if self.stop_reason == "timeout":

@@ -333,7 +333,9 @@ class Uploader:
                 self._abort_quietly(bucket, key, plan.abort_upload_id)
                 self.summary.add(requests=1)
             else:
-                self.hub.emit("message", text=f"{label}: {plan.reason}: starting again")
+                stale = plan.stale_journal.upload_id
+                text = f"upload {stale} of {label} no longer exists on the server: starting again"
+                self.hub.emit("message", text=text)
             plan.stale_journal.delete()
         reused: dict[int, tuple[str, Checksum]] = dict(plan.reused_parts)
         journal: UploadJournal | None = plan.journal
