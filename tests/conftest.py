@@ -356,8 +356,18 @@ HEAVY_FIXTURE_GROUPS = {
 }
 
 
+#: test modules whose tests reach a daemon through a helper (`request.getfixturevalue`), which the fixture
+#: names of an item do not show: the whole module goes to that daemon's worker
+HEAVY_MODULE_PREFIXES = {"test_docker": "docker", "test_ray": "ray", "test_slurm": "slurm"}
+
+
 def heavy_group(item: pytest.Item) -> str | None:
-    """The daemon group of a test: by the fixtures it names, or by the executor kind of a conformance case."""
+    """The daemon group of a test: by its module, by the fixtures it names, or by the executor kind of a
+    parametrized case (conformance, escape)."""
+    module = getattr(item, "path", None)
+    for prefix, group in HEAVY_MODULE_PREFIXES.items():
+        if module is not None and module.name.startswith(prefix):
+            return group
     for name in getattr(item, "fixturenames", ()):
         if name in HEAVY_FIXTURE_GROUPS:
             return HEAVY_FIXTURE_GROUPS[name]
