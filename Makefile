@@ -27,9 +27,10 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-# Two pytest-xdist workers (most tests wait on servers and processes); the tests that use dockerd, Ray or Slurm
-# stay on one worker each (`--dist loadgroup`, tests/conftest.py). PYTEST_WORKERS=0 runs in one process.
-PYTEST_WORKERS ?= 2
+# PYTEST_WORKERS=2 runs two pytest-xdist workers (26 min instead of ~45 on 2 cores; tests using dockerd, Ray or Slurm
+# stay on one worker each: --dist loadgroup, tests/conftest.py). CI runs one process: under two workers on two
+# cores the Ray escape/secret tests and a log-timing test missed their deadlines (docs/architecture.md).
+PYTEST_WORKERS ?= 0
 
 test: setup lint
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup

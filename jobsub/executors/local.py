@@ -83,6 +83,9 @@ class LocalExecutor(BaseExecutor):
                 problem = "belongs to another user"
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
+            again = _proc_stat(pid)
+            if again is None or again[0] in ("Z", "X"):
+                return  # it exited while we looked (the runner finishing): gone, nothing will be signalled
             environ = []
             problem = problem or "cannot be inspected"
         if problem is None and f"JOBSUB_JOB_ID={job_id}".encode() not in environ:

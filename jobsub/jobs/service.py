@@ -395,7 +395,11 @@ class JobService:
         if record.job_id in self._cleaned:
             return
         self._cleaned.add(record.job_id)
-        handle = self.executor_handle(record)
+        try:
+            handle = self.executor_handle(record)
+        except JobError as exc:  # a handle its executor refuses: release nothing, the final state stands
+            log.warning("cleanup of %s skipped: %s", record.job_id, exc)
+            return
         if handle and handle.get("kind") and not self.executor_for(handle).capabilities.local_process:
             try:
                 self.executor_for(handle).cleanup(handle)
