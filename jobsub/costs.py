@@ -24,6 +24,13 @@ GIB = 1 << 30
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
 
+def finite_price(value: float) -> float:
+    """A price as a table may hold it: a finite number >= 0 (NaN or inf would make every estimate a lie)."""
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("a price is a finite number >= 0")
+    return value
+
+
 class Flavor(BaseModel):
     """A named instance flavor: its price per hour and what it holds, so a spec cannot ask for more than the
     flavor it is billed as (a cheap flavor cannot carry 8 GPUs)."""
@@ -38,9 +45,7 @@ class Flavor(BaseModel):
     @field_validator("price")
     @classmethod
     def _price(cls, value: float) -> float:
-        if not math.isfinite(value) or value < 0:
-            raise ValueError("a price is a finite number >= 0")
-        return value
+        return finite_price(value)
 
     @field_validator("cpus")
     @classmethod
@@ -95,9 +100,7 @@ class Prices(BaseModel):
     )
     @classmethod
     def _price(cls, value: float) -> float:
-        if not math.isfinite(value) or value < 0:
-            raise ValueError("a price is a finite number >= 0")
-        return value
+        return finite_price(value)
 
     @field_validator("flavors")
     @classmethod

@@ -62,6 +62,21 @@ class Context:
     where: str
 
 
+def _open_expansion(command: str, i: int, stack: list[tuple[str, int]]) -> int | None:
+    """Push the `$((`, `$(`, `${` or `$[` that starts at `i` (read the same inside double quotes and out) and
+    return the index of its last character (the scanner steps past it); None when none starts here."""
+    if command.startswith("$((", i):
+        stack.append(("$((", i + 3))
+        return i + 2
+    if command.startswith("$(", i):
+        stack.append(("$(", i + 2))
+        return i + 1
+    if command.startswith("${", i) or command.startswith("$[", i):
+        stack.append(("${" if command[i + 1] == "{" else "$[", i + 2))
+        return i + 1
+    return None
+
+
 def is_number(value: object) -> bool:
     """A value bash arithmetic reads as a number and nothing else (bools are words, not numbers)."""
     return not isinstance(value, bool) and bool(_NUMBER.fullmatch(str(value)))
@@ -169,15 +184,8 @@ def placeholder_contexts(command: str, spans: list[tuple[int, int]]) -> dict[int
         if top == '"':
             if char == '"':
                 stack.pop()
-            elif command.startswith("$((", i):
-                stack.append(("$((", i + 3))
-                i += 2
-            elif command.startswith("$(", i):
-                stack.append(("$(", i + 2))
-                i += 1
-            elif command.startswith("${", i) or command.startswith("$[", i):
-                stack.append(("${" if command[i + 1] == "{" else "$[", i + 2))
-                i += 1
+            elif (opened := _open_expansion(command, i, stack)) is not None:
+                i = opened
             elif char == "`":
                 stack.append(("`", i + 1))
             i += 1
@@ -189,15 +197,8 @@ def placeholder_contexts(command: str, spans: list[tuple[int, int]]) -> dict[int
             end = command.find("\n", i)
             i = n if end < 0 else end
             continue
-        elif command.startswith("$((", i):
-            stack.append(("$((", i + 3))
-            i += 2
-        elif command.startswith("$(", i):
-            stack.append(("$(", i + 2))
-            i += 1
-        elif command.startswith("${", i) or command.startswith("$[", i):
-            stack.append(("${" if command[i + 1] == "{" else "$[", i + 2))
-            i += 1
+        elif (opened := _open_expansion(command, i, stack)) is not None:
+            i = opened
         elif command.startswith("((", i) and top not in _ARITH_KINDS and _word_start(command, i):
             stack.append(("((", i + 2))
             i += 1
