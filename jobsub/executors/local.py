@@ -15,11 +15,16 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from jobsub.config import state_dir
 from jobsub.errors import JobError
 from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Liveness, Observation
+
+#: How long a runner whose environment reads empty (it is exiting) is given to be gone before its record
+#: is called suspect.
+EXITING_GRACE_SECONDS = 2.0
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
@@ -30,6 +35,18 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return fields[0], fields[19]  # fields 3 and 22 of the whole line
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    """True once `pid` is gone or a zombie, polled until `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        stat = _proc_stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -83,10 +100,13 @@ class LocalExecutor(BaseExecutor):
                 problem = "belongs to another user"
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
-            again = _proc_stat(pid)
-            if again is None or again[0] in ("Z", "X"):
-                return  # it exited while we looked (the runner finishing): gone, nothing will be signalled
             environ = []
+        if environ in ([], [b""]):
+            # Linux answers ESRCH, or no bytes, for the environment of a process that has released its memory:
+            # it is exiting (the runner finishing, its threads winding down while /proc still says R). Give it
+            # a moment to be gone before calling the record suspect; nothing is signalled either way.
+            if _exits_within(pid, EXITING_GRACE_SECONDS):
+                return
             problem = problem or "cannot be inspected"
         if problem is None and f"JOBSUB_JOB_ID={job_id}".encode() not in environ:
             problem = "is not this job's runner"

@@ -291,3 +291,34 @@ def test_ray_address_env_http_is_honoured_and_the_profile_comes_first(env: Env, 
     )
     assert result.returncode == 2 and f"http://127.0.0.1:{other}" in result.stderr, result.stderr
     assert json.loads(env.run("jobs", "--json").stdout) == []
+
+
+def test_a_runner_that_is_exiting_is_gone_not_a_rewritten_record() -> None:
+    """Check the handle of processes like the runner (threads, JOBSUB_JOB_ID) over and over while they exit:
+    Linux answers ESRCH for /proc/PID/environ once a process has released its memory, while /proc still
+    says R. Such a handle is a finishing runner; `status` said "cannot be inspected" (exit 1) on it."""
+    import socket
+    import sys
+
+    from jobsub.executors.local import LocalExecutor, _proc_start_time
+
+    executor = LocalExecutor.__new__(LocalExecutor)
+    script = (
+        "import threading, time\n"
+        "threads = [threading.Thread(target=time.sleep, args=(0.01,)) for _ in range(4)]\n"
+        "[t.start() for t in threads]\ntime.sleep(0.02)\n"
+    )
+    checks = 0
+    for _ in range(60):
+        proc = subprocess.Popen([sys.executable, "-c", script], env={"JOBSUB_JOB_ID": "job-exiting"})
+        try:
+            start = None
+            while proc.poll() is None:
+                start = start or _proc_start_time(proc.pid)
+                handle = {"kind": "local", "host": socket.gethostname(), "pid": proc.pid, "start_time": start}
+                executor.verify_handle(handle, "job-exiting")  # never raises for the job's own runner
+                checks += 1
+        finally:
+            proc.kill()
+            proc.wait()
+    assert checks > 60
