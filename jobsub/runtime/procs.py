@@ -8,11 +8,12 @@ Layers, because each alone has a gap:
   its cost limit, the runner kills its group *and* every descendant (``kill_descendants``);
 - the group leader gets PR_SET_PDEATHSIG(SIGKILL) (Linux prctl through ctypes), so kill -9 of the runner
   kills it at once;
-- a watchdog process holds a pipe from the runner and keeps a snapshot of the runner's descendants (pid and
-  start time, every 0.5 s). When the runner dies in any way the pipe closes and the watchdog SIGKILLs the
-  job's group, every snapshotted process that is still the same process, every process whose environment
-  carries this runner's JOBSUB_RUNNER_ID, and their descendants. PDEATHSIG is not inherited across fork and a
-  setsid'd child is not in the group: the snapshot and the marker catch those.
+- a watchdog process, in a session of its own, holds a pipe from the runner and keeps a snapshot of the
+  runner's descendants (pid and start time, every 0.1 s: one /proc scan costs about a millisecond). When the
+  runner dies in any way the pipe closes and the watchdog SIGKILLs the job's group, every snapshotted
+  process that is still the same process, every process whose environment carries this runner's
+  JOBSUB_RUNNER_ID, and their descendants. PDEATHSIG is not inherited across fork and a setsid'd child is not
+  in the group: the snapshot and the marker catch those.
 
 When even that was defeated (runner and watchdog killed together), `cancel` of the LOST job finds the
 processes left over: those whose environment carries JOBSUB_JOB_ID=<job id> and that are in the recorded
@@ -82,7 +83,7 @@ def marked(t):
 
 known, said = {}, b""
 while True:
-    ready = select.select([0], [], [], 0.5)[0]
+    ready = select.select([0], [], [], 0.1)[0]
     if ready:
         chunk = os.read(0, 64)
         if not chunk:
@@ -154,6 +155,9 @@ class Watchdog:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             close_fds=True,
+            # its own session: whoever kills the runner's group (Ray's supervisor does once the entrypoint
+            # is gone) must not kill the watchdog before it has killed what the runner left behind
+            start_new_session=True,
         )
 
     def done(self) -> None:
