@@ -13,8 +13,9 @@ module calls the v2 REST API, signed with the SDK's AK/SK signer:
 The job runs the jobsub runtime itself (``python -m jobsub.runtime.modelarts_boot JOB_URI`` in a custom
 image that has jobsub), so logs, metrics, outputs and the final state go to the job record like on every
 other executor, and `logs -f` needs nothing from ModelArts. Storage credentials never enter the job
-definition (the console shows it to the whole project): they travel in a one-time object, see
-modelarts_secrets.py. ModelArts credentials follow the SDK's conventions (HUAWEICLOUD_SDK_AK /
+definition (the console shows it to the whole project): they travel as a one-time secret, like on Ray
+(executors/secret_drop.py, secret_fetch.py): the definition holds only a ticket that is worthless once the job
+has read its secret. ModelArts credentials follow the SDK's conventions (HUAWEICLOUD_SDK_AK /
 HUAWEICLOUD_SDK_SK / HUAWEICLOUD_SDK_SECURITY_TOKEN, ~/.huaweicloud/credentials, OIDC) and are never stored.
 """
 
@@ -30,8 +31,9 @@ from typing import Any
 from jobsub.config import Profile
 from jobsub.errors import ExecutorUnavailableError, JobError
 from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
-from jobsub.executors.modelarts_secrets import DELETE_URL_VAR, GET_URL_VAR, discard, seal
+from jobsub.executors.secret_drop import TICKET_ENV, discard, seal
 from jobsub.redact import redact, register_credentials
+from jobsub.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -300,23 +302,26 @@ class ModelArtsExecutor(BaseExecutor):
             "spec": spec,
         }
 
+    def _store(self) -> ObjectStore:
+        from jobsub.storage import open_store  # lazily, like the SDK: `jobsub jobs` on other executors skips it
+
+        return open_store(self.profile)
+
     def submit(self, request: LaunchRequest) -> Handle:
         v1 = self._sdk()
-        sealed = seal(self.profile, request.job_id, dict(request.secret_env), self.settings.credentials_ttl_seconds)
-        environments = request.runtime_env(include_secrets=False)
-        environments.update(
-            {"JOBSUB_JOB_ID": request.job_id, GET_URL_VAR: sealed.get_url, DELETE_URL_VAR: sealed.delete_url}
+        store = self._store()
+        sealed = seal(
+            store, self.profile.jobs_uri, request.job_id, request.secret_env, self.settings.credentials_ttl_seconds
         )
+        environments = request.runtime_env(include_secrets=False)
+        environments.update({"JOBSUB_JOB_ID": request.job_id, TICKET_ENV: sealed.ticket})
         body = self.job_body(request, environments)
         try:
             response = self._call(
                 "creating the training job", "create_training_job", v1.CreateTrainingJobRequest(body=body)
             )
         except BaseException:
-            try:
-                discard(self.profile, sealed.uri)
-            except Exception as exc:  # the launch error is the one to report
-                log.warning("could not delete the unused credentials object %s: %s", sealed.uri, exc)
+            discard(store, self.profile.jobs_uri, sealed.uri)  # a warning at worst: the launch error is reported
             raise
         created = self._to_dict(response)
         training_job_id = str((created.get("metadata") or {}).get("id") or "")
@@ -332,7 +337,7 @@ class ModelArtsExecutor(BaseExecutor):
             "region": self.settings.region,
             "flavor": body["spec"]["resource"]["flavor_id"],
             "image": body["algorithm"]["engine"]["image_url"],
-            "secrets": sealed.uri,
+            "secrets": str(sealed.uri),
         }
         if self.settings.log_export_path:
             handle["log"] = self.settings.log_export_path
@@ -414,10 +419,7 @@ class ModelArtsExecutor(BaseExecutor):
     def cleanup(self, handle: Handle) -> None:
         """Delete the one-time credentials if the job never took them, and the training job if asked to."""
         if handle.get("secrets"):
-            try:
-                discard(self.profile, str(handle["secrets"]))
-            except Exception as exc:
-                log.warning("could not delete %s: %s", handle["secrets"], exc)
+            discard(self._store(), self.profile.jobs_uri, handle["secrets"])
         if not self.settings.keep_jobs and handle.get("training_job_id"):
             v1 = self._sdk()
             try:

@@ -38,7 +38,7 @@ from jobsub.config import Profile, strip_userinfo
 from jobsub.errors import ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
 from jobsub.executors.ray_package import jobsub_package
-from jobsub.executors.secret_drop import TICKET_ENV, seal
+from jobsub.executors.secret_drop import TICKET_ENV, discard, seal
 from jobsub.redact import redact
 from jobsub.uri import ObjectURI
 
@@ -380,29 +380,20 @@ class RayExecutor(BaseExecutor):
             return None, None
         from jobsub.storage import open_store
 
-        return seal(open_store(self.profile), request.job_uri, request.secret_env)
+        sealed = seal(open_store(self.profile), self.profile.jobs_uri, request.job_id, request.secret_env)
+        return sealed.ticket, sealed.uri
 
-    def _drop_secret(self, uri: ObjectURI | None) -> None:
-        if uri is None:
+    def _drop_secret(self, uri: object) -> None:
+        if not uri:
             return
         from jobsub.storage import open_store
 
-        try:
-            open_store(self.profile).delete(uri.bucket, uri.key)
-        except JobsubError as exc:
-            log.warning("the job's one-time secret %s was not deleted: %s", uri, exc)
+        discard(open_store(self.profile), self.profile.jobs_uri, uri)
 
     def cleanup(self, handle: Handle) -> None:
         """Once the record is final: delete the one-time secret if the runner never read it, and delete the
         Ray job (its info holds the entrypoint and runtime_env) once Ray has seen it end. Idempotent."""
-        secret = handle.get("secret_uri")
-        if secret:
-            try:
-                uri = ObjectURI.parse(str(secret))
-            except JobsubError:
-                uri = None
-            if uri is not None and uri.key.endswith(".bin") and "/runner-secret-" in uri.key:
-                self._drop_secret(uri)
+        self._drop_secret(handle.get("secret_uri"))  # only ever one of this profile's one-time secrets
         if not handle.get("submission_id"):
             return
         try:

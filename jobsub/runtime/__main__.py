@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = job.key.rstrip("/").rsplit("/", 1)
     jobs_uri = ObjectURI(job.bucket, parts[0] + "/" if len(parts) == 2 else "")
     try:
-        secret = secret_fetch.fetch(profile)  # a one-time secret (Ray): before the store needs the credentials
+        # a one-time secret (Ray, ModelArts): fetched before the store needs the credentials, deleted after
+        secret = secret_fetch.fetch(profile)
         record = JobRecord(open_store(profile, concurrency=8), jobs_uri, parts[-1])
         secret_fetch.discard(record.store, secret)
         return Runner(record.store, record, args.work_dir).run()

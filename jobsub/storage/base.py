@@ -118,6 +118,11 @@ class ObjectStore(Protocol):
 
     def delete(self, bucket: str, key: str) -> None: ...
 
+    def presigned_get_url(self, bucket: str, key: str, seconds: int) -> str | None:
+        """A URL that GETs this object without credentials for `seconds` (signed locally, nothing is sent);
+        None where the store has no such thing (the local store)."""
+        ...
+
     def create_multipart(
         self, bucket: str, key: str, metadata: dict[str, str] | None = None, checksum_algorithm: str | None = None
     ) -> str: ...

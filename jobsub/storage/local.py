@@ -474,6 +474,10 @@ class LocalStore:
                 objects.append(info)
         return ListResult(objects, sorted(prefixes))
 
+    def presigned_get_url(self, bucket: str, key: str, seconds: int) -> str | None:
+        """None: a folder on this machine has no URLs (whoever reads it opens the store itself)."""
+        return None
+
     def delete(self, bucket: str, key: str) -> None:
         path = self._object_path(bucket, key)
         with self._key_lock(bucket, key):

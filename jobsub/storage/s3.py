@@ -473,6 +473,13 @@ class S3Store:
     def delete(self, bucket: str, key: str) -> None:
         self._call("delete_object", _ctx=(bucket, key, ""), Bucket=bucket, Key=key)
 
+    def presigned_get_url(self, bucket: str, key: str, seconds: int) -> str | None:
+        """Signed by botocore from the key pair: the URL holds the key id and a signature, never the secret."""
+        url: str = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+        )
+        return url
+
     # -- multipart ---------------------------------------------------------------------------------------
     def create_multipart(
         self, bucket: str, key: str, metadata: dict[str, str] | None = None, checksum_algorithm: str | None = None

@@ -223,8 +223,9 @@ def test_credentials_are_read_once_and_the_log_is_exported_to_obs(
     job_id = result.stdout.splitlines()[0]
     assert not [k for k in _bucket_keys(env) if "/_secrets/" in k]  # read and deleted by the job itself
     job = next(j for j in modelarts_standin.jobs.values() if j.body["metadata"]["name"] == f"jobsub-{job_id}")
-    urls = job.body["algorithm"]["environments"]
-    again = requests.get(urls["JOBSUB_SECRETS_GET_URL"], timeout=10)  # copied off the console: worthless now
+    ticket = json.loads(job.body["algorithm"]["environments"]["JOBSUB_SECRET_FETCH"])
+    assert SECRET not in json.dumps(job.body) and ticket["url"].startswith("http")
+    again = requests.get(ticket["url"], timeout=10)  # copied off the console: worthless now
     assert again.status_code == 404
     exported = f"ma-logs/modelarts-job-{job.id}-worker-0.log"
     log = (
@@ -290,4 +291,4 @@ def test_a_job_that_cannot_read_its_credentials_fails_with_the_reason_in_the_exp
     exported = f"ma-logs/modelarts-job-{job.id}-worker-0.log"
     poll(lambda: exported in _bucket_keys(env), 30, 0.3, "the exported log")
     log = env.boto().get_object(Bucket=env.bucket, Key=exported)["Body"].read().decode()
-    assert "the job's one-time storage credentials are gone (HTTP 404)" in log
+    assert "the job's one-time secret could not be fetched (HTTP 404)" in log

@@ -34,8 +34,9 @@ def _sealed(env: Env, values: dict[str, str]):
 
     profile = resolve_profile()[1]
     store = open_store(profile)
-    ticket, uri = seal(store, f"s3://{env.bucket}/jobs/j-secret/", values)
-    return profile, store, ticket, uri
+    sealed = seal(store, f"s3://{env.bucket}/jobs/", "j-secret", values)
+    assert sealed.uri.key.startswith("jobs/_secrets/j-secret-")  # never listed as a job
+    return profile, store, sealed.ticket, sealed.uri
 
 
 def test_the_bucket_holds_no_plaintext_and_the_runner_reads_it_once(motoenv: Env, monkeypatch) -> None:
@@ -59,6 +60,24 @@ def test_the_bucket_holds_no_plaintext_and_the_runner_reads_it_once(motoenv: Env
     with pytest.raises(SecretFetchError, match=r"could not be fetched \(HTTP 404\)") as caught:
         secret_fetch.fetch(profile)
     assert "X-Amz" not in str(caught.value) and "http" not in str(caught.value)
+
+
+def test_cleanup_deletes_only_one_time_secrets_of_this_jobs_prefix(motoenv: Env) -> None:
+    """A handle is data from a shared bucket: a `secret_uri` rewritten to name the user's own object, or a
+    secret of another jobs prefix, is never deleted by cleanup; a real one-time secret is."""
+    from jobsub.executors.secret_drop import discard
+
+    _profile, store, _ticket, uri = _sealed(motoenv, {"HF_TOKEN": "hf_abcdef123456"})
+    jobs = f"s3://{motoenv.bucket}/jobs/"
+    bystanders = ["data/model.bin", "jobs/j-secret/job.json", "jobs/_secrets/nested/x.bin", "other/_secrets/a.bin"]
+    for key in bystanders:
+        store.put(motoenv.bucket, key, b"keep me")
+    for key in bystanders:
+        discard(store, jobs, f"s3://{motoenv.bucket}/{key}")
+    discard(store, jobs, f"s3://{motoenv.bucket}/jobs/_secrets/../../data/model.bin")
+    assert all(store.head(motoenv.bucket, key) is not None for key in bystanders)
+    discard(store, jobs, str(uri))
+    assert store.head(uri.bucket, uri.key) is None
 
 
 def test_a_replaced_secret_object_is_refused(motoenv: Env, monkeypatch) -> None:
@@ -108,12 +127,21 @@ def test_no_secret_in_rays_session_folder_or_job_info(
     assert handle["kind"] == "ray" and handle.get("secret_uri")
     # the Ray job is deleted once jobsub saw its final state
     url = f"{ray_cluster.url}/api/jobs/{handle['submission_id']}"
-    poll(lambda: requests.get(url, headers=ray_cluster.headers, timeout=10).status_code == 404, 30, 0.5, "job deleted")
+
+    def deleted() -> bool:
+        if requests.get(url, headers=ray_cluster.headers, timeout=10).status_code == 404:
+            return True
+        # Ray marks the job final a moment after the runner exits; `submit --follow` waits 15 s for that and
+        # then leaves the deletion to the next reader that sees the final state (as a user's `status` is)
+        env.run("status", job_id)
+        return False
+
+    poll(deleted, 90, 0.5, f"the Ray job deleted (submit said: {result.stderr[-400:]!r})")
     listing = requests.get(f"{ray_cluster.url}/api/jobs/", headers=ray_cluster.headers, timeout=10).text
     assert SECRET not in listing and token not in listing
-    # nothing in the bucket under the job holds the one-time object any more
-    keys = [o["Key"] for o in env.boto().list_objects_v2(Bucket=env.bucket, Prefix=f"jobs/{job_id}/")["Contents"]]
-    assert not [k for k in keys if "runner-secret-" in k], keys
+    # the one-time object is gone from the bucket
+    listed = env.boto().list_objects_v2(Bucket=env.bucket, Prefix=f"jobs/_secrets/{job_id}-")
+    assert not listed.get("Contents"), listed.get("Contents")
     # Ray's whole temp folder: session logs (runtime_env_agent.log, job driver logs, dashboard logs), GCS files
     found = []
     for path in (ray_cluster.root / "r").rglob("*"):
