@@ -52,6 +52,7 @@ def _submit(user: Env, tmp_path: Path, script: str, *extra: str, extra_env: dict
     return str(json.loads(result.stdout)["job_id"])
 
 
+@pytest.mark.timing
 def test_slow_staging_past_max_cost_is_stopped_and_the_reason_names_the_limit(user: Env, tmp_path: Path) -> None:
     set_prices(user, **FAST_PRICES)
     for n in range(24):  # 24 files: the bandwidth cap paces whole parts, so many small ones
@@ -78,6 +79,7 @@ def test_slow_staging_past_max_cost_is_stopped_and_the_reason_names_the_limit(us
     assert "cost limit 0.04 CNY reached" in user.run("logs", job_id).stdout
 
 
+@pytest.mark.timing
 def test_a_slow_output_upload_counts_and_is_stopped(user: Env, tmp_path: Path) -> None:
     set_prices(user, **FAST_PRICES)
     started = time.monotonic()

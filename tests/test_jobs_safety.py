@@ -254,6 +254,7 @@ def test_a_job_killed_by_a_signal_exits_128_plus_n(env: Env, tmp_path: Path) -> 
     assert status["exit_code"] == 137 and status["reason"] == "killed by SIGKILL (exit code 137)"
 
 
+@pytest.mark.timing
 def test_cancel_during_staging_stops_within_the_grace_period(env: Env, tmp_path: Path) -> None:
     big = write_random(tmp_path / "big.bin", 48 * 1024 * 1024)
     env.run("upload", str(big), env.uri("inp/big.bin"), "-q", check=True)
@@ -523,6 +524,7 @@ def test_cancel_of_a_lost_job_kills_what_is_left_and_says_so(env: Env, tmp_path:
             os.killpg(pgid, signal.SIGKILL)
 
 
+@pytest.mark.timing
 def test_log_lines_keep_flowing_while_outputs_upload(env: Env, tmp_path: Path) -> None:
     code = code_folder(
         tmp_path,
