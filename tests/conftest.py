@@ -273,14 +273,19 @@ def make_env(tmp_path: Path, kind: str = "local", moto: str | None = None, serve
     return env
 
 
-def _isolated_env(tmp_path: Path, monkeypatch, kind: str, server: S3Server | None) -> Env:
+def use_env(monkeypatch: pytest.MonkeyPatch, env: Env) -> Env:
+    """Make this test process the jobsub user `env` (for in-process API calls): none of the shell's own
+    XDG_*, JOBSUB_* or AWS_* variables, the user's instead; undone when the test ends."""
     for key in list(os.environ):
         if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
             monkeypatch.delenv(key)
-    result = make_env(tmp_path, kind, server=server)
-    for key, value in result.vars.items():
+    for key, value in env.vars.items():
         monkeypatch.setenv(key, value)
-    return result
+    return env
+
+
+def _isolated_env(tmp_path: Path, monkeypatch, kind: str, server: S3Server | None) -> Env:
+    return use_env(monkeypatch, make_env(tmp_path, kind, server=server))
 
 
 @pytest.fixture(params=["local", "s3", "ceph"])

@@ -6,13 +6,12 @@ every price is zero. Local store, local executor (the runner is the same on ever
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, code_folder, make_env, poll, write_random
+from tests.conftest import Env, code_folder, make_env, poll, use_env, write_random
 from tests.test_cost import set_prices
 
 #: 36 per core-hour = 0.01 a second for the default one core: --max-cost 0.04 is reached after 4 s
@@ -21,12 +20,8 @@ FAST_PRICES = {"table": "test", "currency": "CNY", "cpu_core_hour": 36.0}
 
 @pytest.fixture
 def user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
     result = make_env(tmp_path)
-    for key, value in result.vars.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, result)
     return result
 
 

@@ -10,17 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, code_folder, make_env, poll, submit_script, write_random
+from tests.conftest import Env, code_folder, make_env, poll, submit_script, use_env, write_random
 
 
 @pytest.fixture
 def user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
     result = make_env(tmp_path)
-    for key, value in result.vars.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, result)
     return result
 
 

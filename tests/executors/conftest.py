@@ -6,12 +6,11 @@ line in each of the two places below.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, make_env
+from tests.conftest import Env, make_env, use_env
 from tests.executors.harness import ExecutorHarness, configure
 from tests.executors.harness_docker import docker_engine, docker_harness  # noqa: F401
 from tests.executors.harness_local import local_harness  # noqa: F401
@@ -32,11 +31,7 @@ def xenv(request, tmp_path: Path, monkeypatch) -> tuple[Env, ExecutorHarness]:
     if store not in harness.stores:
         pytest.skip(f"{kind} executor does not run jobs on the {store} store here")
     moto = request.getfixturevalue("moto_url") if store == "s3" else None
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
     env = make_env(tmp_path, store, moto)
     configure(env, harness)
-    for key, value in env.vars.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, env)
     return env, harness

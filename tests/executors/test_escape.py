@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, code_folder, make_env, poll
+from tests.conftest import Env, code_folder, make_env, poll, use_env
 from tests.executors.harness import ExecutorHarness, configure
 
 #: prints the pids of its two escaped children, then waits (or exits at once when given the argument quick)
@@ -68,13 +68,9 @@ def _kill(pids: list[int]) -> None:
 def kenv(request, tmp_path: Path, monkeypatch) -> tuple[Env, ExecutorHarness]:
     """A jobsub user on the local store whose profile runs jobs on one executor kind."""
     harness: ExecutorHarness = request.getfixturevalue(f"{request.param}_harness")
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
     env = make_env(tmp_path, "local")
     configure(env, harness)
-    for key, value in env.vars.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, env)
     return env, harness
 
 
@@ -168,11 +164,7 @@ def test_cancel_of_a_lost_job_says_what_it_checked(tmp_path: Path, monkeypatch) 
     from jobsub.storage import open_store
     from jobsub.uri import ObjectURI
 
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
-    env = make_env(tmp_path, "local")
-    env.apply()
+    use_env(monkeypatch, make_env(tmp_path, "local"))
     profile = resolve_profile()[1]
     store = open_store(profile)
     service = JobService(profile, store)

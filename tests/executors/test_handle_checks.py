@@ -22,18 +22,14 @@ from typing import ClassVar
 
 import pytest
 
-from tests.conftest import Env, code_folder, free_port, make_env, poll
+from tests.conftest import Env, code_folder, free_port, make_env, poll, use_env
 from tests.executors.harness import ExecutorHarness, configure
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch) -> Env:
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
     result = make_env(tmp_path, "local")
-    for key, value in result.vars.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, result)
     return result
 
 

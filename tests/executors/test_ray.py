@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import KEY_ID, SECRET, Env, code_folder, free_port, make_env, poll
+from tests.conftest import KEY_ID, SECRET, Env, code_folder, free_port, make_env, poll, use_env
 from tests.executors.harness import ExecutorHarness, configure
 from tests.executors.harness_ray import AUTH_VAR, RayCluster
 
@@ -46,12 +46,8 @@ def _one_line_exit_2(result: subprocess.CompletedProcess) -> str:
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch) -> Env:
     """A jobsub user on the local store (the Ray cluster shares this machine's filesystem)."""
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
     result = make_env(tmp_path, "local")
-    for key, value in result.vars.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, result)
     return result
 
 

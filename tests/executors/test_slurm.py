@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.backends import backend_unavailable
-from tests.conftest import KEY_ID, SECRET, Env, code_folder, make_env, poll, submit_script
+from tests.conftest import KEY_ID, SECRET, Env, code_folder, make_env, poll, submit_script, use_env
 from tests.executors.harness import ExecutorHarness, configure
 from tests.executors.slurm_cluster import ClusterError, SlurmCluster
 
@@ -25,14 +25,10 @@ def _slurm_env(
 ) -> tuple[Env, ExecutorHarness]:
     harness: ExecutorHarness = request.getfixturevalue("slurm_harness")
     moto = request.getfixturevalue("moto_url") if store == "s3" else None
-    for key in list(os.environ):
-        if key.startswith(("XDG_", "JOBSUB_", "AWS_")):
-            monkeypatch.delenv(key)
     env = make_env(tmp_path, store, moto)
     settings = {**harness.profile_settings, "slurm": {**harness.profile_settings["slurm"], **slurm}}
     configure(env, ExecutorHarness(kind="slurm", profile_settings=settings, cli_env=harness.cli_env))
-    for key, value in env.vars.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, env)
     return env, harness
 
 
