@@ -199,6 +199,17 @@ def test_keys_with_markup_and_escapes_print_as_text(local_env: Env, tmp_path: Pa
     assert ESC not in dry.stdout and "[/bold]" in dry.stdout
 
 
+def test_json_output_escapes_c1_controls_and_keeps_the_key(local_env: Env) -> None:
+    """U+009B is a one-character CSI that a terminal acts on; JSON allows it raw, `--json` escapes it."""
+    key = "t/title\u009b2J\u0085新闻.txt"
+    local_env.store().put(local_env.bucket, key, b"x")
+    listing = local_env.run("ls", "-r", local_env.uri("t/"), "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert "\u009b" not in listing.stdout and "\u0085" not in listing.stdout
+    assert "\\u009b2J\\u0085新闻" in listing.stdout  # escaped controls, readable Chinese
+    assert key in json.dumps(json.loads(listing.stdout), ensure_ascii=False)
+
+
 def test_upload_ids_and_keys_with_markup_print_as_text_in_the_uploads_table(s3env: Env) -> None:
     client = s3env.boto()
     client.create_multipart_upload(Bucket=s3env.bucket, Key="u/[/bold][red]x.bin")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -63,8 +64,15 @@ class App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
+#: DEL and the C1 controls: JSON allows them raw in strings and json.dumps leaves them so, but a terminal acts
+#: on them (U+009B is a one-character CSI); escaped, they read back the same and do nothing when printed
+_RAW_CONTROLS = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    """`data` as JSON for scripts: Unicode kept readable (TNEWS labels), every control character escaped."""
+    text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
+    click.echo(_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def setup_logging(debug: bool) -> None:
