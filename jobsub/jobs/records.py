@@ -76,14 +76,13 @@ class JobRecord:
             status.transitions.append(StatusTransition(state=status.state, at=now_iso(), reason=status.reason))
         self.put_json("status.json", status.model_dump(mode="json"))
 
-    def read_job(self) -> dict[str, Any]:
-        """job.json as raw JSON, for readers not yet on the model (the runtime); its version is checked."""
-        data = self.get_json("job.json")
-        check_format_version(data, self.uri("job.json"))
-        return dict(data)
-
-    def read_document(self) -> JobDocument:
-        """job.json parsed once into its model; a record that does not validate is one line naming it."""
+    def read_document(self, max_bytes: int | None = None) -> JobDocument:
+        """job.json parsed once into its model; a record that does not validate is one line naming it.
+        With `max_bytes`, a larger job.json is refused before it is read (one HEAD more)."""
+        if max_bytes is not None:
+            info = self.store.head(self.bucket, self.key("job.json"))
+            if info is not None and info.size > max_bytes:
+                raise RecordFormatError(f"{self.uri('job.json')} is {info.size} bytes; not read (limit {max_bytes})")
         data = self.get_json("job.json")
         check_format_version(data, self.uri("job.json"))
         try:
