@@ -78,3 +78,50 @@ def test_the_runtime_refuses_a_record_that_does_not_validate(local_env: Env, tmp
     result = _runtime(local_env, job_id, tmp_path / "work")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "job.json" in result.stderr and "inputs" in result.stderr
+
+
+def _web(env: Env):
+    from jobsub.config import resolve_profile
+    from jobsub.jobs.service import JobService
+    from jobsub.web.data import WebData
+
+    name, profile = resolve_profile()
+    return WebData(JobService(profile, env.store(), name))
+
+
+def test_the_web_view_shows_an_old_record_from_its_model(local_env: Env) -> None:
+    """The page's row and job view come from the service's models: an old record lists with its cost, and the
+    job view shows the resolved spec, params and cost (estimate kept) as before."""
+    job_id = "python-script-20261128-100000-2a2a"
+    _old_record(local_env, job_id)
+    web = _web(local_env)
+    page = web.jobs()
+    assert page["total"] == 1
+    (row,) = page["jobs"]
+    assert row["id"] == job_id and row["state"] == "SUCCEEDED" and row["template"] == "python-script"
+    assert row["executor"] == "local" and row["duration_seconds"] == 5400.0
+    assert row["cost"] == {"currency": "EUR", "table": "mine", "rate_per_hour": 2.0, "compute": 3.0, "max_cost": None}
+    assert row["headline"] is None
+    shown = web.job(job_id)
+    assert shown["spec"]["name"] == "python-script" and shown["params"] == {"script": "main.py", "args": ""}
+    assert shown["cost"]["compute"] == 3.0 and shown["cost"]["estimate"] == {}
+    assert shown["executor"] == "not started" and shown["executor_kind"] == "local"
+    assert shown["profile"] == "loc" and shown["submitted_from"] == "laptop"
+    assert web.jobs(sort="cost")["jobs"][0]["id"] == job_id  # rows sort by their model's fields
+
+
+def test_the_web_view_refuses_a_newer_or_oversized_record_but_still_lists_it(local_env: Env) -> None:
+    from jobsub.errors import JobNotFoundError
+    from jobsub.web.data import MAX_DOCUMENT_BYTES
+
+    newer, huge = "python-script-20261128-100000-2b2b", "python-script-20261128-100001-2c2c"
+    _old_record(local_env, newer, {"format_version": 7})
+    _old_record(local_env, huge, {"padding": "x" * (MAX_DOCUMENT_BYTES + 1)})
+    web = _web(local_env)
+    rows = {r["id"]: r for r in web.jobs()["jobs"]}
+    assert set(rows) == {newer, huge}  # both list from status.json, without what job.json would add
+    assert all(r["state"] == "SUCCEEDED" and r["cost"] is None and r["template"] is None for r in rows.values())
+    with pytest.raises(JobNotFoundError, match="version 7"):
+        web.job(newer)
+    with pytest.raises(JobNotFoundError, match="not read"):
+        web.results(huge)
