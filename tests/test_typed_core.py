@@ -125,3 +125,34 @@ def test_the_web_view_refuses_a_newer_or_oversized_record_but_still_lists_it(loc
         web.job(newer)
     with pytest.raises(JobNotFoundError, match="not read"):
         web.results(huge)
+
+
+def test_the_cost_bill_and_the_list_keep_their_json_shapes(local_env: Env) -> None:
+    """`cost --json`, `jobs --json` and `status --json` are a public contract: the models behind them
+    (Bill, BillJob, JobRow, JobInfo) write exactly the keys the dicts wrote."""
+    job_id = "python-script-20261128-100000-3a3a"
+    _old_record(local_env, job_id)
+    bill = local_env.run_json("cost", "--since", "0")
+    assert isinstance(bill, dict)
+    assert list(bill) == ["currency", "table", "source", "since_seconds", "jobs", "compute", "storage", "total"]
+    assert bill["since_seconds"] is None and list(bill["storage"]) == ["prefix", "objects", "bytes", "per_month"]
+    (job,) = bill["jobs"]
+    assert job == {
+        "id": job_id,
+        "state": "SUCCEEDED",
+        "duration_seconds": 5400.0,
+        "currency": "EUR",
+        "table": "mine",
+        "rate_per_hour": 2.0,
+        "compute": 3.0,
+        "max_cost": None,
+    }
+    assert bill["compute"] == 0.0  # EUR is not the profile's currency: listed, not added up
+    text = local_env.run("cost", "--since", "0", check=True).stdout
+    assert job_id in text and "3.00 EUR" in text
+    rows = local_env.run_json("jobs")
+    assert isinstance(rows, list) and set(rows[0]) == {
+        "id", "name", "state", "created", "started", "duration_seconds", "exit_code", "reason"
+    }  # fmt: skip
+    shown = local_env.run("jobs", check=True).stdout
+    assert job_id in shown and "SUCCEEDED" in shown
