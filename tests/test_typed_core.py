@@ -156,3 +156,18 @@ def test_the_cost_bill_and_the_list_keep_their_json_shapes(local_env: Env) -> No
     }  # fmt: skip
     shown = local_env.run("jobs", check=True).stdout
     assert job_id in shown and "SUCCEEDED" in shown
+
+
+@pytest.mark.parametrize("claim", [b"[1, 2]", b"{not json", b'{"host": 7, "pid": "x"}'])
+def test_a_claim_that_is_not_one_still_stops_a_second_runner(local_env: Env, tmp_path: Path, claim: bytes) -> None:
+    """claim.json is read as its model (RunnerClaim): one another tool wrote badly is somebody's claim, so the
+    runtime exits with one line and never runs the command (before: a traceback from dict(...))."""
+    job_id = "python-script-20261128-100000-4a4a"
+    _queued_old_record(local_env, job_id)
+    local_env.store().put(local_env.bucket, f"jobs/{job_id}/claim.json", claim)
+    from jobsub.errors import JobClaimedError
+
+    result = _runtime(local_env, job_id, tmp_path / "work")
+    assert result.returncode == JobClaimedError.exit_code  # the code a second runner always exits with
+    assert result.stderr.count("\n") == 1 and "already being run by ? pid ?" in result.stderr
+    assert "old record ran" not in local_env.run("logs", job_id).stdout

@@ -85,6 +85,22 @@ class JobStatus(BaseModel):
         return self.exit_code if self.exit_code not in (None, 0) else 1
 
 
+class RunnerClaim(BaseModel):
+    """claim.json: the one runner that runs the job. Read from a shared bucket, so every field has a default:
+    a claim that cannot be read still counts as someone else's (its token matches no runner's)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    host: str = "?"
+    pid: int | None = None
+    token: str = ""
+    claimed: str = ""
+
+    def holder(self) -> str:
+        """Who holds it, for the one line a second runner exits with."""
+        return f"{self.host} pid {self.pid if self.pid is not None else '?'}"
+
+
 class CodeRef(BaseModel):
     """The packed code folder a job runs in (uploaded once per content hash)."""
 

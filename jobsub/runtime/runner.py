@@ -32,6 +32,7 @@ from jobsub.errors import (
     ObjectNotFoundError,
     TransferInterrupted,
 )
+from jobsub.jobs.models import RunnerClaim
 from jobsub.jobs.packaging import unpack_code, verify_archive
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
 from jobsub.jobs.spec import IDENT_RE
@@ -97,7 +98,7 @@ class StatusWriter:
             claim = self.record.read_claim()
         except JobsubError:
             return True  # cannot tell now; the next write checks again
-        if claim is not None and claim.get("token") != self.claim_token:
+        if claim is not None and claim.token != self.claim_token:
             self.lost.set()
             return False
         return True
@@ -175,29 +176,27 @@ class Runner:
     # -- claim ---------------------------------------------------------------------------------------------
     def claim(self) -> None:
         """Become the job's only runner, or raise JobClaimedError naming the one that is."""
-        mine = {"host": os.uname().nodename, "pid": os.getpid(), "token": self.token, "claimed": now_iso()}
+        mine = RunnerClaim(host=os.uname().nodename, pid=os.getpid(), token=self.token, claimed=now_iso())
         try:
             won = self.record.claim(mine)
         except ConditionalWriteUnsupported:
             won = self._claim_lease(mine)
         if not won:
-            other = self.record.read_claim() or {}
-            raise JobClaimedError(
-                f"job {self.record.job_id} is already being run by {other.get('host', '?')} pid {other.get('pid', '?')}"
-            )
+            other = self.record.read_claim() or RunnerClaim()
+            raise JobClaimedError(f"job {self.record.job_id} is already being run by {other.holder()}")
         status = self.record.read_status()
         if status.state.final:
             raise JobClaimedError(f"job {self.record.job_id} is already {status.state.value}; not running it again")
 
-    def _claim_lease(self, mine: dict[str, Any]) -> bool:
+    def _claim_lease(self, mine: RunnerClaim) -> bool:
         """No conditional writes: claim only an unclaimed job, then re-check the claim before every status write."""
         if self.record.read_claim() is not None:
             return False
-        self.record.put_json("claim.json", mine)
+        self.record.write_claim(mine)
         time.sleep(1.0)  # a racing runner's write lands in this window; the last writer wins, the other stops
-        claim = self.record.read_claim() or {}
+        claim = self.record.read_claim()
         self.status.claim_token = self.token
-        return claim.get("token") == self.token
+        return claim is not None and claim.token == self.token
 
     # -- main flow -----------------------------------------------------------------------------------------
     def run(self) -> int:
