@@ -55,7 +55,7 @@ def _copy_job(env: Env, job_id: str, new_id: str, **changes) -> None:
     """A second record made from a finished job's job.json (as an executor would find it: QUEUED)."""
     from jobsub.jobs.records import JobStatus
 
-    job = _record(env, job_id).read_job()
+    job = _record(env, job_id).get_json("job.json")  # raw JSON: the copy may hold what no model would write
     job.update(id=new_id, **changes)
     record = _record(env, new_id)
     record.put_json("job.json", job)
@@ -146,7 +146,7 @@ def test_a_replaced_code_archive_is_refused_by_the_runtime_and_uploaded_again_by
     first = env.run("submit", "python-script", "--code", str(code), "--follow")
     assert first.returncode == 0 and "the real code" in first.stdout
     job_id = first.stdout.splitlines()[0]
-    archive_uri = _record(env, job_id).read_job()["code"]["uri"]
+    archive_uri = _record(env, job_id).read_document().code.uri
     key = archive_uri.split("/", 3)[3]
     evil, _, _ = pack_code(code_folder(tmp_path, "print('EVIL CODE', flush=True)\n", name="evil"))
     env.store().put(env.bucket, key, evil)
@@ -451,7 +451,7 @@ def test_secret_env_reaches_the_job_but_no_record_log_or_file(env: Env, tmp_path
     assert "has secret True" in result.stdout and "value is ***" in result.stdout
     assert value not in result.stdout + result.stderr
     job_id = result.stdout.splitlines()[0]
-    assert _record(env, job_id).read_job()["secret_env"] == ["MY_DB_PASSWORD"]
+    assert _record(env, job_id).read_document().secret_env == ["MY_DB_PASSWORD"]
     store = env.store()
     for info in store.iter_objects(env.bucket, ""):
         assert value.encode() not in store.get(env.bucket, info.key), info.key

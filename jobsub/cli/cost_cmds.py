@@ -27,22 +27,22 @@ def cost_command(app: App, since: str, prefix: str | None, as_json: bool) -> Non
     seconds = parse_duration(since) if since not in ("0", "") else None
     bill = account(JobService(app.profile, app.store, app.profile_name), seconds, prefix)
     if as_json:
-        print_json(bill)
+        print_json(bill.model_dump(mode="json"))
         return
-    currency = bill["currency"]
+    currency = bill.currency
     period = f"the last {human_duration(seconds)}" if seconds else "all time"
-    click.echo(f"price table {bill['table']!r}" + (f" ({bill['source']})" if bill["source"] else ""))
+    click.echo(f"price table {bill.table!r}" + (f" ({bill.source})" if bill.source else ""))
     if app.profile.prices.is_zero:  # by the prices, not the table's name: a table called "none" may hold prices
         click.echo("  (no prices set: add [profiles.NAME.prices] to the config to see real figures)")
-    click.echo(f"jobs, {period}: {len(bill['jobs'])}, compute {money(bill['compute'], currency)}")
-    for job in bill["jobs"][:20]:
-        duration = human_duration(job["duration_seconds"]) if job["duration_seconds"] is not None else "-"
-        click.echo(f"  {job['id']:<48} {job['state']:<10} {duration:>8}  {money(job['compute'], job['currency'])}")
-    if len(bill["jobs"]) > 20:
-        click.echo(f"  ... and {len(bill['jobs']) - 20} more (--json lists all)")
-    storage = bill["storage"]
+    click.echo(f"jobs, {period}: {len(bill.jobs)}, compute {money(bill.compute, currency)}")
+    for job in bill.jobs[:20]:
+        duration = human_duration(job.duration_seconds) if job.duration_seconds is not None else "-"
+        click.echo(f"  {job.id:<48} {job.state.value:<10} {duration:>8}  {money(job.cost.compute, job.cost.currency)}")
+    if len(bill.jobs) > 20:
+        click.echo(f"  ... and {len(bill.jobs) - 20} more (--json lists all)")
+    storage = bill.storage
     click.echo(
-        f"storage {storage['prefix']}: {storage['objects']} objects, {human_size(storage['bytes'])}, "
-        f"{money(storage['per_month'], currency)} per month"
+        f"storage {storage.prefix}: {storage.objects} objects, {human_size(storage.bytes)}, "
+        f"{money(storage.per_month, currency)} per month"
     )
-    click.echo(f"total: {money(bill['total'], currency)} (compute of the period + one month of storage)")
+    click.echo(f"total: {money(bill.total, currency)} (compute of the period + one month of storage)")

@@ -129,7 +129,7 @@ def demo_command(
     evaluate_id = _run_job(app, service, spec, {"model": str(outputs.join("model").as_prefix()), "data": str(data_uri)})
 
     _step(app, 5, "results")
-    results = service.results(evaluate_id).model_dump(mode="json")
+    results = service.results(evaluate_id)
     render_results(app, evaluate_id, results)
 
     _step(app, 6, "fetching the evaluation outputs")
@@ -137,8 +137,8 @@ def demo_command(
     TransferManager(app.store).download(service.outputs_uri(evaluate_id), local)
     click.echo(f"confusion matrix: {local / 'confusion_matrix.png'}")
     click.echo(
-        f"accuracy {results['metrics'].get('accuracy', 0):.3f}, macro-F1 "
-        f"{results['metrics'].get('macro_f1', 0):.3f} on {results['metrics'].get('eval_examples')} test lines "
+        f"accuracy {results.metrics.get('accuracy', 0):.3f}, macro-F1 "
+        f"{results.metrics.get('macro_f1', 0):.3f} on {results.metrics.get('eval_examples')} test lines "
         f"(a tiny model trained from scratch on 1,200 lines; see docs/results.md for full-size runs)"
     )
     click.echo(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,13 +13,16 @@ from jobsub.cli.app import App, pass_app, print_json, warn_line
 from jobsub.cli.safe import log_line, markup, plain
 from jobsub.costs import money
 from jobsub.errors import SpecError, UsageError
-from jobsub.jobs.billing import describe_cost
 from jobsub.jobs.records import JobStatus
 from jobsub.jobs.records import State as JobState
 from jobsub.units import human_duration, human_size
 
+if TYPE_CHECKING:
+    from jobsub.jobs.models import Results
+    from jobsub.jobs.service import JobService
 
-def _service(app: App, executor: str | None = None):
+
+def _service(app: App, executor: str | None = None) -> JobService:
     from jobsub.jobs.service import JobService
 
     return JobService(app.profile, app.store, app.profile_name, executor=executor)
@@ -220,25 +223,25 @@ def submit_command(
 @pass_app
 def status_command(app: App, job_id: str, as_json: bool) -> None:
     """Show a job's state, exit code, reason, timings and where its record and outputs are."""
-    info = _service(app).describe(job_id).model_dump(mode="json")
+    info = _service(app).describe(job_id)
     if as_json:
-        print_json(info)
+        print_json(info.model_dump(mode="json"))
         return
-    status = info["status"]
-    duration = info["duration_seconds"]
+    status = info.status
+    duration = info.duration_seconds
     rows = [
-        ("job", info["id"]),
-        ("state", status["state"] + (f" (attempt {status['attempt']})" if status["attempt"] > 1 else "")),
-        ("exit code", "" if status["exit_code"] is None else str(status["exit_code"])),
-        ("reason", status["reason"] or ""),
-        ("created", status["created"]),
-        ("started", status["started"] or ""),
-        ("finished", status["finished"] or ""),
+        ("job", info.id),
+        ("state", status.state.value + (f" (attempt {status.attempt})" if status.attempt > 1 else "")),
+        ("exit code", "" if status.exit_code is None else str(status.exit_code)),
+        ("reason", status.reason or ""),
+        ("created", status.created),
+        ("started", status.started or ""),
+        ("finished", status.finished or ""),
         ("duration", human_duration(duration) if duration is not None else ""),
-        ("executor", info["executor"]),
-        ("cost", describe_cost(info["cost"]) if info.get("cost") else ""),
-        ("record", info["record"]),
-        ("outputs", info["outputs"]),
+        ("executor", info.executor),
+        ("cost", info.cost.describe()),
+        ("record", info.record),
+        ("outputs", info.outputs),
     ]
     for label, value in rows:
         if value:
@@ -259,9 +262,9 @@ def status_command(app: App, job_id: str, as_json: bool) -> None:
 def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None:
     """List jobs in the profile's job store, newest first."""
     with_cost = not app.profile.prices.is_zero
-    rows = [row.model_dump(mode="json") for row in _service(app).list_jobs(state, limit, with_cost=with_cost)]
+    rows = _service(app).list_jobs(state, limit, with_cost=with_cost)
     if as_json:
-        print_json(rows)
+        print_json([row.model_dump(mode="json") for row in rows])
         return
     if not rows:
         click.echo("no jobs yet; try `jobsub templates` and `jobsub submit`")
@@ -272,19 +275,15 @@ def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None
     for column in ("ID", "NAME", "STATE", "STARTED", "DURATION", "EXIT", *(["COST"] if with_cost else [])):
         table.add_column(column)
     for row in rows:
-        duration = row["duration_seconds"]
+        duration = row.duration_seconds
         table.add_row(  # every cell comes from a record in the bucket: shown as text, never as markup
-            markup(row["id"]),
-            markup(row["name"]),
-            markup(row["state"]),
-            markup(str(row["started"] or "")[:19].replace("T", " ")),
+            markup(row.id),
+            markup(row.name),
+            markup(row.state.value),
+            markup((row.started or "")[:19].replace("T", " ")),
             human_duration(duration) if duration is not None else "",
-            "" if row["exit_code"] is None else markup(row["exit_code"]),
-            *(
-                [markup(money(row["cost"]["compute"], row["cost"]["currency"])) if row.get("cost") else ""]
-                if with_cost
-                else []
-            ),
+            "" if row.exit_code is None else markup(row.exit_code),
+            *([markup(money(row.cost.compute, row.cost.currency)) if row.cost else ""] if with_cost else []),
         )
     app.out.print(table)
 
@@ -339,31 +338,31 @@ def _format_value(value: Any) -> str:
 @pass_app
 def results_command(app: App, job_id: str, as_json: bool) -> None:
     """Final metrics as a table, with the plots and outputs listed by URI."""
-    results = _service(app).results(job_id).model_dump(mode="json")
-    for warning in results.get("warnings", []):
+    results = _service(app).results(job_id)
+    for warning in results.warnings:
         warn_line(warning)
     if as_json:
-        print_json(results)
+        print_json(results.model_dump(mode="json"))
         return
     render_results(app, job_id, results)
 
 
-def render_results(app: App, job_id: str, results: dict[str, Any]) -> None:
+def render_results(app: App, job_id: str, results: Results) -> None:
     """The metrics table, per-class table, plots and outputs of one job (also used by `jobsub demo`)."""
     from rich.table import Table
 
     click.echo(
         plain(
-            f"job {job_id}: {results['state']}"
-            + (f", exit code {results['exit_code']}" if results["exit_code"] not in (None, 0) else "")
+            f"job {job_id}: {results.state.value}"
+            + (f", exit code {results.exit_code}" if results.exit_code not in (None, 0) else "")
         )
     )
-    metrics = results["metrics"]
+    metrics = results.metrics
     # numbers only: paths and settings in metrics.json stay available through --json
     scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if scalars:
         # metric names, class labels and paths are the job's own output: shown as text, never as markup
-        source = markup(results["metrics_source"])
+        source = markup(results.metrics_source)
         table = Table(title=f"metrics ({source})", box=None, pad_edge=False, title_justify="left")
         table.add_column("metric")
         table.add_column("value", justify="right")
@@ -385,17 +384,17 @@ def render_results(app: App, job_id: str, results: dict[str, Any]) -> None:
         click.echo(
             "no metrics recorded (the program writes metrics.json to its outputs or lines to $JOBSUB_METRICS_FILE)"
         )
-    if results["plots"]:
+    if results.plots:
         click.echo("plots:")
-        for uri in results["plots"]:
+        for uri in results.plots:
             click.echo(f"  {plain(uri)}")
     click.echo(
-        f"outputs: {plain(results['outputs'])} ({len(results['files'])} files, "
-        f"{human_size(sum(f['size'] for f in results['files']))})"
+        f"outputs: {plain(results.outputs)} ({len(results.files)} files, "
+        f"{human_size(sum(f.size for f in results.files))})"
     )
     click.echo(f"  fetch them with: jobsub download {job_id} ./{job_id}")
-    if results.get("cost"):
-        click.echo(f"cost: {plain(describe_cost(results['cost']))}")
+    if results.cost is not None:
+        click.echo(f"cost: {plain(results.cost.describe())}")
 
 
 # -- templates --------------------------------------------------------------------------------------------

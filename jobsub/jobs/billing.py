@@ -12,12 +12,12 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from jobsub.config import Profile
 from jobsub.costs import Estimate, Prices, compute_cost, estimate, hourly_rate, money, storage_cost
 from jobsub.errors import BucketNotFoundError, JobError, SpecError, StorageError
-from jobsub.jobs.models import CostRecord, JobCost, JobDocument, JobRow
+from jobsub.jobs.models import Bill, BillJob, CostRecord, JobCost, JobDocument, JobRow, StorageBill
 from jobsub.jobs.records import JobRecord
 from jobsub.jobs.spec import JobSpec
 from jobsub.storage.base import ObjectStore
@@ -170,16 +170,11 @@ def job_cost(job: JobDocument, duration_seconds: float | None, stored: int | Non
     return result
 
 
-def describe_cost(cost: JobCost | dict[str, Any]) -> str:
-    """One line for `status` and `results` (the CLI renders the JSON form, so a dict is accepted too)."""
-    return (cost if isinstance(cost, JobCost) else JobCost.model_validate(cost)).describe()
-
-
-def account(service: JobSource, since_seconds: float | None, prefix: str | None) -> dict[str, Any]:
+def account(service: JobSource, since_seconds: float | None, prefix: str | None) -> Bill:
     """`jobsub cost`: compute of the jobs started in the period, and what the storage under PREFIX costs a month."""
     prices = service.profile.prices
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=since_seconds) if since_seconds else None
-    jobs: list[dict[str, Any]] = []
+    jobs: list[BillJob] = []
     compute_total = 0.0
     for row in service.list_jobs(limit=100_000, with_cost=True):
         started = row.started or row.created
@@ -188,14 +183,7 @@ def account(service: JobSource, since_seconds: float | None, prefix: str | None)
         if row.cost is None:
             continue
         compute_total += row.cost.compute if row.cost.currency == prices.currency else 0.0
-        jobs.append(
-            {
-                "id": row.id,
-                "state": row.state.value,
-                "duration_seconds": row.duration_seconds,
-                **row.cost.model_dump(mode="json"),
-            }
-        )
+        jobs.append(BillJob(id=row.id, state=row.state, duration_seconds=row.duration_seconds, cost=row.cost))
     target = ObjectURI.parse(prefix) if prefix else ObjectURI(service.jobs_uri.bucket, "")
     objects, total = 0, 0
     try:
@@ -205,13 +193,13 @@ def account(service: JobSource, since_seconds: float | None, prefix: str | None)
     except BucketNotFoundError:  # a local store creates its buckets on first write: nothing stored yet
         pass
     storage_month = storage_cost(prices, total)
-    return {
-        "currency": prices.currency,
-        "table": prices.table,
-        "source": prices.source,
-        "since_seconds": since_seconds,
-        "jobs": jobs,
-        "compute": compute_total,
-        "storage": {"prefix": str(target), "objects": objects, "bytes": total, "per_month": storage_month},
-        "total": compute_total + storage_month,
-    }
+    return Bill(
+        currency=prices.currency,
+        table=prices.table,
+        source=prices.source,
+        since_seconds=since_seconds,
+        jobs=jobs,
+        compute=compute_total,
+        storage=StorageBill(prefix=str(target), objects=objects, bytes=total, per_month=storage_month),
+        total=compute_total + storage_month,
+    )

@@ -85,6 +85,22 @@ class JobStatus(BaseModel):
         return self.exit_code if self.exit_code not in (None, 0) else 1
 
 
+class RunnerClaim(BaseModel):
+    """claim.json: the one runner that runs the job. Read from a shared bucket, so every field has a default:
+    a claim that cannot be read still counts as someone else's (its token matches no runner's)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    host: str = "?"
+    pid: int | None = None
+    token: str = ""
+    claimed: str = ""
+
+    def holder(self) -> str:
+        """Who holds it, for the one line a second runner exits with."""
+        return f"{self.host} pid {self.pid if self.pid is not None else '?'}"
+
+
 class CodeRef(BaseModel):
     """The packed code folder a job runs in (uploaded once per content hash)."""
 
@@ -234,3 +250,41 @@ class Results(BaseModel):
     files: list[OutputFile] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     cost: JobCost | None = None
+
+
+class BillJob(BaseModel):
+    """One job in `jobsub cost`: its id, state and duration beside its cost (flat in JSON, as before)."""
+
+    id: str
+    state: State
+    duration_seconds: float | None = None
+    cost: JobCost
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The --json shape is a public contract: the cost's keys sit beside the id, not under "cost"."""
+        data: dict[str, Any] = handler(self)
+        cost = data.pop("cost")
+        return {**data, **cost}
+
+
+class StorageBill(BaseModel):
+    """What is kept under one prefix and what a month of it costs."""
+
+    prefix: str
+    objects: int
+    bytes: int
+    per_month: float
+
+
+class Bill(BaseModel):
+    """`jobsub cost` / `Client.cost()`: compute of the jobs started in a period plus a month of storage."""
+
+    currency: str
+    table: str
+    source: str = ""
+    since_seconds: float | None = None
+    jobs: list[BillJob] = Field(default_factory=list)
+    compute: float = 0.0
+    storage: StorageBill
+    total: float = 0.0

@@ -27,6 +27,7 @@ from jobsub.jobs.models import (
     MAX_TRANSITIONS,
     JobDocument,
     JobStatus,
+    RunnerClaim,
     State,
     StatusTransition,
     now_iso,
@@ -76,14 +77,13 @@ class JobRecord:
             status.transitions.append(StatusTransition(state=status.state, at=now_iso(), reason=status.reason))
         self.put_json("status.json", status.model_dump(mode="json"))
 
-    def read_job(self) -> dict[str, Any]:
-        """job.json as raw JSON, for readers not yet on the model (the runtime); its version is checked."""
-        data = self.get_json("job.json")
-        check_format_version(data, self.uri("job.json"))
-        return dict(data)
-
-    def read_document(self) -> JobDocument:
-        """job.json parsed once into its model; a record that does not validate is one line naming it."""
+    def read_document(self, max_bytes: int | None = None) -> JobDocument:
+        """job.json parsed once into its model; a record that does not validate is one line naming it.
+        With `max_bytes`, a larger job.json is refused before it is read (one HEAD more)."""
+        if max_bytes is not None:
+            info = self.store.head(self.bucket, self.key("job.json"))
+            if info is not None and info.size > max_bytes:
+                raise RecordFormatError(f"{self.uri('job.json')} is {info.size} bytes; not read (limit {max_bytes})")
         data = self.get_json("job.json")
         check_format_version(data, self.uri("job.json"))
         try:
@@ -98,15 +98,28 @@ class JobRecord:
     def write_document(self, document: JobDocument) -> None:
         self.put_json("job.json", document.model_dump(mode="json"))
 
-    def claim(self, data: dict[str, Any]) -> bool:
+    def claim(self, claim: RunnerClaim) -> bool:
         """Create claim.json only if no runner claimed the job before (a conditional write)."""
-        return self.store.put_if_absent(self.bucket, self.key("claim.json"), json.dumps(data).encode())
+        return self.store.put_if_absent(self.bucket, self.key("claim.json"), claim.model_dump_json().encode())
 
-    def read_claim(self) -> dict[str, Any] | None:
+    def write_claim(self, claim: RunnerClaim) -> None:
+        """Replace claim.json (the lease, where the store cannot write conditionally)."""
+        self.put_json("claim.json", claim.model_dump(mode="json"))
+
+    def read_claim(self) -> RunnerClaim | None:
+        """None when no runner claimed the job; a claim.json that is not one (bad JSON, wrong types, too large)
+        is a claim by nobody this jobsub knows: it blocks a second runner instead of crashing it."""
+        info = self.store.head(self.bucket, self.key("claim.json"))
+        if info is None:
+            return None
+        if info.size > MAX_CLAIM_BYTES:
+            return RunnerClaim()
         try:
-            return dict(json.loads(self.store.get(self.bucket, self.key("claim.json"))))
+            return RunnerClaim.model_validate_json(self.store.get(self.bucket, self.key("claim.json")))
         except ObjectNotFoundError:
             return None
+        except ValidationError:
+            return RunnerClaim()
 
     def cancel_requested(self) -> bool:
         return self.store.head(self.bucket, self.key("cancel")) is not None
@@ -151,6 +164,9 @@ class JobRecord:
                 rows.append(row)
         return rows
 
+
+#: claim.json is four short fields; a larger one is not read
+MAX_CLAIM_BYTES = 64 * 1024
 
 #: The longest log line shown from a chunk that is not jobsub's (a runaway line stays readable).
 MAX_LOG_LINE = 64 * 1024

@@ -378,6 +378,26 @@ class JobService:
         # whoever can write the bucket can rewrite the handle: executors also check it names this job's runner
         return {**handle, "record_job_id": record.job_id} if handle else {}
 
+    def document(self, job_id: str, max_bytes: int | None = None) -> JobDocument:
+        """The job's record (job.json) as its model; `max_bytes` refuses a larger one before reading it
+        (the web view serves what a shared bucket holds)."""
+        return self.record(job_id).read_document(max_bytes)
+
+    def executor_description(self, job_id: str) -> str:
+        """Where the job runs, in words ("not started" before its executor took it; the handle's kind when
+        the executor cannot describe or refuses the handle)."""
+        record = self.record(job_id)
+        try:
+            handle = self.executor_handle(record)
+        except JobsubError:
+            return "unknown"
+        if not handle:
+            return "not started"
+        try:
+            return self.executor_for(handle).describe(handle)
+        except JobsubError:
+            return str(handle.get("kind", "unknown"))
+
     def status(self, job_id: str) -> JobStatus:
         """The job's status, turned LOST (and written so) when its runner is gone without a final state."""
         record = self.record(job_id)
@@ -511,7 +531,7 @@ class JobService:
             reverse=True,
         )
         ids = [i for i in ids if not i.startswith("_") and (name is None or i.rsplit("-", 3)[0] == name)]
-        statuses = self._statuses(ids if state else ids[:limit])
+        statuses = self.statuses(ids if state else ids[:limit])
         rows: list[JobRow] = []
         for job_id, status in statuses:
             if state and status.state.value != state.upper():
@@ -537,8 +557,9 @@ class JobService:
                 break
         return rows
 
-    def _statuses(self, ids: list[str]) -> list[tuple[str, JobStatus]]:
-        """Statuses of many jobs, asking each executor once for all of its live jobs (one squeue, not N)."""
+    def statuses(self, ids: list[str]) -> list[tuple[str, JobStatus]]:
+        """Statuses of many jobs, asking each executor once for all of its live jobs (one squeue, not N).
+        Ids with no readable status record are left out (a list shows what it can read)."""
         found: list[tuple[str, JobRecord, JobStatus]] = []
         for job_id in ids:
             try:

@@ -32,9 +32,10 @@ from jobsub.errors import (
     ObjectNotFoundError,
     TransferInterrupted,
 )
+from jobsub.jobs.models import RunnerClaim
 from jobsub.jobs.packaging import unpack_code, verify_archive
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
-from jobsub.jobs.spec import IDENT_RE, JobSpec
+from jobsub.jobs.spec import IDENT_RE
 from jobsub.redact import register_secret
 from jobsub.runtime.launch_env import launcher_env
 from jobsub.runtime.logship import LogShipper
@@ -51,7 +52,7 @@ from jobsub.runtime.procs import (
 )
 from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
-from jobsub.units import human_duration, parse_duration, parse_size
+from jobsub.units import human_duration, parse_size
 from jobsub.uri import ObjectURI
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class StatusWriter:
             claim = self.record.read_claim()
         except JobsubError:
             return True  # cannot tell now; the next write checks again
-        if claim is not None and claim.get("token") != self.claim_token:
+        if claim is not None and claim.token != self.claim_token:
             self.lost.set()
             return False
         return True
@@ -133,9 +134,9 @@ class Runner:
         self.store = store
         self.record = record
         self.work = work_dir.resolve()
-        self.job = record.read_job()
-        self.spec = JobSpec.model_validate(self.job["spec"])
-        self.outputs_uri = ObjectURI.parse(self.job["outputs"]).as_prefix()
+        self.job = record.read_document()  # version checked, validated, units parsed once
+        self.spec = self.job.spec
+        self.outputs_uri = ObjectURI.parse(self.job.outputs).as_prefix()
         self.outputs_dir = self.work / "outputs"
         self.metrics_file = self.work / "metrics.jsonl"
         self.code_dir = self.work / "code"
@@ -158,13 +159,13 @@ class Runner:
         if STAGING_MAX_BANDWIDTH:
             options.max_bandwidth = parse_size(STAGING_MAX_BANDWIDTH)
         self._staging = TransferManager(store, options)
-        for name in self.job.get("secret_env", []):  # values came through the executor; redact them too
+        for name in self.job.secret_env:  # values came through the executor; redact them too
             register_secret(os.environ.get(name))
         self._started = time.monotonic()
-        cost = self.job.get("cost") or {}
-        self._rate = float(cost.get("rate_per_hour", 0.0))  # compute price per hour (jobsub/costs.py)
-        self._max_cost: float | None = cost.get("max_cost")
-        self._currency = str(cost.get("currency", ""))
+        cost = self.job.cost
+        self._rate = cost.rate_per_hour if cost else 0.0  # compute price per hour (jobsub/costs.py)
+        self._max_cost: float | None = cost.max_cost if cost else None
+        self._currency = cost.currency if cost else ""
         self._cost_stop = ""  # the cost-limit reason, fixed when the limit is reached
 
     def _existing_chunks(self) -> int:
@@ -175,29 +176,27 @@ class Runner:
     # -- claim ---------------------------------------------------------------------------------------------
     def claim(self) -> None:
         """Become the job's only runner, or raise JobClaimedError naming the one that is."""
-        mine = {"host": os.uname().nodename, "pid": os.getpid(), "token": self.token, "claimed": now_iso()}
+        mine = RunnerClaim(host=os.uname().nodename, pid=os.getpid(), token=self.token, claimed=now_iso())
         try:
             won = self.record.claim(mine)
         except ConditionalWriteUnsupported:
             won = self._claim_lease(mine)
         if not won:
-            other = self.record.read_claim() or {}
-            raise JobClaimedError(
-                f"job {self.record.job_id} is already being run by {other.get('host', '?')} pid {other.get('pid', '?')}"
-            )
+            other = self.record.read_claim() or RunnerClaim()
+            raise JobClaimedError(f"job {self.record.job_id} is already being run by {other.holder()}")
         status = self.record.read_status()
         if status.state.final:
             raise JobClaimedError(f"job {self.record.job_id} is already {status.state.value}; not running it again")
 
-    def _claim_lease(self, mine: dict[str, Any]) -> bool:
+    def _claim_lease(self, mine: RunnerClaim) -> bool:
         """No conditional writes: claim only an unclaimed job, then re-check the claim before every status write."""
         if self.record.read_claim() is not None:
             return False
-        self.record.put_json("claim.json", mine)
+        self.record.write_claim(mine)
         time.sleep(1.0)  # a racing runner's write lands in this window; the last writer wins, the other stops
-        claim = self.record.read_claim() or {}
+        claim = self.record.read_claim()
         self.status.claim_token = self.token
-        return claim.get("token") == self.token
+        return claim is not None and claim.token == self.token
 
     # -- main flow -----------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -364,7 +363,7 @@ class Runner:
     def _stage(self) -> dict[str, str]:
         self.work.mkdir(parents=True, exist_ok=True)
         paths: dict[str, str] = {}
-        inputs: dict[str, str] = self.job["inputs"]
+        inputs = self.job.inputs
         for name in inputs:
             if not IDENT_RE.match(name):
                 raise StagingError(f"staging input data failed: input name {name!r} is not allowed")
@@ -427,22 +426,22 @@ class Runner:
         return problems
 
     def _stage_code(self) -> None:
-        code = self.job.get("code")
-        if not code:
+        code = self.job.code
+        if code is None:
             self.code_dir.mkdir(parents=True, exist_ok=True)
             return
         marker = self.code_dir / ".jobsub-code-sha256"
-        if not (marker.is_file() and marker.read_text() == code["sha256"]):
+        if not (marker.is_file() and marker.read_text() == code.sha256):
             shutil.rmtree(self.code_dir, ignore_errors=True)
-            src = ObjectURI.parse(code["uri"])
+            src = ObjectURI.parse(code.uri)
             named = src.name.removesuffix(".tar.gz")
-            if named != code["sha256"]:
-                raise IntegrityError(f"code archive {src} is not the one the job record names ({code['sha256'][:12]})")
+            if named != code.sha256:
+                raise IntegrityError(f"code archive {src} is not the one the job record names ({code.sha256[:12]})")
             data = self.store.get(src.bucket, src.key)
-            verify_archive(data, code["sha256"], str(src))
+            verify_archive(data, code.sha256, str(src))
             unpack_code(data, self.code_dir)
-            marker.write_text(code["sha256"])
-        self.logs.say(f"code {code['sha256'][:12]} ({code['files']} files, SHA-256 verified) in {self.code_dir}")
+            marker.write_text(code.sha256)
+        self.logs.say(f"code {code.sha256[:12]} ({code.files} files, SHA-256 verified) in {self.code_dir}")
 
     # -- the command -----------------------------------------------------------------------------------
     def _run_command(self, paths: dict[str, str]) -> int:
@@ -472,7 +471,8 @@ class Runner:
             env[f"JOBSUB_INPUT_{name.upper()}"] = path
         for name, value in self.spec.params.items():
             env[f"JOBSUB_PARAM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-        self._deadline = time.monotonic() + parse_duration(self.spec.timeout) if self.spec.timeout else None
+        timeout = self.job.timeout_seconds  # parsed once, when the record was loaded
+        self._deadline = time.monotonic() + timeout if timeout is not None else None
         self.logs.say(f"running: {command}")
         self._leader_exited.clear()
         runner_pid = os.getpid()

@@ -1,10 +1,11 @@
 """The one adapter between the web view and the job service: every read of a job goes through here.
 
-Each function returns the JSON the API serves (plain dicts and lists, finite numbers, bounded strings), so
-when the service's returns change shape (dicts today, typed models later) only this module changes. Records
-come from a shared bucket and were written by other programs: every size is bounded, every key the browser
-names is checked against the job's own prefixes, and nothing here writes (the service may still turn a job
-whose runner is gone LOST, exactly as `jobsub status` does).
+It reads jobs as the service's models (JobDocument, JobStatus, Results, JobCost; never job.json itself) and
+keeps its own rows as models (WebRow); each function returns the JSON the API serves (plain dicts and lists,
+finite numbers, bounded strings), made from those models at the end. Records come from a shared bucket and
+were written by other programs: every size is bounded, every key the browser names is checked against the
+job's own prefixes, and nothing here writes (the service may still turn a job whose runner is gone LOST,
+exactly as `jobsub status` does).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from jobsub.errors import BucketNotFoundError, JobNotFoundError, JobsubError, StorageError
+from pydantic import BaseModel
+
+from jobsub.errors import BucketNotFoundError, JobNotFoundError, JobsubError, RecordFormatError, StorageError
 from jobsub.jobs import billing
-from jobsub.jobs.models import JobDocument
-from jobsub.jobs.records import JobRecord, JobStatus, State
+from jobsub.jobs.models import JobCost, JobDocument, JobStatus, State
+from jobsub.jobs.records import JobRecord
 from jobsub.redact import redact
 from jobsub.uri import ObjectURI, key_problem
 
@@ -95,16 +98,48 @@ def _parse_lines(data: bytes) -> list[dict[str, Any]]:
     return lines
 
 
-def _plain(value: Any) -> dict[str, Any]:
-    """A service answer as a dict, whether the service returns dicts (today) or pydantic models (typed API)."""
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    return _dict(value)
+class HeadlineValue(BaseModel):
+    """A job's best value of its template's headline metric (the jobs list ranks by it)."""
+
+    metric: str
+    goal: str
+    best: int | float | None = None  # int stays int in JSON
+    step: int | float | None = None
 
 
-def _job_cost(job: dict[str, Any], duration_seconds: float | None) -> dict[str, Any]:
-    """The actual cost of a job from its raw job.json (the page reads the document once, bounded in size)."""
-    return billing.job_cost(JobDocument.model_validate(job), duration_seconds).model_dump(mode="json")
+class WebRow(BaseModel):
+    """One row of the web view's jobs list: a JobRow plus what the page shows and sorts by."""
+
+    id: str
+    name: str
+    state: State
+    reason: str | None = None
+    created: str
+    started: str | None = None
+    finished: str | None = None
+    duration_seconds: float | None = None
+    exit_code: int | None = None
+    executor: str | None = None
+    template: str | None = None
+    cost: JobCost | None = None
+    headline: HeadlineValue | None = None
+
+    def sort_value(self, sort: str) -> Any:
+        """The value the list is sorted by (None sorts last whatever the order)."""
+        if sort == "duration":
+            return self.duration_seconds
+        if sort == "cost":
+            return self.cost.compute if self.cost else None
+        if sort == "headline":
+            return self.headline.best if self.headline else None
+        return {
+            "created": self.created,
+            "id": self.id,
+            "name": self.name,
+            "state": self.state.value,
+            "executor": self.executor,
+            "started": self.started,
+        }[sort]
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -126,7 +161,7 @@ class WebData:
         self.service = service
         self.store = service.store
         self.jobs_uri: ObjectURI = service.jobs_uri
-        self._final_rows: dict[str, dict[str, Any]] = {}  # rows of finished jobs: they never change again
+        self._final_rows: dict[str, WebRow] = {}  # rows of finished jobs: they never change again
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=self.READERS, thread_name_prefix="web-read")
         self._rows_pool = ThreadPoolExecutor(max_workers=self.READERS, thread_name_prefix="web-row")
@@ -147,12 +182,13 @@ class WebData:
         except ValueError:
             return None
 
-    def _job_doc(self, job_id: str) -> dict[str, Any]:
-        record = self._record(job_id)
-        job = self._document(record.bucket, record.key("job.json"))
-        if not isinstance(job, dict):
-            raise JobNotFoundError(f"no job {job_id!r} at {record.root} (see `jobsub jobs`)")
-        return job
+    def _job_doc(self, job_id: str) -> JobDocument:
+        """job.json as its model, through the service (bounded in size); one this jobsub cannot read is
+        answered like a missing job, with the record's own reason."""
+        try:
+            return self.service.document(job_id, MAX_DOCUMENT_BYTES)
+        except RecordFormatError as exc:
+            raise JobNotFoundError(str(exc)) from None
 
     # -- the jobs list -----------------------------------------------------------------------------------
     def job_ids(self) -> list[str]:
@@ -175,61 +211,55 @@ class WebData:
         ids = [i for i in ids if i and not i.startswith(("_", "."))]
         return sorted(ids, key=lambda i: i.rsplit("-", 3)[-3:], reverse=True)
 
-    def _headline(self, job: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-        spec = _dict(job.get("spec"))
-        headline = spec.get("headline")
-        if not isinstance(headline, dict) or not isinstance(headline.get("metric"), str):
+    def _headline(self, job: JobDocument, job_id: str) -> HeadlineValue | None:
+        """The best value of the spec's headline metric in the job's metrics (read only when it has one)."""
+        headline = job.spec.headline
+        if headline is None:
             return None
-        metric, goal = headline["metric"], "min" if headline.get("goal") == "min" else "max"
-        values = [(r[metric], r.get("step")) for r in rows if _is_number(r.get(metric))]
+        metric, goal = headline.metric, headline.goal
+        values = [(r[metric], r.get("step")) for r in self._metric_rows(job_id) if _is_number(r.get(metric))]
         if not values:
-            return {"metric": metric, "goal": goal, "best": None, "step": None}
+            return HeadlineValue(metric=metric, goal=goal)
         best = (min if goal == "min" else max)(values, key=lambda v: v[0])
-        return {"metric": metric, "goal": goal, "best": best[0], "step": best[1] if _is_number(best[1]) else None}
+        return HeadlineValue(metric=metric, goal=goal, best=best[0], step=best[1] if _is_number(best[1]) else None)
 
-    def _row(self, job_id: str, status: JobStatus) -> dict[str, Any]:
+    def _row(self, job_id: str, status: JobStatus) -> WebRow:
         with self._lock:
             cached = self._final_rows.get(job_id)
         if cached is not None:
             return cached
-        row: dict[str, Any] = {
-            "id": job_id,
-            "name": job_id.rsplit("-", 3)[0],
-            "state": status.state.value,
-            "reason": status.reason,
-            "created": status.created,
-            "started": status.started,
-            "finished": status.finished,
-            "duration_seconds": status.duration(),
-            "exit_code": status.exit_code,
-            "executor": None,
-            "template": None,
-            "cost": None,
-            "headline": None,
-        }
+        row = WebRow(
+            id=job_id,
+            name=job_id.rsplit("-", 3)[0],
+            state=status.state,
+            reason=status.reason,
+            created=status.created,
+            started=status.started,
+            finished=status.finished,
+            duration_seconds=status.duration(),
+            exit_code=status.exit_code,
+        )
         try:
             job = self._job_doc(job_id)
-            spec = _dict(job.get("spec"))
-            row["executor"] = job.get("executor")
-            row["template"] = spec.get("name") if isinstance(spec, dict) else None
-            row["cost"] = _job_cost(job, status.duration())
-            row["headline"] = self._headline(job, self._metric_rows(job_id)) if spec.get("headline") else None
-        except (JobsubError, ValueError, TypeError, AttributeError):
+            row.executor = job.executor or None
+            row.template = job.spec.name
+            row.cost = billing.job_cost(job, status.duration())
+            row.headline = self._headline(job, job_id)
+        except (JobsubError, ValueError):
             pass  # a record another tool wrote badly still lists, with what could be read
-        row = clean(row)
         if status.state.final and status.state != State.LOST:  # LOST may still turn final: never cached
             with self._lock:
                 self._final_rows[job_id] = row
         return row
 
-    def _rows(self, ids: list[str]) -> list[dict[str, Any]]:
+    def _rows(self, ids: list[str]) -> list[WebRow]:
         with self._lock:
             cached = {i: self._final_rows[i] for i in ids if i in self._final_rows}
         live = [i for i in ids if i not in cached]
         # the service asks each executor once per group for all of its live jobs (one squeue for many); the
         # groups read their status records in parallel (one GET each: the latency adds up on a remote store)
         groups = [live[i :: self.READERS] for i in range(self.READERS) if live[i :: self.READERS]]
-        statuses = {i: status for found in self._pool.map(self.service._statuses, groups) for i, status in found}
+        statuses = {i: status for found in self._pool.map(self.service.statuses, groups) for i, status in found}
         fresh = dict(zip(statuses, self._rows_pool.map(lambda i: self._row(i, statuses[i]), statuses), strict=True))
         return [cached.get(i) or fresh[i] for i in ids if i in cached or i in fresh]
 
@@ -268,11 +298,16 @@ class WebData:
         else:
             rows = self._rows(ids)
             if state:
-                rows = [r for r in rows if r["state"] == state.upper()]
+                rows = [r for r in rows if r.state.value == state.upper()]
             rows = _sorted(rows, sort, order == "desc")
             total = len(rows)
             rows = rows[offset : offset + limit]
-        return {"total": total, "offset": offset, "limit": limit, "jobs": rows}
+        return {
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "jobs": [clean(r.model_dump(mode="json")) for r in rows],
+        }
 
     # -- one job ------------------------------------------------------------------------------------------
     def status(self, job_id: str) -> dict[str, Any]:
@@ -287,30 +322,24 @@ class WebData:
         """Status with its timeline, the resolved spec and params, inputs, outputs and cost."""
         job = self._job_doc(job_id)
         status = self.status(job_id)
-        spec = _dict(job.get("spec"))
-        handle = self.service.executor_handle(self._record(job_id))
-        try:
-            executor = self.service.executor_for(handle).describe(handle) if handle else "not started"
-        except JobsubError:
-            executor = str(handle.get("kind", "unknown"))
-        cost = _job_cost(job, status.get("duration_seconds"))
-        estimate = _dict(job.get("cost")).get("estimate")
+        cost = billing.job_cost(job, status.get("duration_seconds")).model_dump(mode="json")
+        headline = self._headline(job, job_id)
         return clean(
             {
                 "id": job_id,
                 "name": job_id.rsplit("-", 3)[0],
                 "status": status,
-                "executor": executor,
-                "executor_kind": job.get("executor"),
+                "executor": self.service.executor_description(job_id),
+                "executor_kind": job.executor,
                 "record": self._record(job_id).uri(),
-                "spec": spec,
-                "params": spec.get("params", {}) if isinstance(spec, dict) else {},
-                "inputs": job.get("inputs", {}),
-                "outputs": job.get("outputs"),
-                "submitted_from": job.get("submitted_from"),
-                "profile": job.get("profile"),
-                "cost": {**cost, "estimate": estimate},
-                "headline": self._headline(job, self._metric_rows(job_id)) if spec.get("headline") else None,
+                "spec": job.spec.model_dump(mode="json"),
+                "params": job.spec.params,
+                "inputs": job.inputs,
+                "outputs": job.outputs,
+                "submitted_from": job.submitted_from,
+                "profile": job.profile,
+                "cost": {**cost, "estimate": job.cost.estimate if job.cost else None},
+                "headline": headline.model_dump(mode="json") if headline else None,
             }
         )
 
@@ -425,36 +454,32 @@ class WebData:
 
     # -- results and outputs ------------------------------------------------------------------------------
     def _outputs_prefix(self, job_id: str) -> ObjectURI:
-        outputs = self._job_doc(job_id).get("outputs")
-        if not isinstance(outputs, str):
-            raise JobNotFoundError(f"job {job_id} has no outputs location")
-        return ObjectURI.parse(outputs).as_prefix()
+        return ObjectURI.parse(self._job_doc(job_id).outputs).as_prefix()
 
     def results(self, job_id: str) -> dict[str, Any]:
         """The service's results, the per-class table and the confusion matrix as data, outputs with sizes."""
-        results = _plain(self.service.results(job_id))
-        prefix = self._outputs_prefix(job_id)
-        metrics = _dict(results.get("metrics"))
+        prefix = self._outputs_prefix(job_id)  # first: a job.json over the bound is refused before any read
+        results = self.service.results(job_id)
+        metrics = results.metrics
         per_class = _dict(metrics.get("per_class")) or None
         matrix = self._confusion(prefix, metrics)
         scalars = {k: v for k, v in metrics.items() if _is_number(v) or isinstance(v, str | bool)}
         files = []
-        for item in results.get("files", []):
-            uri = str(item.get("uri", ""))
-            base = f"s3://{prefix.bucket}/{prefix.key}"
-            if uri.startswith(base):
-                files.append({"path": uri[len(base) :], "size": item.get("size"), "uri": uri})
+        base = f"s3://{prefix.bucket}/{prefix.key}"
+        for item in results.files:
+            if item.uri.startswith(base):
+                files.append({"path": item.uri[len(base) :], "size": item.size, "uri": item.uri})
         return clean(
             {
                 "id": job_id,
-                "state": results.get("state"),
+                "state": results.state.value,
                 "metrics": scalars,
-                "metrics_source": results.get("metrics_source"),
+                "metrics_source": results.metrics_source,
                 "per_class": per_class,
                 "confusion_matrix": matrix,
-                "outputs": results.get("outputs"),
+                "outputs": results.outputs,
                 "files": files,
-                "warnings": results.get("warnings", []),
+                "warnings": results.warnings,
             }
         )
 
@@ -502,19 +527,18 @@ class WebData:
         for job_id in ids:
             job = self._job_doc(job_id)
             status = self.service.status(job_id)
-            spec = _dict(job.get("spec"))
             try:
-                final = _dict(_plain(self.service.results(job_id)).get("metrics"))
+                final = self.service.results(job_id).metrics
             except JobsubError:
                 final = {}
-            rows = self._metric_rows(job_id)
+            headline = self._headline(job, job_id)
             jobs.append(
                 {
                     "id": job_id,
                     "state": status.state.value,
-                    "params": spec.get("params", {}),
+                    "params": job.spec.params,
                     "metrics": {k: v for k, v in final.items() if _is_number(v)},
-                    "headline": self._headline(job, rows) if spec.get("headline") else None,
+                    "headline": headline.model_dump(mode="json") if headline else None,
                     "duration_seconds": status.duration(),
                 }
             )
@@ -576,16 +600,9 @@ class WebData:
         )
 
 
-def _sorted(rows: list[dict[str, Any]], sort: str, descending: bool) -> list[dict[str, Any]]:
-    def key(row: dict[str, Any]) -> tuple[int, Any]:
-        if sort == "duration":
-            value: Any = row.get("duration_seconds")
-        elif sort == "cost":
-            value = (row.get("cost") or {}).get("compute")
-        elif sort == "headline":
-            value = (row.get("headline") or {}).get("best")
-        else:
-            value = row.get(sort)
+def _sorted(rows: list[WebRow], sort: str, descending: bool) -> list[WebRow]:
+    def key(row: WebRow) -> tuple[int, Any]:
+        value = row.sort_value(sort)
         return (0, "") if value is None else (1, value if isinstance(value, int | float) else str(value))
 
     with_value = [r for r in rows if key(r)[0]]
