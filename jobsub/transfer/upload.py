@@ -124,7 +124,8 @@ class Uploader:
         self.summary = TransferSummary()
         self.limiter = RateLimiter(options.max_bandwidth)
         self._parts = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="part")
-        self.algorithm: str = getattr(store, "checksum_algorithm", "md5")
+        # resolved once from the profile (TransferManager); only a server that refuses it changes it (to md5)
+        self.algorithm: str = options.checksum or store.checksum_algorithm
         self._fallback_lock = threading.Lock()
 
     def run(self, items: list[UploadItem]) -> TransferSummary:
@@ -283,12 +284,6 @@ class Uploader:
             return Checksum.of_bytes(self.algorithm, data)
         return Checksum.of_range(self.algorithm, fd, offset, length)
 
-    def _send_kwargs(self, checksum: Checksum) -> dict[str, Any]:
-        """Content-MD5 for md5; the flexible checksum (and no MD5) otherwise."""
-        if checksum.algorithm == "md5":
-            return {"content_md5": checksum.value}
-        return {"content_md5": "", "checksum": checksum}
-
     def _put_small(self, path: Path, stat: os.stat_result, bucket: str, key: str, report) -> str:
         self.limiter.consume(stat.st_size, self._stop)
         with open(path, "rb") as fh:
@@ -298,15 +293,10 @@ class Uploader:
             raise _changed(path)
         sha = hashlib.sha256(data).hexdigest()  # from the bytes we send, whatever the cache said
         checksum = self._part_checksum(data)
-        md5_hex = checksum.hex if checksum.algorithm == "md5" else None
 
         def send(progress) -> str:
-            kwargs = self._send_kwargs(checksum)
-            if "checksum" in kwargs:
-                etag = self.store.put(bucket, key, data, {SHA256_META: sha}, None, progress, checksum=checksum)
-            else:
-                etag = self.store.put(bucket, key, data, {SHA256_META: sha}, kwargs["content_md5"], progress)
-            if md5_hex and etag_is_md5(etag) and etag.lower() != md5_hex:
+            etag = self.store.put(bucket, key, data, {SHA256_META: sha}, progress, checksum)
+            if checksum.is_md5 and etag_is_md5(etag) and etag.lower() != checksum.hex:
                 raise IntegrityError(f"s3://{bucket}/{key} was stored with ETag {etag}, not our MD5")
             return etag
 
@@ -343,9 +333,6 @@ class Uploader:
             upload_id = plan.upload_id
             if upload_id:
                 self.hub.emit("message", text=f"found pending upload {upload_id} of s3://{bucket}/{key}: resuming it")
-            elif self.algorithm == "md5":
-                upload_id = self.store.create_multipart(bucket, key, {SHA256_META: sha})
-                self.summary.add(requests=1)
             else:
                 upload_id = self.store.create_multipart(
                     bucket, key, {SHA256_META: sha}, checksum_algorithm=self.algorithm
@@ -384,11 +371,8 @@ class Uploader:
                 journal.delete()
                 raise
             etags = sorted((n, etag) for n, (etag, _) in done.items())
-            if self.algorithm == "md5":
-                self.store.complete_multipart(bucket, key, journal.upload_id, etags)
-            else:
-                checksums = {n: c for n, (_, c) in done.items()}
-                self.store.complete_multipart(bucket, key, journal.upload_id, etags, checksums=checksums)
+            checksums = {n: c for n, (_, c) in done.items()}
+            self.store.complete_multipart(bucket, key, journal.upload_id, etags, checksums=checksums)
             self.summary.add(requests=1)
         finally:
             os.close(fd)
@@ -424,26 +408,15 @@ class Uploader:
             body = FileRange(fd, offset, length)
 
             def send(progress) -> str:
-                if checksum.algorithm == "md5":
-                    etag = self.store.upload_part(
-                        journal.bucket, journal.key, journal.upload_id, number, body, checksum.value, progress
-                    )
-                    if etag_is_md5(etag) and etag.lower() != checksum.hex:
-                        raise IntegrityError(
-                            f"part {number} of {journal.source} was stored with ETag {etag}, not its MD5 "
-                            "(did the file change while uploading?)"
-                        )
-                    return etag
-                return self.store.upload_part(
-                    journal.bucket,
-                    journal.key,
-                    journal.upload_id,
-                    number,
-                    body,
-                    "",
-                    progress,
-                    checksum=checksum,
+                etag = self.store.upload_part(
+                    journal.bucket, journal.key, journal.upload_id, number, body, checksum, progress
                 )
+                if checksum.is_md5 and etag_is_md5(etag) and etag.lower() != checksum.hex:
+                    raise IntegrityError(
+                        f"part {number} of {journal.source} was stored with ETag {etag}, not its MD5 "
+                        "(did the file change while uploading?)"
+                    )
+                return etag
 
             try:
                 etag = with_retries(send, report, self.options, stop)
@@ -480,7 +453,7 @@ class Uploader:
                 continue
             ours = self._part_checksum(None, fd, *expected[part.number])
             server = part.checksums.get(ours.algorithm)
-            if ours.algorithm == "md5" and etag_is_md5(part.etag):
+            if ours.is_md5 and etag_is_md5(part.etag):
                 ok = part.etag.lower() == ours.hex
             elif server:
                 ok = server.split("-")[0] == ours.value
