@@ -70,3 +70,28 @@ def test_a_folder_upload_to_a_local_store_is_verified_by_sha256(tmp_path: Path) 
     (tmp_path / "d" / "a.bin").write_bytes(b"a" * 1000)
     summary = TransferManager(store).upload([tmp_path / "d"], ObjectURI.parse("s3://bkt/d/"))
     assert summary.verification_counts() == {"sha256": 1}
+
+
+@pytest.mark.parametrize("algorithm, unsigned", [("md5", True), ("crc32", False)])
+def test_a_body_covered_by_content_md5_is_not_hashed_again_for_the_signature(
+    moto_url: str, tmp_path: Path, monkeypatch, algorithm: str, unsigned: bool
+) -> None:
+    """Over plain HTTP botocore signs a SHA-256 of every body; with Content-MD5 on the request that second
+    hash is dropped (the ETag check still holds); a CRC alone (ignored by moto and Ceph) keeps it."""
+    from jobsub.storage.s3 import S3Store
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    store = S3Store(endpoint_url=moto_url, addressing_style="path", checksum_algorithm=algorithm)
+    seen: list[str] = []
+    store._client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: seen.append(request.headers["X-Amz-Content-SHA256"])
+    )
+    store._client.create_bucket(Bucket="sigbkt")
+    data = b"payload " * 1000
+    etag = store.put("sigbkt", "k", data, checksum=Checksum.of_bytes(algorithm, data))
+    assert store.get("sigbkt", "k") == data and etag
+    payload_hash = seen[0] if isinstance(seen[0], str) else seen[0].decode()
+    assert (payload_hash == "UNSIGNED-PAYLOAD") is unsigned
+    if not unsigned:
+        assert payload_hash == hashlib.sha256(data).hexdigest()

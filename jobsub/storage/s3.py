@@ -174,9 +174,22 @@ class S3Store:
         region = region or self._session.region_name or "us-east-1"
         self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         self._client.meta.events.register_first("needs-retry.s3", self._no_retry_on_timeout)
+        # a body sent with Content-MD5 over plain HTTP is not hashed a second time for the signature: the
+        # server checks the MD5 (Ceph: BadDigest) and jobsub compares the ETag with it (moto, which does not)
+        s3_settings = {**(self._client.meta.config.s3 or {}), "payload_signing_enabled": False}
+        self._unsigned_config = self._client.meta.config.merge(Config(s3=s3_settings))
+        for operation in ("PutObject", "UploadPart"):
+            self._client.meta.events.register(f"before-sign.s3.{operation}", self._unsigned_when_md5)
         from jobsub.redact import track_credentials
 
         track_credentials(self._session, self._client)  # whatever botocore resolved is redacted everywhere
+
+    def _unsigned_when_md5(self, request: Any = None, **kwargs: Any) -> None:
+        """UNSIGNED-PAYLOAD instead of a SHA-256 of the body when Content-MD5 covers it (botocore signs the
+        payload over HTTP whatever checksum is sent; over HTTPS with Content-MD5 it already does not). A body
+        with only a flexible checksum keeps its signed SHA-256: Ceph and moto ignore a wrong CRC."""
+        if request is not None and "Content-MD5" in request.headers:
+            request.context["client_config"] = self._unsigned_config
 
     @staticmethod
     def _no_retry_on_timeout(caught_exception: Exception | None = None, **kwargs: Any) -> None:

@@ -37,7 +37,9 @@ from jobsub.transfer.checksums import (
     cached_sha256,
     etag_is_md5,
     identity,
+    lookup_sha256,
     remember_sha256,
+    sha256_and_parts,
 )
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
@@ -187,17 +189,25 @@ class Uploader:
             if existing and known and existing.metadata.get(SHA256_META) == known:
                 return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=known)
             return FilePlan(**base, action="copy", reason="changed" if existing else "new")
-        sha = cached_sha256(path, stat)
+        multipart = size > self.options.multipart_threshold
+        part_size = plan_part_size(size, self.options.part_size)
+        part_sums: dict[int, Checksum] = {}
+        sha = lookup_sha256(path, stat)
+        if sha is None and multipart:  # one read for the SHA-256 and the part checksums
+            sha, part_sums = sha256_and_parts(path, stat, self.algorithm, part_ranges(size, part_size))
+        elif sha is None:
+            sha = cached_sha256(path, stat)
         if existing and existing.size == size and existing.metadata.get(SHA256_META) == sha:
             return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=sha)
         reason = "changed" if existing else "new"
-        if size <= self.options.multipart_threshold:
+        if not multipart:
             return FilePlan(**base, action="put", reason=reason, sha256=sha)
-        return self._plan_multipart(FilePlan(**base, action="multipart", reason=reason, sha256=sha), adopt)
+        plan = FilePlan(**base, action="multipart", reason=reason, sha256=sha, part_size=part_size)
+        plan.part_checksums = part_sums
+        return self._plan_multipart(plan, adopt)
 
     def _plan_multipart(self, plan: FilePlan, adopt: bool) -> FilePlan:
         assert plan.stat is not None and plan.sha256 is not None
-        plan.part_size = plan_part_size(plan.size, self.options.part_size)
         ranges = part_ranges(plan.size, plan.part_size)
         plan.parts = len(ranges)
         journal = UploadJournal.load(UploadJournal.path_for(plan.source, self.store.description, plan.bucket, plan.key))
@@ -362,7 +372,8 @@ class Uploader:
         fd = os.open(path, os.O_RDONLY)
         try:
             done = dict(reused)
-            done.update(self._send_parts(fd, journal, [r for r in ranges if r[0] not in reused], report))
+            missing = [r for r in ranges if r[0] not in reused]
+            done.update(self._send_parts(fd, journal, missing, report, plan.part_checksums))
             self.summary.add(parts_reused=len(reused))
             try:
                 _check_unchanged(path, stat)
@@ -389,8 +400,15 @@ class Uploader:
         return "resumed" if reused else "uploaded"
 
     def _send_parts(
-        self, fd: int, journal: UploadJournal, ranges: list[tuple[int, int, int]], report
+        self,
+        fd: int,
+        journal: UploadJournal,
+        ranges: list[tuple[int, int, int]],
+        report,
+        known: dict[int, Checksum] | None = None,
     ) -> dict[int, tuple[str, Checksum]]:
+        """Send the parts; ``known``: checksums made in the plan's SHA-256 pass (each byte read once more,
+        as it is sent; a part whose bytes changed since is refused by the ETag/Content-MD5 check)."""
         failed = threading.Event()
 
         def stop() -> bool:
@@ -402,9 +420,11 @@ class Uploader:
             self.limiter.consume(length, stop)
             if os.fstat(fd).st_size < offset + length:
                 raise _changed(Path(journal.source))
-            # the part is read twice from the page cache (checksum first, then as it is sent) instead of being
-            # held in memory: a transfer costs socket buffers, not concurrency x part size
-            checksum = self._part_checksum(None, fd, offset, length)
+            # without a checksum from the plan's pass (a cached SHA-256) the part is read twice from the page
+            # cache (checksum, then as it is sent) instead of being held: memory is socket buffers, not parts
+            checksum = (known or {}).get(number)
+            if checksum is None or checksum.algorithm != self.algorithm:
+                checksum = self._part_checksum(None, fd, offset, length)
             body = FileRange(fd, offset, length)
 
             def send(progress) -> str:
@@ -451,7 +471,7 @@ class Uploader:
         for part in server_parts:
             if part.number not in expected or part.size != expected[part.number][1]:
                 continue
-            ours = self._part_checksum(None, fd, *expected[part.number])
+            ours = self._part_checksum(None, fd, *expected[part.number])  # re-read now: never the plan's
             server = part.checksums.get(ours.algorithm)
             if ours.is_md5 and etag_is_md5(part.etag):
                 ok = part.etag.lower() == ours.hex
