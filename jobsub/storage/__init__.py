@@ -18,6 +18,7 @@ def open_store(profile: Profile, concurrency: int = 8, read_timeout: float | Non
         from jobsub.storage.local import LocalStore
 
         return LocalStore(profile.local_root(), shared=profile.shared_store)
+    from jobsub.storage.checksums import profile_algorithm
     from jobsub.storage.s3 import S3Store
 
     return S3Store(
@@ -28,5 +29,5 @@ def open_store(profile: Profile, concurrency: int = 8, read_timeout: float | Non
         max_pool_connections=max(10, concurrency + 4),
         connect_timeout=profile.connect_timeout,
         read_timeout=read_timeout or profile.read_timeout,
-        checksum=profile.checksum,
+        checksum_algorithm=profile_algorithm(profile),
     )

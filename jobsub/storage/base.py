@@ -79,9 +79,16 @@ class UploadInfo:
 
 
 class ObjectStore(Protocol):
-    """What the transfer engine and the job records need from any S3-compatible store."""
+    """What the transfer engine and the job records need from any S3-compatible store.
+
+    Checksums: a write takes at most one ``Checksum`` (the transfer options' algorithm, computed by the
+    caller): MD5 goes as Content-MD5, the others as x-amz-checksum-*; a store that receives the bytes itself
+    (the local folder) recomputes it and refuses a mismatch.
+    """
 
     description: str
+    #: the algorithm the profile resolved to (storage.checksums.profile_algorithm), for callers without options
+    checksum_algorithm: str
 
     def check_bucket(self, bucket: str) -> None:
         """Raise BucketNotFoundError / CredentialsError early, before any work is done."""
@@ -102,7 +109,6 @@ class ObjectStore(Protocol):
         key: str,
         data: bytes,
         metadata: dict[str, str] | None = None,
-        content_md5: str | None = None,
         progress: ProgressCallback | None = None,
         checksum: Checksum | None = None,
     ) -> str: ...
@@ -134,9 +140,8 @@ class ObjectStore(Protocol):
         upload_id: str,
         number: int,
         data: PartData,
-        content_md5: str,
+        checksum: Checksum,
         progress: ProgressCallback | None = None,
-        checksum: Checksum | None = None,
     ) -> str: ...
 
     def list_parts(self, bucket: str, key: str, upload_id: str) -> builtins.list[PartInfo]: ...

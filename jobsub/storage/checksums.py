@@ -12,7 +12,10 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from jobsub.config import Profile
 
 _CHUNK = 256 << 10  # small reads: hashing speed is the same, and each worker thread holds less
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
@@ -71,6 +74,15 @@ class Checksum:
     def as_dict(self) -> dict[str, str]:
         return {"algorithm": self.algorithm, "value": self.value}
 
+    @property
+    def is_md5(self) -> bool:
+        """MD5 travels as Content-MD5 (checked by most servers, compared with single-part ETags)."""
+        return self.algorithm == "md5"
+
+    def matches(self, data: bytes | memoryview) -> bool:
+        """True when ``data`` has this checksum (a store that receives bytes checks them with this)."""
+        return Checksum.of_bytes(self.algorithm, data).value == self.value
+
     @classmethod
     def of_bytes(cls, algorithm: str, data: bytes | memoryview) -> Checksum:
         hasher = new_hasher(algorithm)
@@ -97,6 +109,17 @@ def resolve_algorithm(mode: str, endpoint_url: str | None) -> str:
     if endpoint_url is None or ".amazonaws.com" in endpoint_url.lower():
         return "crc32"
     return "md5"
+
+
+def profile_algorithm(profile: Profile) -> str:
+    """The one place a profile's `checksum` becomes an algorithm: the transfer options carry the result.
+
+    A local-folder store checks parts with MD5 (its part files are named by it) and an upload copies a
+    file with SHA-256 (LocalStore.stage_file), so it is md5 there whatever the profile says.
+    """
+    if profile.storage == "local":
+        return "md5"
+    return resolve_algorithm(profile.checksum, profile.effective_endpoint())
 
 
 def md5_b64(digest: bytes) -> str:

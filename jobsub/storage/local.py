@@ -50,6 +50,7 @@ from jobsub.storage.base import (
     ProgressCallback,
     UploadInfo,
 )
+from jobsub.storage.checksums import Checksum
 from jobsub.uri import key_problem, validate_bucket, validate_key
 
 _INTERNAL = ".jobsub"
@@ -58,8 +59,13 @@ _INTERNAL = ".jobsub"
 _COPY_CHUNK = 8 << 20
 
 
-def _md5_matches(data_md5: bytes, content_md5: str | None) -> bool:
-    return not content_md5 or base64.b64encode(data_md5).decode() == content_md5
+def _checksum_matches(data: bytes, data_md5: bytes, checksum: Checksum | None) -> bool:
+    """The caller's checksum of the bytes it handed over (any algorithm; MD5 from the digest already made)."""
+    if checksum is None:
+        return True
+    if checksum.is_md5:
+        return base64.b64encode(data_md5).decode() == checksum.value
+    return checksum.matches(data)
 
 
 def _stat_matches(meta: dict[str, Any], stat: os.stat_result) -> bool:
@@ -104,6 +110,8 @@ class StagedFile:
 
 
 class LocalStore:
+    checksum_algorithm = "md5"  # parts are named by their MD5 (storage.checksums.profile_algorithm)
+
     def __init__(self, root: Path, shared: bool = False) -> None:
         self.root = Path(root).expanduser().resolve()
         self.description = f"local folder {self.root}"
@@ -400,14 +408,13 @@ class LocalStore:
         key: str,
         data: bytes,
         metadata: dict[str, str] | None = None,
-        content_md5: str | None = None,
         progress: ProgressCallback | None = None,
-        checksum: Any = None,
+        checksum: Checksum | None = None,
     ) -> str:
-        """A local put checks Content-MD5 when given; a flexible checksum is the caller's own (not stored)."""
+        """A local put checks the caller's checksum (any algorithm) against the bytes, as a server would."""
         digest = hashlib.md5(data).digest()
-        if not _md5_matches(digest, content_md5):
-            raise IntegrityError(f"Content-MD5 mismatch writing s3://{bucket}/{key}")
+        if not _checksum_matches(data, digest, checksum):
+            raise IntegrityError(f"checksum mismatch writing s3://{bucket}/{key}")
         tmp = self._tmp_path()
         self._write_new(tmp, data)
         self._place(tmp, bucket, key, digest.hex(), metadata)
@@ -517,16 +524,15 @@ class LocalStore:
         upload_id: str,
         number: int,
         data: PartData,
-        content_md5: str,
+        checksum: Checksum,
         progress: ProgressCallback | None = None,
-        checksum: Any = None,
     ) -> str:
         self._upload_record(bucket, upload_id)
         if isinstance(data, FileRange):
             data = data.read(0, data.length)  # a local part is one file write; no network buffers to save
         digest = hashlib.md5(data).digest()
-        if not _md5_matches(digest, content_md5):
-            raise IntegrityError(f"Content-MD5 mismatch for part {number} of s3://{bucket}/{key}")
+        if not _checksum_matches(data, digest, checksum):
+            raise IntegrityError(f"checksum mismatch for part {number} of s3://{bucket}/{key}")
         folder = self._upload_dir(bucket, upload_id)
         for old in folder.glob(f"{number:05d}-*.part"):
             old.unlink(missing_ok=True)
@@ -549,7 +555,7 @@ class LocalStore:
         key: str,
         upload_id: str,
         parts: builtins.list[tuple[int, str]],
-        checksums: Any = None,
+        checksums: dict[int, Checksum] | None = None,
     ) -> str:
         record = self._upload_record(bucket, upload_id)
         folder = self._upload_dir(bucket, upload_id)

@@ -5,11 +5,12 @@ botocore's standard retry mode with a bounded count and a connection pool sized 
 Integrity is checked by jobsub itself (part ETag vs our MD5, or the flexible checksum the server echoes; SHA-256
 in object metadata), because some servers accept a wrong Content-MD5.
 
-Checksums: the transfer engine computes each part's checksum (transfer/checksums.py) and passes the value, so
-botocore sends it instead of computing it again. `md5` sends Content-MD5; `crc32|crc32c|crc64nvme|sha256` send
-x-amz-checksum-* (and declare the algorithm at CreateMultipartUpload). A server that rejects the checksum
-headers (InvalidArgument / NotImplemented / InvalidRequest naming a checksum) makes the store fall back to MD5
-for the rest of the run, with a message.
+Checksums: the algorithm is resolved once from the profile (storage.checksums.profile_algorithm) and carried
+in the transfer options; the transfer engine computes each part's checksum and passes the Checksum object, so
+botocore sends it instead of computing it again. MD5 goes as Content-MD5; `crc32|crc32c|crc64nvme|sha256` as
+x-amz-checksum-* (and the algorithm is declared at CreateMultipartUpload). A server that rejects the checksum
+headers (InvalidArgument / NotImplemented / InvalidRequest naming a checksum) raises ChecksumUnsupportedError,
+and the uploader falls back to MD5 for the rest of the run, with a message.
 
 Timeouts: connect 10 s, read 60 s (profile `read_timeout`, `--read-timeout`). A request that gets no reply in
 time is not retried by botocore: it fails at once with `endpoint not answering: URL (no reply in N s)`, so a
@@ -50,6 +51,17 @@ CHECKSUM_MEMBERS = {
     "crc64nvme": "ChecksumCRC64NVME",
     "sha256": "ChecksumSHA256",
 }
+
+
+def _checksum_params(checksum: Checksum | None) -> dict[str, str]:
+    """botocore parameters for one checksum: ContentMD5 for MD5, the algorithm and its member otherwise."""
+    if checksum is None:
+        return {}
+    if checksum.is_md5:
+        return {"ContentMD5": checksum.value}
+    if checksum.algorithm in CHECKSUM_MEMBERS:
+        return {"ChecksumAlgorithm": checksum.algorithm.upper(), CHECKSUM_MEMBERS[checksum.algorithm]: checksum.value}
+    return {}
 
 
 class _NoReply(Exception):
@@ -134,18 +146,17 @@ class S3Store:
         max_attempts: int = 5,
         connect_timeout: float = 10,
         read_timeout: float = 60,
-        checksum: str = "auto",
+        checksum_algorithm: str = "md5",
     ) -> None:
+        """``checksum_algorithm``: what the profile resolved to (profile_algorithm), never "auto"."""
         import boto3
         from botocore.config import Config
-
-        from jobsub.storage.checksums import resolve_algorithm
 
         self.endpoint_url = endpoint_url
         self.description = strip_userinfo(endpoint_url) if endpoint_url else "AWS S3"
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
-        self.checksum_algorithm = resolve_algorithm(checksum, endpoint_url)
+        self.checksum_algorithm = checksum_algorithm
         try:
             self._session = boto3.session.Session(profile_name=aws_profile)
         except Exception as exc:  # botocore.exceptions.ProfileNotFound
@@ -163,9 +174,22 @@ class S3Store:
         region = region or self._session.region_name or "us-east-1"
         self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         self._client.meta.events.register_first("needs-retry.s3", self._no_retry_on_timeout)
+        # a body sent with Content-MD5 over plain HTTP is not hashed a second time for the signature: the
+        # server checks the MD5 (Ceph: BadDigest) and jobsub compares the ETag with it (moto, which does not)
+        s3_settings = {**(self._client.meta.config.s3 or {}), "payload_signing_enabled": False}
+        self._unsigned_config = self._client.meta.config.merge(Config(s3=s3_settings))
+        for operation in ("PutObject", "UploadPart"):
+            self._client.meta.events.register(f"before-sign.s3.{operation}", self._unsigned_when_md5)
         from jobsub.redact import track_credentials
 
         track_credentials(self._session, self._client)  # whatever botocore resolved is redacted everywhere
+
+    def _unsigned_when_md5(self, request: Any = None, **kwargs: Any) -> None:
+        """UNSIGNED-PAYLOAD instead of a SHA-256 of the body when Content-MD5 covers it (botocore signs the
+        payload over HTTP whatever checksum is sent; over HTTPS with Content-MD5 it already does not). A body
+        with only a flexible checksum keeps its signed SHA-256: Ceph and moto ignore a wrong CRC."""
+        if request is not None and "Content-MD5" in request.headers:
+            request.context["client_config"] = self._unsigned_config
 
     @staticmethod
     def _no_retry_on_timeout(caught_exception: Exception | None = None, **kwargs: Any) -> None:
@@ -393,18 +417,13 @@ class S3Store:
         key: str,
         data: bytes,
         metadata: dict[str, str] | None = None,
-        content_md5: str | None = None,
         progress: ProgressCallback | None = None,
         checksum: Checksum | None = None,
     ) -> str:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": _ProgressBody(data, progress)}
         if metadata:
             kwargs["Metadata"] = metadata
-        if content_md5:
-            kwargs["ContentMD5"] = content_md5
-        if checksum is not None and checksum.algorithm in CHECKSUM_MEMBERS:
-            kwargs["ChecksumAlgorithm"] = checksum.algorithm.upper()
-            kwargs[CHECKSUM_MEMBERS[checksum.algorithm]] = checksum.value
+        kwargs.update(_checksum_params(checksum))
         response = self._call("put_object", _ctx=(bucket, key, ""), **kwargs)
         self._check_echo(response, checksum, f"s3://{bucket}/{key}")
         return response.get("ETag", "").strip('"')
@@ -497,9 +516,8 @@ class S3Store:
         upload_id: str,
         number: int,
         data: PartData,
-        content_md5: str,
+        checksum: Checksum,
         progress: ProgressCallback | None = None,
-        checksum: Checksum | None = None,
     ) -> str:
         kwargs: dict[str, Any] = {
             "Bucket": bucket,
@@ -508,11 +526,7 @@ class S3Store:
             "PartNumber": number,
             "Body": _ProgressBody(data, progress),
         }
-        if content_md5:
-            kwargs["ContentMD5"] = content_md5
-        if checksum is not None and checksum.algorithm in CHECKSUM_MEMBERS:
-            kwargs["ChecksumAlgorithm"] = checksum.algorithm.upper()
-            kwargs[CHECKSUM_MEMBERS[checksum.algorithm]] = checksum.value
+        kwargs.update(_checksum_params(checksum))
         response = self._call("upload_part", _ctx=(bucket, key, upload_id), **kwargs)
         self._check_echo(response, checksum, f"part {number} of s3://{bucket}/{key}")
         return response.get("ETag", "").strip('"')

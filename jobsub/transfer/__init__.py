@@ -9,6 +9,7 @@ Progress reaches subscribers as events (see events.TransferSubscriber); nothing 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from jobsub.storage.base import ObjectStore
@@ -30,7 +31,9 @@ class TransferManager:
         subscribers: list[TransferSubscriber] | None = None,
     ) -> None:
         self.store = store
-        self.options = options or TransferOptions()
+        options = options or TransferOptions()
+        # the checksum algorithm is settled here, once, and every worker reads it from the options
+        self.options = replace(options, checksum=options.checksum or store.checksum_algorithm)
         self.hub = EventHub(subscribers)
         self._cancel = threading.Event()
 

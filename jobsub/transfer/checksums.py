@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import time
@@ -62,6 +63,53 @@ def is_racy(stat: os.stat_result, now: float | None = None) -> bool:
 def _cache_path(path: Path, stat: os.stat_result) -> Path:
     key = "|".join(str(v) for v in (path.resolve(), *identity(stat)))
     return state_dir() / "hashes" / hashlib.sha1(key.encode()).hexdigest()
+
+
+def lookup_sha256(path: Path, stat: os.stat_result) -> str | None:
+    """The remembered SHA-256 for this file identity, or None (never for a file changed within RACY_SECONDS)."""
+    if is_racy(stat):
+        return None
+    try:
+        value = _cache_path(path, stat).read_text().strip()
+    except OSError:
+        return None
+    return value if len(value) == 64 else None
+
+
+_PASS_CHUNK = 1 << 20
+
+
+def sha256_and_parts(
+    path: Path, stat: os.stat_result, algorithm: str, ranges: list[tuple[int, int, int]]
+) -> tuple[str, dict[int, Checksum]]:
+    """One read of the file for both its SHA-256 (remembered as cached_sha256 does) and each part's checksum.
+
+    The SHA-256 must be known before CreateMultipartUpload (it goes into the metadata), so it cannot ride on
+    the parts as they are sent; the part checksums can ride on it instead. The part hasher runs on a helper
+    thread chunk by chunk (hashlib and CRT release the GIL), so the pass costs the slower hash, not both.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    whole = hashlib.sha256()
+    parts: dict[int, Checksum] = {}
+    with open(path, "rb") as fh, ThreadPoolExecutor(1, thread_name_prefix="hash") as helper:
+        fd = fh.fileno()
+        for number, offset, length in ranges:
+            hasher = new_hasher(algorithm)
+            position, end = offset, offset + length
+            while position < end:
+                chunk = os.pread(fd, min(_PASS_CHUNK, end - position), position)
+                if not chunk:
+                    break  # the file shrank: the send sees it (fstat) and the upload fails "source changed"
+                pending = helper.submit(hasher.update, chunk)
+                whole.update(chunk)
+                pending.result()
+                position += len(chunk)
+            parts[number] = Checksum(algorithm, base64.b64encode(hasher.digest()).decode())
+    value = whole.hexdigest()
+    if not is_racy(stat) and identity(path.stat()) == identity(stat):
+        remember_sha256(path, stat, value)
+    return value, parts
 
 
 def cached_sha256(path: Path, stat: os.stat_result | None = None) -> str:

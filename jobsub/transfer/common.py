@@ -54,6 +54,9 @@ class TransferOptions:
     #: seconds before the 2nd attempt (then 2x, 3x ...); JOBSUB_RETRY_BACKOFF overrides it (fault tests: 0)
     retry_backoff: float = field(default_factory=lambda: retry_backoff_from_env())
     max_bandwidth: int | None = None  # bytes per second across all workers; None: unlimited
+    #: the part checksum algorithm (md5 | crc32 | crc32c | crc64nvme | sha256), resolved once from the profile
+    #: (storage.checksums.profile_algorithm); None: what the store was opened with (its checksum_algorithm)
+    checksum: str | None = None
 
 
 class RateLimiter:

@@ -37,7 +37,9 @@ from jobsub.transfer.checksums import (
     cached_sha256,
     etag_is_md5,
     identity,
+    lookup_sha256,
     remember_sha256,
+    sha256_and_parts,
 )
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
@@ -124,7 +126,8 @@ class Uploader:
         self.summary = TransferSummary()
         self.limiter = RateLimiter(options.max_bandwidth)
         self._parts = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="part")
-        self.algorithm: str = getattr(store, "checksum_algorithm", "md5")
+        # resolved once from the profile (TransferManager); only a server that refuses it changes it (to md5)
+        self.algorithm: str = options.checksum or store.checksum_algorithm
         self._fallback_lock = threading.Lock()
 
     def run(self, items: list[UploadItem]) -> TransferSummary:
@@ -186,17 +189,25 @@ class Uploader:
             if existing and known and existing.metadata.get(SHA256_META) == known:
                 return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=known)
             return FilePlan(**base, action="copy", reason="changed" if existing else "new")
-        sha = cached_sha256(path, stat)
+        multipart = size > self.options.multipart_threshold
+        part_size = plan_part_size(size, self.options.part_size)
+        part_sums: dict[int, Checksum] = {}
+        sha = lookup_sha256(path, stat)
+        if sha is None and multipart:  # one read for the SHA-256 and the part checksums
+            sha, part_sums = sha256_and_parts(path, stat, self.algorithm, part_ranges(size, part_size))
+        elif sha is None:
+            sha = cached_sha256(path, stat)
         if existing and existing.size == size and existing.metadata.get(SHA256_META) == sha:
             return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=sha)
         reason = "changed" if existing else "new"
-        if size <= self.options.multipart_threshold:
+        if not multipart:
             return FilePlan(**base, action="put", reason=reason, sha256=sha)
-        return self._plan_multipart(FilePlan(**base, action="multipart", reason=reason, sha256=sha), adopt)
+        plan = FilePlan(**base, action="multipart", reason=reason, sha256=sha, part_size=part_size)
+        plan.part_checksums = part_sums
+        return self._plan_multipart(plan, adopt)
 
     def _plan_multipart(self, plan: FilePlan, adopt: bool) -> FilePlan:
         assert plan.stat is not None and plan.sha256 is not None
-        plan.part_size = plan_part_size(plan.size, self.options.part_size)
         ranges = part_ranges(plan.size, plan.part_size)
         plan.parts = len(ranges)
         journal = UploadJournal.load(UploadJournal.path_for(plan.source, self.store.description, plan.bucket, plan.key))
@@ -283,12 +294,6 @@ class Uploader:
             return Checksum.of_bytes(self.algorithm, data)
         return Checksum.of_range(self.algorithm, fd, offset, length)
 
-    def _send_kwargs(self, checksum: Checksum) -> dict[str, Any]:
-        """Content-MD5 for md5; the flexible checksum (and no MD5) otherwise."""
-        if checksum.algorithm == "md5":
-            return {"content_md5": checksum.value}
-        return {"content_md5": "", "checksum": checksum}
-
     def _put_small(self, path: Path, stat: os.stat_result, bucket: str, key: str, report) -> str:
         self.limiter.consume(stat.st_size, self._stop)
         with open(path, "rb") as fh:
@@ -298,15 +303,10 @@ class Uploader:
             raise _changed(path)
         sha = hashlib.sha256(data).hexdigest()  # from the bytes we send, whatever the cache said
         checksum = self._part_checksum(data)
-        md5_hex = checksum.hex if checksum.algorithm == "md5" else None
 
         def send(progress) -> str:
-            kwargs = self._send_kwargs(checksum)
-            if "checksum" in kwargs:
-                etag = self.store.put(bucket, key, data, {SHA256_META: sha}, None, progress, checksum=checksum)
-            else:
-                etag = self.store.put(bucket, key, data, {SHA256_META: sha}, kwargs["content_md5"], progress)
-            if md5_hex and etag_is_md5(etag) and etag.lower() != md5_hex:
+            etag = self.store.put(bucket, key, data, {SHA256_META: sha}, progress, checksum)
+            if checksum.is_md5 and etag_is_md5(etag) and etag.lower() != checksum.hex:
                 raise IntegrityError(f"s3://{bucket}/{key} was stored with ETag {etag}, not our MD5")
             return etag
 
@@ -343,9 +343,6 @@ class Uploader:
             upload_id = plan.upload_id
             if upload_id:
                 self.hub.emit("message", text=f"found pending upload {upload_id} of s3://{bucket}/{key}: resuming it")
-            elif self.algorithm == "md5":
-                upload_id = self.store.create_multipart(bucket, key, {SHA256_META: sha})
-                self.summary.add(requests=1)
             else:
                 upload_id = self.store.create_multipart(
                     bucket, key, {SHA256_META: sha}, checksum_algorithm=self.algorithm
@@ -375,7 +372,8 @@ class Uploader:
         fd = os.open(path, os.O_RDONLY)
         try:
             done = dict(reused)
-            done.update(self._send_parts(fd, journal, [r for r in ranges if r[0] not in reused], report))
+            missing = [r for r in ranges if r[0] not in reused]
+            done.update(self._send_parts(fd, journal, missing, report, plan.part_checksums))
             self.summary.add(parts_reused=len(reused))
             try:
                 _check_unchanged(path, stat)
@@ -384,11 +382,8 @@ class Uploader:
                 journal.delete()
                 raise
             etags = sorted((n, etag) for n, (etag, _) in done.items())
-            if self.algorithm == "md5":
-                self.store.complete_multipart(bucket, key, journal.upload_id, etags)
-            else:
-                checksums = {n: c for n, (_, c) in done.items()}
-                self.store.complete_multipart(bucket, key, journal.upload_id, etags, checksums=checksums)
+            checksums = {n: c for n, (_, c) in done.items()}
+            self.store.complete_multipart(bucket, key, journal.upload_id, etags, checksums=checksums)
             self.summary.add(requests=1)
         finally:
             os.close(fd)
@@ -405,8 +400,15 @@ class Uploader:
         return "resumed" if reused else "uploaded"
 
     def _send_parts(
-        self, fd: int, journal: UploadJournal, ranges: list[tuple[int, int, int]], report
+        self,
+        fd: int,
+        journal: UploadJournal,
+        ranges: list[tuple[int, int, int]],
+        report,
+        known: dict[int, Checksum] | None = None,
     ) -> dict[int, tuple[str, Checksum]]:
+        """Send the parts; ``known``: checksums made in the plan's SHA-256 pass (each byte read once more,
+        as it is sent; a part whose bytes changed since is refused by the ETag/Content-MD5 check)."""
         failed = threading.Event()
 
         def stop() -> bool:
@@ -418,32 +420,23 @@ class Uploader:
             self.limiter.consume(length, stop)
             if os.fstat(fd).st_size < offset + length:
                 raise _changed(Path(journal.source))
-            # the part is read twice from the page cache (checksum first, then as it is sent) instead of being
-            # held in memory: a transfer costs socket buffers, not concurrency x part size
-            checksum = self._part_checksum(None, fd, offset, length)
+            # without a checksum from the plan's pass (a cached SHA-256) the part is read twice from the page
+            # cache (checksum, then as it is sent) instead of being held: memory is socket buffers, not parts
+            checksum = (known or {}).get(number)
+            if checksum is None or checksum.algorithm != self.algorithm:
+                checksum = self._part_checksum(None, fd, offset, length)
             body = FileRange(fd, offset, length)
 
             def send(progress) -> str:
-                if checksum.algorithm == "md5":
-                    etag = self.store.upload_part(
-                        journal.bucket, journal.key, journal.upload_id, number, body, checksum.value, progress
-                    )
-                    if etag_is_md5(etag) and etag.lower() != checksum.hex:
-                        raise IntegrityError(
-                            f"part {number} of {journal.source} was stored with ETag {etag}, not its MD5 "
-                            "(did the file change while uploading?)"
-                        )
-                    return etag
-                return self.store.upload_part(
-                    journal.bucket,
-                    journal.key,
-                    journal.upload_id,
-                    number,
-                    body,
-                    "",
-                    progress,
-                    checksum=checksum,
+                etag = self.store.upload_part(
+                    journal.bucket, journal.key, journal.upload_id, number, body, checksum, progress
                 )
+                if checksum.is_md5 and etag_is_md5(etag) and etag.lower() != checksum.hex:
+                    raise IntegrityError(
+                        f"part {number} of {journal.source} was stored with ETag {etag}, not its MD5 "
+                        "(did the file change while uploading?)"
+                    )
+                return etag
 
             try:
                 etag = with_retries(send, report, self.options, stop)
@@ -478,9 +471,9 @@ class Uploader:
         for part in server_parts:
             if part.number not in expected or part.size != expected[part.number][1]:
                 continue
-            ours = self._part_checksum(None, fd, *expected[part.number])
+            ours = self._part_checksum(None, fd, *expected[part.number])  # re-read now: never the plan's
             server = part.checksums.get(ours.algorithm)
-            if ours.algorithm == "md5" and etag_is_md5(part.etag):
+            if ours.is_md5 and etag_is_md5(part.etag):
                 ok = part.etag.lower() == ours.hex
             elif server:
                 ok = server.split("-")[0] == ours.value
