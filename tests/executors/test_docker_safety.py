@@ -306,11 +306,57 @@ def test_the_runtime_reads_the_handoff_line_and_refuses_bad_ones(monkeypatch) ->
         encode({"BIG": "x" * MAX_BYTES})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 17 item 2): the local store is still mounted whole and read-write, as the submitter "
-    "(root here); docs/reliability.md says what a fix needs in LocalStore",
-)
+def test_a_job_on_the_local_store_stages_runs_and_uploads_as_an_unprivileged_uid(
+    request, tmp_path: Path, monkeypatch, docker_harness: ExecutorHarness, docker_engine
+) -> None:
+    """The happy side of the local-store design (executors/docker_local.py): the runner on the host stages the
+    input, the command in the container reads it (read-only), writes its outputs as the job's own uid, and
+    the outputs land in the store as the submitter's plain files; the container is gone afterwards."""
+    import os
+    import stat
+
+    _, client = docker_engine
+    env = _env(request, tmp_path, monkeypatch, docker_harness, "local")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "words.txt").write_text("alpha beta\n")
+    code = code_folder(
+        tmp_path,
+        "import os, pathlib\n"
+        "src = pathlib.Path(os.environ['JOBSUB_INPUT_DATA'])\n"
+        "words = (src / 'words.txt').read_text().split()\n"
+        "out = pathlib.Path(os.environ['JOBSUB_OUTPUT_DIR'])\n"
+        "(out / 'count.txt').write_text(str(len(words)))\n"
+        "try:\n"
+        "    (src / 'words.txt').write_text('changed')\n"
+        "    print('input written', flush=True)\n"
+        "except OSError as exc:\n"
+        "    print('input refused', exc.errno, flush=True)\n"
+        "print('uid', os.getuid(), 'home', os.environ['HOME'], flush=True)\n",
+    )
+    result = env.run("submit", "python-script", "--code", str(code), "--input", f"data={data}", "--follow",
+                     timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = result.stdout.splitlines()[0]
+    assert "input refused 30" in result.stdout  # EROFS: the inputs are mounted read-only
+    line = next(x for x in result.stdout.splitlines() if " uid " in f" {x}")
+    uid = int(line.split()[line.split().index("uid") + 1])
+    if os.getuid() == 0:
+        assert uid >= 2_000_000, line  # never root: a uid of this job alone
+    else:
+        assert uid == os.getuid(), line
+    # the job's outputs folder on the host is its uid's; what reached the store is the submitter's plain file
+    handle = _handle(env, job_id)
+    outputs = Path(handle["run_dir"]) / "work" / "outputs"
+    assert outputs.stat().st_uid == uid
+    store = Path(env.vars["XDG_DATA_HOME"]) / "jobsub" / "store"
+    stored = [p for p in store.rglob("count.txt") if ".jobsub" not in p.parts and job_id in str(p)]
+    assert len(stored) == 1 and stored[0].read_text() == "2"
+    assert stored[0].stat().st_uid == os.getuid() and not stored[0].stat().st_mode & (stat.S_ISUID | stat.S_ISGID)
+    assert "only the job's own folders are mounted" in env.run("status", job_id).stdout
+    poll(lambda: not _job_containers(client, job_id), 30, 0.2, "the job's container removed")
+
+
 def test_a_job_on_the_local_store_cannot_touch_other_objects_or_leave_setuid_files(
     request, tmp_path: Path, monkeypatch, docker_harness: ExecutorHarness, docker_engine
 ) -> None:
