@@ -12,9 +12,10 @@ How the executor interface maps onto the engine (docs/architecture.md has the wh
   `docker inspect` does not show them. A container that fails to start is removed at once; every other
   one is created with AutoRemove, so the engine removes it when the runner exits, whoever looks or not
   (the runner writes the exit code and an out-of-memory reason into the record itself first).
-  A local store is bind-mounted at the same path and the container runs as the submitting uid:gid, so
-  records and outputs land where the CLI reads them, owned by the user. On an S3 store the container never
-  runs as root: an image whose user is root runs as an unprivileged uid of its own per job. A loopback S3
+  On a local store the runner stays on this machine and only the command runs in a container, with only
+  the job's own folders mounted and never as root (executors/docker_local.py has how and why). On an S3
+  store the container never runs as root either: an image whose user is root runs as an unprivileged uid
+  of its own per job. A loopback S3
   endpoint is reached through the host's network, and `jobsub status` says so.
 - ``poll``: the container's state; an OOM kill becomes the reason ("killed: out of memory (limit 2 GiB)").
 - ``cancel``: ``docker stop`` with the runtime's grace period plus the time it needs to write its final
