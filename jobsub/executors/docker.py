@@ -265,7 +265,7 @@ class DockerExecutor(BaseExecutor):
         options: dict[str, Any] = {
             "labels": {LABEL: request.job_id, "jobsub.job-uri": request.job_uri},
             "shm_size": parse_size(self.settings.shm_size or DEFAULT_SHM),
-            "auto_remove": not self.settings.keep,
+            "auto_remove": False,  # the shim removes it after reading OOMKilled (unless keep); cleanup if it died
             "security_opt": ["no-new-privileges"],
             "cap_drop": ["ALL"],
             "pids_limit": PIDS_LIMIT,
@@ -285,6 +285,7 @@ class DockerExecutor(BaseExecutor):
             "uid": uid,
             "gid": gid,
             "hand_over": os.getuid() == 0,
+            "keep": bool(self.settings.keep),
             "gpus": request.gpus,
             "stop_after": max(0.5, _runner_grace() - 2.0),
             "options": options,

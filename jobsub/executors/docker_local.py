@@ -15,8 +15,8 @@ What the container gets:
   the paths the runner rendered into the command; nothing else of the host, nothing of the store;
 - its user: the submitter's uid:gid, or — when the submitter is root — an unprivileged uid of this job
   alone (``docker.job_uid``), to which the code, inputs and outputs folders are handed first (``lchown``);
-- ``no-new-privileges``, no capabilities, a pids limit, the job's resources, AutoRemove (unless
-  ``docker.keep``);
+- ``no-new-privileges``, no capabilities, a pids limit, the job's resources; removed by the shim once it
+  has read whether it was an OOM kill (unless ``docker.keep``);
 - its environment: the command's, without the host's PATH/HOME/TMPDIR and the runner's own variables;
   the secret ones (storage credentials, ``--secret-env``) go over the container's stdin, never its config.
 
@@ -24,8 +24,9 @@ Nothing outlives the shim: the container's PID 1 is a small bootstrap (``BOOTSTR
 line, runs the command in a session of its own, forwards SIGTERM and exits — which ends every process in
 the container's PID namespace — when the command exits or when its stdin closes. The container is created
 with StdinOnce, so the engine closes that stdin as soon as the shim's attach connection goes: a cancel
-escalated to SIGKILL, the runner killed (the shim dies with it, PR_SET_PDEATHSIG), a crash. AutoRemove then
-removes the container; ``cleanup`` removes one that is left (by its job-id label) once the record is final.
+escalated to SIGKILL, the runner killed (the shim dies with it, PR_SET_PDEATHSIG), a crash. The shim removes
+the container after it exited; one whose shim was killed is stopped and ``cleanup`` removes it (by its job-id
+label) once the record is final.
 
 What the job writes reaches the store only as the runner copies it: symlinks that leave the outputs folder
 are not followed (transfer/sources.py), and a setuid bit is never carried (the store writes new 0600 files).
@@ -38,6 +39,7 @@ import os
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -52,7 +54,9 @@ from jobsub.executors.base import Handle, LaunchRequest
 HOST_RUNNER = "host-runner"
 CONFIG_NAME = "docker-command.json"
 #: the runner's variables that describe the host, not the job: never copied into the container
-HOST_ONLY = frozenset({"PATH", "HOME", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_", "JOBSUB_COMMAND_PREFIX"})
+HOST_ONLY = frozenset(
+    {"PATH", "HOME", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_", "JOBSUB_COMMAND_PREFIX", "JOBSUB_OOM_REPORT"}
+)
 #: what the host runner inherits from the submitting shell (everything else it gets is the request's)
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
@@ -119,6 +123,7 @@ def submit(request: LaunchRequest, config: dict[str, Any], kind: str) -> Handle:
     env.update(request.runtime_env())
     env["JOBSUB_PROFILE_JSON"] = request.profile.model_copy(update={"root": root}).model_dump_json()
     env["JOBSUB_JOB_ID"] = request.job_id
+    env["JOBSUB_OOM_REPORT"] = str(run_dir / "oom-report")  # runtime/oom.py: the shim names an OOM kill there
     env["JOBSUB_COMMAND_PREFIX"] = shlex.join([sys.executable, "-m", "jobsub.executors.docker_local", str(config_path)])
     with (run_dir / "runner.log").open("ab") as log:
         proc = subprocess.Popen(
@@ -140,7 +145,7 @@ def submit(request: LaunchRequest, config: dict[str, Any], kind: str) -> Handle:
         "start_time": _proc_start_time(proc.pid),
         "run_dir": str(run_dir),
         "image": config["image"],
-        "keep": not options.get("auto_remove", True),
+        "keep": bool(config["keep"]),
         "user": options["user"],
         "network": options.get("network_mode") or options.get("network") or "",
     }
@@ -192,6 +197,20 @@ def _prepare(config: dict[str, Any]) -> tuple[dict[str, dict[str, str]], str]:
     cwd = os.getcwd()
     inside = any(cwd == path or cwd.startswith(path + "/") for path in volumes)
     return volumes, cwd if inside else "/tmp"
+
+
+def _drop_setid_bits(folder: Path) -> None:
+    """Once the container is gone: no setuid/setgid file of the job's uid stays in its outputs on the host
+    (the store never copies the bits; this is for the folder itself, kept until the run folder goes)."""
+    for dirpath, _dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(path).st_mode
+                if stat.S_ISREG(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                    os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            except OSError:
+                pass
 
 
 def _container_env(config: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -253,8 +272,10 @@ def run(config: dict[str, Any], argv: list[str]) -> int:
             out.write(data)
             out.flush()
         result = json.loads(response.raw.read() or b"{}")
+        _drop_setid_bits(Path(config["work"]) / "outputs")
         getattr(stream, "_sock", stream).close()
         code = result.get("StatusCode")
+        _after_exit(api, container.id, config, options)
         return int(code) if isinstance(code, int) else 1
     except Exception as exc:  # whatever it is: one line in the job's log, no container left
         why = " ".join(str(getattr(exc, "explanation", None) or exc).split())[:300]
@@ -265,6 +286,20 @@ def run(config: dict[str, Any], argv: list[str]) -> int:
             except Exception:
                 pass
         return 125
+
+
+def _after_exit(api: Any, container_id: str, config: dict[str, Any], options: dict[str, Any]) -> None:
+    """An OOM kill named for the runner (runtime/oom.py reads the report), then the container removed unless
+    keep: the shim removes it itself (no AutoRemove, which would race the inspect)."""
+    try:
+        state = api.inspect_container(container_id).get("State") or {}
+        report = os.environ.get("JOBSUB_OOM_REPORT")
+        if state.get("OOMKilled") and report:
+            Path(report).write_text(str(options.get("mem_limit") or ""))
+        if not config["keep"]:
+            api.remove_container(container_id, force=True)
+    except Exception as exc:  # gone already, or the engine went away: cleanup tries again once final
+        print(f"jobsub: could not inspect or remove container {container_id[:12]}: {exc}", file=sys.stderr)
 
 
 def _forward_stops(client: Any, container_id: str, stop_after: float) -> None:

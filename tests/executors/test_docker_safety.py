@@ -367,6 +367,7 @@ def test_a_job_on_the_local_store_stages_runs_and_uploads_as_an_unprivileged_uid
 def test_a_job_on_the_local_store_cannot_touch_other_objects_or_leave_setuid_files(
     request, tmp_path: Path, monkeypatch, docker_harness: ExecutorHarness, docker_engine
 ) -> None:
+    import os
     import stat
 
     env = _env(request, tmp_path, monkeypatch, docker_harness, "local")
@@ -386,15 +387,27 @@ def test_a_job_on_the_local_store_cannot_touch_other_objects_or_leave_setuid_fil
         "        attempt()\n"
         "        print('done', flush=True)\n"
         "    except OSError as exc:\n"
-        "        print('refused', exc.errno, flush=True)\n",
+        "        print('refused', exc.errno, flush=True)\n"
+        "mine = os.path.join(os.environ['JOBSUB_OUTPUT_DIR'], 'sh')\n"  # its own folder: allowed, as its own uid
+        "shutil.copy('/bin/sh', mine)\n"
+        "os.chmod(mine, 0o4755)\n"
+        "print('own setuid copy', oct(os.stat(mine).st_mode), flush=True)\n",
     )
     result = env.run("submit", "python-script", "--code", str(code), "--follow", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "own setuid copy 0o104755" in result.stdout
+    assert result.stdout.count("refused 2") == 3, result.stdout  # ENOENT: the store is not there to write to
     assert target.read_text() == "someone else's data\n"
     setuid_root = [
         p for p in store.rglob("*") if p.is_file() and p.stat().st_uid == 0 and p.stat().st_mode & stat.S_ISUID
     ]
     assert setuid_root == []
+    copied = [p for p in store.rglob("sh") if ".jobsub" not in p.parts]
+    assert len(copied) == 1 and copied[0].stat().st_uid == os.getuid()  # the job's own output, a plain file
+    assert not copied[0].stat().st_mode & (stat.S_ISUID | stat.S_ISGID | 0o111)
+    # and the job's copy (its own uid's) does not keep the bit in its outputs folder on the host either
+    runs = Path(env.vars["XDG_STATE_HOME"]) / "jobsub" / "runs"
+    assert not [p for p in runs.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_mode & stat.S_ISUID]
 
 
 def test_host_networking_is_refused_unless_the_endpoint_is_loopback(request, tmp_path: Path, monkeypatch) -> None:
