@@ -12,9 +12,10 @@ How the executor interface maps onto the engine (docs/architecture.md has the wh
   `docker inspect` does not show them. A container that fails to start is removed at once; every other
   one is created with AutoRemove, so the engine removes it when the runner exits, whoever looks or not
   (the runner writes the exit code and an out-of-memory reason into the record itself first).
-  A local store is bind-mounted at the same path and the container runs as the submitting uid:gid, so
-  records and outputs land where the CLI reads them, owned by the user. On an S3 store the container never
-  runs as root: an image whose user is root runs as an unprivileged uid of its own per job. A loopback S3
+  On a local store the runner stays on this machine and only the command runs in a container, with only
+  the job's own folders mounted and never as root (executors/docker_local.py has how and why). On an S3
+  store the container never runs as root either: an image whose user is root runs as an unprivileged uid
+  of its own per job. A loopback S3
   endpoint is reached through the host's network, and `jobsub status` says so.
 - ``poll``: the container's state; an OOM kill becomes the reason ("killed: out of memory (limit 2 GiB)").
 - ``cancel``: ``docker stop`` with the runtime's grace period plus the time it needs to write its final
@@ -39,13 +40,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from jobsub.config import strip_userinfo
-from jobsub.errors import ConfigError, ExecutorUnavailableError, JobsubError
-from jobsub.executors import secret_handoff
+from jobsub.errors import ConfigError, ExecutorUnavailableError, JobError, JobsubError
+from jobsub.executors import docker_local, secret_handoff
 from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
 from jobsub.units import human_limit, parse_size
 
 if TYPE_CHECKING:
     import docker
+    from jobsub.executors.local import LocalExecutor
 
 log = logging.getLogger(__name__)
 
@@ -232,14 +234,7 @@ class DockerExecutor(BaseExecutor):
         env = request.runtime_env(include_secrets=False)
         if request.secret_env:
             env[secret_handoff.FLAG] = secret_handoff.STDIN
-        if profile.storage == "local":
-            root = str(profile.local_root().resolve())
-            # the runtime inside reads the same folder: a path that does not depend on the container's HOME
-            env["JOBSUB_PROFILE_JSON"] = profile.model_copy(update={"root": root}).model_dump_json()
-            options["volumes"] = {root: {"bind": root, "mode": "rw"}}
-            options["user"] = f"{os.getuid()}:{os.getgid()}"
-            env.setdefault("HOME", "/tmp")  # the submitting uid may have no home in the image
-        elif image_user.split(":")[0] in ("", "root", "0"):
+        if image_user.split(":")[0] in ("", "root", "0"):
             uid = job_uid(request.job_id)  # never root: a uid of this job alone, owning nothing on the host
             options["user"] = f"{uid}:{uid}"
             env.setdefault("HOME", "/tmp")
@@ -259,11 +254,51 @@ class DockerExecutor(BaseExecutor):
         options["entrypoint"] = request.runtime_argv(f"{WORK_ROOT}/{request.job_id}")
         return options
 
+    def local_store_config(self, request: LaunchRequest) -> dict[str, Any]:
+        """What the shim of a local-store job (executors/docker_local.py) creates its container with: never
+        root (a uid of this job alone when the submitter is root, handed the job's folders), no capabilities,
+        no new privileges, a pids limit, the job's resources; no secret (those go over stdin)."""
+        if os.getuid() == 0:
+            uid = gid = job_uid(request.job_id)
+        else:
+            uid, gid = os.getuid(), os.getgid()
+        options: dict[str, Any] = {
+            "labels": {LABEL: request.job_id, "jobsub.job-uri": request.job_uri},
+            "shm_size": parse_size(self.settings.shm_size or DEFAULT_SHM),
+            "auto_remove": False,  # the shim removes it after reading OOMKilled (unless keep); cleanup if it died
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "pids_limit": PIDS_LIMIT,
+            "user": f"{uid}:{gid}",
+        }
+        network = self.settings.network
+        if network:
+            options["network_mode" if network in ("host", "none", "bridge") else "network"] = network
+        if request.cpus:
+            options["nano_cpus"] = int(request.cpus * 1e9)
+        if request.memory_bytes:
+            options["mem_limit"] = request.memory_bytes
+            options["memswap_limit"] = request.memory_bytes
+        return {
+            "host": self.host,
+            "image": self.image_for(request),
+            "uid": uid,
+            "gid": gid,
+            "hand_over": os.getuid() == 0,
+            "keep": bool(self.settings.keep),
+            "gpus": request.gpus,
+            "stop_after": max(0.5, _runner_grace() - 2.0),
+            "options": options,
+        }
+
     def submit(self, request: LaunchRequest) -> Handle:
         """Create, attach to stdin, start, hand the secrets over, close. Any failure on the way removes the
         container (a start refused by the engine or an image without python would otherwise stay)."""
         import docker
 
+        if request.profile.storage == "local":  # the runner on this machine, only the command in a container
+            self.ping()
+            return docker_local.submit(request, self.local_store_config(request), self.kind)
         client = self.ping()
         image = self.image_for(request)
         secrets = secret_handoff.encode(dict(request.secret_env)) if request.secret_env else b""
@@ -325,6 +360,24 @@ class DockerExecutor(BaseExecutor):
                 )
         return None
 
+    def verify_handle(self, handle: Handle, job_id: str) -> None:
+        """A host-runner handle (local store) names a pid: act on it only when it is this job's runner on this
+        profile's engine (the local executor's check). A container handle is checked where it is used."""
+        if handle.get("mode") != docker_local.HOST_RUNNER:
+            return
+        if str(handle.get("host") or "") != self.host:
+            named = strip_userinfo(str(handle.get("host")))[:200]
+            raise JobError(
+                f"job {job_id}: its executor record names the docker engine {named}, not this profile's "
+                f"{self.host}: not acting on it (the record was rewritten?)"
+            )
+        self._local().verify_handle(docker_local.local_handle(handle), job_id)
+
+    def _local(self) -> LocalExecutor:
+        from jobsub.executors.local import LocalExecutor
+
+        return LocalExecutor(self.profile)
+
     def _inspect(self, handle: Handle) -> dict[str, Any] | None:
         """The container's attributes once the handle is known to be ours; None when it is gone."""
         import docker
@@ -345,6 +398,8 @@ class DockerExecutor(BaseExecutor):
     def poll(self, handle: Handle) -> Observation:
         import docker
 
+        if handle.get("mode") == docker_local.HOST_RUNNER:
+            return self._local().poll(docker_local.local_handle(handle))
         try:
             attrs = self._inspect(handle)
         except _Foreign as exc:
@@ -360,6 +415,8 @@ class DockerExecutor(BaseExecutor):
         import docker
 
         handles = list(handles)
+        if any(h.get("mode") == docker_local.HOST_RUNNER for h in handles):
+            return [self.poll(h) for h in handles]  # host runners are pids: no engine listing helps
         states: dict[str, dict[str, dict[str, Any]] | None] = {}
         for host in {str(h.get("host")) for h in handles if not self.foreign(h)}:
             try:
@@ -396,6 +453,9 @@ class DockerExecutor(BaseExecutor):
         this job's (another engine, another container) is refused with one line and nothing is stopped."""
         import docker
 
+        if handle.get("mode") == docker_local.HOST_RUNNER:  # SIGTERM to the runner: it stops the container
+            self._local().cancel(docker_local.local_handle(handle))
+            return
         try:
             if self._inspect(handle) is None:
                 return
@@ -413,6 +473,9 @@ class DockerExecutor(BaseExecutor):
 
         if handle.get("keep") or self.settings.keep:
             return
+        if handle.get("mode") == docker_local.HOST_RUNNER:
+            self._remove_left_over(handle)
+            return
         try:
             if self._inspect(handle) is None:
                 return
@@ -422,9 +485,28 @@ class DockerExecutor(BaseExecutor):
         except (docker.errors.NotFound, docker.errors.APIError, ExecutorUnavailableError, OSError):
             pass  # gone already, or being removed; an unreachable engine keeps it until the next look
 
+    def _remove_left_over(self, handle: Handle) -> None:
+        """A host-runner job's containers carry its job-id label; AutoRemove usually took them already. Only
+        this profile's engine is asked, only for the job id of the record the handle was read from."""
+        job_id = handle.get(RECORD_JOB_ID)
+        if not job_id or self.foreign({**handle, "container_id": "0" * 12}):
+            return
+        try:
+            client = self.client(self.host)
+            for entry in client.api.containers(all=True, filters={"label": f"{LABEL}={job_id}"}):
+                client.api.remove_container(entry["Id"], force=True)
+        except Exception:  # gone already, or an unreachable engine: the next look tries again
+            pass
+
     def describe(self, handle: Handle) -> str:
         if not handle:
             return "docker (not started)"
+        if handle.get("mode") == docker_local.HOST_RUNNER:
+            return (
+                f"docker image {handle.get('image')} on {handle.get('host')} as uid {handle.get('user')}, "
+                f"runner pid {handle.get('pid')} on {handle.get('runner_host')} (local store: only the job's "
+                "own folders are mounted)"
+            )
         where = handle.get("host")
         if handle.get("engine_host") and handle["engine_host"] not in str(where):
             where = f"{where} ({handle['engine_host']})"

@@ -10,6 +10,7 @@ smallest ``memory.limit_in_bytes`` / ``memory.max`` on the way to the root) in t
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -83,14 +84,25 @@ def memory_limit() -> int | None:
     return best
 
 
+#: a file the command's wrapper writes when the command ran in a cgroup of its own, not the runner's (docker
+#: on the local store, executors/docker_local.py): the memory limit in bytes when the kernel killed it for that
+REPORT_ENV = "JOBSUB_OOM_REPORT"
+
+
 class OomWatch:
     """Take the OOM-kill count before the command starts; ``reason(exit code)`` after it ended."""
 
     def __init__(self) -> None:
         self.before = oom_kills()
+        self.report = Path(os.environ[REPORT_ENV]) if os.environ.get(REPORT_ENV) else None
+        if self.report is not None:
+            self.report.unlink(missing_ok=True)  # one attempt's report is not the next one's
 
     def reason(self, code: int | None) -> str | None:
         killed = code is not None and (code == -signal.SIGKILL or code == 128 + signal.SIGKILL)
+        if killed and self.report is not None and self.report.is_file():
+            text = self.report.read_text()[:40].strip()
+            return "killed: out of memory" + (f" (limit {human_limit(int(text))})" if text.isdigit() else "")
         if not killed or oom_kills() <= self.before:
             return None
         limit = memory_limit()

@@ -154,10 +154,33 @@ def job_image(client: Any, base: str) -> str:
     return tag
 
 
+def _host_runner(handle: dict[str, Any]) -> bool:
+    """A local-store job: its runner is a process here, its command a container with the job-id label."""
+    return handle.get("mode") == "host-runner"
+
+
+def _runner_gone(handle: dict[str, Any]) -> bool:
+    try:
+        state = Path(f"/proc/{int(handle['pid'])}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def _labelled(host: str, handle: dict[str, Any]) -> list[dict[str, Any]]:
+    import docker
+
+    job_id = Path(handle["run_dir"]).name
+    return docker.DockerClient(base_url=host).api.containers(all=True, filters={"label": f"jobsub.job-id={job_id}"})
+
+
 def _kill(host: str):
     def kill(handle: dict[str, Any]) -> None:
         import docker
 
+        if _host_runner(handle):
+            os.kill(int(handle["pid"]), signal.SIGKILL)
+            return
         docker.DockerClient(base_url=host).api.kill(handle["container_id"], "SIGKILL")
 
     return kill
@@ -167,6 +190,8 @@ def _nothing_running(host: str):
     def gone(handle: dict[str, Any]) -> bool:
         import docker
 
+        if _host_runner(handle):
+            return _runner_gone(handle) and not [c for c in _labelled(host, handle) if c.get("State") == "running"]
         try:
             state = docker.DockerClient(base_url=host).api.inspect_container(handle["container_id"])["State"]
         except docker.errors.NotFound:
@@ -180,6 +205,12 @@ def _reap(host: str):
     def reap(handle: dict[str, Any]) -> None:
         import docker
 
+        if _host_runner(handle):
+            if not _runner_gone(handle):
+                os.kill(int(handle["pid"]), signal.SIGKILL)
+            for container in _labelled(host, handle):
+                docker.DockerClient(base_url=host).api.remove_container(container["Id"], force=True)
+            return
         try:
             docker.DockerClient(base_url=host).api.remove_container(handle["container_id"], force=True)
         except docker.errors.NotFound:

@@ -118,10 +118,17 @@ def test_a_failed_start_leaves_no_container_and_a_failed_record(
     for store in ("s3", "local"):
         env = _env(request, tmp_path / store, monkeypatch, docker_harness, store)
         before = {c["Id"] for c in client.api.containers(all=True)}
-        result = env.run("submit", "python-script", "--code", str(code_folder(tmp_path, "print(1)\n", f"code-{store}")),
-                         "--set", f"image={image}")  # fmt: skip
-        assert result.returncode == 2 and len(_errors(result.stderr)) == 1, result.stderr
-        assert f"docker run {image} failed" in result.stderr and SECRET not in result.stderr
+        code = code_folder(tmp_path, "print(1)\n", f"code-{store}")
+        if store == "local":  # the container starts on the host runner's side, after staging: the job fails
+            result = env.run("submit", "python-script", "--code", str(code), "--set", f"image={image}", "--follow",
+                             timeout=300)  # fmt: skip
+            assert result.returncode == 125, result.stdout + result.stderr  # --follow: the job's exit code
+            assert f"docker run {image} failed" in result.stdout and "Traceback" not in result.stdout
+        else:
+            result = env.run("submit", "python-script", "--code", str(code), "--set", f"image={image}")
+            assert result.returncode == 2 and len(_errors(result.stderr)) == 1, result.stderr
+            assert f"docker run {image} failed" in result.stderr
+        assert SECRET not in result.stdout + result.stderr
         assert {c["Id"] for c in client.api.containers(all=True)} == before  # nothing left on the engine
         jobs = env.run_json("jobs")
         assert len(jobs) == 1 and jobs[0]["state"] == "FAILED"
@@ -306,14 +313,61 @@ def test_the_runtime_reads_the_handoff_line_and_refuses_bad_ones(monkeypatch) ->
         encode({"BIG": "x" * MAX_BYTES})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 17 item 2): the local store is still mounted whole and read-write, as the submitter "
-    "(root here); docs/reliability.md says what a fix needs in LocalStore",
-)
+def test_a_job_on_the_local_store_stages_runs_and_uploads_as_an_unprivileged_uid(
+    request, tmp_path: Path, monkeypatch, docker_harness: ExecutorHarness, docker_engine
+) -> None:
+    """The happy side of the local-store design (executors/docker_local.py): the runner on the host stages the
+    input, the command in the container reads it (read-only), writes its outputs as the job's own uid, and
+    the outputs land in the store as the submitter's plain files; the container is gone afterwards."""
+    import os
+    import stat
+
+    _, client = docker_engine
+    env = _env(request, tmp_path, monkeypatch, docker_harness, "local")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "words.txt").write_text("alpha beta\n")
+    code = code_folder(
+        tmp_path,
+        "import os, pathlib\n"
+        "src = pathlib.Path(os.environ['JOBSUB_INPUT_DATA'])\n"
+        "words = (src / 'words.txt').read_text().split()\n"
+        "out = pathlib.Path(os.environ['JOBSUB_OUTPUT_DIR'])\n"
+        "(out / 'count.txt').write_text(str(len(words)))\n"
+        "try:\n"
+        "    (src / 'words.txt').write_text('changed')\n"
+        "    print('input written', flush=True)\n"
+        "except OSError as exc:\n"
+        "    print('input refused', exc.errno, flush=True)\n"
+        "print('uid', os.getuid(), 'home', os.environ['HOME'], flush=True)\n",
+    )
+    result = env.run("submit", "python-script", "--code", str(code), "--input", f"data={data}", "--follow",
+                     timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = result.stdout.splitlines()[0]
+    assert "input refused 30" in result.stdout  # EROFS: the inputs are mounted read-only
+    line = next(x for x in result.stdout.splitlines() if " uid " in f" {x}")
+    uid = int(line.split()[line.split().index("uid") + 1])
+    if os.getuid() == 0:
+        assert uid >= 2_000_000, line  # never root: a uid of this job alone
+    else:
+        assert uid == os.getuid(), line
+    # the job's outputs folder on the host is its uid's; what reached the store is the submitter's plain file
+    handle = _handle(env, job_id)
+    outputs = Path(handle["run_dir"]) / "work" / "outputs"
+    assert outputs.stat().st_uid == uid
+    store = Path(env.vars["XDG_DATA_HOME"]) / "jobsub" / "store"
+    stored = [p for p in store.rglob("count.txt") if ".jobsub" not in p.parts and job_id in str(p)]
+    assert len(stored) == 1 and stored[0].read_text() == "2"
+    assert stored[0].stat().st_uid == os.getuid() and not stored[0].stat().st_mode & (stat.S_ISUID | stat.S_ISGID)
+    assert "only the job's own folders are mounted" in env.run("status", job_id).stdout
+    poll(lambda: not _job_containers(client, job_id), 30, 0.2, "the job's container removed")
+
+
 def test_a_job_on_the_local_store_cannot_touch_other_objects_or_leave_setuid_files(
     request, tmp_path: Path, monkeypatch, docker_harness: ExecutorHarness, docker_engine
 ) -> None:
+    import os
     import stat
 
     env = _env(request, tmp_path, monkeypatch, docker_harness, "local")
@@ -333,15 +387,27 @@ def test_a_job_on_the_local_store_cannot_touch_other_objects_or_leave_setuid_fil
         "        attempt()\n"
         "        print('done', flush=True)\n"
         "    except OSError as exc:\n"
-        "        print('refused', exc.errno, flush=True)\n",
+        "        print('refused', exc.errno, flush=True)\n"
+        "mine = os.path.join(os.environ['JOBSUB_OUTPUT_DIR'], 'sh')\n"  # its own folder: allowed, as its own uid
+        "shutil.copy('/bin/sh', mine)\n"
+        "os.chmod(mine, 0o4755)\n"
+        "print('own setuid copy', oct(os.stat(mine).st_mode), flush=True)\n",
     )
     result = env.run("submit", "python-script", "--code", str(code), "--follow", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "own setuid copy 0o104755" in result.stdout
+    assert result.stdout.count("refused 2") == 3, result.stdout  # ENOENT: the store is not there to write to
     assert target.read_text() == "someone else's data\n"
     setuid_root = [
         p for p in store.rglob("*") if p.is_file() and p.stat().st_uid == 0 and p.stat().st_mode & stat.S_ISUID
     ]
     assert setuid_root == []
+    copied = [p for p in store.rglob("sh") if ".jobsub" not in p.parts]
+    assert len(copied) == 1 and copied[0].stat().st_uid == os.getuid()  # the job's own output, a plain file
+    assert not copied[0].stat().st_mode & (stat.S_ISUID | stat.S_ISGID | 0o111)
+    # and the job's copy (its own uid's) does not keep the bit in its outputs folder on the host either
+    runs = Path(env.vars["XDG_STATE_HOME"]) / "jobsub" / "runs"
+    assert not [p for p in runs.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_mode & stat.S_ISUID]
 
 
 def test_host_networking_is_refused_unless_the_endpoint_is_loopback(request, tmp_path: Path, monkeypatch) -> None:
