@@ -232,6 +232,7 @@ def run(config: dict[str, Any], argv: list[str]) -> int:
 
     import docker
 
+    stops = _forward_stops(float(config["stop_after"]))  # from now on: a stop before the start is kept
     volumes, cwd = _prepare(config)
     env, secrets = _container_env(config)
     options = dict(config["options"])
@@ -264,7 +265,10 @@ def run(config: dict[str, Any], argv: list[str]) -> int:
         # the wait is registered (the engine answers its headers) before the start: no exit is missed
         response = waiter._post(waiter._url("/containers/{0}/wait", container.id), params={"condition": "next-exit"},
                                 stream=True)  # fmt: skip
-        _forward_stops(client, container.id, float(config["stop_after"]))
+        if stops.requested is not None:  # stopped before it started: nothing to run
+            client.api.remove_container(container.id, force=True)
+            return 128 + stops.requested
+        stops.attach(client, container.id)
         container.start()
         getattr(stream, "_sock", stream).sendall(secret_handoff.encode(secrets))
         for kind, data in frames_iter(stream, tty=False):
@@ -302,24 +306,43 @@ def _after_exit(api: Any, container_id: str, config: dict[str, Any], options: di
         print(f"jobsub: could not inspect or remove container {container_id[:12]}: {exc}", file=sys.stderr)
 
 
-def _forward_stops(client: Any, container_id: str, stop_after: float) -> None:
+class _Stops:
     """SIGTERM/SIGINT to the shim (the runner stopping the job) reach the command; SIGKILL follows shortly
-    before the runner's own escalation would kill this shim, so the container is gone, not left over."""
+    before the runner's own escalation would kill this shim, so the container ends here, not left over."""
 
-    def stop(signum: int, _frame: Any) -> None:
+    def __init__(self, stop_after: float) -> None:
+        self.stop_after = stop_after
+        self.requested: int | None = None
+        self.client: Any = None
+        self.container_id = ""
+
+    def attach(self, client: Any, container_id: str) -> None:
+        self.client, self.container_id = client, container_id
+        if self.requested is not None:  # came between the check and now
+            self.forward(self.requested)
+
+    def handle(self, signum: int, _frame: Any) -> None:
+        self.requested = signum
+        if self.container_id:
+            self.forward(signum)
+
+    def forward(self, signum: int) -> None:
         def act() -> None:
             try:
-                client.api.kill(container_id, signal.Signals(signum).name)
-                if not done.wait(stop_after):
-                    client.api.kill(container_id, "SIGKILL")
+                self.client.api.kill(self.container_id, signal.Signals(signum).name)
+                threading.Event().wait(self.stop_after)
+                self.client.api.kill(self.container_id, "SIGKILL")
             except Exception:
-                pass  # gone already
+                pass  # gone already: the kill of a container that exited fails, and that is all
 
         threading.Thread(target=act, daemon=True).start()
 
-    done = threading.Event()  # never set: the kill of a container that is gone fails, and that is all
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+
+def _forward_stops(stop_after: float) -> _Stops:
+    stops = _Stops(stop_after)
+    signal.signal(signal.SIGTERM, stops.handle)
+    signal.signal(signal.SIGINT, stops.handle)
+    return stops
 
 
 def main(argv: list[str] | None = None) -> int:

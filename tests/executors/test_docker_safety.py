@@ -339,12 +339,16 @@ def test_a_job_on_the_local_store_stages_runs_and_uploads_as_an_unprivileged_uid
         "    print('input written', flush=True)\n"
         "except OSError as exc:\n"
         "    print('input refused', exc.errno, flush=True)\n"
-        "print('uid', os.getuid(), 'home', os.environ['HOME'], flush=True)\n",
+        "print('uid', os.getuid(), 'home', os.environ['HOME'], flush=True)\n"
+        # the container's config Env is PID 1's first environment: the secret came later, over stdin
+        "config = open('/proc/1/environ', 'rb').read().decode()\n"
+        "print('token', len(os.environ['HF_TOKEN']), 'in config', os.environ['HF_TOKEN'] in config, flush=True)\n",
     )
-    result = env.run("submit", "python-script", "--code", str(code), "--input", f"data={data}", "--follow",
-                     timeout=300)  # fmt: skip
+    result = env.run("submit", "python-script", "--code", str(code), "--input", f"data={data}", "--secret-env",
+                     "HF_TOKEN", "--follow", timeout=300, extra_env={"HF_TOKEN": TOKEN})  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     job_id = result.stdout.splitlines()[0]
+    assert f"token {len(TOKEN)} in config False" in result.stdout and TOKEN not in result.stdout
     assert "input refused 30" in result.stdout  # EROFS: the inputs are mounted read-only
     line = next(x for x in result.stdout.splitlines() if " uid " in f" {x}")
     uid = int(line.split()[line.split().index("uid") + 1])
@@ -361,6 +365,8 @@ def test_a_job_on_the_local_store_stages_runs_and_uploads_as_an_unprivileged_uid
     assert len(stored) == 1 and stored[0].read_text() == "2"
     assert stored[0].stat().st_uid == os.getuid() and not stored[0].stat().st_mode & (stat.S_ISUID | stat.S_ISGID)
     assert "only the job's own folders are mounted" in env.run("status", job_id).stdout
+    for path in Path(handle["run_dir"]).glob("*.json"):  # the shim's config holds the names, never a value
+        assert TOKEN not in path.read_text()
     poll(lambda: not _job_containers(client, job_id), 30, 0.2, "the job's container removed")
 
 
