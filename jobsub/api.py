@@ -21,13 +21,12 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from jobsub.config import Profile, resolve_profile
 from jobsub.errors import JobTimeoutError, SpecError, UsageError
-from jobsub.jobs.models import JobCost, JobInfo, JobRow, Results
+from jobsub.jobs.models import JobCost, JobInfo, JobRow, LogLine, Results
 from jobsub.jobs.records import JobStatus, State
 from jobsub.jobs.service import JobService
 from jobsub.jobs.spec import JobSpec, apply_sets, load_spec
@@ -143,11 +142,8 @@ class Job:
         `final_status`. `tail` starts from the last N lines."""
         service = self.client.service
 
-        def render(line: dict[str, Any]) -> str:
-            text = str(line.get("l", ""))
-            if not timestamps:
-                return text
-            return datetime.fromtimestamp(float(line.get("t", 0))).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " " + text
+        def render(line: LogLine) -> str:
+            return f"{line.stamp()} {line.text}" if timestamps else line.text
 
         if not follow:
             for line in service.log_lines(self.id, tail):

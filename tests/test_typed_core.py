@@ -171,3 +171,29 @@ def test_a_claim_that_is_not_one_still_stops_a_second_runner(local_env: Env, tmp
     assert result.returncode == JobClaimedError.exit_code  # the code a second runner always exits with
     assert result.stderr.count("\n") == 1 and "already being run by ? pid ?" in result.stderr
     assert "old record ran" not in local_env.run("logs", job_id).stdout
+
+
+def test_log_lines_are_models_and_odd_ones_still_print(local_env: Env) -> None:
+    """Log lines cross the service as LogLine (time, stream, text; "t"/"s"/"l" on the wire, as before). A
+    line with a time no clock shows, or a stream that is not text, prints with question marks, not a crash."""
+    from jobsub.api import Client
+    from jobsub.jobs.models import LogLine
+    from jobsub.jobs.records import JobRecord
+    from jobsub.uri import ObjectURI
+
+    job_id = "python-script-20261128-100000-5a5a"
+    _old_record(local_env, job_id)
+    record = JobRecord(local_env.store(), ObjectURI.parse(local_env.uri("jobs/")), job_id)
+    record.write_chunk(0, [LogLine(time=1.5, stream="out", text="héllo")], "w1")
+    raw = local_env.store().get(local_env.bucket, record.chunk_key(0, "w1"))
+    assert raw == '{"t":1.5,"s":"out","l":"héllo"}\n'.encode()  # the chunk format readers already know
+    local_env.store().put(
+        local_env.bucket, record.chunk_key(1, "w2"), b'{"t": Infinity, "s": 5, "l": "odd"}\n{"t": 1e300, "l": "far"}\n'
+    )
+    assert [(x.stream, x.text) for x in record.read_chunk(record.chunk_key(1, "w2"))] == [("5", "odd"), ("?", "far")]
+    assert list(Client().job(job_id).logs(timestamps=False)) == ["héllo", "odd", "far"]
+    stamped = list(Client().job(job_id).logs(timestamps=True))
+    assert stamped[1] == "1970-01-01 00:00:00.000 odd" or stamped[1].endswith(" odd")
+    assert stamped[2] == "????-??-?? ??:??:??.??? far"
+    result = local_env.run("logs", job_id, "--timestamps")
+    assert result.returncode == 0 and "????-??-?? ??:??:??.??? far" in result.stdout

@@ -125,12 +125,13 @@ def test_every_answer_forbids_inline_script_and_hides_credentials(tmp_path: Path
     wait_final(env, job_id)
     # a record another tool wrote, holding the credentials and an endpoint with userinfo: never shown as is
     from jobsub.config import resolve_profile
+    from jobsub.jobs.models import LogLine
     from jobsub.jobs.records import JobRecord
     from jobsub.uri import ObjectURI
 
     record = JobRecord(env.store(), ObjectURI.parse(resolve_profile()[1].jobs_uri), job_id)
     leak = f"key {KEY_ID} secret {SECRET} endpoint http://admin:hunter22@10.0.0.1:9000/"
-    record.write_chunk(99_999, [{"t": 1.0, "s": "out", "l": leak}], "intruder")
+    record.write_chunk(99_999, [LogLine(time=1.0, stream="out", text=leak)], "intruder")
     with ui_server(env) as (url, _):
         root = base(url)
         shown = requests.get(f"{root}/api/jobs/{job_id}/log?tail=1", timeout=60).json()["lines"][0]["l"]
@@ -279,6 +280,7 @@ def test_streams_resume_at_the_cursor_and_refuse_a_foreign_one(webenv: Env, tmp_
     wait_final(webenv, job_id)
     wait_final(webenv, other)
     from jobsub.config import resolve_profile
+    from jobsub.jobs.models import LogLine
     from jobsub.jobs.records import JobRecord
     from jobsub.uri import ObjectURI
 
@@ -287,7 +289,7 @@ def test_streams_resume_at_the_cursor_and_refuse_a_foreign_one(webenv: Env, tmp_
         record.bucket, record.key("metrics.jsonl"), b'{"step": 1, "loss": NaN}\n{"step": 2, "loss": Infinity}\n'
     )
     for number in (90_000, 90_001):  # more chunks than one, however fast the job shipped its lines
-        record.write_chunk(number, [{"t": 1.0, "s": "out", "l": f"extra {number}"}], "extra")
+        record.write_chunk(number, [LogLine(time=1.0, stream="out", text=f"extra {number}")], "extra")
     with ui_server(webenv) as (url, _):
         root = base(url)
         whole = requests.get(f"{root}/api/jobs/{job_id}/log", params={"max_chunks": 1}, timeout=60).json()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from jobsub.jobs.records import State as JobState
 from jobsub.units import human_duration, human_size
 
 if TYPE_CHECKING:
-    from jobsub.jobs.models import Results
+    from jobsub.jobs.models import LogLine, Results
     from jobsub.jobs.service import JobService
 
 
@@ -58,16 +57,10 @@ def _secret_env(names: tuple[str, ...]) -> dict[str, str]:
     return values
 
 
-def _render_line(line: dict[str, Any], timestamps: bool) -> str:
+def _render_line(line: LogLine, timestamps: bool) -> str:
     """A log line as text: the job wrote it, so its terminal escapes are shown, never acted on."""
-    text = log_line(line.get("l", ""))
-    if timestamps:
-        try:
-            stamp = datetime.fromtimestamp(float(line.get("t", 0))).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        except (TypeError, ValueError, OverflowError, OSError):  # a chunk written by something else
-            stamp = "????-??-?? ??:??:??.???"
-        return f"{stamp} {text}"
-    return text
+    text = log_line(line.text)
+    return f"{line.stamp()} {text}" if timestamps else text
 
 
 def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> JobStatus:

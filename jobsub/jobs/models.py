@@ -85,6 +85,25 @@ class JobStatus(BaseModel):
         return self.exit_code if self.exit_code not in (None, 0) else 1
 
 
+class LogLine(BaseModel):
+    """One line of a job's log. The chunks hold it as {"t": unix time, "s": stream, "l": text} (short keys:
+    a log is mostly these); the fields have names that say what they are."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    time: float = Field(default=0.0, validation_alias="t", serialization_alias="t")
+    stream: str = Field(default="?", validation_alias="s", serialization_alias="s")
+    text: str = Field(default="", validation_alias="l", serialization_alias="l")
+
+    def stamp(self) -> str:
+        """When it was printed, local time to the millisecond; a time no clock shows (a chunk written by
+        something else) is question marks, not an error."""
+        try:
+            return datetime.fromtimestamp(self.time).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        except (ValueError, OverflowError, OSError):
+            return "????-??-?? ??:??:??.???"
+
+
 class RunnerClaim(BaseModel):
     """claim.json: the one runner that runs the job. Read from a shared bucket, so every field has a default:
     a claim that cannot be read still counts as someone else's (its token matches no runner's)."""

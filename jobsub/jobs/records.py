@@ -16,6 +16,7 @@ place that turns them into JSON and back.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ from jobsub.jobs.models import (
     MAX_TRANSITIONS,
     JobDocument,
     JobStatus,
+    LogLine,
     RunnerClaim,
     State,
     StatusTransition,
@@ -131,8 +133,8 @@ class JobRecord:
     def chunk_key(self, number: int, writer: str = "") -> str:
         return self.key(f"logs/{number:08d}{'-' + writer if writer else ''}.jsonl")
 
-    def write_chunk(self, number: int, lines: list[dict[str, Any]], writer: str = "") -> None:
-        body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+    def write_chunk(self, number: int, lines: list[LogLine], writer: str = "") -> None:
+        body = "".join(line.model_dump_json() + "\n" for line in lines).encode()
         self.store.put(self.bucket, self.chunk_key(number, writer), body)
 
     @staticmethod
@@ -142,8 +144,8 @@ class JobRecord:
     def chunks_after(self, last_key: str) -> list[str]:
         return [o.key for o in self.store.iter_objects(self.bucket, self.key("logs/"), start_after=last_key)]
 
-    def read_chunk(self, key: str) -> list[dict[str, Any]]:
-        """The chunk's lines as {"t", "s", "l"}. A chunk is data from a shared bucket: a line that is not such
+    def read_chunk(self, key: str) -> list[LogLine]:
+        """The chunk's lines. A chunk is data from a shared bucket: a line that is not such
         an object (not JSON, not UTF-8, a bare number) is shown as its text, cut to MAX_LOG_LINE characters,
         instead of stopping every reader of the log with a traceback."""
         text = self.store.get(self.bucket, key).decode("utf-8", errors="replace")
@@ -172,14 +174,17 @@ MAX_CLAIM_BYTES = 64 * 1024
 MAX_LOG_LINE = 64 * 1024
 
 
-def _log_line(raw: str) -> dict[str, Any]:
+def _log_line(raw: str) -> LogLine:
     try:
         line = json.loads(raw)
     except ValueError:
         line = None
-    if isinstance(line, dict) and isinstance(line.get("l", ""), str) and isinstance(line.get("t", 0), int | float):
-        return line
-    return {"t": 0, "s": "?", "l": raw[:MAX_LOG_LINE]}
+    if isinstance(line, dict):
+        text, stamp, stream = line.get("l", ""), line.get("t", 0), line.get("s", "?")
+        if isinstance(text, str) and isinstance(stamp, int | float):
+            when = float(stamp) if math.isfinite(stamp) else 0.0  # Infinity parses; no clock shows it
+            return LogLine(time=when, stream=str(stream)[:64], text=text)
+    return LogLine(time=0.0, stream="?", text=raw[:MAX_LOG_LINE])
 
 
 def check_format_version(data: Any, where: str) -> None:

@@ -35,7 +35,7 @@ from jobsub.errors import (
 from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_executor
 from jobsub.executors.leftovers import kill_leftovers
 from jobsub.jobs import billing
-from jobsub.jobs.models import CodeRef, JobDocument, JobInfo, JobRow, OutputFile, Results
+from jobsub.jobs.models import CodeRef, JobDocument, JobInfo, JobRow, LogLine, OutputFile, Results
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec, check_name, nodes_problem
@@ -104,11 +104,11 @@ def _content_id(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _tail(record: JobRecord, count: int) -> tuple[list[dict[str, Any]], str]:
+def _tail(record: JobRecord, count: int) -> tuple[list[LogLine], str]:
     """The last `count` log lines (reading chunks from the end, each once) and the key of the newest chunk,
     from which a follower continues."""
     keys = record.chunks_after("")
-    lines: list[dict[str, Any]] = []
+    lines: list[LogLine] = []
     for key in reversed(keys):
         if len(lines) >= count:
             break
@@ -631,7 +631,7 @@ class JobService:
             time.sleep(poll)
 
     # -- logs ---------------------------------------------------------------------------------------------
-    def log_lines(self, job_id: str, tail: int | None = None) -> list[dict[str, Any]]:
+    def log_lines(self, job_id: str, tail: int | None = None) -> list[LogLine]:
         record = self.record(job_id)
         record.read_status()  # JobNotFoundError for an unknown id
         if tail is None:
@@ -645,7 +645,7 @@ class JobService:
         poll: float = 0.3,
         on_error: Callable[[str], None] | None = None,
         on_waiting: Callable[[str], None] | None = None,
-    ) -> Iterator[dict[str, Any] | JobStatus]:
+    ) -> Iterator[LogLine | JobStatus]:
         """Yield log lines in order as they arrive, then the final JobStatus. While the job is not running
         yet, `on_waiting` hears each new reason the executor gives ("queued: Resources").
 

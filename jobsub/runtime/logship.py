@@ -12,6 +12,7 @@ import time
 from typing import IO
 
 from jobsub.errors import JobsubError
+from jobsub.jobs.models import LogLine
 from jobsub.jobs.records import JobRecord
 from jobsub.redact import redact
 
@@ -26,7 +27,7 @@ class LogShipper:
         self.writer = writer  # the runner's id, part of every chunk name
         self.interval = interval
         self.next_chunk = first_chunk
-        self._pending: list[dict] = []
+        self._pending: list[LogLine] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
@@ -38,8 +39,9 @@ class LogShipper:
         return self
 
     def add(self, stream: str, line: str) -> None:
+        entry = LogLine(time=round(time.time(), 3), stream=stream, text=redact(line.rstrip("\r\n")))
         with self._lock:
-            self._pending.append({"t": round(time.time(), 3), "s": stream, "l": redact(line.rstrip("\r\n"))})
+            self._pending.append(entry)
 
     def say(self, text: str) -> None:
         """A line from jobsub itself (staging, retries, cancel), shown in `logs` like the program's own."""
