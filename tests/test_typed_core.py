@@ -125,6 +125,9 @@ def test_the_web_view_refuses_a_newer_or_oversized_record_but_still_lists_it(loc
         web.job(newer)
     with pytest.raises(JobNotFoundError, match="not read"):
         web.results(huge)
+    local_env.store().put(local_env.bucket, f"jobs/{newer}/job.json", b"\xff not json")  # damaged: a 404 too
+    with pytest.raises(JobNotFoundError, match="is not JSON"):
+        web.job(newer)
 
 
 def test_the_cost_bill_and_the_list_keep_their_json_shapes(local_env: Env) -> None:

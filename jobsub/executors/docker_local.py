@@ -124,6 +124,10 @@ def submit(request: LaunchRequest, config: dict[str, Any], kind: str) -> Handle:
     env["JOBSUB_PROFILE_JSON"] = request.profile.model_copy(update={"root": root}).model_dump_json()
     env["JOBSUB_JOB_ID"] = request.job_id
     env["JOBSUB_OOM_REPORT"] = str(run_dir / "oom-report")  # runtime/oom.py: the shim names an OOM kill there
+    # no periodic output upload while the container runs: the runner reads outputs/ on the host, as the
+    # submitter, and the job could swap a folder there for a link to the submitter's files between the
+    # check and the read; once the container is gone, nothing in it can move (the final upload is safe)
+    env["JOBSUB_OUTPUT_SYNC_SECONDS"] = "inf"
     env["JOBSUB_COMMAND_PREFIX"] = shlex.join([sys.executable, "-m", "jobsub.executors.docker_local", str(config_path)])
     with (run_dir / "runner.log").open("ab") as log:
         proc = subprocess.Popen(
@@ -233,19 +237,21 @@ def run(config: dict[str, Any], argv: list[str]) -> int:
     import docker
 
     stops = _forward_stops(float(config["stop_after"]))  # from now on: a stop before the start is kept
-    volumes, cwd = _prepare(config)
-    env, secrets = _container_env(config)
-    options = dict(config["options"])
-    labels, user = options.pop("labels"), options.pop("user")
-    if "network" in options:
-        options["network_mode"] = options.pop("network")
-    if config["gpus"]:
-        options["device_requests"] = [docker.types.DeviceRequest(count=int(config["gpus"]), capabilities=[["gpu"]])]
-    attempt = os.environ.get("JOBSUB_ATTEMPT", "1")
-    client = docker.DockerClient(base_url=config["host"], timeout=60)
-    waiter = docker.APIClient(base_url=config["host"], timeout=None)
+    client: Any = None
     container = None
-    try:
+    try:  # an engine that went away since submit, a folder that cannot be handed over: one line, exit 125
+        volumes, cwd = _prepare(config)
+        env, secrets = _container_env(config)
+        options = dict(config["options"])
+        labels, user = options.pop("labels"), options.pop("user")
+        if "network" in options:
+            options["network_mode"] = options.pop("network")
+        if config["gpus"]:
+            requests = [docker.types.DeviceRequest(count=int(config["gpus"]), capabilities=[["gpu"]])]
+            options["device_requests"] = requests
+        attempt = os.environ.get("JOBSUB_ATTEMPT", "1")
+        client = docker.DockerClient(base_url=config["host"], timeout=60)
+        waiter = docker.APIClient(base_url=config["host"], timeout=None)
         api = client.api
         created = api.create_container(
             config["image"],
@@ -270,6 +276,8 @@ def run(config: dict[str, Any], argv: list[str]) -> int:
             return 128 + stops.requested
         stops.attach(client, container.id)
         container.start()
+        if stops.requested is not None:  # a stop between attach and start met a container not yet running
+            stops.forward(stops.requested)
         getattr(stream, "_sock", stream).sendall(secret_handoff.encode(secrets))
         for kind, data in frames_iter(stream, tty=False):
             out = sys.stderr.buffer if kind == 2 else sys.stdout.buffer
@@ -284,7 +292,7 @@ def run(config: dict[str, Any], argv: list[str]) -> int:
     except Exception as exc:  # whatever it is: one line in the job's log, no container left
         why = " ".join(str(getattr(exc, "explanation", None) or exc).split())[:300]
         print(f"error: docker run {config['image']} failed: {why}", file=sys.stderr, flush=True)
-        if container is not None:
+        if container is not None and client is not None:
             try:
                 client.api.remove_container(container.id, force=True)
             except Exception:

@@ -101,7 +101,7 @@ class LocalExecutor(BaseExecutor):
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             environ = []
-        if environ in ([], [b""]):
+        if problem is None and environ in ([], [b""]):
             # Linux answers ESRCH, or no bytes, for the environment of a process that has released its memory:
             # it is exiting (the runner finishing, its threads winding down while /proc still says R). Give it
             # a moment to be gone before calling the record suspect; nothing is signalled either way.

@@ -321,7 +321,9 @@ class ModelArtsExecutor(BaseExecutor):
                 "creating the training job", "create_training_job", v1.CreateTrainingJobRequest(body=body)
             )
         except BaseException:
-            discard(store, self.profile.jobs_uri, sealed.uri)  # a warning at worst: the launch error is reported
+            discard(
+                store, self.profile.jobs_uri, sealed.uri, request.job_id
+            )  # a warning at worst: the launch error is reported
             raise
         created = self._to_dict(response)
         training_job_id = str((created.get("metadata") or {}).get("id") or "")
@@ -419,7 +421,7 @@ class ModelArtsExecutor(BaseExecutor):
     def cleanup(self, handle: Handle) -> None:
         """Delete the one-time credentials if the job never took them, and the training job if asked to."""
         if handle.get("secrets"):
-            discard(self._store(), self.profile.jobs_uri, handle["secrets"])
+            discard(self._store(), self.profile.jobs_uri, handle["secrets"], str(handle.get("record_job_id") or ""))
         if not self.settings.keep_jobs and handle.get("training_job_id"):
             v1 = self._sdk()
             try:

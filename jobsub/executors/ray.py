@@ -355,10 +355,10 @@ class RayExecutor(BaseExecutor):
         try:
             response = self._request("POST", address, "/api/jobs/", json=body)
         except JobsubError:
-            self._drop_secret(secret)
+            self._drop_secret(secret, request.job_id)
             raise
         if not response.ok:
-            self._drop_secret(secret)
+            self._drop_secret(secret, request.job_id)
         if response.status_code == 404:
             raise self._no_jobs_api(address, "/api/jobs/", response)
         if not response.ok:
@@ -383,17 +383,18 @@ class RayExecutor(BaseExecutor):
         sealed = seal(open_store(self.profile), self.profile.jobs_uri, request.job_id, request.secret_env)
         return sealed.ticket, sealed.uri
 
-    def _drop_secret(self, uri: object) -> None:
+    def _drop_secret(self, uri: object, job_id: str) -> None:
         if not uri:
             return
         from jobsub.storage import open_store
 
-        discard(open_store(self.profile), self.profile.jobs_uri, uri)
+        discard(open_store(self.profile), self.profile.jobs_uri, uri, job_id)
 
     def cleanup(self, handle: Handle) -> None:
         """Once the record is final: delete the one-time secret if the runner never read it, and delete the
         Ray job (its info holds the entrypoint and runtime_env) once Ray has seen it end. Idempotent."""
-        self._drop_secret(handle.get("secret_uri"))  # only ever one of this profile's one-time secrets
+        # only ever this job's one-time secret (record_job_id: the record the service read the handle from)
+        self._drop_secret(handle.get("secret_uri"), str(handle.get("record_job_id") or ""))
         if not handle.get("submission_id"):
             return
         try:

@@ -71,26 +71,31 @@ def seal(
     return SealedSecret(uri, json.dumps(ticket, separators=(",", ":")))
 
 
-def is_one_time_secret(jobs_uri: str, uri_text: object) -> ObjectURI | None:
-    """The URI a handle names, when it is a one-time secret of this jobs prefix; None for anything else."""
+def is_one_time_secret(jobs_uri: str, uri_text: object, job_id: str) -> ObjectURI | None:
+    """The URI a handle names, when it is one of `job_id`'s one-time secrets under this jobs prefix; None for
+    anything else (a handle is data: rewritten, it must not make cleanup delete another object, nor another
+    job's secret before that job has read it). `.json` is the plaintext object ModelArts jobs submitted
+    before 2026-11-30 left: still deleted, never left behind."""
     try:
         uri = ObjectURI.parse(str(uri_text))
     except JobsubError:
         return None
     jobs = ObjectURI.parse(jobs_uri).as_prefix()
     name = uri.key.removeprefix(f"{jobs.key}{SECRETS_FOLDER}")
-    if uri.bucket != jobs.bucket or name == uri.key or "/" in name or not name.endswith(".bin"):
+    if uri.bucket != jobs.bucket or name == uri.key or "/" in name or not job_id:
+        return None
+    if not name.startswith(f"{job_id}-") or not name.endswith((".bin", ".json")):
         return None
     return uri
 
 
-def discard(store: ObjectStore, jobs_uri: str, uri_text: object) -> None:
-    """Delete the one-time secret a handle names if it is still there (never anything outside the secrets
-    folder of this jobs prefix). A failure is a warning: the launch error or the final state matters more."""
-    uri = is_one_time_secret(jobs_uri, uri_text)
+def discard(store: ObjectStore, jobs_uri: str, uri_text: object, job_id: str) -> None:
+    """Delete `job_id`'s one-time secret a handle names if it is still there (never anything else, see
+    is_one_time_secret). A failure is a warning: the launch error or the final state matters more."""
+    uri = is_one_time_secret(jobs_uri, uri_text, job_id)
     if uri is None:
         if uri_text:
-            log.warning("not deleting %s: it is not one of this profile's one-time secrets", str(uri_text)[:200])
+            log.warning("not deleting %s: it is not a one-time secret of job %s", str(uri_text)[:200], job_id)
         return
     try:
         store.delete(uri.bucket, uri.key)

@@ -86,7 +86,10 @@ class JobRecord:
             info = self.store.head(self.bucket, self.key("job.json"))
             if info is not None and info.size > max_bytes:
                 raise RecordFormatError(f"{self.uri('job.json')} is {info.size} bytes; not read (limit {max_bytes})")
-        data = self.get_json("job.json")
+        try:
+            data = self.get_json("job.json")
+        except ValueError:  # not JSON, not UTF-8: written by something else, or damaged
+            raise RecordFormatError(f"{self.uri('job.json')} is not JSON (not a job record jobsub can read)") from None
         check_format_version(data, self.uri("job.json"))
         try:
             return JobDocument.model_validate(data)
@@ -134,7 +137,7 @@ class JobRecord:
         return self.key(f"logs/{number:08d}{'-' + writer if writer else ''}.jsonl")
 
     def write_chunk(self, number: int, lines: list[LogLine], writer: str = "") -> None:
-        body = "".join(line.model_dump_json() + "\n" for line in lines).encode()
+        body = "".join(line.model_dump_json(by_alias=True) + "\n" for line in lines).encode()
         self.store.put(self.bucket, self.chunk_key(number, writer), body)
 
     @staticmethod

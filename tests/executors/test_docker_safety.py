@@ -370,6 +370,44 @@ def test_a_job_on_the_local_store_stages_runs_and_uploads_as_an_unprivileged_uid
     poll(lambda: not _job_containers(client, job_id), 30, 0.2, "the job's container removed")
 
 
+def test_a_job_on_the_local_store_cannot_swap_its_outputs_for_a_link_to_the_submitters_files(
+    request, tmp_path: Path, monkeypatch, docker_harness: ExecutorHarness, docker_engine
+) -> None:
+    """Hostile: the runner reads outputs/ on the host as the submitter. The job keeps swapping its outputs
+    folder `d` between a real folder and a link to a host folder of the submitter's (bind mounts use host
+    paths, so the job knows them), with periodic uploads asked every 0.5 s. No byte of the host file may
+    reach the store: outputs are read only once the container is gone."""
+    secret_dir = tmp_path / "host-secret"
+    secret_dir.mkdir()
+    (secret_dir / "note.txt").write_text("HOST SECRET of the submitter\n")
+    env = _env(request, tmp_path, monkeypatch, docker_harness, "local")
+    code = code_folder(
+        tmp_path,
+        "import os, time\n"
+        "out = os.environ['JOBSUB_OUTPUT_DIR']\n"
+        "d, real = os.path.join(out, 'd'), os.path.join(out, 'd.real')\n"
+        "os.makedirs(d)\n"
+        "open(os.path.join(d, 'note.txt'), 'w').write('the job note\\n')\n"
+        "print('swapping', flush=True)\n"
+        "end = time.time() + 6\n"
+        "while time.time() < end:\n"
+        "    os.rename(d, real)\n"
+        f"    os.symlink({str(secret_dir)!r}, d)\n"
+        "    time.sleep(0.001)\n"
+        "    os.unlink(d)\n"
+        "    os.rename(real, d)\n"
+        "print('done', flush=True)\n",
+    )
+    result = env.run("submit", "python-script", "--code", str(code), "--follow", timeout=300,
+                     extra_env={"JOBSUB_OUTPUT_SYNC_SECONDS": "0.5"})  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    store = Path(env.vars["XDG_DATA_HOME"]) / "jobsub" / "store"
+    leaked = [p for p in store.rglob("*") if p.is_file() and b"HOST SECRET" in p.read_bytes()]
+    assert not leaked, leaked
+    notes = [p for p in store.rglob("note.txt") if ".jobsub" not in p.parts]
+    assert len(notes) == 1 and notes[0].read_text() == "the job note\n"
+
+
 def test_a_job_on_the_local_store_cannot_touch_other_objects_or_leave_setuid_files(
     request, tmp_path: Path, monkeypatch, docker_harness: ExecutorHarness, docker_engine
 ) -> None:

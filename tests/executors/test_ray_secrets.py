@@ -63,21 +63,26 @@ def test_the_bucket_holds_no_plaintext_and_the_runner_reads_it_once(motoenv: Env
 
 
 def test_cleanup_deletes_only_one_time_secrets_of_this_jobs_prefix(motoenv: Env) -> None:
-    """A handle is data from a shared bucket: a `secret_uri` rewritten to name the user's own object, or a
-    secret of another jobs prefix, is never deleted by cleanup; a real one-time secret is."""
-    from jobsub.executors.secret_drop import discard
+    """A handle is data from a shared bucket: a `secret_uri` rewritten to name the user's own object, a
+    secret of another jobs prefix or another job's pending secret is never deleted by cleanup; the job's own
+    one-time secret is, and so is the plaintext `.json` object of a ModelArts job from before 2026-11-30."""
+    from jobsub.executors.secret_drop import discard, seal
 
     _profile, store, _ticket, uri = _sealed(motoenv, {"HF_TOKEN": "hf_abcdef123456"})
     jobs = f"s3://{motoenv.bucket}/jobs/"
+    other = seal(store, jobs, "j-other", {"HF_TOKEN": "hf_other"}).uri
     bystanders = ["data/model.bin", "jobs/j-secret/job.json", "jobs/_secrets/nested/x.bin", "other/_secrets/a.bin"]
     for key in bystanders:
         store.put(motoenv.bucket, key, b"keep me")
-    for key in bystanders:
-        discard(store, jobs, f"s3://{motoenv.bucket}/{key}")
-    discard(store, jobs, f"s3://{motoenv.bucket}/jobs/_secrets/../../data/model.bin")
-    assert all(store.head(motoenv.bucket, key) is not None for key in bystanders)
-    discard(store, jobs, str(uri))
+    for key in [*bystanders, other.key, "jobs/_secrets/../../data/model.bin"]:
+        discard(store, jobs, f"s3://{motoenv.bucket}/{key}", "j-secret")
+    assert all(store.head(motoenv.bucket, key) is not None for key in [*bystanders, other.key])
+    discard(store, jobs, str(uri), "j-secret")
     assert store.head(uri.bucket, uri.key) is None
+    legacy = "jobs/_secrets/j-old-" + "ab" * 16 + ".json"
+    store.put(motoenv.bucket, legacy, b'{"env": {"AWS_SECRET_ACCESS_KEY": "x"}}')
+    discard(store, jobs, f"s3://{motoenv.bucket}/{legacy}", "j-old")
+    assert store.head(motoenv.bucket, legacy) is None
 
 
 def test_a_replaced_secret_object_is_refused(motoenv: Env, monkeypatch) -> None:
