@@ -16,6 +16,7 @@ behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import os
 import shutil
@@ -77,6 +78,7 @@ class Flusher:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
+        self.error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
         self._thread.start()
 
@@ -95,14 +97,20 @@ class Flusher:
                 return
             try:
                 os.fdatasync(self._fd)
-            except OSError:
-                return  # the final fsync (on the caller's thread) reports what is wrong
+            except OSError as exc:
+                # kept for the caller: Linux reports a writeback error once per open file, so the final
+                # fsync on the same descriptor would answer 0 and the download would pass over lost bytes
+                self.error = exc
+                return
 
     def stop(self) -> None:
-        """Stop flushing (before the final fsync or the close); safe to call more than once."""
+        """Stop flushing (before the final fsync or the close); safe to call more than once. Raises the
+        error a flush met, if any: the bytes written so far may not be on disk."""
         self._stopped = True
         self._wake.set()
         self._thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 class Downloader:
@@ -258,7 +266,8 @@ class Downloader:
             os.fsync(fd)  # what the flusher has not written yet: little, it kept up while parts arrived
             digest = hasher.hexdigest() if hasher else None
         finally:
-            flusher.stop()
+            with contextlib.suppress(OSError):  # raised above already on the success path
+                flusher.stop()
             if hasher:
                 hasher.stop()
             os.close(fd)
