@@ -89,15 +89,19 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto_server did not start")
 
 
-def start_server(name: str, work: Path, size: int, with_memory_check: bool) -> tuple[Callable[[], None], str]:
+def start_server(
+    name: str, work: Path, size: int, with_memory_check: bool, rounds: int = 1
+) -> tuple[Callable[[], None], str]:
     """The S3 server to measure against, and how to stop it (by pid)."""
     if name == "moto":
         proc, url = start_moto()
         return proc.terminate, url
     from tests.ceph import start_ceph
 
-    # every copy of the file stays in the in-memory OSD until garbage collection: size the cap to the run
-    copies = 8 * size + (parse_size("2GiB") if with_memory_check else 0)
+    # every copy of the file stays in the in-memory OSD until garbage collection (hours: a deleted or
+    # overwritten object is not freed within the run), and a full OSD stalls radosgw: size the cap to the
+    # run, six uploads per round (five peers and a spare) plus the resume check's
+    copies = (6 * max(1, rounds) + 2) * size + (parse_size("2GiB") if with_memory_check else 0)
     ceph = start_ceph("bench", "benchbench", memstore_gb=copies / (1 << 30) + 1, root=work / "ceph")
     print(f"ceph started in {ceph.startup_s:.1f} s", flush=True)
     return ceph.stop, ceph.url
@@ -152,7 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="jobsub-bench-"))
-    stop_server, url = start_server(args.server, work, size, not args.skip_memory)
+    stop_server, url = start_server(args.server, work, size, not args.skip_memory, args.rounds)
     env = {**bench_env(work), "BENCH_URL": url}
     jobsub = [sys.executable, "-m", "jobsub"]
     results: dict[str, dict] = {}

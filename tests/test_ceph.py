@@ -31,8 +31,8 @@ def _server(env: Env):
 
 # -- Content-MD5 and corruption on the way -------------------------------------------------------------------
 def test_a_part_corrupted_on_the_way_is_refused_or_caught_and_sent_again(s3env: Env, tmp_path: Path) -> None:
-    """One byte of part 2 flipped between jobsub and the server: Ceph refuses it (over HTTP the signed SHA-256
-    of the body no longer matches; Content-MD5 is checked too), moto stores it and jobsub's own ETag check
+    """One byte of part 2 flipped between jobsub and the server: Ceph refuses it (Content-MD5: BadDigest; the body
+    is sent UNSIGNED-PAYLOAD when Content-MD5 covers it), moto stores it and jobsub's own ETag check
     catches it; either way the part is sent again and the object is intact."""
     src = write_random(tmp_path / "f.bin", 30 * MiB, seed=21)
     proxy = FaultProxy(s3env.endpoint or "", [Rule("PUT", PART, "corrupt", {2})])
@@ -46,7 +46,7 @@ def test_a_part_corrupted_on_the_way_is_refused_or_caught_and_sent_again(s3env: 
     assert result.returncode == 0, result.stderr
     corrupted = [r for r in proxy.responses if r[3] == "corrupt"]
     assert len(corrupted) == 1, proxy.responses
-    assert corrupted[0][2] == (400 if _server(s3env).verifies_payload_sha256 else 200)
+    assert corrupted[0][2] == (400 if _server(s3env).verifies_content_md5 else 200)
     assert json.loads(result.stdout)["parts_sent"] == 6
     out = tmp_path / "out.bin"
     s3env.run("download", s3env.uri("c/f.bin"), str(out), "-q", check=True)
@@ -63,8 +63,8 @@ def test_a_part_corrupted_every_time_fails_in_one_line_and_nothing_becomes_visib
         assert result.returncode == 1
         (line,) = result.stderr.strip().splitlines()
         assert "Traceback" not in line and "None" not in line
-        if _server(s3env).verifies_payload_sha256:
-            assert "did not match their signed SHA-256 (XAmzContentSHA256Mismatch)" in line
+        if _server(s3env).verifies_content_md5:  # Content-MD5 covers the body: it is sent UNSIGNED-PAYLOAD
+            assert "did not match their Content-MD5 (BadDigest)" in line
         else:
             assert "part 3" in line and "not its MD5" in line
         assert s3env.store().head(s3env.bucket, "d/f.bin") is None

@@ -84,14 +84,22 @@ def test_a_body_covered_by_content_md5_is_not_hashed_again_for_the_signature(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     store = S3Store(endpoint_url=moto_url, addressing_style="path", checksum_algorithm=algorithm)
     seen: list[str] = []
-    store._client.meta.events.register(
-        "before-send.s3.PutObject", lambda request, **_: seen.append(request.headers["X-Amz-Content-SHA256"])
-    )
+    for operation in ("PutObject", "UploadPart"):
+        store._client.meta.events.register(
+            f"before-send.s3.{operation}", lambda request, **_: seen.append(request.headers["X-Amz-Content-SHA256"])
+        )
     store._client.create_bucket(Bucket="sigbkt")
     data = b"payload " * 1000
-    etag = store.put("sigbkt", "k", data, checksum=Checksum.of_bytes(algorithm, data))
+    checksum = Checksum.of_bytes(algorithm, data)
+    etag = store.put("sigbkt", "k", data, checksum=checksum)
     assert store.get("sigbkt", "k") == data and etag
-    payload_hash = seen[0] if isinstance(seen[0], str) else seen[0].decode()
-    assert (payload_hash == "UNSIGNED-PAYLOAD") is unsigned
-    if not unsigned:
-        assert payload_hash == hashlib.sha256(data).hexdigest()
+    upload = store.create_multipart("sigbkt", "mp", checksum_algorithm=algorithm)
+    part = store.upload_part("sigbkt", "mp", upload, 1, data, checksum)
+    store.complete_multipart("sigbkt", "mp", upload, [(1, part)], checksums={1: checksum})
+    assert store.get("sigbkt", "mp") == data
+    hashes = [h if isinstance(h, str) else h.decode() for h in seen]
+    assert len(hashes) == 2
+    for payload_hash in hashes:
+        assert (payload_hash == "UNSIGNED-PAYLOAD") is unsigned
+        if not unsigned:
+            assert payload_hash == hashlib.sha256(data).hexdigest()

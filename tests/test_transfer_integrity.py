@@ -452,34 +452,3 @@ def test_local_upload_killed_midway_leaves_nothing_visible_and_reruns_whole(tmp_
     assert summary["parts_sent"] == 1 and summary["verified_by"] == {str(src): "sha256"}
     assert (local_store_root(env) / env.bucket / "k" / "f.bin").read_bytes() == src.read_bytes()
 
-
-def test_a_download_whose_early_bytes_fail_to_reach_disk_is_not_reported_good(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A disk that loses a writeback (EIO, an NFS or quota failure) cannot be made here, so os.fdatasync is
-    replaced to fail the way Linux does: once, on the background flush. Linux then answers the final fsync
-    on the same descriptor with 0, so the download must carry the flush's error itself: exit non-zero,
-    nothing renamed into place."""
-    from jobsub.api import Client
-    from jobsub.transfer import download
-    from tests.conftest import _isolated_env
-
-    _isolated_env(tmp_path, monkeypatch, "local", None)
-    monkeypatch.setattr(download.Flusher, "FLUSH_BYTES", 1 << 20)
-    failed = []
-
-    def lost_writeback(fd: int) -> None:
-        if not failed:
-            failed.append(fd)
-            raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(download.os, "fdatasync", lost_writeback)
-    src = tmp_path / "big.bin"
-    write_random(src, 6 << 20)
-    client = Client()
-    client.upload(src, "s3://jobsub/f/big.bin")
-    dest = tmp_path / "out" / "big.bin"
-    summary = client.download("s3://jobsub/f/big.bin", dest)
-    assert failed, "the flush never ran"
-    assert summary.failures and "Input/output error" in summary.failures[0], summary
-    assert not dest.exists() and not summary.verified_by

@@ -16,7 +16,6 @@ behind.
 from __future__ import annotations
 
 import base64
-import contextlib
 import errno
 import os
 import shutil
@@ -64,53 +63,6 @@ def _no_space(target: Path, needed: int) -> InsufficientSpaceError:
         f"not enough space for {target}: it needs {human_size(needed)} ({needed} bytes), "
         f"{human_size(free)} free there; free some space or download elsewhere"
     )
-
-
-class Flusher:
-    """Writes a download's bytes back to disk while later parts still arrive (fdatasync on a thread each
-    FLUSH_BYTES written), so the fsync before the rename finds little left to write instead of the whole file."""
-
-    FLUSH_BYTES = 32 << 20
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopped = False
-        self.error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
-        self._thread.start()
-
-    def wrote(self, count: int) -> None:
-        with self._lock:
-            self._pending += count
-            if self._pending >= self.FLUSH_BYTES:
-                self._pending = 0
-                self._wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._stopped:
-                return
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                # kept for the caller: Linux reports a writeback error once per open file, so the final
-                # fsync on the same descriptor would answer 0 and the download would pass over lost bytes
-                self.error = exc
-                return
-
-    def stop(self) -> None:
-        """Stop flushing (before the final fsync or the close); safe to call more than once. Raises the
-        error a flush met, if any: the bytes written so far may not be on disk."""
-        self._stopped = True
-        self._wake.set()
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
 
 
 class Downloader:
@@ -213,7 +165,6 @@ class Downloader:
         fd = os.open(partial, os.O_RDWR)
         failed = threading.Event()
         hasher = InOrderHasher(fd, ranges, done) if sha else None  # the end-to-end check, while parts arrive
-        flusher = Flusher(fd)
         stream = getattr(self.store, "get_range_to", None)  # S3: chunks go to the file as they arrive
         try:
 
@@ -221,7 +172,6 @@ class Downloader:
                 def write(at: int, chunk: bytes) -> None:
                     try:
                         os.pwrite(fd, chunk, at)
-                        flusher.wrote(len(chunk))
                     except OSError as exc:
                         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                             raise _no_space(target, info.size) from None
@@ -262,12 +212,9 @@ class Downloader:
                 raise real[0]
             if errors or any(f.cancelled() for f in futures):
                 raise Cancelled()
-            flusher.stop()
-            os.fsync(fd)  # what the flusher has not written yet: little, it kept up while parts arrived
+            os.fsync(fd)
             digest = hasher.hexdigest() if hasher else None
         finally:
-            with contextlib.suppress(OSError):  # raised above already on the success path
-                flusher.stop()
             if hasher:
                 hasher.stop()
             os.close(fd)
