@@ -451,4 +451,3 @@ def test_local_upload_killed_midway_leaves_nothing_visible_and_reruns_whole(tmp_
     summary = json.loads(env.run(*args[:-3], "--json", check=True).stdout)
     assert summary["parts_sent"] == 1 and summary["verified_by"] == {str(src): "sha256"}
     assert (local_store_root(env) / env.bucket / "k" / "f.bin").read_bytes() == src.read_bytes()
-
