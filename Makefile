@@ -27,10 +27,10 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-# PYTEST_WORKERS=2 runs two pytest-xdist workers (tests using dockerd, Ray or Slurm stay on one worker each:
-# --dist loadgroup, tests/conftest.py), then the tests marked `timing` (wall-clock bounds) alone, so no other
-# test's load moves their clocks. PYTEST_WORKERS=0 runs everything in one process (docs/architecture.md).
-PYTEST_WORKERS ?= 0
+# Two pytest-xdist workers by default (tests using dockerd, Ray or Slurm stay on one worker each: --dist
+# loadgroup, tests/conftest.py), then the tests marked `timing` (wall-clock bounds) alone, so no other test's
+# load moves their clocks. PYTEST_WORKERS=0 runs everything in one process (docs/architecture.md).
+PYTEST_WORKERS ?= 2
 
 test: setup lint
 ifeq ($(PYTEST_WORKERS),0)
