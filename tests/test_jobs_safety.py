@@ -70,6 +70,20 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _watchdogs_of(runner_pid: int) -> list[int]:
+    """The runner's watchdog (runtime/procs.py: a child of the runner, in a session of its own)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if int(fields[1]) == runner_pid and b"-c" in cmdline and b"-I" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 # -- staging and outputs ------------------------------------------------------------------------------------
 def test_a_corrupt_input_object_fails_the_job_before_the_command_starts(env: Env, tmp_path: Path) -> None:
     from jobsub.storage.base import SHA256_META
@@ -510,7 +524,10 @@ def test_cancel_of_a_lost_job_kills_what_is_left_and_says_so(env: Env, tmp_path:
     pgid, child = int(ready.group(1)), int(ready.group(2))
     runner_pid = _status(env, job_id)["executor"]["pid"]
     try:
-        os.killpg(runner_pid, signal.SIGKILL)  # the runner and its watchdog at once: the child is left over
+        watchdogs = _watchdogs_of(runner_pid)
+        assert len(watchdogs) == 1, watchdogs
+        os.kill(watchdogs[0], signal.SIGKILL)  # the watchdog first, then the runner: the child is left over
+        os.killpg(runner_pid, signal.SIGKILL)
         poll(lambda: _status(env, job_id)["state"] == "LOST", 20, 0.2, "LOST")
         assert _group_alive(pgid)
         result = env.run("cancel", job_id, check=True)

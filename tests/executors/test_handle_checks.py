@@ -186,12 +186,14 @@ def test_a_rewritten_slurm_record_does_not_cancel_another_slurm_job(
 
     try:
         poll(lambda: state(other_id) == "RUNNING" or state(other_id) == "PENDING", 60, 0.5, "the other job queued")
+        # `status` first: a refused `cancel` still leaves the cancel request in the record (the runner acts on
+        # that itself), so after it the job may already be final and its handle no longer looked at
+        record.put_json("executor.json", {**real, "job_id": "1 --user=root"})
+        line = _one_line(env.run("status", job_id), 1)
+        assert "not a job id" in line, line
         record.put_json("executor.json", {**real, "job_id": other_id})
         line = _one_line(env.run("cancel", job_id), 1)
         assert f"Slurm job {other_id}" in line and "not this job" in line, line
-        record.put_json("executor.json", {**real, "job_id": "1 --user=root"})
-        line = _one_line(env.run("cancel", job_id), 1)
-        assert "not a job id" in line, line
         time.sleep(1)
         assert state(other_id) in ("RUNNING", "PENDING"), "the other Slurm job was cancelled"
         record.put_json("executor.json", real)
