@@ -213,23 +213,42 @@ class DockerExecutor(BaseExecutor):
             parse_size(self.settings.shm_size)
 
     # -- submit --------------------------------------------------------------------------------------
+    def _confined(self, request: LaunchRequest, network: str | None) -> dict[str, Any]:
+        """What every container jobsub creates gets, on either store: its labels, no capabilities, no new
+        privileges, a pids limit, /dev/shm, the network asked for and the job's CPUs and memory (no swap:
+        over the limit is an OOM kill)."""
+        options: dict[str, Any] = {
+            "labels": {LABEL: request.job_id, "jobsub.job-uri": request.job_uri},
+            "shm_size": parse_size(self.settings.shm_size or DEFAULT_SHM),
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "pids_limit": PIDS_LIMIT,
+        }
+        if network:
+            options["network_mode" if network in ("host", "none", "bridge") else "network"] = network
+        if request.cpus:
+            options["nano_cpus"] = int(request.cpus * 1e9)
+        if request.memory_bytes:
+            options["mem_limit"] = request.memory_bytes
+            options["memswap_limit"] = request.memory_bytes
+        return options
+
     def run_options(self, request: LaunchRequest, image_user: str = "") -> dict[str, Any]:
         """The keyword arguments of `containers.create` for this request. They hold no secret: the secrets go
         over the container's standard input after the start (see `submit`)."""
         import docker
 
         profile = request.profile
+        network = self.settings.network
+        if network is None and _is_loopback(profile.effective_endpoint()):
+            network = "host"  # a loopback endpoint is the engine host's loopback: share its network
         options: dict[str, Any] = {
-            "labels": {LABEL: request.job_id, "jobsub.job-uri": request.job_uri},
+            **self._confined(request, network),
             "name": f"jobsub-{request.job_id}",
             "detach": True,
             "stdin_open": bool(request.secret_env),
-            "shm_size": parse_size(self.settings.shm_size or DEFAULT_SHM),
             "working_dir": "/tmp",
             "auto_remove": not self.settings.keep,
-            "security_opt": ["no-new-privileges"],
-            "cap_drop": ["ALL"],
-            "pids_limit": PIDS_LIMIT,
         }
         env = request.runtime_env(include_secrets=False)
         if request.secret_env:
@@ -238,16 +257,6 @@ class DockerExecutor(BaseExecutor):
             uid = job_uid(request.job_id)  # never root: a uid of this job alone, owning nothing on the host
             options["user"] = f"{uid}:{uid}"
             env.setdefault("HOME", "/tmp")
-        network = self.settings.network
-        if network is None and _is_loopback(profile.effective_endpoint()):
-            network = "host"  # a loopback endpoint is the engine host's loopback: share its network
-        if network:
-            options["network_mode" if network in ("host", "none", "bridge") else "network"] = network
-        if request.cpus:
-            options["nano_cpus"] = int(request.cpus * 1e9)
-        if request.memory_bytes:
-            options["mem_limit"] = request.memory_bytes
-            options["memswap_limit"] = request.memory_bytes  # no swap: over the limit is an OOM kill
         if request.gpus:
             options["device_requests"] = [docker.types.DeviceRequest(count=request.gpus, capabilities=[["gpu"]])]
         options["environment"] = env
@@ -263,22 +272,10 @@ class DockerExecutor(BaseExecutor):
         else:
             uid, gid = os.getuid(), os.getgid()
         options: dict[str, Any] = {
-            "labels": {LABEL: request.job_id, "jobsub.job-uri": request.job_uri},
-            "shm_size": parse_size(self.settings.shm_size or DEFAULT_SHM),
+            **self._confined(request, self.settings.network),
             "auto_remove": False,  # the shim removes it after reading OOMKilled (unless keep); cleanup if it died
-            "security_opt": ["no-new-privileges"],
-            "cap_drop": ["ALL"],
-            "pids_limit": PIDS_LIMIT,
             "user": f"{uid}:{gid}",
         }
-        network = self.settings.network
-        if network:
-            options["network_mode" if network in ("host", "none", "bridge") else "network"] = network
-        if request.cpus:
-            options["nano_cpus"] = int(request.cpus * 1e9)
-        if request.memory_bytes:
-            options["mem_limit"] = request.memory_bytes
-            options["memswap_limit"] = request.memory_bytes
         return {
             "host": self.host,
             "image": self.image_for(request),
