@@ -40,7 +40,6 @@ import shlex
 import signal
 import socket
 import stat
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -107,7 +106,7 @@ def submit(request: LaunchRequest, config: dict[str, Any], kind: str) -> Handle:
     """Start the host runner of a docker job on the local store (see the module doc) with the shim's
     `config` (engine, image, user, container options; made by DockerExecutor.local_store_config). The handle
     names both the engine (for cleanup) and the runner process (poll, cancel: as the local executor's)."""
-    from jobsub.executors.local import _proc_start_time
+    from jobsub.executors.local import _proc_start_time, spawn_runner
 
     run_dir = state_dir() / "runs" / request.job_id
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -129,16 +128,7 @@ def submit(request: LaunchRequest, config: dict[str, Any], kind: str) -> Handle:
     # check and the read; once the container is gone, nothing in it can move (the final upload is safe)
     env["JOBSUB_OUTPUT_SYNC_SECONDS"] = "inf"
     env["JOBSUB_COMMAND_PREFIX"] = shlex.join([sys.executable, "-m", "jobsub.executors.docker_local", str(config_path)])
-    with (run_dir / "runner.log").open("ab") as log:
-        proc = subprocess.Popen(
-            request.runtime_argv(config["work"], python=sys.executable),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            cwd=str(run_dir),
-        )
+    proc = spawn_runner(request, run_dir, Path(config["work"]), env)
     options = config["options"]
     return {
         "kind": kind,

@@ -54,6 +54,21 @@ def _proc_start_time(pid: int) -> str | None:
     return stat[1] if stat else None
 
 
+def spawn_runner(request: LaunchRequest, run_dir: Path, work: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the job's runner detached on this machine: its own session (it outlives the CLI and the
+    terminal), its output in run_dir/runner.log (what it says before the job log starts)."""
+    with (run_dir / "runner.log").open("ab") as log:
+        return subprocess.Popen(
+            request.runtime_argv(str(work), python=sys.executable),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=str(run_dir),
+        )
+
+
 class LocalExecutor(BaseExecutor):
     kind = "local"
     shares_client_environment = True
@@ -63,16 +78,7 @@ class LocalExecutor(BaseExecutor):
         run_dir = state_dir() / "runs" / request.job_id
         run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **request.runtime_env(), "JOBSUB_JOB_ID": request.job_id}
-        with (run_dir / "runner.log").open("ab") as log:
-            proc = subprocess.Popen(
-                request.runtime_argv(str(run_dir / "work"), python=sys.executable),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                cwd=str(run_dir),
-            )
+        proc = spawn_runner(request, run_dir, run_dir / "work", env)
         return {
             "kind": self.kind,
             "host": socket.gethostname(),
