@@ -176,7 +176,9 @@ def test_a_rewritten_slurm_record_does_not_cancel_another_slurm_job(
     job_id = _sleeping_job(env, tmp_path)
     record = _record(env, job_id)
     real = dict(record.get_json("executor.json"))
-    other = slurm_cluster.run("sbatch", "--parsable", f"--partition={slurm_cluster.partition}", "--wrap", "sleep 600")
+    other = slurm_cluster.run(
+        "sbatch", "--parsable", f"--partition={slurm_cluster.partition}", "--output=/dev/null", "--wrap", "sleep 600"
+    )
     assert other.returncode == 0, other.stderr
     other_id = other.stdout.strip().split(";")[0]
 
