@@ -14,10 +14,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from jobsub.jobs.spec import JobSpec
-from jobsub.units import parse_duration, parse_size
 
 #: The job.json format this jobsub writes and the newest it reads. Records without a version are version 1
 #: (everything written before the field existed); bump this when a field changes meaning or is removed.
@@ -168,20 +167,13 @@ class JobDocument(BaseModel):
     cost: CostRecord | None = None
     secret_env: list[str] = Field(default_factory=list)  # names only: values never reach a record
 
-    _timeout_seconds: float | None = PrivateAttr(default=None)
-    _memory_bytes: int | None = PrivateAttr(default=None)
-
-    def model_post_init(self, context: Any, /) -> None:
-        self._timeout_seconds = parse_duration(self.spec.timeout) if self.spec.timeout else None
-        self._memory_bytes = parse_size(self.spec.resources.memory) if self.spec.resources.memory else None
-
     @property
     def timeout_seconds(self) -> float | None:
-        return self._timeout_seconds
+        return self.spec.timeout_seconds
 
     @property
     def memory_bytes(self) -> int | None:
-        return self._memory_bytes
+        return self.spec.resources.memory_bytes
 
 
 class JobCost(BaseModel):

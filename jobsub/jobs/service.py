@@ -46,7 +46,6 @@ from jobsub.storage.base import ObjectStore
 from jobsub.transfer import TransferManager, TransferSubscriber
 from jobsub.transfer.checksums import cached_sha256
 from jobsub.transfer.sources import folder_files
-from jobsub.units import parse_duration, parse_size
 from jobsub.uri import ObjectURI, is_remote
 
 log = logging.getLogger(__name__)
@@ -219,8 +218,8 @@ class JobService:
             job_id=new_job_id(spec.name),
             spec=spec,
             inputs={},
-            timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
-            memory_bytes=parse_size(spec.resources.memory) if spec.resources.memory else None,
+            timeout_seconds=spec.timeout_seconds,
+            memory_bytes=spec.resources.memory_bytes,
         )
         if idempotency_key:
             plan.existing = self._idempotent_job(spec.name, idempotency_key)

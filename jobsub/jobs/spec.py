@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from jobsub.errors import SpecError, UsageError
 from jobsub.jobs.shell_context import is_number, placeholder_contexts
@@ -78,6 +78,9 @@ class Resources(BaseModel):
             raise ValueError("cpus: 0 would run without a CPU limit; give the cores the job needs (e.g. 1 or 0.5)")
         return _finite(value, "cpus")
 
+    #: `memory` in bytes, parsed once when the spec is read (the text stays what the user wrote)
+    _memory_bytes: int | None = PrivateAttr(default=None)
+
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str | None) -> str | None:
@@ -89,6 +92,16 @@ class Resources(BaseModel):
             except UsageError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        from jobsub.units import parse_size
+
+        self._memory_bytes = parse_size(self.memory) if self.memory is not None else None
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """The memory limit in bytes (None: no limit)."""
+        return self._memory_bytes
 
 
 def nodes_problem(resources: Resources, executor_kind: str) -> str | None:
@@ -131,6 +144,19 @@ class JobSpec(BaseModel):
     timeout: str | None = Field(default=None, description="e.g. 30m, 2h")
     max_retries: int = Field(default=0, ge=0, le=10)
     headline: Headline | None = Field(default=None, description="the metric the web view ranks jobs by")
+
+    #: `timeout` in seconds, parsed once when the spec is read
+    _timeout_seconds: float | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        from jobsub.units import parse_duration
+
+        self._timeout_seconds = parse_duration(str(self.timeout)) if self.timeout is not None else None
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        """The timeout in seconds (None: no timeout)."""
+        return self._timeout_seconds
 
     @field_validator("name")
     @classmethod
