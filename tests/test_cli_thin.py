@@ -145,3 +145,26 @@ def test_the_cli_fails_with_the_apis_own_error(store_env: Env) -> None:
             assert result.returncode == caught.value.exit_code, result.stderr
             assert result.stderr.strip() == f"error: {caught.value}", (command, result.stderr)
             assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_plan_submitted_with_its_key_starts_one_job_for_api_and_cli(store_env: Env, tmp_path: Path) -> None:
+    """`Client.plan` is the dry run, `Client.submit(plan)` carries it out; a retried submit with the same name
+    and idempotency key, from the API or the CLI, returns that job and starts nothing."""
+    from jobsub.api import Client
+    from jobsub.errors import SpecError
+
+    client = Client()
+    code = code_folder(tmp_path, "print('hi')\n")
+    with pytest.raises(SpecError, match="expected KEY=VALUE"):  # --set words are checked as the CLI checks them
+        client.plan("python-script", code=code, sets=["oops"])
+    plan = client.plan("python-script", code=code, sets=["name=nightly"], idempotency_key="k1")
+    assert plan.existing is None and plan.spec.name == "nightly" and client.jobs() == []  # nothing started
+    first = client.submit(plan, idempotency_key="k1")
+    assert first.created and first.id == plan.job_id
+    again = client.submit("python-script", code=code, name="nightly", idempotency_key="k1")
+    assert again.id == first.id and not again.created
+    shown = store_env.run_json("submit", "python-script", "--code", str(code), "--name", "nightly",
+                               "--idempotency-key", "k1")  # fmt: skip
+    assert isinstance(shown, dict) and shown["job_id"] == first.id and shown["created"] is False
+    assert first.wait(timeout=60, poll=0.1).exit_code == 0
+    assert [row.id for row in client.jobs()] == [first.id]
