@@ -34,7 +34,7 @@ from jobsub.jobs.records import JobStatus, State
 from jobsub.jobs.spec import JobSpec, apply_sets, load_spec
 from jobsub.jobs.templates import find_template, template_paths
 from jobsub.redact import register_secret
-from jobsub.storage.base import ObjectStore
+from jobsub.storage.base import ListResult, ObjectInfo, ObjectStore
 from jobsub.transfer.events import TransferSubscriber
 from jobsub.uri import ObjectURI
 
@@ -390,6 +390,47 @@ class Client:
         journal = {j.upload_id: j for j in all_journals()}.get(upload.upload_id)
         if journal is not None:
             journal.delete()
+
+    # -- objects ----------------------------------------------------------------------------------------
+    def buckets(self) -> list[str]:
+        """The buckets these credentials see (`jobsub ls`)."""
+        return self.store.list_buckets()
+
+    def ls(self, uri: str | ObjectURI, recursive: bool = False) -> ListResult:
+        """Objects and folders (prefixes) under s3://bucket/prefix, one level unless `recursive` (then every
+        object, no prefixes). `s3://b/dir` without a slash lists the folder dir/ when that is all it names."""
+        target = _uri(uri)
+        if recursive:
+            return ListResult(objects=list(self.store.iter_objects(target.bucket, target.key)), prefixes=[])
+        listing = self.store.list(target.bucket, target.key, "/")
+        if not listing.objects and listing.prefixes == [target.key + "/"]:
+            listing = self.store.list(target.bucket, target.key + "/", "/")
+        return listing
+
+    def head(self, uri: str | ObjectURI) -> ObjectInfo | None:
+        """One object's size, ETag, time and metadata; None when there is no such object."""
+        target = _uri(uri)
+        return self.store.head(target.bucket, target.key)
+
+    def folder_keys(self, uri: str | ObjectURI) -> list[str]:
+        """What `rm -r s3://b/PREFIX` names: the object PREFIX itself and everything in the folder PREFIX/.
+
+        Like `ls` and `download`, the argument is a folder, never a string prefix: `runs/data` does not reach
+        `runs/data2/...` or `runs/database.csv`.
+        """
+        target = _uri(uri)
+        keys: list[str] = []
+        if target.key and not target.is_prefix and self.store.head(target.bucket, target.key) is not None:
+            keys.append(target.key)
+        folder = target.as_prefix().key if target.key else ""
+        keys.extend(o.key for o in self.store.iter_objects(target.bucket, folder))
+        return keys
+
+    def delete(self, bucket: str, keys: Sequence[str]) -> int:
+        """Delete these keys of `bucket` (from `folder_keys`, or one object's key), in order; how many."""
+        for key in keys:
+            self.store.delete(bucket, key)
+        return len(keys)
 
     # -- jobs -------------------------------------------------------------------------------------------
     def templates(self) -> list[str]:

@@ -98,7 +98,7 @@ def demo_command(
     client.check(client.plan(finetune_spec, inputs=inputs))
     work = work_dir or data_dir() / "demo"
     work.mkdir(parents=True, exist_ok=True)
-    app.console.print(f"profile [bold]{app.profile_name}[/bold]: {app.store.description}; demo files in {work}")
+    app.console.print(f"profile [bold]{app.profile_name}[/bold]: {client.store.description}; demo files in {work}")
 
     _step(app, 1, "building a small starting checkpoint (tiny BERT, character vocabulary of the sample)")
     ckpt = work / "ckpt-tiny"

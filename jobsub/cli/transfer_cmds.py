@@ -257,8 +257,9 @@ def uploads_abort(app: App, upload_id: str | None, abort_all: bool, older_than: 
 @pass_app
 def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> None:
     """List buckets, or the objects and prefixes under s3://bucket/prefix."""
+    client = app.client()
     if not uri:
-        buckets = app.store.list_buckets()
+        buckets = client.buckets()
         if as_json:
             print_json(buckets)
         else:
@@ -266,14 +267,8 @@ def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> Non
                 click.echo(plain(f"s3://{bucket}/"))
         return
     target = ObjectURI.parse(uri)
-    if recursive:
-        objects, prefixes = list(app.store.iter_objects(target.bucket, target.key)), []
-    else:
-        listing = app.store.list(target.bucket, target.key, "/")
-        objects, prefixes = listing.objects, listing.prefixes
-        if not objects and prefixes == [target.key + "/"]:  # `ls s3://b/dir` means the folder
-            listing = app.store.list(target.bucket, target.key + "/", "/")
-            objects, prefixes = listing.objects, listing.prefixes
+    listing = client.ls(target, recursive)
+    objects, prefixes = listing.objects, listing.prefixes
     if as_json:
         print_json(
             [{"key": p, "prefix": True} for p in prefixes]
@@ -285,20 +280,6 @@ def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> Non
     for obj in objects:
         when = obj.last_modified.strftime("%Y-%m-%d %H:%M:%S") if obj.last_modified else ""
         click.echo(plain(f"{when:>19} {human_size(obj.size):>10}  s3://{target.bucket}/{obj.key}"))
-
-
-def folder_keys(store, target: ObjectURI) -> list[str]:
-    """What `rm -r s3://b/PREFIX` names: the object PREFIX itself and everything in the folder PREFIX/.
-
-    Like `ls` and `download`, the argument is a folder, never a string prefix: `runs/data` does not reach
-    `runs/data2/...` or `runs/database.csv`.
-    """
-    keys: list[str] = []
-    if target.key and not target.is_prefix and store.head(target.bucket, target.key) is not None:
-        keys.append(target.key)
-    folder = target.as_prefix().key if target.key else ""
-    keys.extend(o.key for o in store.iter_objects(target.bucket, folder))
-    return keys
 
 
 @click.command("rm")
@@ -317,12 +298,13 @@ def rm_command(app: App, uri: str, recursive: bool, dry_run: bool, yes: bool) ->
                               never s3://b/runs/data2/... or s3://b/runs/database.csv
     """
     target = ObjectURI.parse(uri)
+    client = app.client()
     if recursive:
-        keys = folder_keys(app.store, target)
+        keys = client.folder_keys(target)
     else:
         if target.is_prefix:
             raise UsageError(f"{uri} is a prefix: add --recursive to delete everything under it")
-        if app.store.head(target.bucket, target.key) is None:
+        if client.head(target) is None:
             raise UsageError(f"no object {uri}")
         keys = [target.key]
     if not keys:
@@ -337,6 +319,4 @@ def rm_command(app: App, uri: str, recursive: bool, dry_run: bool, yes: bool) ->
         if not sys.stdin.isatty():
             raise UsageError(f"refusing to delete {len(keys)} object(s) without a terminal to confirm: add --yes")
         click.confirm(f"delete {len(keys)} object(s) under {uri}?", abort=True)
-    for key in keys:
-        app.store.delete(target.bucket, key)
-    click.echo(f"deleted {len(keys)} object(s)")
+    click.echo(f"deleted {client.delete(target.bucket, keys)} object(s)")
