@@ -1,7 +1,8 @@
 """The CLI is a thin layer over the Python API (issue 19): what a maintainer and a user would notice.
 
 A maintainer: the `cli-thin` contract in pyproject.toml (run by `make lint`) fails when a command imports
-the job service, the transfer engine or `open_store` itself, naming the import. A user: `jobsub ... --json`
+the job service, the transfer engine or `open_store` itself, naming the import; `api-no-terminal` fails when
+the API pulls in click or rich, even through a module below it. A user: `jobsub ... --json`
 prints exactly what the matching `jobsub.api` call returns, the CLI's errors are the API's exceptions, and the
 web view's rows are the CLI's rows with more columns. Real stores only: the local store and moto's S3 server.
 """
@@ -29,7 +30,7 @@ def _lint_imports() -> str:
 def _check_contract(root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run(
-        [_lint_imports(), "--no-cache", "--contract", "cli-thin"],
+        [_lint_imports(), "--no-cache", "--contract", "cli-thin", "--contract", "api-no-terminal"],
         cwd=root,
         env=env,
         capture_output=True,
@@ -38,7 +39,9 @@ def _check_contract(root: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_cli_thin_contract_holds_and_fails_on_a_command_that_builds_the_service(tmp_path: Path) -> None:
+def test_the_contracts_hold_and_fail_on_a_command_that_builds_the_service_or_an_api_that_prints(
+    tmp_path: Path,
+) -> None:
     kept = _check_contract(REPO)
     assert kept.returncode == 0, kept.stdout + kept.stderr
     shutil.copytree(REPO / "jobsub", tmp_path / "jobsub", ignore=shutil.ignore_patterns("__pycache__"))
@@ -49,11 +52,14 @@ def test_the_cli_thin_contract_holds_and_fails_on_a_command_that_builds_the_serv
     jobs.write_text(jobs.read_text() + bad)
     transfers = cli / "transfer_cmds.py"
     transfers.write_text(transfers.read_text() + "\nfrom jobsub.storage import open_store  # noqa\n")
+    records = tmp_path / "jobsub" / "jobs" / "records.py"  # below the API: a notebook would load rich through it
+    records.write_text(records.read_text() + "\nimport rich.console  # noqa\n")
     broken = _check_contract(tmp_path)
     output = broken.stdout + broken.stderr
     assert broken.returncode != 0, output
     assert "jobsub.cli.job_cmds -> jobsub.jobs.service" in output
     assert "jobsub.cli.transfer_cmds -> jobsub.storage" in output
+    assert "jobsub.api is not allowed to import rich" in output and "jobsub.jobs.records -> rich" in output
 
 
 @pytest.fixture(params=["local", "moto"])
