@@ -19,25 +19,31 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from jobsub.config import Profile, resolve_profile
 from jobsub.errors import JobTimeoutError, SpecError, UsageError
-from jobsub.jobs.models import JobCost, JobInfo, JobRow, LogLine, Results
+from jobsub.jobs.models import Bill, JobCost, JobInfo, JobRow, LogLine, Results
 from jobsub.jobs.records import JobStatus, State
-from jobsub.jobs.service import JobService
 from jobsub.jobs.spec import JobSpec, apply_sets, load_spec
 from jobsub.jobs.templates import find_template, template_paths
 from jobsub.redact import register_secret
-from jobsub.storage import open_store
-from jobsub.storage.base import ObjectStore
-from jobsub.transfer import TransferManager, TransferOptions, TransferSubscriber, TransferSummary
+from jobsub.storage.base import ListResult, ObjectInfo, ObjectStore
+from jobsub.transfer.events import TransferSubscriber
 from jobsub.uri import ObjectURI
 
+if TYPE_CHECKING:  # imported when first used: `jobsub --help` and a notebook's import stay quick
+    from jobsub.jobs.service import JobService, SubmitPlan
+    from jobsub.transfer import TransferManager, TransferSummary, UploadPlan
+
 __all__ = [
+    "Bill",
     "Client",
     "Job",
     "JobCost",
@@ -45,6 +51,8 @@ __all__ = [
     "JobRow",
     "JobStatus",
     "JobTimeoutError",
+    "LogLine",
+    "PendingUpload",
     "ProgressCallback",
     "Results",
     "State",
@@ -102,8 +110,23 @@ class _CallbackSubscriber(TransferSubscriber):
         self._callback(report)
 
 
-def _subscribers(progress: ProgressCallback | None) -> list[TransferSubscriber]:
-    return [_CallbackSubscriber(progress)] if progress else []
+def _subscribers(
+    progress: ProgressCallback | None, subscribers: Sequence[TransferSubscriber] = ()
+) -> list[TransferSubscriber]:
+    """The engine's subscribers: the progress callback's adapter, then any the caller brings (the CLI's bars)."""
+    return ([_CallbackSubscriber(progress)] if progress else []) + list(subscribers)
+
+
+class PendingUpload(BaseModel):
+    """An interrupted multipart upload on the server (`jobsub uploads list`): what a resume would continue.
+    `source` and `percent_done` are known when this machine's resume journal knows the upload."""
+
+    upload_id: str
+    uri: str
+    initiated: str | None = None
+    age_seconds: float | None = None
+    source: str | None = None
+    percent_done: float | None = None
 
 
 def _set_word(value: object) -> str:
@@ -113,6 +136,10 @@ def _set_word(value: object) -> str:
     return str(value)
 
 
+def _uri(value: str | ObjectURI) -> ObjectURI:
+    return value if isinstance(value, ObjectURI) else ObjectURI.parse(value)
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -120,9 +147,11 @@ class Job:
     """A handle on one job: everything it does reads the job's record, so any machine with the profile can
     hold one (`Client.job(id)`), and a Job object stays valid after the process that submitted it exits."""
 
-    def __init__(self, client: Client, job_id: str) -> None:
+    def __init__(self, client: Client, job_id: str, created: bool = True) -> None:
         self.client = client
         self.id = job_id
+        #: False when `submit` found an earlier job with the same name and idempotency key (nothing started)
+        self.created = created
         #: the final status, once `logs(follow=True)` has followed the job to its end
         self.final_status: JobStatus | None = None
 
@@ -137,23 +166,39 @@ class Job:
         """What `jobsub status` shows: status, where it runs, record, inputs, outputs and cost."""
         return self.client.service.describe(self.id)
 
-    def logs(self, follow: bool = False, tail: int | None = None, timestamps: bool = False) -> Iterator[str]:
-        """The job's log lines in order; with `follow`, keeps yielding until the job is final, then sets
-        `final_status`. `tail` starts from the last N lines."""
+    def record_uri(self) -> str:
+        """Where the job's record lives (s3://bucket/jobs/ID/); reads nothing."""
+        return self.client.service.record(self.id).uri()
+
+    def outputs_uri(self) -> ObjectURI:
+        """The prefix the job's outputs go to (read from its record)."""
+        return self.client.service.outputs_uri(self.id)
+
+    def log_lines(
+        self,
+        follow: bool = False,
+        tail: int | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_waiting: Callable[[str], None] | None = None,
+    ) -> Iterator[LogLine]:
+        """The job's log as typed `LogLine`s (time, stream, text), in order. With `follow`, keeps yielding until
+        the job is final, then sets `final_status`; `on_waiting` hears each reason a queued job gives
+        ("queued: Resources"), `on_error` each storage error that following retries past."""
         service = self.client.service
-
-        def render(line: LogLine) -> str:
-            return f"{line.stamp()} {line.text}" if timestamps else line.text
-
         if not follow:
-            for line in service.log_lines(self.id, tail):
-                yield render(line)
+            yield from service.log_lines(self.id, tail)
             return
-        for item in service.follow(self.id, tail=tail):
+        for item in service.follow(self.id, tail=tail, on_error=on_error, on_waiting=on_waiting):
             if isinstance(item, JobStatus):
                 self.final_status = item
             else:
-                yield render(item)
+                yield item
+
+    def logs(self, follow: bool = False, tail: int | None = None, timestamps: bool = False) -> Iterator[str]:
+        """The job's log lines as text, in order; with `follow`, keeps yielding until the job is final, then
+        sets `final_status`. `tail` starts from the last N lines. (`log_lines` gives typed lines.)"""
+        for line in self.log_lines(follow=follow, tail=tail):
+            yield f"{line.stamp()} {line.text}" if timestamps else line.text
 
     def wait(self, timeout: float | None = None, poll: float = 0.5) -> JobStatus:
         """Block until the job is final; JobTimeoutError after `timeout` seconds (the job keeps running)."""
@@ -162,11 +207,18 @@ class Job:
         return status
 
     def cancel(self, wait: bool = False, timeout: float = 120) -> JobStatus:
-        """Ask the job to stop (SIGTERM, SIGKILL after its grace period). With `wait`, its final status."""
+        """Ask the job to stop (SIGTERM, SIGKILL after its grace period); its status when asked (a final one
+        means there was nothing to stop). With `wait`, its final status. A LOST job's leftovers are stopped by
+        `cancel_leftovers`."""
         status = self.client.service.cancel(self.id)
         if wait and not status.state.final:
             return self.wait(timeout=timeout)
         return status
+
+    def cancel_leftovers(self, status: JobStatus | None = None) -> str:
+        """For a LOST job: stop what is left of it (its container or scheduler job, its recorded process group
+        on this host) and say what was done, in one sentence."""
+        return self.client.service.cancel_leftovers(self.id, status or self.status())
 
     def results(self) -> Results:
         """Final metrics (metrics.json, else the last metrics line), plots and output files by URI."""
@@ -176,87 +228,218 @@ class Job:
         """Compute so far (duration x rate) and a month of the storage it keeps, from the profile's prices."""
         return self.client.service.describe(self.id).cost
 
-    def download(self, dest: str | Path, progress: ProgressCallback | None = None) -> TransferSummary:
+    def download(
+        self,
+        dest: str | Path,
+        progress: ProgressCallback | None = None,
+        *,
+        subscribers: Sequence[TransferSubscriber] = (),
+    ) -> TransferSummary:
         """The job's outputs into `dest` (resumable and verified, like `jobsub download JOB DEST`)."""
-        return self.client.download(str(self.client.service.outputs_uri(self.id)), dest, progress=progress)
+        return self.client.download(self.outputs_uri(), dest, progress=progress, subscribers=subscribers)
 
 
 class Client:
     """One profile's object store and jobs. Cheap to create; the store opens on first use.
 
     `profile` is a profile name (else JOBSUB_PROFILE, else the config's current, else the built-in local
-    profile) or a Profile object built in code; `store` replaces the profile's store (tests, custom stores).
+    profile) or a Profile object built in code (`name` then names it in job records; default "custom");
+    `store` replaces the profile's store (tests, custom stores); `executor` replaces the profile's executor
+    for jobs submitted through this client; `concurrency` and `read_timeout` set the store's connection pool
+    and how long a request may wait for a reply (default: the profile's read_timeout).
     """
 
     def __init__(
         self,
         profile: str | Profile | None = None,
         *,
+        name: str | None = None,
         store: ObjectStore | None = None,
         executor: str | None = None,
         concurrency: int = 8,
+        read_timeout: float | None = None,
     ) -> None:
         if isinstance(profile, Profile):
-            self.profile_name, self.profile = "custom", profile
+            self.profile_name, self.profile = name or "custom", profile
         else:
             self.profile_name, self.profile = resolve_profile(profile)
         self._store = store
         self._executor = executor
         self._service: JobService | None = None
         self.concurrency = concurrency
+        self.read_timeout = read_timeout
 
     def __repr__(self) -> str:
         return f"Client(profile={self.profile_name!r})"
 
+    def with_executor(self, executor: str | None) -> Client:
+        """This client with its jobs sent to another executor (`--executor`); an open store is shared."""
+        return Client(
+            self.profile,
+            name=self.profile_name,
+            store=self._store,
+            executor=executor,
+            concurrency=self.concurrency,
+            read_timeout=self.read_timeout,
+        )
+
     @property
     def store(self) -> ObjectStore:
         if self._store is None:
-            self._store = open_store(self.profile, self.concurrency)
+            from jobsub.storage import open_store
+
+            self._store = open_store(self.profile, self.concurrency, read_timeout=self.read_timeout)
         return self._store
 
     @property
     def service(self) -> JobService:
         """The job service under this client (for what the API does not wrap yet)."""
         if self._service is None:
+            from jobsub.jobs.service import JobService
+
             self._service = JobService(self.profile, self.store, self.profile_name, executor=self._executor)
         return self._service
 
     # -- transfers --------------------------------------------------------------------------------------
-    def _options(self, part_size: int | None, max_bandwidth: int | None) -> TransferOptions:
-        return TransferOptions(part_size=part_size, concurrency=self.concurrency, max_bandwidth=max_bandwidth)
+    def _manager(
+        self,
+        part_size: int | None,
+        max_bandwidth: int | None,
+        progress: ProgressCallback | None = None,
+        subscribers: Sequence[TransferSubscriber] = (),
+    ) -> TransferManager:
+        from jobsub.transfer import TransferManager, TransferOptions
+
+        options = TransferOptions(part_size=part_size, concurrency=self.concurrency, max_bandwidth=max_bandwidth)
+        return TransferManager(self.store, options, _subscribers(progress, subscribers))
 
     def upload(
         self,
         sources: str | Path | list[str | Path],
-        dest: str,
+        dest: str | ObjectURI,
         *,
         progress: ProgressCallback | None = None,
         part_size: int | None = None,
         max_bandwidth: int | None = None,
+        subscribers: Sequence[TransferSubscriber] = (),
     ) -> TransferSummary:
         """Upload files or folders under `dest` (s3://bucket/prefix): resumable, verified, unchanged files
-        skipped. Raises SourceNotFoundError, StorageError, IntegrityError, SourceChangedError."""
+        skipped. Raises SourceNotFoundError, StorageError, IntegrityError, SourceChangedError, and
+        TransferInterrupted on Ctrl-C (what was sent is kept: the same call resumes). `subscribers` take
+        the engine's own events (jobsub.transfer.events.TransferSubscriber), for a richer display."""
         items: list[str | Path] = list(sources) if isinstance(sources, list) else [sources]
-        manager = TransferManager(self.store, self._options(part_size, max_bandwidth), _subscribers(progress))
-        return manager.upload(items, ObjectURI.parse(dest))
+        return self._manager(part_size, max_bandwidth, progress, subscribers).upload(items, _uri(dest))
+
+    def plan_upload(
+        self, sources: str | Path | list[str | Path], dest: str | ObjectURI, *, part_size: int | None = None
+    ) -> UploadPlan:
+        """What `upload` would do, found with read-only requests (HEAD, ListParts) and nothing sent: per file
+        the action (unchanged, single, multipart), parts to send and reused, bytes and requests."""
+        items: list[str | Path] = list(sources) if isinstance(sources, list) else [sources]
+        return self._manager(part_size, None).plan_upload(items, _uri(dest))
 
     def download(
         self,
-        source: str,
+        source: str | ObjectURI,
         dest: str | Path,
         *,
         progress: ProgressCallback | None = None,
         part_size: int | None = None,
         max_bandwidth: int | None = None,
+        subscribers: Sequence[TransferSubscriber] = (),
     ) -> TransferSummary:
         """Download an object or a prefix into `dest`: parallel ranged reads, verified, never outside dest."""
-        manager = TransferManager(self.store, self._options(part_size, max_bandwidth), _subscribers(progress))
-        return manager.download(ObjectURI.parse(source), dest)
+        return self._manager(part_size, max_bandwidth, progress, subscribers).download(_uri(source), dest)
+
+    def pending_uploads(self, uri: str | None = None) -> list[PendingUpload]:
+        """Interrupted multipart uploads under s3://bucket[/prefix] (default: the buckets this machine's resume
+        journals name), with the local source and how much was sent where a journal knows them."""
+        from jobsub.transfer.journal import all_journals
+
+        target = ObjectURI.parse(uri) if uri else None
+        journals = {j.upload_id: j for j in all_journals() if j.store == self.store.description}
+        buckets = [target.bucket] if target else sorted({j.bucket for j in journals.values()})
+        found: list[PendingUpload] = []
+        for bucket in buckets:
+            for upload in self.store.list_uploads(bucket, target.key if target else ""):
+                journal = journals.get(upload.upload_id)
+                percent = None
+                if journal:
+                    done = sum(
+                        min(journal.part_size, journal.size - (int(n) - 1) * journal.part_size) for n in journal.parts
+                    )
+                    percent = round(100.0 * done / journal.size, 1) if journal.size else 100.0
+                found.append(
+                    PendingUpload(
+                        upload_id=upload.upload_id,
+                        uri=f"s3://{bucket}/{upload.key}",
+                        initiated=upload.initiated.isoformat() if upload.initiated else None,
+                        age_seconds=time.time() - upload.initiated.timestamp() if upload.initiated else None,
+                        source=journal.source if journal else None,
+                        percent_done=percent,
+                    )
+                )
+        return found
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        """Abort a pending upload (the server deletes its parts) and forget this machine's journal of it."""
+        from jobsub.transfer.journal import all_journals
+
+        target = ObjectURI.parse(upload.uri)
+        self.store.abort_multipart(target.bucket, target.key, upload.upload_id)
+        journal = {j.upload_id: j for j in all_journals()}.get(upload.upload_id)
+        if journal is not None:
+            journal.delete()
+
+    # -- objects ----------------------------------------------------------------------------------------
+    def buckets(self) -> list[str]:
+        """The buckets these credentials see (`jobsub ls`)."""
+        return self.store.list_buckets()
+
+    def ls(self, uri: str | ObjectURI, recursive: bool = False) -> ListResult:
+        """Objects and folders (prefixes) under s3://bucket/prefix, one level unless `recursive` (then every
+        object, no prefixes). `s3://b/dir` without a slash lists the folder dir/ when that is all it names."""
+        target = _uri(uri)
+        if recursive:
+            return ListResult(objects=list(self.store.iter_objects(target.bucket, target.key)), prefixes=[])
+        listing = self.store.list(target.bucket, target.key, "/")
+        if not listing.objects and listing.prefixes == [target.key + "/"]:
+            listing = self.store.list(target.bucket, target.key + "/", "/")
+        return listing
+
+    def head(self, uri: str | ObjectURI) -> ObjectInfo | None:
+        """One object's size, ETag, time and metadata; None when there is no such object."""
+        target = _uri(uri)
+        return self.store.head(target.bucket, target.key)
+
+    def folder_keys(self, uri: str | ObjectURI) -> list[str]:
+        """What `rm -r s3://b/PREFIX` names: the object PREFIX itself and everything in the folder PREFIX/.
+
+        Like `ls` and `download`, the argument is a folder, never a string prefix: `runs/data` does not reach
+        `runs/data2/...` or `runs/database.csv`.
+        """
+        target = _uri(uri)
+        keys: list[str] = []
+        if target.key and not target.is_prefix and self.store.head(target.bucket, target.key) is not None:
+            keys.append(target.key)
+        folder = target.as_prefix().key if target.key else ""
+        keys.extend(o.key for o in self.store.iter_objects(target.bucket, folder))
+        return keys
+
+    def delete(self, bucket: str, keys: Sequence[str]) -> int:
+        """Delete these keys of `bucket` (from `folder_keys`, or one object's key), in order; how many."""
+        for key in keys:
+            self.store.delete(bucket, key)
+        return len(keys)
 
     # -- jobs -------------------------------------------------------------------------------------------
     def templates(self) -> list[str]:
         """Names of the job templates (built-in and the user's own)."""
         return list(template_paths())
+
+    def template(self, name: str) -> JobSpec:
+        """A template's spec by name (SpecError listing the names when there is none)."""
+        return load_spec(find_template(name))
 
     def load_spec(self, spec: str | Path | JobSpec | Mapping[str, Any]) -> tuple[JobSpec, Path | None]:
         """A spec from a JobSpec, a dict, a YAML file path or a template name, and the folder that relative
@@ -276,32 +459,30 @@ class Client:
             return load_spec(path), path.resolve().parent
         return load_spec(find_template(str(spec))), None
 
-    def submit(
+    def plan(
         self,
         spec: str | Path | JobSpec | Mapping[str, Any],
         *,
         inputs: Mapping[str, str | Path] | None = None,
         params: Mapping[str, object] | None = None,
-        sets: Mapping[str, object] | None = None,
+        sets: Mapping[str, object] | Sequence[str] | None = None,
         name: str | None = None,
         code: str | Path | None = None,
         output: str | None = None,
         idempotency_key: str | None = None,
         max_cost: float | None = None,
-        secret_env: Mapping[str, str] | None = None,
-        progress: ProgressCallback | None = None,
-        on_message: Callable[[str], None] | None = None,
-    ) -> Job:
-        """Submit a job; returns at once (the runner starts in the background).
-
-        `spec`: a template name, a spec file, a dict or a JobSpec. `inputs`: name -> URI or local path (local
-        ones are uploaded first). `params`: the template's params (typed as in the template; an unknown name
-        is a SpecError that lists the valid ones). `sets`: any other `--set` key (`resources.cpus`, `timeout`).
-        `secret_env`: name -> value for the job's environment only, never stored in a record.
-        """
+    ) -> SubmitPlan:
+        """What `submit` would do, with nothing uploaded or started (`jobsub submit --dry-run`): the resolved
+        spec, where each input comes from or is uploaded to, the outputs, the code archive, an earlier job
+        with the same idempotency key, and the cost estimate (`plan.as_dict()` is the dry run's JSON).
+        Arguments as for `submit`; `sets` may also be `--set` words ("KEY=VALUE"). Pass the plan to `submit`
+        to carry it out."""
         loaded, base_dir = self.load_spec(spec)
         assignments = [f"params.{k}={_set_word(v)}" for k, v in (params or {}).items()]
-        assignments += [f"{k}={_set_word(v)}" for k, v in (sets or {}).items()]
+        if isinstance(sets, Mapping):
+            assignments += [f"{k}={_set_word(v)}" for k, v in sets.items()]
+        else:
+            assignments += list(sets or ())
         if name:
             assignments.append(f"name={name}")
         if assignments:
@@ -313,12 +494,7 @@ class Client:
             loaded = loaded.model_copy(update={"code": str(folder.resolve())})
         if max_cost is not None and not (max_cost >= 0 and max_cost != float("inf")):
             raise UsageError(f"max_cost {max_cost}: give a finite amount >= 0")
-        secrets = dict(secret_env or {})
-        for env_name, value in secrets.items():
-            if not _ENV_NAME.match(env_name) or env_name.startswith("JOBSUB_"):
-                raise UsageError(f"secret_env {env_name!r}: give an environment variable name (not JOBSUB_*)")
-            register_secret(value)
-        plan = self.service.plan(
+        return self.service.plan(
             loaded,
             {k: str(v) for k, v in (inputs or {}).items()},
             output,
@@ -326,23 +502,85 @@ class Client:
             base_dir=base_dir,
             max_cost=max_cost,
         )
-        job_id, _ = self.service.submit(
+
+    def check(self, plan: SubmitPlan) -> None:
+        """Ask the executor whether it can run the plan now (engine reachable, image present, scheduler up):
+        a missing one is one error before anything is built or uploaded."""
+        self.service.executor.check(self.service.launch_request(plan))
+
+    def submit(
+        self,
+        spec: str | Path | JobSpec | Mapping[str, Any] | SubmitPlan,
+        *,
+        inputs: Mapping[str, str | Path] | None = None,
+        params: Mapping[str, object] | None = None,
+        sets: Mapping[str, object] | Sequence[str] | None = None,
+        name: str | None = None,
+        code: str | Path | None = None,
+        output: str | None = None,
+        idempotency_key: str | None = None,
+        max_cost: float | None = None,
+        secret_env: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+        on_message: Callable[[str], None] | None = None,
+        subscribers: Sequence[TransferSubscriber] = (),
+    ) -> Job:
+        """Submit a job; returns at once (the runner starts in the background).
+
+        `spec`: a template name, a spec file, a dict, a JobSpec, or a plan from `plan()` (then the other
+        spec arguments are already in it; give the same `idempotency_key`). `inputs`: name -> URI or local
+        path (local ones are uploaded first). `params`: the template's params (typed as in the template; an
+        unknown name is a SpecError that lists the valid ones). `sets`: any other `--set` key
+        (`resources.cpus`, `timeout`). `secret_env`: name -> value for the job's environment only, never
+        stored in a record. `job.created` is False when the idempotency key found an earlier job.
+        """
+        secrets = dict(secret_env or {})
+        for env_name, value in secrets.items():
+            if not _ENV_NAME.match(env_name) or env_name.startswith("JOBSUB_"):
+                raise UsageError(f"secret_env {env_name!r}: give an environment variable name (not JOBSUB_*)")
+            register_secret(value)
+        if isinstance(spec, str | Path | JobSpec | Mapping):
+            plan = self.plan(
+                spec,
+                inputs=inputs,
+                params=params,
+                sets=sets,
+                name=name,
+                code=code,
+                output=output,
+                idempotency_key=idempotency_key,
+                max_cost=max_cost,
+            )
+        else:
+            plan = spec
+        job_id, created = self.service.submit(
             plan,
-            _subscribers(progress),
+            _subscribers(progress, subscribers),
             idempotency_key,
             on_message=on_message or (lambda _: None),
             secret_env=secrets,
         )
-        return Job(self, job_id)
+        return Job(self, job_id, created)
 
-    def job(self, job_id: str) -> Job:
-        """A handle on an existing job (JobNotFoundError when there is none)."""
-        self.service.record(job_id).read_status()
+    def job(self, job_id: str, check: bool = True) -> Job:
+        """A handle on an existing job (JobNotFoundError when there is none; `check=False` reads nothing
+        now, and the first call that reads the record raises it instead)."""
+        if check:
+            self.service.record(job_id).read_status()
         return Job(self, job_id)
 
     def jobs(self, state: str | State | None = None, limit: int = 50, name: str | None = None) -> list[JobRow]:
-        """Jobs of this profile, newest first; `state` keeps one state, `name` one template's jobs."""
+        """Jobs of this profile, newest first; `state` keeps one state, `name` one template's jobs. Rows carry
+        their cost when the profile has prices."""
         wanted = state.value if isinstance(state, State) else state
         if wanted is not None and wanted.upper() not in State.__members__:
             raise UsageError(f"state {state!r}: one of {', '.join(State.__members__)}")
         return self.service.list_jobs(wanted, limit, name=name, with_cost=not self.profile.prices.is_zero)
+
+    def cost(self, since: float | None = 30 * 86400, prefix: str | None = None) -> Bill:
+        """The bill before the cloud sends it (`jobsub cost`): compute of the jobs started in the last `since`
+        seconds (None: all) plus a month of the storage under `prefix` (default: the jobs' bucket), from the
+        profile's price table."""
+        from jobsub.jobs.billing import account
+
+        return account(self.service, since, prefix)

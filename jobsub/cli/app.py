@@ -8,7 +8,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from jobsub.cli.safe import plain
 from jobsub.config import Profile, resolve_profile
 from jobsub.redact import RedactingFilter, redact
 from jobsub.storage.base import ObjectStore
+
+if TYPE_CHECKING:
+    from jobsub.api import Client
 
 
 @dataclass
@@ -38,14 +41,36 @@ class App:
             self._profile = resolve_profile(self.profile_option)
         return self._profile
 
-    def open_store(self, concurrency: int = 8) -> ObjectStore:
-        from jobsub.storage import open_store
-
-        return open_store(self.profile, concurrency)
-
     @cached_property
+    def api(self) -> Client:
+        """The profile's Python API client (jobsub.api): every command works through it or one from `client`."""
+        from jobsub.api import Client
+
+        return Client(self.profile, name=self.profile_name)
+
+    def client(
+        self, executor: str | None = None, concurrency: int | None = None, read_timeout: float | None = None
+    ) -> Client:
+        """A client for one command: the shared one, or a new one with its own executor (`--executor`) or its
+        own store connections (`--concurrency`, `--read-timeout` of a transfer; opened when first used)."""
+        if executor is None and concurrency is None and read_timeout is None:
+            return self.api
+        from jobsub.api import Client
+
+        if concurrency is None and read_timeout is None:
+            return self.api.with_executor(executor)
+        return Client(
+            self.profile,
+            name=self.profile_name,
+            executor=executor,
+            concurrency=concurrency or 8,
+            read_timeout=read_timeout,
+        )
+
+    @property
     def store(self) -> ObjectStore:
-        return self.open_store()
+        """The profile's object store (opened on first use, shared by the commands of this process)."""
+        return self.api.store
 
     @cached_property
     def console(self):

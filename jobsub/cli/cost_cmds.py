@@ -21,11 +21,8 @@ def cost_command(app: App, since: str, prefix: str | None, as_json: bool) -> Non
     The prices are yours: [profiles.NAME.prices] in the config file (see docs/costs.md). With no table,
     every price is zero and the figures say so ("price table 'none'").
     """
-    from jobsub.jobs.billing import account
-    from jobsub.jobs.service import JobService
-
     seconds = parse_duration(since) if since not in ("0", "") else None
-    bill = account(JobService(app.profile, app.store, app.profile_name), seconds, prefix)
+    bill = app.client().cost(seconds, prefix)
     if as_json:
         print_json(bill.model_dump(mode="json"))
         return

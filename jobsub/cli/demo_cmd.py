@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,8 +22,11 @@ from jobsub.cli.job_cmds import follow_job, render_results
 from jobsub.cli.progress import progress_for
 from jobsub.config import data_dir
 from jobsub.errors import JobError
-from jobsub.transfer import TransferManager
 from jobsub.uri import ObjectURI
+
+if TYPE_CHECKING:
+    from jobsub.api import Client
+    from jobsub.jobs.spec import JobSpec
 
 SAMPLE = Path(__file__).resolve().parents[1] / "demo_data" / "tnews-sample"
 TRAIN_ENTRY = Path(__file__).resolve().parents[2] / "train_entry"
@@ -32,10 +36,11 @@ def _step(app: App, number: int, text: str) -> None:
     app.console.print(f"\n[bold]{number}/6 {text}[/bold]")
 
 
-def _run_job(app: App, service, spec, inputs: dict[str, str]) -> str:
+def _run_job(app: App, client: Client, spec: JobSpec, inputs: dict[str, str]) -> str:
     """Submit, follow the log live, and stop the demo with the job's reason if it did not succeed."""
-    job_id, _ = service.submit(service.plan(spec, inputs), on_message=app.console.print)
-    where = service.describe(job_id).executor
+    job = client.submit(spec, inputs=inputs, on_message=app.console.print)
+    job_id = job.id
+    where = job.info().executor
     app.console.print(f"job [bold]{job_id}[/bold] on {where}; following its log (`jobsub logs -f {job_id}`)")
     status = follow_job(app, job_id, None, False)
     if status.cli_exit_code() != 0:
@@ -67,7 +72,6 @@ def demo_command(
     `--executor docker` both jobs run in the job image (build it first with `jobsub image build`).
     The executor is checked (engine, image, scheduler) before anything is built or uploaded.
     """
-    from jobsub.jobs.service import JobService
     from jobsub.jobs.spec import apply_sets
     from jobsub.jobs.templates import load_template
 
@@ -83,7 +87,7 @@ def demo_command(
     ckpt_uri = ObjectURI.parse(f"s3://{bucket}/checkpoints/tiny-char/")
     data_uri = ObjectURI.parse(f"s3://{bucket}/data/tnews-sample/")
     inputs = {"data": str(data_uri), "model": str(ckpt_uri)}
-    service = JobService(app.profile, app.store, app.profile_name, executor=executor)
+    client = app.client(executor)
     job_sets = [f"resources.gpus={gpus}", *([f"image={image}"] if image else [])]
     finetune_spec = apply_sets(
         load_template("bert-finetune"),
@@ -91,10 +95,10 @@ def demo_command(
          "params.use_keywords=true", "params.save_steps=100", *job_sets],
     )  # fmt: skip
     # a missing engine, image or NVIDIA runtime is one line now, not after the checkpoint and the uploads
-    service.executor.check(service.launch_request(service.plan(finetune_spec, inputs)))
+    client.check(client.plan(finetune_spec, inputs=inputs))
     work = work_dir or data_dir() / "demo"
     work.mkdir(parents=True, exist_ok=True)
-    app.console.print(f"profile [bold]{app.profile_name}[/bold]: {app.store.description}; demo files in {work}")
+    app.console.print(f"profile [bold]{app.profile_name}[/bold]: {client.store.description}; demo files in {work}")
 
     _step(app, 1, "building a small starting checkpoint (tiny BERT, character vocabulary of the sample)")
     ckpt = work / "ckpt-tiny"
@@ -110,7 +114,7 @@ def demo_command(
     for source, dest in ((ckpt, ckpt_uri), (SAMPLE, data_uri)):
         subscribers, context = progress_for("upload", app.console, False)
         with context:
-            summary = TransferManager(app.store, subscribers=subscribers).upload([source], dest)
+            summary = client.upload([source], dest, subscribers=subscribers)
         app.console.print(
             f"{source.name} -> {dest}: {summary.files} files, {summary.files_skipped} already there (skipped)"
         )
@@ -120,21 +124,22 @@ def demo_command(
     shutil.rmtree(scripts, ignore_errors=True)
     shutil.copytree(TRAIN_ENTRY, scripts / "train_entry", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     spec = finetune_spec.model_copy(update={"code": str(scripts)})
-    finetune_id = _run_job(app, service, spec, inputs)
+    finetune_id = _run_job(app, client, spec, inputs)
 
     _step(app, 4, "submitting bert-evaluate on the fine-tuned model")
-    outputs = service.outputs_uri(finetune_id)
+    outputs = client.job(finetune_id, check=False).outputs_uri()
     spec = apply_sets(load_template("bert-evaluate"), ["params.use_keywords=true", "params.max_length=48", *job_sets])
     spec = spec.model_copy(update={"code": str(scripts)})
-    evaluate_id = _run_job(app, service, spec, {"model": str(outputs.join("model").as_prefix()), "data": str(data_uri)})
+    evaluate_id = _run_job(app, client, spec, {"model": str(outputs.join("model").as_prefix()), "data": str(data_uri)})
 
     _step(app, 5, "results")
-    results = service.results(evaluate_id)
+    evaluate = client.job(evaluate_id, check=False)
+    results = evaluate.results()
     render_results(app, evaluate_id, results)
 
     _step(app, 6, "fetching the evaluation outputs")
     local = work / "results" / evaluate_id
-    TransferManager(app.store).download(service.outputs_uri(evaluate_id), local)
+    evaluate.download(local)
     click.echo(f"confusion matrix: {local / 'confusion_matrix.png'}")
     click.echo(
         f"accuracy {results.metrics.get('accuracy', 0):.3f}, macro-F1 "

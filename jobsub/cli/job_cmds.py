@@ -1,4 +1,5 @@
-"""Job commands: submit, status, jobs, cancel, logs, results, templates. Thin over jobs.service.JobService."""
+"""Job commands: submit, status, jobs, cancel, logs, results, templates. Thin over the Python API (jobsub.api):
+options are parsed here, the API does the work, and what it returns (models) is rendered here."""
 
 from __future__ import annotations
 
@@ -17,14 +18,8 @@ from jobsub.jobs.records import State as JobState
 from jobsub.units import human_duration, human_size
 
 if TYPE_CHECKING:
+    from jobsub.api import Job
     from jobsub.jobs.models import LogLine, Results
-    from jobsub.jobs.service import JobService
-
-
-def _service(app: App, executor: str | None = None) -> JobService:
-    from jobsub.jobs.service import JobService
-
-    return JobService(app.profile, app.store, app.profile_name, executor=executor)
 
 
 def _parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -63,24 +58,25 @@ def _render_line(line: LogLine, timestamps: bool) -> str:
     return f"{line.stamp()} {text}" if timestamps else text
 
 
+def _job(app: App, job_id: str) -> Job:
+    """A handle on JOB_ID; nothing is read yet, so an unknown id fails in the command's first read."""
+    return app.client().job(job_id, check=False)
+
+
 def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> JobStatus:
-    service = _service(app)
-    final: JobStatus | None = None
+    job = _job(app, job_id)
     try:
         waiting = lambda reason: click.echo(f"[jobsub] waiting to start: {plain(reason)}", err=True)  # noqa: E731
-        for item in service.follow(job_id, tail=tail, on_error=warn_line, on_waiting=waiting):
-            if isinstance(item, JobStatus):
-                final = item
-            else:
-                click.echo(_render_line(item, timestamps))
+        for line in job.log_lines(follow=True, tail=tail, on_error=warn_line, on_waiting=waiting):
+            click.echo(_render_line(line, timestamps))
     except KeyboardInterrupt:
         app.console.print(
             f"stopped following; the job keeps running. Resume with `jobsub logs -f {job_id}`, "
             f"stop it with `jobsub cancel {job_id}`"
         )
         sys.exit(130)
-    assert final is not None
-    return final
+    assert job.final_status is not None
+    return job.final_status
 
 
 def _final_line(job_id: str, status: JobStatus) -> str:
@@ -150,26 +146,25 @@ def submit_command(
       HF_TOKEN=... jobsub submit -f job.yaml --secret-env HF_TOKEN      a secret, never stored
     """
     from jobsub.cli.progress import progress_for
-    from jobsub.jobs.spec import apply_sets, load_spec
-    from jobsub.jobs.templates import find_template
 
     if bool(template) == bool(spec_file):
         raise UsageError("name a TEMPLATE or a spec file with -f job.yaml (not both); see `jobsub templates`")
-    path = spec_file if spec_file else find_template(template or "")
-    spec = load_spec(path)
-    assignments = list(sets) + ([f"name={name}"] if name else [])
-    spec = apply_sets(spec, assignments)
-    if code:
-        if not code.is_dir():
-            raise SpecError(f"--code {code}: no such folder")
-        spec = spec.model_copy(update={"code": str(code.resolve())})
+    client = app.client(executor)
+    spec = spec_file if spec_file else client.template(template or "")  # a spec file: its folder is the base
+    if code and not code.is_dir():
+        raise SpecError(f"--code {code}: no such folder")
     secrets = _secret_env(secret_env)
-    service = _service(app, executor)
-    base = Path.cwd() if template else path.parent
     if max_cost is not None and not (max_cost >= 0 and max_cost != float("inf")):
         raise UsageError(f"--max-cost {max_cost}: give a finite amount >= 0")
-    plan = service.plan(
-        spec, _parse_pairs(inputs, "--input"), output, idempotency_key, base_dir=base, max_cost=max_cost
+    plan = client.plan(
+        spec,
+        inputs=_parse_pairs(inputs, "--input"),
+        sets=sets,
+        name=name,
+        code=code,
+        output=output,
+        idempotency_key=idempotency_key,
+        max_cost=max_cost,
     )
     if dry_run:
         print_json({**plan.as_dict(), "dry_run": True})
@@ -178,21 +173,21 @@ def submit_command(
         app.console.print(plan.estimate.line(), markup=False, highlight=False)
     subscribers, context = progress_for("upload", app.console, as_json)
     with context:
-        job_id, created = service.submit(
+        job = client.submit(
             plan,
-            subscribers,
-            idempotency_key,
+            idempotency_key=idempotency_key,
             on_message=lambda m: None if as_json else app.console.print(plain(m), markup=False),
             secret_env=secrets,
+            subscribers=subscribers,
         )
-    record = service.record(job_id)
+    job_id, created = job.id, job.created
     if as_json:
-        print_json({"job_id": job_id, "created": created, "record": record.uri(), "outputs": plan.outputs})
+        print_json({"job_id": job_id, "created": created, "record": job.record_uri(), "outputs": plan.outputs})
     else:
         click.echo(job_id)
         if not created:
             app.console.print(
-                f"a job named {spec.name!r} with this idempotency key exists: {plain(job_id)} (nothing started)",
+                f"a job named {plan.spec.name!r} with this idempotency key exists: {plain(job_id)} (nothing started)",
                 markup=False,
             )
         if not follow:
@@ -216,7 +211,7 @@ def submit_command(
 @pass_app
 def status_command(app: App, job_id: str, as_json: bool) -> None:
     """Show a job's state, exit code, reason, timings and where its record and outputs are."""
-    info = _service(app).describe(job_id)
+    info = _job(app, job_id).info()
     if as_json:
         print_json(info.model_dump(mode="json"))
         return
@@ -255,7 +250,7 @@ def status_command(app: App, job_id: str, as_json: bool) -> None:
 def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None:
     """List jobs in the profile's job store, newest first."""
     with_cost = not app.profile.prices.is_zero
-    rows = _service(app).list_jobs(state, limit, with_cost=with_cost)
+    rows = app.client().jobs(state, limit)
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
@@ -287,10 +282,10 @@ def jobs_command(app: App, state: str | None, limit: int, as_json: bool) -> None
 @pass_app
 def cancel_command(app: App, job_id: str, wait: bool) -> None:
     """Stop a job: SIGTERM to its process group, SIGKILL after a grace period. Works from any shell."""
-    service = _service(app)
-    status = service.cancel(job_id)
+    job = _job(app, job_id)
+    status = job.cancel()
     if status.state == JobState.LOST:
-        click.echo(_final_line(job_id, status) + ": " + plain(service.cancel_leftovers(job_id, status)))
+        click.echo(_final_line(job_id, status) + ": " + plain(job.cancel_leftovers(status)))
         return
     if status.state.final:
         click.echo(_final_line(job_id, status) + " (already final)")
@@ -298,7 +293,7 @@ def cancel_command(app: App, job_id: str, wait: bool) -> None:
     if not wait:
         click.echo(f"cancel requested for {job_id}")
         return
-    status = service.wait(job_id, timeout=120)
+    status = job.wait(timeout=120)
     click.echo(_final_line(job_id, status))
 
 
@@ -315,7 +310,7 @@ def logs_command(app: App, job_id: str, follow: bool, tail: int | None, timestam
         status = follow_job(app, job_id, tail, timestamps)
         app.console.print(_final_line(job_id, status), markup=False)
         sys.exit(status.cli_exit_code())
-    for line in _service(app).log_lines(job_id, tail):
+    for line in _job(app, job_id).log_lines(tail=tail):
         click.echo(_render_line(line, timestamps))
 
 
@@ -331,7 +326,7 @@ def _format_value(value: Any) -> str:
 @pass_app
 def results_command(app: App, job_id: str, as_json: bool) -> None:
     """Final metrics as a table, with the plots and outputs listed by URI."""
-    results = _service(app).results(job_id)
+    results = _job(app, job_id).results()
     for warning in results.warnings:
         warn_line(warning)
     if as_json:

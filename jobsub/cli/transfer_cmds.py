@@ -1,4 +1,5 @@
-"""upload, download, uploads (list/abort), ls, rm."""
+"""upload, download, uploads (list/abort), ls, rm: options parsed here, the transfers and the pending-upload
+listing done by the Python API (jobsub.api.Client), their summaries rendered here."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import shlex
 import signal
 import sys
-import time
 from collections.abc import Callable
 
 import click
@@ -15,7 +15,6 @@ from jobsub.cli.app import App, error_line, pass_app, print_json, warn_line
 from jobsub.cli.progress import progress_for
 from jobsub.cli.safe import markup, plain
 from jobsub.errors import JobsubError, TransferInterrupted, UsageError
-from jobsub.storage import open_store
 from jobsub.units import human_duration, human_size, parse_duration, parse_size
 from jobsub.uri import ObjectURI, is_remote
 
@@ -71,14 +70,13 @@ def _sigterm_as_interrupt() -> None:
 
 
 def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callable, skip_unsafe: bool = False) -> None:
-    """Run a transfer with progress; print the summary; turn Ctrl-C into a resume hint and exit 130."""
-    from jobsub.transfer import TransferManager, TransferOptions
-
+    """Run a transfer with progress; print the summary; turn Ctrl-C into a resume hint and exit 130.
+    `action(subscribers)` runs it through the API and returns its TransferSummary."""
     _sigterm_as_interrupt()
     subscribers, context = progress_for(verb, app.console, quiet)
     try:
         with context:
-            summary = action(TransferManager, TransferOptions, subscribers)
+            summary = action(subscribers)
     except TransferInterrupted:
         signal.signal(signal.SIGINT, lambda *a: os._exit(130))  # a second Ctrl-C exits at once
         click.echo(f"{verb} interrupted; what was sent is kept. Resume with:", err=True)
@@ -146,17 +144,17 @@ def upload_command(
         if is_remote(source):
             raise UsageError(f"upload takes local sources; for {source} use `jobsub download`")
 
-    def action(manager_cls, options_cls, subscribers):
-        store = open_store(app.profile, concurrency, read_timeout=read_timeout)
-        manager = manager_cls(
-            store, options_cls(part_size=part_size, concurrency=concurrency, max_bandwidth=max_bandwidth), subscribers
+    client = app.client(concurrency=concurrency, read_timeout=read_timeout)  # its store opens on first use
+
+    def action(subscribers):
+        return client.upload(
+            list(sources), target, part_size=part_size, max_bandwidth=max_bandwidth, subscribers=subscribers
         )
-        return manager.upload(list(sources), target)
 
     if dry_run:
         from jobsub.cli.upload_plan import print_upload_plan
 
-        print_upload_plan(app, list(sources), target, part_size, concurrency, read_timeout, as_json)
+        print_upload_plan(client, list(sources), target, part_size, as_json)
         return
     run_transfer(app, "upload", quiet, as_json, action)
 
@@ -189,19 +187,11 @@ def download_command(
     file is always downloaded again, never "unchanged"). Keys that would land outside DEST ('..', absolute,
     empty segments) are refused: the command exits 1 with their count unless --skip-unsafe.
     """
-    if is_remote(source):
-        uri = ObjectURI.parse(source)
-    else:
-        from jobsub.jobs.service import JobService
+    uri = ObjectURI.parse(source) if is_remote(source) else app.client().job(source, check=False).outputs_uri()
+    client = app.client(concurrency=concurrency, read_timeout=read_timeout)  # its store opens on first use
 
-        uri = JobService(app.profile, app.store).outputs_uri(source)
-
-    def action(manager_cls, options_cls, subscribers):
-        store = open_store(app.profile, concurrency, read_timeout=read_timeout)
-        manager = manager_cls(
-            store, options_cls(part_size=part_size, concurrency=concurrency, max_bandwidth=max_bandwidth), subscribers
-        )
-        return manager.download(uri, dest)
+    def action(subscribers):
+        return client.download(uri, dest, part_size=part_size, max_bandwidth=max_bandwidth, subscribers=subscribers)
 
     run_transfer(app, "download", quiet, as_json, action, skip_unsafe=skip_unsafe)
 
@@ -211,43 +201,15 @@ def uploads_command() -> None:
     """Pending multipart uploads: what a resume would continue, and their clean-up."""
 
 
-def _pending(app: App, uri: ObjectURI | None) -> list[dict]:
-    from jobsub.transfer.journal import all_journals
-
-    journals = {j.upload_id: j for j in all_journals() if j.store == app.store.description}
-    buckets = [uri.bucket] if uri else sorted({j.bucket for j in journals.values()})
-    rows = []
-    for bucket in buckets:
-        for upload in app.store.list_uploads(bucket, uri.key if uri else ""):
-            journal = journals.get(upload.upload_id)
-            percent = None
-            if journal:
-                done = sum(
-                    min(journal.part_size, journal.size - (int(n) - 1) * journal.part_size) for n in journal.parts
-                )
-                percent = round(100.0 * done / journal.size, 1) if journal.size else 100.0
-            rows.append(
-                {
-                    "upload_id": upload.upload_id,
-                    "uri": f"s3://{bucket}/{upload.key}",
-                    "initiated": upload.initiated.isoformat() if upload.initiated else None,
-                    "age_seconds": time.time() - upload.initiated.timestamp() if upload.initiated else None,
-                    "source": journal.source if journal else None,
-                    "percent_done": percent,
-                }
-            )
-    return rows
-
-
 @uploads_command.command("list")
 @click.argument("uri", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def uploads_list(app: App, uri: str | None, as_json: bool) -> None:
     """List pending uploads in s3://bucket[/prefix] (default: the buckets this machine has journals for)."""
-    rows = _pending(app, ObjectURI.parse(uri) if uri else None)
+    rows = app.client().pending_uploads(uri)
     if as_json:
-        print_json(rows)
+        print_json([row.model_dump(mode="json") for row in rows])
         return
     if not rows:
         click.echo("no pending uploads")
@@ -256,8 +218,8 @@ def uploads_list(app: App, uri: str | None, as_json: bool) -> None:
 
     table = Table("upload id", "destination", "age", "done", "source", box=None)
     for row in rows:
-        done = f"{row['percent_done']:.0f}%" if row["percent_done"] is not None else "?"
-        cells = (row["upload_id"], row["uri"], human_duration(row["age_seconds"]), done, row["source"] or "-")
+        done = f"{row.percent_done:.0f}%" if row.percent_done is not None else "?"
+        cells = (row.upload_id, row.uri, human_duration(row.age_seconds), done, row.source or "-")
         table.add_row(*(markup(cell) for cell in cells))  # ids and keys come from the server: text, not markup
     app.out.print(table)
 
@@ -270,25 +232,20 @@ def uploads_list(app: App, uri: str | None, as_json: bool) -> None:
 @pass_app
 def uploads_abort(app: App, upload_id: str | None, abort_all: bool, older_than: str | None, uri: str | None) -> None:
     """Abort a pending upload (its parts are deleted on the server) and forget its journal."""
-    from jobsub.transfer.journal import all_journals
-
     if bool(upload_id) == abort_all:
         raise UsageError("give an UPLOAD_ID or --all (see `jobsub uploads list`)")
-    rows = _pending(app, ObjectURI.parse(uri) if uri else None)
+    client = app.client()
+    rows = client.pending_uploads(uri)
     if abort_all:
         min_age = parse_duration(older_than) if older_than else 0
-        chosen = [r for r in rows if (r["age_seconds"] or 0) >= min_age]
+        chosen = [r for r in rows if (r.age_seconds or 0) >= min_age]
     else:
-        chosen = [r for r in rows if r["upload_id"] == upload_id]
+        chosen = [r for r in rows if r.upload_id == upload_id]
         if not chosen:
             raise UsageError(f"no pending upload {upload_id}; pass --uri s3://bucket if no local journal knows it")
-    journals = {j.upload_id: j for j in all_journals()}
     for row in chosen:
-        target = ObjectURI.parse(row["uri"])
-        app.store.abort_multipart(target.bucket, target.key, row["upload_id"])
-        if row["upload_id"] in journals:
-            journals[row["upload_id"]].delete()
-        click.echo(plain(f"aborted {row['upload_id']} ({row['uri']})"))
+        client.abort_upload(row)
+        click.echo(plain(f"aborted {row.upload_id} ({row.uri})"))
     if not chosen:
         click.echo("nothing to abort")
 
@@ -300,8 +257,9 @@ def uploads_abort(app: App, upload_id: str | None, abort_all: bool, older_than: 
 @pass_app
 def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> None:
     """List buckets, or the objects and prefixes under s3://bucket/prefix."""
+    client = app.client()
     if not uri:
-        buckets = app.store.list_buckets()
+        buckets = client.buckets()
         if as_json:
             print_json(buckets)
         else:
@@ -309,14 +267,8 @@ def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> Non
                 click.echo(plain(f"s3://{bucket}/"))
         return
     target = ObjectURI.parse(uri)
-    if recursive:
-        objects, prefixes = list(app.store.iter_objects(target.bucket, target.key)), []
-    else:
-        listing = app.store.list(target.bucket, target.key, "/")
-        objects, prefixes = listing.objects, listing.prefixes
-        if not objects and prefixes == [target.key + "/"]:  # `ls s3://b/dir` means the folder
-            listing = app.store.list(target.bucket, target.key + "/", "/")
-            objects, prefixes = listing.objects, listing.prefixes
+    listing = client.ls(target, recursive)
+    objects, prefixes = listing.objects, listing.prefixes
     if as_json:
         print_json(
             [{"key": p, "prefix": True} for p in prefixes]
@@ -328,20 +280,6 @@ def ls_command(app: App, uri: str | None, recursive: bool, as_json: bool) -> Non
     for obj in objects:
         when = obj.last_modified.strftime("%Y-%m-%d %H:%M:%S") if obj.last_modified else ""
         click.echo(plain(f"{when:>19} {human_size(obj.size):>10}  s3://{target.bucket}/{obj.key}"))
-
-
-def folder_keys(store, target: ObjectURI) -> list[str]:
-    """What `rm -r s3://b/PREFIX` names: the object PREFIX itself and everything in the folder PREFIX/.
-
-    Like `ls` and `download`, the argument is a folder, never a string prefix: `runs/data` does not reach
-    `runs/data2/...` or `runs/database.csv`.
-    """
-    keys: list[str] = []
-    if target.key and not target.is_prefix and store.head(target.bucket, target.key) is not None:
-        keys.append(target.key)
-    folder = target.as_prefix().key if target.key else ""
-    keys.extend(o.key for o in store.iter_objects(target.bucket, folder))
-    return keys
 
 
 @click.command("rm")
@@ -360,12 +298,13 @@ def rm_command(app: App, uri: str, recursive: bool, dry_run: bool, yes: bool) ->
                               never s3://b/runs/data2/... or s3://b/runs/database.csv
     """
     target = ObjectURI.parse(uri)
+    client = app.client()
     if recursive:
-        keys = folder_keys(app.store, target)
+        keys = client.folder_keys(target)
     else:
         if target.is_prefix:
             raise UsageError(f"{uri} is a prefix: add --recursive to delete everything under it")
-        if app.store.head(target.bucket, target.key) is None:
+        if client.head(target) is None:
             raise UsageError(f"no object {uri}")
         keys = [target.key]
     if not keys:
@@ -380,6 +319,4 @@ def rm_command(app: App, uri: str, recursive: bool, dry_run: bool, yes: bool) ->
         if not sys.stdin.isatty():
             raise UsageError(f"refusing to delete {len(keys)} object(s) without a terminal to confirm: add --yes")
         click.confirm(f"delete {len(keys)} object(s) under {uri}?", abort=True)
-    for key in keys:
-        app.store.delete(target.bucket, key)
-    click.echo(f"deleted {len(keys)} object(s)")
+    click.echo(f"deleted {client.delete(target.bucket, keys)} object(s)")

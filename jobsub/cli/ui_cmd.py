@@ -53,16 +53,13 @@ def ui_command(app: App, port: int, host: str, open_browser: bool, require_token
         from jobsub.web.data import WebData
     except ImportError as exc:
         raise UsageError(f"the web view needs its extra ({exc.name} is missing): pip install 'jobsub[ui]'") from None
-    from jobsub.jobs.service import JobService
-
     loopback = is_loopback(host)
     token = secrets.token_urlsafe(24) if require_token or not loopback else None
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     allowed = [f"{name}:{actual}" for name in ("127.0.0.1", "localhost", "[::1]")] if loopback else None
-    service = JobService(app.profile, app.store, app.profile_name)
-    web = create_app(WebData(service), token=token, allowed_hosts=allowed)
+    web = create_app(WebData(app.client()), token=token, allowed_hosts=allowed)
     url = f"http://{shown}:{actual}/" + (f"?token={token}" if token else "")
     click.echo(f"jobsub ui: jobs of profile {app.profile_name!r} at {url}", err=False)
     click.echo("read-only; Ctrl-C stops it", err=True)

@@ -6,12 +6,16 @@ Kept beside transfer_cmds.py (not in it) so the upload command only gains one op
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from jobsub.cli.app import App, print_json
+from jobsub.cli.app import print_json
 from jobsub.units import human_size
 from jobsub.uri import ObjectURI
+
+if TYPE_CHECKING:
+    from jobsub.api import Client
 
 
 def _shown(name: str) -> str:
@@ -20,21 +24,11 @@ def _shown(name: str) -> str:
 
 
 def print_upload_plan(
-    app: App,
-    sources: list[str | Path],
-    target: ObjectURI,
-    part_size: int | None,
-    concurrency: int,
-    read_timeout: float | None,
-    as_json: bool,
+    client: Client, sources: list[str | Path], target: ObjectURI, part_size: int | None, as_json: bool
 ) -> None:
-    """Plan the upload with read-only requests (HEAD, ListParts) and print it: a table, or JSON with --json."""
-    from jobsub.storage import open_store
-    from jobsub.transfer import TransferManager, TransferOptions
-
-    store = open_store(app.profile, concurrency, read_timeout=read_timeout)
-    manager = TransferManager(store, TransferOptions(part_size=part_size, concurrency=concurrency))
-    plan = manager.plan_upload(sources, target)
+    """Plan the upload with read-only requests (HEAD, ListParts) through the API and print it: a table, or
+    JSON with --json."""
+    plan = client.plan_upload(sources, target, part_size=part_size)
     if as_json:
         print_json(plan.as_dict())
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -205,8 +205,20 @@ class JobCost(BaseModel):
         return text + f" [{self.table}]"
 
 
+def job_name(job_id: str) -> str:
+    """The name part of a job id (`<name>-<yyyymmdd>-<hhmmss>-<4 chars>`): the template or --name it ran as."""
+    return job_id.rsplit("-", 3)[0]
+
+
+_Row = TypeVar("_Row", bound="JobRow")
+
+
 class JobRow(BaseModel):
-    """One line of `jobsub jobs` / `Client.jobs()`."""
+    """One line of `jobsub jobs` / `Client.jobs()`; the web view's rows (web/data.py WebRow) extend it.
+
+    Built from a job's status in one place, `from_status`, so the CLI, the API and the web view list the
+    same fields derived the same way (the name from the id, the duration from the status's times).
+    """
 
     id: str
     name: str
@@ -219,6 +231,21 @@ class JobRow(BaseModel):
     cost: JobCost | None = None
     #: whether the cost was asked for (a row without it has no "cost" key in JSON, one that failed has null)
     costed: bool = Field(default=False, exclude=True)
+
+    @classmethod
+    def from_status(cls: type[_Row], job_id: str, status: JobStatus, **fields: Any) -> _Row:
+        """The row of job `job_id` in `status`; `fields` sets what a subclass or caller adds (cost, ...)."""
+        return cls(
+            id=job_id,
+            name=job_name(job_id),
+            state=status.state,
+            created=status.created,
+            started=status.started,
+            duration_seconds=status.duration(),
+            exit_code=status.exit_code,
+            reason=status.reason,
+            **fields,
+        )
 
     @model_serializer(mode="wrap")
     def _cost_only_when_asked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from jobsub.errors import (
 from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_executor
 from jobsub.executors.leftovers import kill_leftovers
 from jobsub.jobs import billing
-from jobsub.jobs.models import CodeRef, JobDocument, JobInfo, JobRow, LogLine, OutputFile, Results
+from jobsub.jobs.models import CodeRef, JobDocument, JobInfo, JobRow, LogLine, OutputFile, Results, job_name
 from jobsub.jobs.packaging import pack_code
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec, check_name, nodes_problem
@@ -529,23 +529,13 @@ class JobService:
             key=lambda i: i.rsplit("-", 3)[-3:],
             reverse=True,
         )
-        ids = [i for i in ids if not i.startswith("_") and (name is None or i.rsplit("-", 3)[0] == name)]
+        ids = [i for i in ids if not i.startswith("_") and (name is None or job_name(i) == name)]
         statuses = self.statuses(ids if state else ids[:limit])
         rows: list[JobRow] = []
         for job_id, status in statuses:
             if state and status.state.value != state.upper():
                 continue
-            row = JobRow(
-                id=job_id,
-                name=job_id.rsplit("-", 3)[0],
-                state=status.state,
-                created=status.created,
-                started=status.started,
-                duration_seconds=status.duration(),
-                exit_code=status.exit_code,
-                reason=status.reason,
-                costed=with_cost,
-            )
+            row = JobRow.from_status(job_id, status, costed=with_cost)
             if with_cost:
                 try:
                     row.cost = billing.job_cost(self.record(job_id).read_document(), status.duration())

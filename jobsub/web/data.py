@@ -19,16 +19,17 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from jobsub.errors import BucketNotFoundError, JobNotFoundError, JobsubError, RecordFormatError, StorageError
 from jobsub.jobs import billing
-from jobsub.jobs.models import JobCost, JobDocument, JobStatus, State
+from jobsub.jobs.models import JobDocument, JobRow, JobStatus, State, job_name
 from jobsub.jobs.records import JobRecord
 from jobsub.redact import redact
 from jobsub.uri import ObjectURI, key_problem
 
 if TYPE_CHECKING:
+    from jobsub.api import Client
     from jobsub.jobs.service import JobService
 
 #: what one range read of a log chunk or an output brings into memory
@@ -107,22 +108,19 @@ class HeadlineValue(BaseModel):
     step: int | float | None = None
 
 
-class WebRow(BaseModel):
-    """One row of the web view's jobs list: a JobRow plus what the page shows and sorts by."""
+class WebRow(JobRow):
+    """One row of the web view's jobs list: a JobRow (built by `JobRow.from_status`, as `jobsub jobs` builds
+    its rows) plus what the page shows and sorts by. Its cost is always a key (null when unreadable)."""
 
-    id: str
-    name: str
-    state: State
-    reason: str | None = None
-    created: str
-    started: str | None = None
+    costed: bool = Field(default=True, exclude=True)
     finished: str | None = None
-    duration_seconds: float | None = None
-    exit_code: int | None = None
     executor: str | None = None
     template: str | None = None
-    cost: JobCost | None = None
     headline: HeadlineValue | None = None
+
+    @classmethod
+    def from_status(cls, job_id: str, status: JobStatus, **fields: Any) -> WebRow:
+        return super().from_status(job_id, status, finished=status.finished, **fields)
 
     def sort_value(self, sort: str) -> Any:
         """The value the list is sorted by (None sorts last whatever the order)."""
@@ -152,12 +150,16 @@ def _is_number(value: Any) -> bool:
 
 
 class WebData:
-    """Reads for the web view over one JobService (one profile's store and jobs prefix)."""
+    """Reads for the web view over one profile's jobs: a `jobsub.api.Client` (what `jobsub ui` passes) or the
+    JobService under one (its store and jobs prefix)."""
 
     READERS = 8  # parallel reads of a page's records
     IDS_TTL = 2.0  # seconds the list of job ids is reused (a new job shows up within this; states never wait)
 
-    def __init__(self, service: JobService) -> None:
+    def __init__(self, source: Client | JobService) -> None:
+        from jobsub.api import Client
+
+        service = source.service if isinstance(source, Client) else source
         self.service = service
         self.store = service.store
         self.jobs_uri: ObjectURI = service.jobs_uri
@@ -228,17 +230,7 @@ class WebData:
             cached = self._final_rows.get(job_id)
         if cached is not None:
             return cached
-        row = WebRow(
-            id=job_id,
-            name=job_id.rsplit("-", 3)[0],
-            state=status.state,
-            reason=status.reason,
-            created=status.created,
-            started=status.started,
-            finished=status.finished,
-            duration_seconds=status.duration(),
-            exit_code=status.exit_code,
-        )
+        row = WebRow.from_status(job_id, status)
         try:
             job = self._job_doc(job_id)
             row.executor = job.executor or None
@@ -286,7 +278,7 @@ class WebData:
         if name:
             ids = [i for i in ids if name.lower() in i.lower()]
         if template:
-            ids = [i for i in ids if i.rsplit("-", 3)[0] == template]
+            ids = [i for i in ids if job_name(i) == template]
         cheap = sort in ("created", "id") and not state
         if cheap:
             if sort == "id":
@@ -327,7 +319,7 @@ class WebData:
         return clean(
             {
                 "id": job_id,
-                "name": job_id.rsplit("-", 3)[0],
+                "name": job_name(job_id),
                 "status": status,
                 "executor": self.service.executor_description(job_id),
                 "executor_kind": job.executor,
