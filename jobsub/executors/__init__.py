@@ -12,10 +12,11 @@ import importlib
 
 from jobsub.config import EXECUTORS, Profile
 from jobsub.errors import ConfigError
-from jobsub.executors.base import Capabilities, Executor, Handle, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, Executor, Handle, LaunchRequest, Observation
 
 __all__ = [
     "EXECUTORS",
+    "BaseHandle",
     "Capabilities",
     "Executor",
     "Handle",
@@ -34,7 +35,7 @@ def executor_class(kind: str) -> type[Executor]:
         raise ConfigError(f"unknown executor {kind!r}; available: {', '.join(sorted(EXECUTORS))}")
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, Executor)):
+    if not (isinstance(cls, type) and issubclass(cls, BaseExecutor)):
         raise ConfigError(f"executor {kind!r}: {target} is not an executor class (see executors/base.py)")
     return cls
 

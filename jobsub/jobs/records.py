@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobsub.errors import JobNotFoundError, ObjectNotFoundError, RecordFormatError
+from jobsub.executors.base import BaseHandle
 from jobsub.jobs.models import (
     JOB_FORMAT_VERSION,
     MAX_TRANSITIONS,
@@ -103,6 +104,30 @@ class JobRecord:
     def write_document(self, document: JobDocument) -> None:
         self.put_json("job.json", document.model_dump(mode="json"))
 
+    def write_handle(self, handle: BaseHandle) -> None:
+        """executor.json: the executor's handle, under the same keys as ever (old readers still read it)."""
+        self.put_json("executor.json", handle.record_data())
+
+    def read_handle_data(self) -> dict[str, Any] | None:
+        """executor.json as a JSON object, or None before the executor took the job. Only the service parses
+        it (with the model of the executor its kind names); here it is bounded and must be an object."""
+        info = self.store.head(self.bucket, self.key("executor.json"))
+        if info is None:
+            return None
+        if info.size > MAX_HANDLE_BYTES:
+            raise RecordFormatError(
+                f"{self.uri('executor.json')} is {info.size} bytes; not read (limit {MAX_HANDLE_BYTES})"
+            )
+        try:
+            data = json.loads(self.store.get(self.bucket, self.key("executor.json")))
+        except ObjectNotFoundError:
+            return None
+        except ValueError:  # not JSON, not UTF-8
+            raise RecordFormatError(f"{self.uri('executor.json')} is not JSON (not an executor handle)") from None
+        if not isinstance(data, dict):
+            raise RecordFormatError(f"{self.uri('executor.json')} is not a JSON object (not an executor handle)")
+        return data
+
     def claim(self, claim: RunnerClaim) -> bool:
         """Create claim.json only if no runner claimed the job before (a conditional write)."""
         return self.store.put_if_absent(self.bucket, self.key("claim.json"), claim.model_dump_json().encode())
@@ -172,6 +197,8 @@ class JobRecord:
 
 #: claim.json is four short fields; a larger one is not read
 MAX_CLAIM_BYTES = 64 * 1024
+#: executor.json is a few hundred bytes; a larger one is not a handle jobsub wrote
+MAX_HANDLE_BYTES = 64 * 1024
 
 #: The longest log line shown from a chunk that is not jobsub's (a runaway line stays readable).
 MAX_LOG_LINE = 64 * 1024
