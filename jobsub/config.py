@@ -7,17 +7,31 @@ profile may only *name* an AWS profile.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from jobsub.costs import Prices
 from jobsub.errors import ConfigError
@@ -108,8 +122,10 @@ def config_file() -> Path:
     return config_dir() / "config.toml"
 
 
-#: Executor kind -> "module:Class" (imported only when used). Add a line here for a new executor, with its
-#: settings model below if it has any; the class declares its capabilities itself (executors/base.py).
+#: Executor kind -> "module:Class" (imported only when used). Add a line here for a new executor; the class
+#: declares its capabilities, handle model and profile settings itself (executors/base.py). The settings of
+#: the built-in executors are the Profile fields below (the CLI's --docker-*/--slurm-*/... options build
+#: them); a new executor's own section is found through its class (`executor_settings_model`).
 EXECUTORS: dict[str, str] = {
     "local": "jobsub.executors.local:LocalExecutor",
     "docker": "jobsub.executors.docker:DockerExecutor",
@@ -246,10 +262,40 @@ class ModelArtsSettings(BaseModel):
         return check_endpoint_url(value.rstrip("/")) if value else value
 
 
+S = TypeVar("S", bound=BaseModel)
+
+
+def executor_settings_model(kind: str) -> type[BaseModel] | None:
+    """The settings model (its ``[profiles.X.<kind>]`` section) that the executor class registered for
+    `kind` declares as ``settings_model``; None for an unknown kind or a class without settings.
+
+    The executor's module is imported by name, as the registry's own lookup does (executors/__init__.py):
+    config sits below the executors in the layers contract and never imports them statically. So a
+    profile that holds such a section imports that executor's module when it is loaded: keep its
+    module-level imports light (SDKs inside functions), as every executor module does.
+    """
+    target = EXECUTORS.get(kind)
+    if target is None:
+        return None
+    module_name, _, class_name = target.partition(":")
+    executor = getattr(importlib.import_module(module_name), class_name, None)
+    model = getattr(executor, "settings_model", None)  # a class attribute, declared or inherited
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
 class Profile(BaseModel):
-    """One named configuration. ``extra='forbid'`` turns a typo in the TOML into an error naming the key."""
+    """One named configuration. ``extra='forbid'`` turns a typo in the TOML into an error naming the key.
+
+    Beside the fields below, a profile holds a section for every registered executor whose class declares
+    its own ``settings_model`` and is not one of the built-in fields (``[profiles.X.<kind>]`` in TOML, a
+    key of the profile's JSON): validated by that model when the profile is, written back flat, read by
+    the executor with ``section(kind, Model)``. Adding an executor with settings touches no line here.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    #: sections of executors that are not built-in fields, by kind (see the class doc)
+    _sections: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
 
     storage: Literal["local", "s3"] = "local"
     root: str | None = Field(default=None, description="local storage: the folder that holds the buckets")
@@ -273,6 +319,51 @@ class Profile(BaseModel):
     ray: RaySettings = Field(default_factory=RaySettings)
     modelarts: ModelArtsSettings = Field(default_factory=ModelArtsSettings)
     prices: Prices = Field(default_factory=Prices, description="price table for cost estimates (default: zeros)")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _executor_sections(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Profile:
+        """Take the sections of registered executors that are not fields out of the input and validate each
+        with its executor's settings model; any other unknown key stays for extra='forbid' to name."""
+        sections: dict[str, BaseModel] = {}
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in [k for k in data if k not in cls.model_fields and k in EXECUTORS]:
+                model = executor_settings_model(key)
+                if model is None:
+                    continue
+                raw = data.pop(key)
+                try:
+                    sections[key] = raw if isinstance(raw, model) else model.model_validate(raw)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(p) for p in (key, *first["loc"]))
+                    context = {"where": where, "msg": first["msg"]}
+                    raise PydanticCustomError("executor_section", "{where}: {msg}", context) from None
+        profile = handler(data)
+        if not isinstance(profile, Profile):  # pragma: no cover - the handler builds this class
+            raise TypeError("Profile validation returned another type")
+        if sections:
+            profile._sections = {**profile._sections, **sections}
+        return profile
+
+    @model_serializer(mode="wrap")
+    def _dump_sections(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """The executor sections written flat beside the fields, as they are read (TOML and JSON alike)."""
+        data: dict[str, Any] = handler(self)
+        for kind, section in self._sections.items():
+            data[kind] = section.model_dump(mode=info.mode, exclude_none=info.exclude_none)
+        return data
+
+    def section(self, kind: str, model: type[S]) -> S:
+        """The settings of executor `kind` that its class declares (`model`); its defaults when the profile
+        has no such section."""
+        found = self._sections.get(kind)
+        if found is None:
+            return model()
+        if not isinstance(found, model):
+            raise ConfigError(f"profile section {kind!r} is a {type(found).__name__}, not {model.__name__}")
+        return found
 
     @field_validator("executor")
     @classmethod

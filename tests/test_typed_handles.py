@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from jobsub.config import Profile
 from jobsub.errors import ExecutorUnavailableError, JobError
@@ -358,3 +359,101 @@ def test_every_built_in_executor_declares_its_handle_model() -> None:
         model = executor_class(kind).handle_model
         assert issubclass(model, BaseHandle) and model.model_fields["kind"].annotation == Literal[kind]  # type: ignore[valid-type]
         assert model.model_config.get("frozen") and model.model_config.get("extra") == "forbid"
+
+
+# -- the profile options an executor adds are declared on its class --------------------------------------------
+class WideSettings(BaseModel):
+    """The [profiles.X.wide] section of a test executor that config.py has never heard of."""
+
+    model_config = ConfigDict(extra="forbid")
+    width: int = 1
+    queue: str | None = None
+
+
+class WideHandle(BaseHandle):
+    kind: Literal["wide"]
+    ticket: str
+
+
+class WideExecutor(BaseExecutor[WideHandle]):
+    kind = "wide"
+    handle_model = WideHandle
+    settings_model = WideSettings
+
+    def submit(self, request: LaunchRequest) -> WideHandle:
+        return WideHandle(kind="wide", ticket=f"{self.profile.section('wide', WideSettings).queue}-{request.job_id}")
+
+    def poll(self, handle: WideHandle) -> Observation:
+        return Observation("unknown")
+
+    def cancel(self, handle: WideHandle) -> None:
+        return None
+
+    def describe(self, handle: WideHandle) -> str:
+        return f"wide ticket {handle.ticket}"
+
+
+@pytest.fixture
+def wide_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobsub.config import EXECUTORS
+
+    monkeypatch.setitem(EXECUTORS, "wide", f"{__name__}:WideExecutor")  # the one registry line
+
+
+def test_a_new_executor_s_profile_section_needs_no_line_in_config(wide_registered: None, tmp_path: Path) -> None:
+    from jobsub.config import Config, load_config, save_config
+
+    profile = Profile.model_validate({"executor": "wide", "wide": {"width": 4, "queue": "night"}})
+    assert profile.section("wide", WideSettings) == WideSettings(width=4, queue="night")
+    assert Profile().section("wide", WideSettings) == WideSettings()  # no section: the model's defaults
+    # JOBSUB_PROFILE_JSON (what every runner reads) round-trips, with the section flat beside the fields
+    again = Profile.model_validate_json(profile.model_dump_json())
+    assert again == profile and json.loads(profile.model_dump_json())["wide"] == {"width": 4, "queue": "night"}
+    assert profile.model_copy(update={"root": "/r"}).section("wide", WideSettings).width == 4
+    # the TOML keeps [profiles.X.wide] as written, and reads back the same
+    path = save_config(Config(profiles={"w": profile}), tmp_path / "config.toml")
+    assert '[profiles.w.wide]\nwidth = 4\nqueue = "night"\n' in path.read_text()
+    assert load_config(path).profiles["w"] == profile
+    request = LaunchRequest(job_id="j-9", job_uri="s3://b/jobs/j-9/", profile=profile)
+    assert WideExecutor(profile).submit(request).ticket == "night-j-9"
+
+
+@pytest.mark.parametrize(
+    ("toml", "expect"),
+    [
+        ("[profiles.w.wide]\nwidht = 2\n", "profiles.w: wide.widht: Extra inputs are not permitted"),
+        ('[profiles.w.wide]\nwidth = "many"\n', "profiles.w: wide.width: Input should be a valid integer"),
+        ("[profiles.w.wied]\nwidth = 2\n", "profiles.w.wied: Extra inputs are not permitted"),
+        ('[profiles.w.docker]\nhots = "x"\n', "profiles.w.docker.hots: Extra inputs are not permitted"),
+        ("[profiles.w.local]\nx = 1\n", "profiles.w.local: Extra inputs are not permitted"),  # local adds none
+    ],
+    ids=["typo in the section", "wrong type", "typo in the name", "built-in section", "executor without settings"],
+)
+def test_a_typo_in_an_executor_section_is_an_error_naming_the_key(
+    wide_registered: None, tmp_path: Path, toml: str, expect: str
+) -> None:
+    from jobsub.config import load_config
+    from jobsub.errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"config {path}: {expect}"), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_built_in_executors_declare_the_sections_they_read() -> None:
+    from jobsub.config import EXECUTORS
+
+    for kind in EXECUTORS:
+        declared = executor_class(kind).settings_model
+        field = Profile.model_fields.get(kind)
+        assert (declared is None and field is None) or (field is not None and field.annotation is declared), kind
+
+
+def test_an_executor_whose_settings_are_no_model_fails_when_defined() -> None:
+    with pytest.raises(TypeError, match="settings_model must be a pydantic model class or None"):
+
+        class Loose(WideExecutor):
+            settings_model = dict  # type: ignore[assignment]

@@ -175,6 +175,10 @@ class BaseExecutor(Generic[H]):
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: the model of this executor's handles (a BaseHandle subclass with ``kind: Literal["<kind>"]``)
     handle_model: ClassVar[type[BaseHandle]]
+    #: the options it adds to a profile (``[profiles.X.<kind>]``), None when it has none. The built-in
+    #: executors' are Profile fields (config.py); another executor's section is validated with this model
+    #: when a profile is loaded and read with ``profile.section(kind, Model)`` (config.Profile).
+    settings_model: ClassVar[type[BaseModel] | None] = None
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -193,6 +197,9 @@ class BaseExecutor(Generic[H]):
                 f"executor {cls.__qualname__} needs a class attribute handle_model = <its BaseHandle subclass> "
                 "(see executors/base.py)"
             )
+        settings = cls.settings_model
+        if settings is not None and not (isinstance(settings, type) and issubclass(settings, BaseModel)):
+            raise TypeError(f"executor {cls.__qualname__}: settings_model must be a pydantic model class or None")
         kind_field = model.model_fields.get("kind")
         if kind_field is None or get_args(kind_field.annotation) != (cls.kind,):
             raise TypeError(

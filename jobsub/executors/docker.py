@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from jobsub.config import strip_userinfo
+from jobsub.config import DockerSettings, strip_userinfo
 from jobsub.errors import ConfigError, ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors import docker_local, secret_handoff
 from jobsub.executors.base import BaseExecutor, Capabilities, LaunchRequest, Observation
@@ -128,6 +128,7 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
     shares_client_environment = False
     capabilities = Capabilities(memory_limit=True, gpus=True, secret_env=True)
     handle_model = DockerHandle
+    settings_model = DockerSettings
 
     def __init__(self, profile: Any) -> None:
         super().__init__(profile)

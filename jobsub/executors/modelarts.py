@@ -28,7 +28,7 @@ import shlex
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from jobsub.config import Profile
+from jobsub.config import ModelArtsSettings, Profile
 from jobsub.errors import ExecutorUnavailableError, JobError
 from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
 from jobsub.executors.secret_drop import TICKET_ENV, discard, seal
@@ -137,6 +137,7 @@ class ModelArtsExecutor(BaseExecutor[ModelArtsHandle]):
     capabilities = Capabilities(gpus=True, secret_env=True)
     shares_client_environment = False
     handle_model = ModelArtsHandle
+    settings_model = ModelArtsSettings
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from jobsub.config import Profile, strip_userinfo
+from jobsub.config import Profile, RaySettings, strip_userinfo
 from jobsub.errors import ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
 from jobsub.executors.ray_package import jobsub_package
@@ -199,6 +199,7 @@ class RayExecutor(BaseExecutor[RayHandle]):
     shares_client_environment = False
     capabilities = Capabilities(gpus=True, secret_env=True)  # memory is a scheduling reservation, not a limit
     handle_model = RayHandle
+    settings_model = RaySettings
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)

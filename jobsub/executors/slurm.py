@@ -117,6 +117,7 @@ class SlurmExecutor(BaseExecutor[SlurmHandle]):
     shares_client_environment = False
     capabilities = Capabilities(multi_node=True, memory_limit=True, gpus=True, secret_env=True)
     handle_model = SlurmHandle
+    settings_model = SlurmSettings
     commands: ClassVar[tuple[str, ...]] = COMMANDS
 
     def __init__(self, profile: Profile) -> None:
