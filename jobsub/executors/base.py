@@ -175,9 +175,10 @@ class BaseExecutor(Generic[H]):
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: the model of this executor's handles (a BaseHandle subclass with ``kind: Literal["<kind>"]``)
     handle_model: ClassVar[type[BaseHandle]]
-    #: the options it adds to a profile (``[profiles.X.<kind>]``), None when it has none. The built-in
-    #: executors' are Profile fields (config.py); another executor's section is validated with this model
-    #: when a profile is loaded and read with ``profile.section(kind, Model)`` (config.Profile).
+    #: the options it adds to a profile (``[profiles.X.<kind>]``), None when it has none: the profile's
+    #: section is validated with this model when the profile is loaded, and the executor reads it with
+    #: ``profile.section(kind, Model)`` in its __init__ (config.Profile; the built-in ones live in
+    #: executors/<kind>_settings.py so that loading a profile never imports the executor).
     settings_model: ClassVar[type[BaseModel] | None] = None
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:

@@ -39,11 +39,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from jobsub.config import DockerSettings, strip_userinfo
+from jobsub.config import strip_userinfo
 from jobsub.errors import ConfigError, ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors import docker_local, secret_handoff
 from jobsub.executors.base import BaseExecutor, Capabilities, LaunchRequest, Observation
 from jobsub.executors.docker_handle import HOST_RUNNER, DockerHandle
+from jobsub.executors.docker_settings import DockerSettings
 from jobsub.units import human_limit, parse_size
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
 
     def __init__(self, profile: Any) -> None:
         super().__init__(profile)
-        self.settings = profile.docker
+        self.settings = profile.section(self.kind, DockerSettings)
         self.host = resolve_host(self.settings.host)
         self._clients: dict[str, docker.DockerClient] = {}
 

@@ -28,9 +28,10 @@ import shlex
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from jobsub.config import ModelArtsSettings, Profile
+from jobsub.config import Profile
 from jobsub.errors import ExecutorUnavailableError, JobError
 from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
+from jobsub.executors.modelarts_settings import ModelArtsSettings
 from jobsub.executors.secret_drop import TICKET_ENV, discard, seal
 from jobsub.redact import redact, register_credentials
 from jobsub.storage.base import ObjectStore
@@ -141,7 +142,7 @@ class ModelArtsExecutor(BaseExecutor[ModelArtsHandle]):
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
-        self.settings = profile.modelarts
+        self.settings = profile.section(self.kind, ModelArtsSettings)
         self._client: Any = None
         self._project: str | None = None
 

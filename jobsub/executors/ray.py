@@ -34,10 +34,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from jobsub.config import Profile, RaySettings, strip_userinfo
+from jobsub.config import Profile, strip_userinfo
 from jobsub.errors import ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
 from jobsub.executors.ray_package import jobsub_package
+from jobsub.executors.ray_settings import RaySettings
 from jobsub.executors.secret_drop import TICKET_ENV, discard, seal
 from jobsub.redact import redact
 from jobsub.uri import ObjectURI
@@ -203,7 +204,7 @@ class RayExecutor(BaseExecutor[RayHandle]):
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
-        self.settings = profile.ray
+        self.settings = profile.section(self.kind, RaySettings)
         self._http = requests.Session()
         self._uploaded: dict[str, str] = {}  # address -> package URI known to be on that cluster
 

@@ -35,9 +35,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from jobsub.config import Profile, SlurmSettings, state_dir
+from jobsub.config import Profile, state_dir
 from jobsub.errors import ExecutorUnavailableError, JobError
 from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
+from jobsub.executors.slurm_settings import SlurmSettings
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +123,11 @@ class SlurmExecutor(BaseExecutor[SlurmHandle]):
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
+        self.settings = profile.section(self.kind, SlurmSettings)
         self._cache: dict[str, tuple[float, Observation]] = {}
         #: Slurm job id -> the jobsub job id the service read it for (verify_handle); checked against
         #: Slurm's job name / comment in the same squeue that polls, so `jobs` still asks squeue once
         self._expected: dict[str, str] = {}
-
-    @property
-    def settings(self) -> SlurmSettings:
-        return self.profile.slurm
 
     # -- running Slurm's commands ------------------------------------------------------------------------
     def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
