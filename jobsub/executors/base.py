@@ -17,6 +17,7 @@ validate is refused with one line before anything acts on it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args
@@ -72,6 +73,37 @@ class BaseHandle(BaseModel):
 
 
 H = TypeVar("H", bound=BaseHandle)
+
+#: bounds on what status.json's ``executor`` may hold (a rewritten record is refused, not acted on): a
+#: hostname is at most 253 characters, Linux pids stay under 2**22, the runner's id is 8 hex digits today
+MAX_HOST_CHARS = 253
+MAX_PID = 2**22
+
+
+class RunnerPlace(BaseModel):
+    """Where the runtime runs a job: what the runner writes into status.json's ``executor`` (kind "runtime",
+    host, pid and runner id when it starts; the job's process group once the command runs), and what
+    ``kill_leftovers`` reads to find what a LOST job left behind.
+
+    Read back from a shared bucket: every field is optional (a status written before the runner started
+    holds ``{}``), sizes are bounded (a rewritten record is refused with one line before anything acts on it),
+    unknown keys are dropped, never acted on, and only the keys the runner set are written back (readers
+    of earlier versions read the same object).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: str | None = Field(default=None, max_length=32)
+    host: str | None = Field(default=None, max_length=MAX_HOST_CHARS)
+    pid: int | None = Field(default=None, ge=1, le=MAX_PID)
+    #: the runner's id (its claim token): its children carry it as JOBSUB_RUNNER_ID (executors/leftovers.py)
+    runner: str | None = Field(default=None, max_length=64)
+    #: the process group of the job's command (its runner started it with start_new_session)
+    pgid: int | None = Field(default=None, ge=1, le=MAX_PID)
+
+    def record_data(self) -> dict[str, Any]:
+        """status.json's ``executor`` object: the keys that were set, as earlier versions wrote them."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 @dataclass(frozen=True)
@@ -244,6 +276,29 @@ class BaseExecutor(Generic[H]):
     def describe(self, handle: H) -> str:
         """One line for `jobsub status`: where the job runs (pid and host, container and image, job id)."""
         raise NotImplementedError
+
+    def kill_leftovers(self, handle: H | None, place: RunnerPlace, job_id: str) -> str:
+        """After a job turned LOST (its runner is gone without a final state): stop what is left of it and
+        say what was done, in one sentence for `jobsub cancel`.
+
+        The default, right for every executor whose runner is a process somewhere: cancel what the handle
+        names (a container or a scheduler job left behind; nothing for a local process), then, when the
+        runner said it ran on this host, SIGKILL the processes of its recorded process group or carrying
+        its runner id whose environment names this job (executors/leftovers.py). An executor that leaves
+        other things behind overrides this. `handle` is None when the job has none (never submitted)."""
+        from jobsub.executors.leftovers import kill_leftovers
+
+        if handle is not None:
+            self.cancel(handle)
+        if not place.host:
+            return "its runner never said where it ran: nothing was checked"
+        here = os.uname().nodename
+        if place.host != here:
+            return f"its processes ran on {place.host}: run `jobsub cancel {job_id}` there to kill what is left"
+        killed = kill_leftovers(place.pgid, job_id, place.runner)
+        if killed:
+            return f"killed {len(killed)} leftover processes of the job ({', '.join(map(str, killed))})"
+        return f"checked {here}: nothing of it is left running"
 
 
 #: The type the service holds: any checked subclass of BaseExecutor (its handles are the ones it parsed).

@@ -72,7 +72,17 @@ class JobRecord:
         return self.store.head(self.bucket, self.key("status.json")) is not None
 
     def read_status(self) -> JobStatus:
-        return JobStatus.model_validate(self.get_json("status.json"))
+        """status.json parsed into its model; one that does not validate (a rewritten record: a runner place
+        out of bounds, a state no jobsub wrote) is one line naming the field, not a traceback."""
+        data = self.get_json("status.json")
+        try:
+            return JobStatus.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(top)"
+            raise RecordFormatError(
+                f"{self.uri('status.json')}: {where}: {err['msg']} (not a job status jobsub can read)"
+            ) from None
 
     def write_status(self, status: JobStatus) -> None:
         last = status.transitions[-1].state if status.transitions else None

@@ -36,7 +36,6 @@ from jobsub.errors import (
     StorageError,
 )
 from jobsub.executors import EXECUTORS, BaseHandle, Executor, LaunchRequest, Observation, get_executor
-from jobsub.executors.leftovers import kill_leftovers
 from jobsub.jobs import billing
 from jobsub.jobs.models import CodeRef, JobDocument, JobInfo, JobRow, LogLine, OutputFile, Results
 from jobsub.jobs.packaging import pack_code
@@ -616,20 +615,12 @@ class JobService:
         return result
 
     def cancel_leftovers(self, job_id: str, status: JobStatus) -> str:
-        """After LOST: kill what is left of the job (its recorded process group, by JOBSUB_JOB_ID) and say so."""
+        """After LOST: the executor that owns the job stops what is left of it (what its handle names, the
+        processes of the place the runner recorded) and says so, in one sentence."""
         record = self.record(job_id)
         handle = self.executor_handle(record)
-        if handle is not None:
-            self.executor_for(handle).cancel(handle)  # a container or scheduler job left behind
-        host, pgid, runner = status.executor.get("host"), status.executor.get("pgid"), status.executor.get("runner")
-        if not host:
-            return "its runner never said where it ran: nothing was checked"
-        if host != os.uname().nodename:
-            return f"its processes ran on {host}: run `jobsub cancel {job_id}` there to kill what is left"
-        killed = kill_leftovers(int(pgid) if pgid else None, job_id, str(runner) if runner else None)
-        if killed:
-            return f"killed {len(killed)} leftover processes of the job ({', '.join(map(str, killed))})"
-        return f"checked {host}: nothing of it is left running"
+        executor = self.executor_for(handle) if handle is not None else self.executor
+        return executor.kill_leftovers(handle, status.executor, job_id)
 
     def cancel(self, job_id: str) -> JobStatus:
         record = self.record(job_id)
