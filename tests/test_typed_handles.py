@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -458,3 +458,124 @@ def test_an_executor_whose_settings_are_no_model_fails_when_defined() -> None:
 
         class Loose(WideExecutor):
             settings_model = dict  # type: ignore[assignment]
+
+
+# -- status.json's executor: where the runner ran, typed; the owning executor kills a LOST job's leftovers -------
+#: status.json's "executor" as runtime/runner.py wrote it before it was a model: before the runner started,
+#: when it started, and once the job's command ran (its process group)
+OLD_PLACES: list[dict[str, Any]] = [
+    {},
+    {"kind": "runtime", "host": "gpu-box", "pid": 4242, "runner": "ab12cd34"},
+    {"kind": "runtime", "host": "gpu-box", "pid": 4242, "runner": "ab12cd34", "pgid": 4250},
+]
+
+
+@pytest.mark.parametrize("place", OLD_PLACES, ids=["not started", "runner started", "command started"])
+def test_a_status_json_written_before_the_model_still_reads(service: JobService, place: dict[str, Any]) -> None:
+    record = _record(service, "j-old", {"kind": "local", "host": "h", "pid": 1, "start_time": None, "run_dir": "/r"})
+    old = {"state": "LOST", "created": "2026-11-20T00:00:00+00:00", "attempt": 1, "executor": place}
+    record.put_json("status.json", old)
+    status = record.read_status()
+    assert status.executor.host == place.get("host") and status.executor.pgid == place.get("pgid")
+    record.write_status(status)
+    assert json.loads(record.store.get(record.bucket, record.key("status.json")))["executor"] == place  # same keys
+
+
+@pytest.mark.parametrize(
+    ("place", "expect"),
+    [
+        ({"host": "h", "pid": -1}, "executor.pid: Input should be greater than or equal to 1"),
+        ({"host": "h", "pgid": 2**40}, "executor.pgid: Input should be less than or equal to"),
+        ({"host": "h" * 5000}, "executor.host: String should have at most 253 characters"),
+        ({"host": "h", "runner": "r" * 1000}, "executor.runner: String should have at most 64 characters"),
+        (["gpu-box", 1], "executor: Input should be a valid dictionary"),
+    ],
+    ids=["negative pid", "huge pgid", "long host", "long runner id", "not an object"],
+)
+def test_a_rewritten_runner_place_is_one_line_before_anything_acts_on_it(
+    service: JobService, place: Any, expect: str
+) -> None:
+    from jobsub.errors import RecordFormatError
+
+    record = _record(service, "j-bad", {"kind": "local", "host": "h", "pid": 1, "start_time": None, "run_dir": "/r"})
+    record.put_json("status.json", {"state": "LOST", "executor": place})
+    with pytest.raises(RecordFormatError) as caught:
+        service.cancel_leftovers("j-bad", record.read_status())
+    said = str(caught.value)
+    assert said.endswith("(not a job status jobsub can read)") and expect in said and "\n" not in said, said
+    assert "h" * 300 not in said
+
+
+class SweepHandle(BaseHandle):
+    kind: Literal["sweep"]
+    batch: str
+
+
+class SweepExecutor(BaseExecutor[SweepHandle]):
+    """An executor whose jobs leave a batch behind, not processes: it says what it swept."""
+
+    kind = "sweep"
+    handle_model = SweepHandle
+    swept: ClassVar[list[tuple[str, str | None, str]]] = []
+
+    def submit(self, request: LaunchRequest) -> SweepHandle:
+        return SweepHandle(kind="sweep", batch=f"b-{request.job_id}")
+
+    def poll(self, handle: SweepHandle) -> Observation:
+        return Observation("dead")
+
+    def cancel(self, handle: SweepHandle) -> None:
+        return None
+
+    def describe(self, handle: SweepHandle) -> str:
+        return f"batch {handle.batch}"
+
+    def kill_leftovers(self, handle: SweepHandle | None, place: Any, job_id: str) -> str:
+        assert handle is not None
+        SweepExecutor.swept.append((handle.batch, place.host, job_id))
+        return f"swept batch {handle.batch}"
+
+
+def test_cancel_of_a_lost_job_asks_the_executor_that_owns_it(
+    service: JobService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobsub.config import EXECUTORS
+    from jobsub.executors.base import RunnerPlace
+    from jobsub.jobs.records import State
+
+    monkeypatch.setitem(EXECUTORS, "sweep", f"{__name__}:SweepExecutor")
+    SweepExecutor.swept.clear()
+    record = _record(service, "j-sweep", {"kind": "sweep", "batch": "b-j-sweep"})
+    lost = JobStatus(state=State.LOST, executor=RunnerPlace(kind="runtime", host="node-7", pid=9, runner="ab12cd34"))
+    record.write_status(lost)
+    assert service.cancel_leftovers("j-sweep", record.read_status()) == "swept batch b-j-sweep"
+    assert SweepExecutor.swept == [("b-j-sweep", "node-7", "j-sweep")]  # the place came typed, read from the record
+
+
+def _sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A process in a session of its own (as a job's command is), holding `env` in its environment."""
+    return subprocess.Popen(["sleep", "60"], env={**os.environ, **env}, start_new_session=True)
+
+
+def test_the_default_kills_the_recorded_group_of_this_job_on_this_host_and_nothing_else(tmp_path: Path) -> None:
+    from jobsub.executors.base import RunnerPlace
+    from jobsub.executors.local import LocalExecutor
+
+    executor = LocalExecutor(Profile(root=str(tmp_path / "store")))
+    assert (
+        executor.kill_leftovers(None, RunnerPlace(), "j-1") == "its runner never said where it ran: nothing was checked"
+    )
+    said = executor.kill_leftovers(None, RunnerPlace(host="node-7", pgid=5), "j-1")
+    assert said == "its processes ran on node-7: run `jobsub cancel j-1` there to kill what is left"
+    leftover, stranger = _sleeper({"JOBSUB_JOB_ID": "j-1"}), _sleeper({"JOBSUB_JOB_ID": "j-other"})
+    try:
+        # a rewritten place naming another job's group: that group is not this job's, nothing is killed
+        said = executor.kill_leftovers(None, RunnerPlace(host=os.uname().nodename, pgid=stranger.pid), "j-1")
+        assert said == f"checked {os.uname().nodename}: nothing of it is left running" and stranger.poll() is None
+        said = executor.kill_leftovers(None, RunnerPlace(host=os.uname().nodename, pgid=leftover.pid), "j-1")
+        assert said == f"killed 1 leftover processes of the job ({leftover.pid})"
+        assert leftover.wait(timeout=10) == -9 and stranger.poll() is None
+    finally:
+        for proc in (leftover, stranger):
+            proc.kill()
+            proc.wait()
