@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 from jobsub.config import strip_userinfo
 from jobsub.errors import ConfigError, ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors import docker_local, secret_handoff
-from jobsub.executors.base import BaseExecutor, Capabilities, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, Capabilities, LaunchRequest, Observation, RunnerPlace
 from jobsub.executors.docker_handle import HOST_RUNNER, DockerHandle
 from jobsub.executors.docker_settings import DockerSettings
 from jobsub.units import human_limit, parse_size
@@ -464,6 +464,16 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
             return
         except docker.errors.APIError as exc:
             raise ExecutorUnavailableError(f"cannot stop container {container_id[:12]}: {exc}") from None
+
+    def kill_leftovers(self, handle: DockerHandle | None, place: RunnerPlace, job_id: str) -> str:
+        """A LOST job in a container: every process of it ran in that container (the runner recorded the
+        container's hostname as its host), so stopping it is the whole answer; the default would send
+        the user to a host that is a container id. A host runner (local store) is the default's case."""
+        if handle is None or handle.mode == HOST_RUNNER:
+            return super().kill_leftovers(handle, place, job_id)
+        self.cancel(handle)  # refuses a foreign container with one line; a container already gone is fine
+        container = str(handle.container_id)[:12]
+        return f"its container {container} on {strip_userinfo(handle.host)} is stopped: nothing of it is left running"
 
     def cleanup(self, handle: DockerHandle) -> None:
         import docker
