@@ -579,3 +579,16 @@ def test_the_default_kills_the_recorded_group_of_this_job_on_this_host_and_nothi
         for proc in (leftover, stranger):
             proc.kill()
             proc.wait()
+
+
+def test_a_rewritten_status_is_one_line_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Env = use_env(monkeypatch, make_env(tmp_path, "local"))
+    from jobsub.config import resolve_profile
+
+    record = JobRecord(env.store(), ObjectURI.parse(resolve_profile()[1].jobs_uri).as_prefix(), "x-20261130-000000-b2")
+    record.put_json("status.json", {"state": "LOST", "executor": {"host": "h", "pgid": -5}})
+    for command in ("status", "cancel"):
+        result = env.run(command, record.job_id)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "executor.pgid: Input should be greater than or equal to 1" in lines[0], lines[0]
