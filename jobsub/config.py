@@ -7,17 +7,31 @@ profile may only *name* an AWS profile.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from jobsub.costs import Prices
 from jobsub.errors import ConfigError
@@ -108,148 +122,85 @@ def config_file() -> Path:
     return config_dir() / "config.toml"
 
 
-#: Executor kind -> "module:Class" (imported only when used). Add a line here for a new executor, with its
-#: settings model below if it has any; the class declares its capabilities itself (executors/base.py).
-EXECUTORS: dict[str, str] = {
+class Registered(NamedTuple):
+    """A registry line whose executor has profile options in a module of their own: ``executor`` is the
+    "module:Class" of the executor, ``settings`` the "module:Model" its class names as ``settings_model``.
+
+    The settings path is there so that loading a profile with that executor's section imports only the
+    light settings module, not the executor (the CLI loads profiles at each command, the runner in each
+    job): executors/__init__.py checks, when it imports the class, that both name the same model.
+    """
+
+    executor: str
+    settings: str
+
+
+#: Executor kind -> "module:Class", or Registered("module:Class", "module:Model") when its settings live in a
+#: module of their own (imported only when used). Add one line here for a new executor; the class declares
+#: its capabilities, handle model and profile options itself (executors/base.py). A profile holds a section
+#: (``[profiles.X.<kind>]``) for any kind here whose class declares ``settings_model``; config names none of
+#: their options. Sections are written in this order (docker, slurm, ray, modelarts: as before they left
+#: config.py, so saved profiles keep their bytes).
+EXECUTORS: dict[str, str | Registered] = {
     "local": "jobsub.executors.local:LocalExecutor",
-    "docker": "jobsub.executors.docker:DockerExecutor",
-    "ray": "jobsub.executors.ray:RayExecutor",
-    "slurm": "jobsub.executors.slurm:SlurmExecutor",
-    "modelarts": "jobsub.executors.modelarts:ModelArtsExecutor",
+    "docker": Registered("jobsub.executors.docker:DockerExecutor", "jobsub.executors.docker_settings:DockerSettings"),
+    "slurm": Registered("jobsub.executors.slurm:SlurmExecutor", "jobsub.executors.slurm_settings:SlurmSettings"),
+    "ray": Registered("jobsub.executors.ray:RayExecutor", "jobsub.executors.ray_settings:RaySettings"),
+    "modelarts": Registered(
+        "jobsub.executors.modelarts:ModelArtsExecutor", "jobsub.executors.modelarts_settings:ModelArtsSettings"
+    ),
 }
 
 
-class DockerSettings(BaseModel):
-    """Docker Engine / Podman (Docker-compatible socket). Owned by jobsub/executors/docker.py."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    host: str | None = Field(
-        default=None, description="unix:///... or ssh://user@host; default: DOCKER_HOST, then the docker context"
-    )
-    image: str | None = Field(default=None, description="image for specs without image: (default jobsub-train:latest)")
-    network: str | None = Field(
-        default=None, description="container network; default: 'host' for a loopback endpoint, else the engine's"
-    )
-    keep: bool = Field(default=False, description="keep finished containers for debugging")
-    shm_size: str | None = Field(default=None, description="shared memory for data loaders, e.g. 2GiB (default 1GiB)")
-
-    @field_validator("host")
-    @classmethod
-    def _check_host(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")):
-            raise ValueError("use unix:///path/docker.sock, tcp://host:2376 or ssh://user@host")
-        if value and ":" in urlsplit(value).netloc.rpartition("@")[0]:
-            raise ValueError(f"{strip_userinfo(value)} must not contain user:password@; use ssh://user@host with a key")
-        return value
-
-    @field_validator("shm_size")
-    @classmethod
-    def _check_shm(cls, value: str | None) -> str | None:
-        if value:
-            from jobsub.units import parse_size
-
-            try:
-                parse_size(value)
-            except Exception:
-                raise ValueError(f"cannot read size {value!r}: e.g. 2GiB or 512MiB") from None
-        return value
+def executor_target(kind: str) -> str | None:
+    """The "module:Class" registered for `kind`; None for an unknown kind."""
+    entry = EXECUTORS.get(kind)
+    return entry.executor if isinstance(entry, Registered) else entry
 
 
-class SlurmSettings(BaseModel):
-    """Slurm through sbatch/squeue/scancel on a login node. Owned by jobsub/executors/slurm.py."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    sbatch_args: list[str] = Field(default_factory=list, description="extra sbatch options")
-    setup: list[str] = Field(default_factory=list, description="lines run before the runtime (module load ...)")
-    container: str | None = Field(
-        default=None, description="prefix for the runtime, e.g. 'apptainer exec --nv {image}' ({image}: the job's)"
-    )
-    work_root: str | None = Field(
-        default=None, description="folder for batch scripts, runner logs and work dirs (default: the state dir)"
-    )
-    python: str = Field(default="python3", description="the interpreter with jobsub installed, on the compute nodes")
+def _import_target(target: str) -> Any:
+    module_name, _, name = target.partition(":")
+    return getattr(importlib.import_module(module_name), name, None)
 
 
-class RaySettings(BaseModel):
-    """A Ray cluster through its Jobs REST API (no Ray needed on this machine). Owned by jobsub/executors/ray.py."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    address: str | None = Field(default=None, description="dashboard address, e.g. http://head:8265")
-    headers_env: dict[str, str] = Field(
-        default_factory=dict, description="HTTP header -> name of the environment variable holding its value"
-    )
-    ship_jobsub: bool = Field(
-        default=True, description="upload this jobsub with each job (runtime_env py_modules); off if the image has it"
-    )
-    pip: list[str] = Field(
-        default_factory=list,
-        description="requirements Ray installs for the runner (runtime_env pip), e.g. jobsub's own dependencies",
-    )
-
-    @field_validator("address")
-    @classmethod
-    def _check_address(cls, value: str | None) -> str | None:
-        """The dashboard's HTTP address; a bare host:port means http. A ray:// (Ray Client) or GCS address is a
-        different service, so it is refused with the address to use instead."""
-        if not value:
-            return None
-        value = value.strip().rstrip("/")
-        if value.startswith("ray://"):
-            raise ValueError(f"{value} is a Ray Client address; jobsub uses the dashboard's Jobs API: http://HEAD:8265")
-        if "://" not in value:
-            value = "http://" + value
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value}: the Ray dashboard address starts with http:// or https://")
-        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
-            raise ValueError(
-                "a Ray address must not hold credentials (user:password@): put the token in an environment "
-                "variable and name it in ray.headers_env"
-            )
-        return value
+S = TypeVar("S", bound=BaseModel)
 
 
-# -- ModelArts (owned by jobsub/executors/modelarts.py) -------------------------------------------------------
-class ModelArtsSettings(BaseModel):
-    """Huawei Cloud ModelArts training jobs through the official SDK. Never a credential: the SDK's own chain
-    (HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK, ~/.huaweicloud/credentials, OIDC) provides them."""
+def executor_settings_model(kind: str) -> type[BaseModel] | None:
+    """The settings model of executor `kind` (its ``[profiles.X.<kind>]`` section); None for an unknown kind
+    or an executor without options.
 
-    model_config = ConfigDict(extra="forbid")
-
-    region: str | None = Field(default=None, description="e.g. cn-north-4 (the SDK's region list gives the endpoint)")
-    endpoint: str | None = Field(
-        default=None, description="API endpoint override, e.g. https://modelarts.cn-north-4.myhuaweicloud.com"
-    )
-    project_id: str | None = Field(
-        default=None, description="the project of the region (default: HUAWEICLOUD_SDK_PROJECT_ID)"
-    )
-    flavor: str | None = Field(default=None, description="training flavor id for jobs without resources.flavor")
-    pool_id: str | None = Field(default=None, description="a dedicated resource pool (default: the public pool)")
-    image: str | None = Field(default=None, description="SWR image with jobsub, for specs without image:")
-    log_export_path: str | None = Field(default=None, description="obs://bucket/path/ where ModelArts exports job logs")
-    credentials_ttl_seconds: int = Field(
-        default=6 * 3600,
-        ge=60,
-        le=7 * 24 * 3600,
-        description="how long a queued job may wait for its one-time storage credentials",
-    )
-    keep_jobs: bool = Field(default=True, description="keep finished training jobs on ModelArts (False: delete them)")
-
-    @field_validator("endpoint")
-    @classmethod
-    def _check_ma_endpoint(cls, value: str | None) -> str | None:
-        return check_endpoint_url(value.rstrip("/")) if value else value
+    Imported by name (config sits below the executors in the layers contract and never imports them
+    statically): from the registry line's settings module when it names one, else from the executor's
+    class (``settings_model``), which imports the executor's module when a profile with its section is
+    loaded: so an executor whose module is heavy keeps its settings in a light module of their own.
+    """
+    entry = EXECUTORS.get(kind)
+    if entry is None:
+        return None
+    if isinstance(entry, Registered):
+        model = _import_target(entry.settings)
+    else:
+        model = getattr(_import_target(entry), "settings_model", None)  # a class attribute, declared or inherited
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 class Profile(BaseModel):
-    """One named configuration. ``extra='forbid'`` turns a typo in the TOML into an error naming the key."""
+    """One named configuration. ``extra='forbid'`` turns a typo in the TOML into an error naming the key.
+
+    Beside the fields below, a profile holds a section for every registered executor whose class declares
+    a ``settings_model`` (``[profiles.X.docker]``, ``.slurm``, ``.ray``, ``.modelarts`` and any executor
+    added later; a key of the profile's JSON): validated by that model when the profile is (a typo in one
+    names ``<kind>.<key>``), written back flat right after ``executor`` in registry order (saved profiles
+    keep their bytes), read by the executor with ``section(kind, Model)`` and replaced with
+    ``with_section``. config.py names no executor's options: adding an executor with settings touches its
+    own module and its registry line.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    #: sections of executors that are not built-in fields, by kind (see the class doc)
+    _sections: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
 
     storage: Literal["local", "s3"] = "local"
     root: str | None = Field(default=None, description="local storage: the folder that holds the buckets")
@@ -268,11 +219,76 @@ class Profile(BaseModel):
         default=False, description="local storage: create folders 0770/files 0660 (a group-shared store)"
     )
     executor: str = Field(default="local", description="where jobs run: local, docker, slurm, ray, modelarts")
-    docker: DockerSettings = Field(default_factory=DockerSettings)
-    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
-    ray: RaySettings = Field(default_factory=RaySettings)
-    modelarts: ModelArtsSettings = Field(default_factory=ModelArtsSettings)
     prices: Prices = Field(default_factory=Prices, description="price table for cost estimates (default: zeros)")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _executor_sections(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Profile:
+        """Take the sections of registered executors that are not fields out of the input and validate each
+        with its executor's settings model; any other unknown key stays for extra='forbid' to name."""
+        sections: dict[str, BaseModel] = {}
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in [k for k in data if k not in cls.model_fields and k in EXECUTORS]:
+                model = executor_settings_model(key)
+                if model is None:
+                    continue
+                raw = data.pop(key)
+                try:
+                    sections[key] = raw if isinstance(raw, model) else model.model_validate(raw)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(p) for p in (key, *first["loc"]))
+                    context = {"where": where, "msg": first["msg"]}
+                    raise PydanticCustomError("executor_section", "{where}: {msg}", context) from None
+        profile = handler(data)
+        if not isinstance(profile, Profile):  # pragma: no cover - the handler builds this class
+            raise TypeError("Profile validation returned another type")
+        if sections:
+            profile._sections = {**profile._sections, **sections}
+        return profile
+
+    @model_serializer(mode="wrap")
+    def _dump_sections(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """The executor sections written flat right after ``executor``, in registry order (TOML and JSON)."""
+        fields: dict[str, Any] = handler(self)
+        if not self._sections:
+            return fields
+        kinds = [kind for kind in EXECUTORS if kind in self._sections]
+        kinds += [kind for kind in self._sections if kind not in kinds]  # one registered later, by a test
+        sections = {
+            kind: self._sections[kind].model_dump(
+                mode=info.mode, exclude_none=info.exclude_none, exclude_defaults=info.exclude_defaults
+            )
+            for kind in kinds
+        }
+        data: dict[str, Any] = {}
+        for key, value in fields.items():
+            data[key] = value
+            if key == "executor":
+                data.update(sections)
+        data.update({kind: value for kind, value in sections.items() if kind not in data})  # executor excluded
+        return data
+
+    def section(self, kind: str, model: type[S]) -> S:
+        """The settings of executor `kind` that its class declares (`model`); its defaults when the profile
+        has no such section."""
+        found = self._sections.get(kind)
+        if found is None:
+            return model()
+        if not isinstance(found, model):
+            raise ConfigError(f"profile section {kind!r} is a {type(found).__name__}, not {model.__name__}")
+        return found
+
+    def with_section(self, kind: str, settings: BaseModel) -> Profile:
+        """A copy of this profile with executor `kind`'s section replaced (e.g. `jobsub image --docker-host`);
+        checked as a loaded one would be."""
+        model = executor_settings_model(kind)
+        if model is None or not isinstance(settings, model):
+            raise ConfigError(f"executor {kind!r} has no profile section of type {type(settings).__name__}")
+        copy = self.model_copy()
+        copy._sections = {**self._sections, kind: settings}
+        return copy
 
     @field_validator("executor")
     @classmethod
@@ -325,8 +341,11 @@ def load_config(path: Path | None = None) -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"config {path}: {where}: {first['msg']}") from None
+        where, msg = [str(p) for p in first["loc"]], first["msg"]
+        context = first.get("ctx") or {}
+        if first["type"] == "executor_section":  # the key inside an executor's section, named in full
+            where, msg = [*where, str(context["where"])], str(context["msg"])
+        raise ConfigError(f"config {path}: {'.'.join(where)}: {msg}") from None
 
 
 def save_config(config: Config, path: Path | None = None) -> Path:

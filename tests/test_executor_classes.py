@@ -10,29 +10,36 @@ import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
-from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
 
 
-class TwoNodeExecutor(BaseExecutor):
+class TwoNodeHandle(BaseHandle):
+    kind: Literal["twonode"]
+    job: str
+
+
+class TwoNodeExecutor(BaseExecutor[TwoNodeHandle]):
     """A test executor that says it runs one launcher per node; nothing in jobs/spec.py names it."""
 
     kind = "twonode"
     capabilities = Capabilities(multi_node=True)
+    handle_model = TwoNodeHandle
 
-    def submit(self, request: LaunchRequest) -> Handle:
-        return {"kind": self.kind, "job": request.job_id}
+    def submit(self, request: LaunchRequest) -> TwoNodeHandle:
+        return TwoNodeHandle(kind="twonode", job=request.job_id)
 
-    def poll(self, handle: Handle) -> Observation:
+    def poll(self, handle: TwoNodeHandle) -> Observation:
         return Observation("unknown")
 
-    def cancel(self, handle: Handle) -> None:
+    def cancel(self, handle: TwoNodeHandle) -> None:
         return None
 
-    def describe(self, handle: Handle) -> str:
-        return f"twonode job {handle.get('job')}"
+    def describe(self, handle: TwoNodeHandle) -> str:
+        return f"twonode job {handle.job}"
 
 
 @pytest.fixture

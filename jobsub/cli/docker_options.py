@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from jobsub.config import DockerSettings
 from jobsub.errors import ConfigError
+from jobsub.executors.docker_settings import DockerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -45,6 +45,7 @@ def image_build(
       jobsub image build --base jobsub-base:bookworm --torch-index none
     """
     from jobsub.executors.docker import DockerExecutor
+    from jobsub.executors.docker_settings import DockerSettings
     from jobsub.image import DEFAULT_BASE, DEFAULT_TAG, ImagePlan, build_image
 
     if torch_index is None:
@@ -60,7 +61,8 @@ def image_build(
     )
     profile = app.profile
     if docker_host:
-        profile = profile.model_copy(update={"docker": profile.docker.model_copy(update={"host": docker_host})})
+        settings = profile.section("docker", DockerSettings)
+        profile = profile.with_section("docker", settings.model_copy(update={"host": docker_host}))
     executor = DockerExecutor(profile)
     client = executor.ping()
     click.echo(f"building {plan.tag} on {executor.host} from {plan.base}")

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from jobsub.config import ModelArtsSettings
 from jobsub.errors import ConfigError
+from jobsub.executors.modelarts_settings import ModelArtsSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
-from jobsub.config import SlurmSettings
 from jobsub.errors import ConfigError
+from jobsub.executors.slurm_settings import SlurmSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

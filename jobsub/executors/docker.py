@@ -42,7 +42,9 @@ from urllib.parse import urlparse
 from jobsub.config import strip_userinfo
 from jobsub.errors import ConfigError, ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors import docker_local, secret_handoff
-from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, Capabilities, LaunchRequest, Observation, RunnerPlace
+from jobsub.executors.docker_handle import HOST_RUNNER, DockerHandle
+from jobsub.executors.docker_settings import DockerSettings
 from jobsub.units import human_limit, parse_size
 
 if TYPE_CHECKING:
@@ -65,8 +67,6 @@ FINISH_MARGIN_SECONDS = 20
 PIDS_LIMIT = 8192
 #: Docker Engine refuses a memory limit under 6 MiB (moby's linuxMinMemory)
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
-#: the key the job service adds to a handle read from a record: the job id of the record it came from
-RECORD_JOB_ID = "record_job_id"
 #: uids (and gids) of the per-job users of containers that would otherwise run as root
 JOB_UID_BASE, JOB_UID_SPAN = 2_000_000, 1_000_000
 _CONTAINER_ID_RE = re.compile(r"[0-9a-f]{12,64}")
@@ -124,14 +124,16 @@ def _is_local_engine(host: str) -> bool:
     return host.startswith(("unix://", "npipe://")) or _is_loopback(host.replace("tcp://", "http://", 1))
 
 
-class DockerExecutor(BaseExecutor):
+class DockerExecutor(BaseExecutor[DockerHandle]):
     kind = "docker"
     shares_client_environment = False
     capabilities = Capabilities(memory_limit=True, gpus=True, secret_env=True)
+    handle_model = DockerHandle
+    settings_model = DockerSettings
 
     def __init__(self, profile: Any) -> None:
         super().__init__(profile)
-        self.settings = profile.docker
+        self.settings = profile.section(self.kind, DockerSettings)
         self.host = resolve_host(self.settings.host)
         self._clients: dict[str, docker.DockerClient] = {}
 
@@ -288,14 +290,14 @@ class DockerExecutor(BaseExecutor):
             "options": options,
         }
 
-    def submit(self, request: LaunchRequest) -> Handle:
+    def submit(self, request: LaunchRequest) -> DockerHandle:
         """Create, attach to stdin, start, hand the secrets over, close. Any failure on the way removes the
         container (a start refused by the engine or an image without python would otherwise stay)."""
         import docker
 
         if request.profile.storage == "local":  # the runner on this machine, only the command in a container
             self.ping()
-            return docker_local.submit(request, self.local_store_config(request), self.kind)
+            return docker_local.submit(request, self.local_store_config(request))
         client = self.ping()
         image = self.image_for(request)
         secrets = secret_handoff.encode(dict(request.secret_env)) if request.secret_env else b""
@@ -324,24 +326,24 @@ class DockerExecutor(BaseExecutor):
             if container is not None:
                 _remove(client, container.id)
             raise
-        return {
-            "kind": self.kind,
-            "host": self.host,
-            "engine_host": _engine_name(client, self.host),
-            "container_id": container.id,
-            "image": image,
-            "memory_bytes": request.memory_bytes,
-            "stop_timeout": int(_runner_grace() + FINISH_MARGIN_SECONDS),
-            "keep": bool(self.settings.keep),
-            "network": options.get("network_mode") or options.get("network") or "",
-            "user": options.get("user") or image_user,
-        }
+        return DockerHandle(
+            kind="docker",
+            host=self.host,
+            engine_host=_engine_name(client, self.host),
+            container_id=container.id,
+            image=image,
+            memory_bytes=request.memory_bytes,
+            stop_timeout=int(_runner_grace() + FINISH_MARGIN_SECONDS),
+            keep=bool(self.settings.keep),
+            network=options.get("network_mode") or options.get("network") or "",
+            user=options.get("user") or image_user,
+        )
 
     # -- the handle is data from the bucket ----------------------------------------------------------
-    def foreign(self, handle: Handle, attrs: dict[str, Any] | None = None) -> str | None:
+    def foreign(self, handle: DockerHandle, attrs: dict[str, Any] | None = None) -> str | None:
         """Why this handle must not be acted on, or None. The engine must be this profile's; the container
         (when inspected) must carry the job id of the record the handle was read from."""
-        host, container_id = str(handle.get("host") or ""), str(handle.get("container_id") or "")
+        host, container_id = handle.host, handle.container_id or ""
         if host != self.host:
             named = strip_userinfo(host)[:200]
             return f"its executor record names the docker engine {named}, not this profile's {self.host}"
@@ -349,7 +351,7 @@ class DockerExecutor(BaseExecutor):
             return f"its executor record names {container_id[:80]!r}, which is not a container id"
         if attrs is not None:
             labels = (attrs.get("Config") or {}).get("Labels") or {}
-            expected = handle.get(RECORD_JOB_ID)
+            expected = handle.record_job_id
             if LABEL not in labels or (expected is not None and labels[LABEL] != expected):
                 return (
                     f"container {container_id[:12]} is not this job's (its {LABEL} label is "
@@ -357,25 +359,25 @@ class DockerExecutor(BaseExecutor):
                 )
         return None
 
-    def verify_handle(self, handle: Handle, job_id: str) -> None:
+    def verify_handle(self, handle: DockerHandle, job_id: str) -> None:
         """A host-runner handle (local store) names a pid: act on it only when it is this job's runner on this
         profile's engine (the local executor's check). A container handle is checked where it is used."""
-        if handle.get("mode") != docker_local.HOST_RUNNER:
+        if handle.mode != HOST_RUNNER:
             return
-        if str(handle.get("host") or "") != self.host:
-            named = strip_userinfo(str(handle.get("host")))[:200]
+        if handle.host != self.host:
+            named = strip_userinfo(handle.host)[:200]
             raise JobError(
                 f"job {job_id}: its executor record names the docker engine {named}, not this profile's "
                 f"{self.host}: not acting on it (the record was rewritten?)"
             )
-        self._local().verify_handle(docker_local.local_handle(handle), job_id)
+        self._local().verify_handle(handle.runner(), job_id)
 
     def _local(self) -> LocalExecutor:
         from jobsub.executors.local import LocalExecutor
 
         return LocalExecutor(self.profile)
 
-    def _inspect(self, handle: Handle) -> dict[str, Any] | None:
+    def _inspect(self, handle: DockerHandle) -> dict[str, Any] | None:
         """The container's attributes once the handle is known to be ours; None when it is gone."""
         import docker
 
@@ -383,7 +385,7 @@ class DockerExecutor(BaseExecutor):
         if reason:
             raise _Foreign(reason)
         try:
-            attrs = self.client(handle["host"]).api.inspect_container(handle["container_id"])
+            attrs = self.client(handle.host).api.inspect_container(handle.container_id)
         except docker.errors.NotFound:
             return None
         reason = self.foreign(handle, attrs)
@@ -392,11 +394,11 @@ class DockerExecutor(BaseExecutor):
         return dict(attrs)
 
     # -- poll ----------------------------------------------------------------------------------------
-    def poll(self, handle: Handle) -> Observation:
+    def poll(self, handle: DockerHandle) -> Observation:
         import docker
 
-        if handle.get("mode") == docker_local.HOST_RUNNER:
-            return self._local().poll(docker_local.local_handle(handle))
+        if handle.mode == HOST_RUNNER:
+            return self._local().poll(handle.runner())
         try:
             attrs = self._inspect(handle)
         except _Foreign as exc:
@@ -407,15 +409,15 @@ class DockerExecutor(BaseExecutor):
             return Observation("dead")  # removed (AutoRemove after the runner exited, or from outside)
         return _observe(attrs.get("State") or {}, handle)
 
-    def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
+    def poll_many(self, handles: Iterable[DockerHandle]) -> list[Observation]:
         """One `docker ps -a` per engine for all of its jobs, instead of one inspect per job."""
         import docker
 
         handles = list(handles)
-        if any(h.get("mode") == docker_local.HOST_RUNNER for h in handles):
+        if any(h.mode == HOST_RUNNER for h in handles):
             return [self.poll(h) for h in handles]  # host runners are pids: no engine listing helps
         states: dict[str, dict[str, dict[str, Any]] | None] = {}
-        for host in {str(h.get("host")) for h in handles if not self.foreign(h)}:
+        for host in {h.host for h in handles if not self.foreign(h)}:
             try:
                 listing = self.client(host).api.containers(all=True, filters={"label": LABEL})
                 states[host] = {c["Id"]: c for c in listing}
@@ -424,18 +426,15 @@ class DockerExecutor(BaseExecutor):
         seen: list[Observation] = []
         for handle in handles:
             reason = self.foreign(handle)
-            listed = states.get(str(handle.get("host")))
-            entry = listed.get(handle.get("container_id", "")) if listed else None
+            listed = states.get(handle.host)
+            entry = listed.get(handle.container_id or "") if listed else None
             if reason:
                 seen.append(Observation("unknown", f"not looking at it: {reason}"))
             elif listed is None:
                 seen.append(Observation("unknown"))
             elif entry is None:
                 seen.append(Observation("dead"))
-            elif (
-                handle.get(RECORD_JOB_ID) is not None
-                and (entry.get("Labels") or {}).get(LABEL) != handle[RECORD_JOB_ID]
-            ):
+            elif handle.record_job_id is not None and (entry.get("Labels") or {}).get(LABEL) != handle.record_job_id:
                 seen.append(self.poll(handle))  # inspect says why it is not this job's
             elif entry.get("State") in ("created", "running", "restarting", "paused"):
                 seen.append(Observation("alive"))
@@ -444,49 +443,60 @@ class DockerExecutor(BaseExecutor):
         return seen
 
     # -- cancel / cleanup / describe -----------------------------------------------------------------
-    def cancel(self, handle: Handle) -> None:
+    def cancel(self, handle: DockerHandle) -> None:
         """`docker stop`: SIGTERM to the runner (it stops the command and records CANCELLED), SIGKILL from
         the engine after the runner's grace period plus the time it needs to finish. A handle that is not
         this job's (another engine, another container) is refused with one line and nothing is stopped."""
         import docker
 
-        if handle.get("mode") == docker_local.HOST_RUNNER:  # SIGTERM to the runner: it stops the container
-            self._local().cancel(docker_local.local_handle(handle))
+        if handle.mode == HOST_RUNNER:  # SIGTERM to the runner: it stops the container
+            self._local().cancel(handle.runner())
             return
+        container_id = handle.container_id or ""
         try:
             if self._inspect(handle) is None:
                 return
-            container = self.client(handle["host"]).containers.get(handle["container_id"])
-            container.stop(timeout=int(handle.get("stop_timeout") or _runner_grace() + FINISH_MARGIN_SECONDS))
+            container = self.client(handle.host).containers.get(container_id)
+            container.stop(timeout=int(handle.stop_timeout or _runner_grace() + FINISH_MARGIN_SECONDS))
         except _Foreign as exc:
             raise ExecutorUnavailableError(f"not stopping a container: {exc}") from None
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as exc:
-            raise ExecutorUnavailableError(f"cannot stop container {handle['container_id'][:12]}: {exc}") from None
+            raise ExecutorUnavailableError(f"cannot stop container {container_id[:12]}: {exc}") from None
 
-    def cleanup(self, handle: Handle) -> None:
+    def kill_leftovers(self, handle: DockerHandle | None, place: RunnerPlace, job_id: str) -> str:
+        """A LOST job in a container: every process of it ran in that container (the runner recorded the
+        container's hostname as its host), so stopping it is the whole answer; the default would send
+        the user to a host that is a container id. A host runner (local store) is the default's case."""
+        if handle is None or handle.mode == HOST_RUNNER:
+            return super().kill_leftovers(handle, place, job_id)
+        self.cancel(handle)  # refuses a foreign container with one line; a container already gone is fine
+        container = str(handle.container_id)[:12]
+        return f"its container {container} on {strip_userinfo(handle.host)} is stopped: nothing of it is left running"
+
+    def cleanup(self, handle: DockerHandle) -> None:
         import docker
 
-        if handle.get("keep") or self.settings.keep:
+        if handle.keep or self.settings.keep:
             return
-        if handle.get("mode") == docker_local.HOST_RUNNER:
+        if handle.mode == HOST_RUNNER:
             self._remove_left_over(handle)
             return
         try:
             if self._inspect(handle) is None:
                 return
-            self.client(handle["host"]).api.remove_container(handle["container_id"], force=True)
+            self.client(handle.host).api.remove_container(handle.container_id, force=True)
         except _Foreign as exc:
             log.warning("not removing a container: %s", exc)
         except (docker.errors.NotFound, docker.errors.APIError, ExecutorUnavailableError, OSError):
             pass  # gone already, or being removed; an unreachable engine keeps it until the next look
 
-    def _remove_left_over(self, handle: Handle) -> None:
+    def _remove_left_over(self, handle: DockerHandle) -> None:
         """A host-runner job's containers carry its job-id label; AutoRemove usually took them already. Only
         this profile's engine is asked, only for the job id of the record the handle was read from."""
-        job_id = handle.get(RECORD_JOB_ID)
-        if not job_id or self.foreign({**handle, "container_id": "0" * 12}):
+        job_id = handle.record_job_id
+        if not job_id or handle.host != self.host:
             return
         try:
             client = self.client(self.host)
@@ -495,20 +505,18 @@ class DockerExecutor(BaseExecutor):
         except Exception:  # gone already, or an unreachable engine: the next look tries again
             pass
 
-    def describe(self, handle: Handle) -> str:
-        if not handle:
-            return "docker (not started)"
-        if handle.get("mode") == docker_local.HOST_RUNNER:
+    def describe(self, handle: DockerHandle) -> str:
+        if handle.mode == HOST_RUNNER:
             return (
-                f"docker image {handle.get('image')} on {handle.get('host')} as uid {handle.get('user')}, "
-                f"runner pid {handle.get('pid')} on {handle.get('runner_host')} (local store: only the job's "
+                f"docker image {handle.image} on {handle.host} as uid {handle.user}, "
+                f"runner pid {handle.pid} on {handle.runner_host} (local store: only the job's "
                 "own folders are mounted)"
             )
-        where = handle.get("host")
-        if handle.get("engine_host") and handle["engine_host"] not in str(where):
-            where = f"{where} ({handle['engine_host']})"
-        line = f"docker container {str(handle.get('container_id'))[:12]} image {handle.get('image')} on {where}"
-        if handle.get("network") == "host":
+        where = handle.host
+        if handle.engine_host and handle.engine_host not in where:
+            where = f"{where} ({handle.engine_host})"
+        line = f"docker container {str(handle.container_id)[:12]} image {handle.image} on {where}"
+        if handle.network == "host":
             line += ", host network (its endpoint is on the engine's loopback)"
         return line
 
@@ -517,16 +525,14 @@ class _Foreign(Exception):
     """A handle read from the bucket that names something that is not this job's container."""
 
 
-def _observe(state: dict[str, Any], handle: Handle) -> Observation:
+def _observe(state: dict[str, Any], handle: DockerHandle) -> Observation:
     status = state.get("Status")
     if status in ("created", "running", "restarting", "paused"):
         return Observation("alive")
     code = state.get("ExitCode")
     if state.get("OOMKilled"):
-        limit = handle.get("memory_bytes")
-        return Observation(
-            "dead", "killed: out of memory" + (f" (limit {human_limit(int(limit))})" if limit else ""), code
-        )
+        limit = handle.memory_bytes
+        return Observation("dead", "killed: out of memory" + (f" (limit {human_limit(limit)})" if limit else ""), code)
     return Observation("dead", None, code)
 
 

@@ -47,10 +47,9 @@ from typing import Any
 
 from jobsub.config import state_dir
 from jobsub.executors import secret_handoff
-from jobsub.executors.base import Handle, LaunchRequest
+from jobsub.executors.base import LaunchRequest
+from jobsub.executors.docker_handle import HOST_RUNNER, DockerHandle
 
-#: the handle's "mode" for a job whose runner runs on the host and whose command runs in a container
-HOST_RUNNER = "host-runner"
 CONFIG_NAME = "docker-command.json"
 #: the runner's variables that describe the host, not the job: never copied into the container
 HOST_ONLY = frozenset(
@@ -102,7 +101,7 @@ while True:
 """
 
 
-def submit(request: LaunchRequest, config: dict[str, Any], kind: str) -> Handle:
+def submit(request: LaunchRequest, config: dict[str, Any]) -> DockerHandle:
     """Start the host runner of a docker job on the local store (see the module doc) with the shim's
     `config` (engine, image, user, container options; made by DockerExecutor.local_store_config). The handle
     names both the engine (for cleanup) and the runner process (poll, cancel: as the local executor's)."""
@@ -130,30 +129,19 @@ def submit(request: LaunchRequest, config: dict[str, Any], kind: str) -> Handle:
     env["JOBSUB_COMMAND_PREFIX"] = shlex.join([sys.executable, "-m", "jobsub.executors.docker_local", str(config_path)])
     proc = spawn_runner(request, run_dir, Path(config["work"]), env)
     options = config["options"]
-    return {
-        "kind": kind,
-        "mode": HOST_RUNNER,
-        "host": config["host"],
-        "runner_host": socket.gethostname(),
-        "pid": proc.pid,
-        "start_time": _proc_start_time(proc.pid),
-        "run_dir": str(run_dir),
-        "image": config["image"],
-        "keep": bool(config["keep"]),
-        "user": options["user"],
-        "network": options.get("network_mode") or options.get("network") or "",
-    }
-
-
-def local_handle(handle: Handle) -> Handle:
-    """The runner part of a host-runner handle, in the local executor's terms."""
-    return {
-        "kind": "local",
-        "host": handle.get("runner_host"),
-        "pid": handle.get("pid"),
-        "start_time": handle.get("start_time"),
-        "run_dir": handle.get("run_dir"),
-    }
+    return DockerHandle(
+        kind="docker",
+        mode=HOST_RUNNER,
+        host=config["host"],
+        runner_host=socket.gethostname(),
+        pid=proc.pid,
+        start_time=_proc_start_time(proc.pid),
+        run_dir=str(run_dir),
+        image=config["image"],
+        keep=bool(config["keep"]),
+        user=options["user"],
+        network=options.get("network_mode") or options.get("network") or "",
+    )
 
 
 # -- the shim: runs on the host as the runner's child, once per attempt ---------------------------------

@@ -1,7 +1,8 @@
 """What is left of a local job whose runner died: found by its process group and JOBSUB_JOB_ID, then killed.
 
 It lives with the executors (not the runtime) because `jobsub cancel` of a LOST job calls it from the client
-side: the service may use the floors below it, and the runtime imports it from here (runtime/procs.py).
+side, through the executor that owns the job (BaseExecutor.kill_leftovers, with the place the runner
+recorded: executors/base.py RunnerPlace); the runtime imports RUNNER_ID_ENV from here (runtime/procs.py).
 """
 
 from __future__ import annotations

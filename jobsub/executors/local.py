@@ -17,10 +17,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from jobsub.config import state_dir
 from jobsub.errors import JobError
-from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Liveness, Observation
+from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Liveness, Observation
 
 #: How long a runner whose environment reads empty (it is exiting) is given to be gone before its record
 #: is called suspect.
@@ -69,32 +72,44 @@ def spawn_runner(request: LaunchRequest, run_dir: Path, work: Path, env: dict[st
         )
 
 
-class LocalExecutor(BaseExecutor):
+class LocalHandle(BaseHandle):
+    """The runner process: its pid and start time (a recycled pid is another process) on `host`."""
+
+    kind: Literal["local"]
+    host: str
+    pid: int = Field(gt=0)
+    #: clock ticks since boot (/proc/PID/stat field 22); None where /proc is absent
+    start_time: str | None = None
+    run_dir: str | None = None
+
+    def runner_log(self) -> str | None:
+        return str(Path(self.run_dir) / "runner.log") if self.run_dir else None
+
+
+class LocalExecutor(BaseExecutor[LocalHandle]):
     kind = "local"
     shares_client_environment = True
     capabilities = Capabilities(gpus=True, secret_env=True, local_process=True)
+    handle_model = LocalHandle
 
-    def submit(self, request: LaunchRequest) -> Handle:
+    def submit(self, request: LaunchRequest) -> LocalHandle:
         run_dir = state_dir() / "runs" / request.job_id
         run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **request.runtime_env(), "JOBSUB_JOB_ID": request.job_id}
         proc = spawn_runner(request, run_dir, run_dir / "work", env)
-        return {
-            "kind": self.kind,
-            "host": socket.gethostname(),
-            "pid": proc.pid,
-            "start_time": _proc_start_time(proc.pid),
-            "run_dir": str(run_dir),
-        }
+        return LocalHandle(
+            kind="local",
+            host=socket.gethostname(),
+            pid=proc.pid,
+            start_time=_proc_start_time(proc.pid),
+            run_dir=str(run_dir),
+        )
 
-    def verify_handle(self, handle: Handle, job_id: str) -> None:
+    def verify_handle(self, handle: LocalHandle, job_id: str) -> None:
         """Raise JobError unless the pid in `handle` is gone or is this job's runner (see the module doc)."""
-        if handle.get("host") != socket.gethostname() or "pid" not in handle:
+        if handle.host != socket.gethostname():
             return  # another machine's runner: never signalled from here
-        try:
-            pid = int(handle["pid"])
-        except (TypeError, ValueError):
-            raise JobError(f"job {job_id}: its executor record names pid {handle.get('pid')!r}: not a pid") from None
+        pid = handle.pid
         if pid <= 1:
             raise JobError(f"job {job_id}: its executor record names pid {pid}: not acting on it")
         stat = _proc_stat(pid)
@@ -116,7 +131,7 @@ class LocalExecutor(BaseExecutor):
             problem = problem or "cannot be inspected"
         if problem is None and f"JOBSUB_JOB_ID={job_id}".encode() not in environ:
             problem = "is not this job's runner"
-        if problem is None and stat[1] != str(handle.get("start_time")):
+        if problem is None and stat[1] != str(handle.start_time):
             problem = "started at another time than the runner"
         if problem:
             raise JobError(
@@ -124,13 +139,13 @@ class LocalExecutor(BaseExecutor):
                 "on it (the record was rewritten?)"
             )
 
-    def poll(self, handle: Handle) -> Observation:
+    def poll(self, handle: LocalHandle) -> Observation:
         return Observation(self._liveness(handle))
 
-    def _liveness(self, handle: Handle) -> Liveness:
-        if handle.get("host") != socket.gethostname() or "pid" not in handle:
+    def _liveness(self, handle: LocalHandle) -> Liveness:
+        if handle.host != socket.gethostname():
             return "unknown"
-        pid = int(handle["pid"])
+        pid = handle.pid
         stat = _proc_stat(pid)
         if stat is None:
             try:
@@ -141,18 +156,16 @@ class LocalExecutor(BaseExecutor):
                 return "alive"
             return "alive" if not Path("/proc").is_dir() else "dead"
         state, started = stat
-        if handle.get("start_time") and started != handle["start_time"]:
+        if handle.start_time and started != handle.start_time:
             return "dead"  # the pid now belongs to another process
         return "dead" if state in ("Z", "X") else "alive"
 
-    def cancel(self, handle: Handle) -> None:
+    def cancel(self, handle: LocalHandle) -> None:
         if self._liveness(handle) == "alive":
             try:
-                os.kill(int(handle["pid"]), signal.SIGTERM)
+                os.kill(handle.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
-    def describe(self, handle: Handle) -> str:
-        if not handle:
-            return "local (not started)"
-        return f"local pid {handle.get('pid')} on {handle.get('host')}"
+    def describe(self, handle: LocalHandle) -> str:
+        return f"local pid {handle.pid} on {handle.host}"

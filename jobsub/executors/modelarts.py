@@ -26,11 +26,12 @@ import math
 import re
 import shlex
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from jobsub.config import Profile
 from jobsub.errors import ExecutorUnavailableError, JobError
-from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
+from jobsub.executors.modelarts_settings import ModelArtsSettings
 from jobsub.executors.secret_drop import TICKET_ENV, discard, seal
 from jobsub.redact import redact, register_credentials
 from jobsub.storage.base import ObjectStore
@@ -109,15 +110,39 @@ def observe(job: dict[str, Any] | None) -> Observation:
     return Observation("dead")  # Completed without a final record: LOST
 
 
-class ModelArtsExecutor(BaseExecutor):
+class ModelArtsHandle(BaseHandle):
+    """A training job: its id in the project at the endpoint it was created through (checked before use)."""
+
+    kind: Literal["modelarts"]
+    #: the jobsub job id (the training job's name is made from it)
+    job_id: str
+    training_job_id: str
+    name: str | None = None
+    endpoint: str | None = None
+    project_id: str | None = None
+    region: str | None = None
+    flavor: str | None = None
+    image: str | None = None
+    #: the one-time secret object holding the job's storage credentials until the job reads it
+    secrets: str | None = None
+    #: modelarts.log_export_path: where ModelArts exports the runner's output
+    log: str | None = None
+
+    def runner_log(self) -> str | None:
+        return self.log
+
+
+class ModelArtsExecutor(BaseExecutor[ModelArtsHandle]):
     kind = "modelarts"
     #: the flavor sets memory (no per-job cap of jobsub's), one node per job; secrets travel as a one-time object
     capabilities = Capabilities(gpus=True, secret_env=True)
     shares_client_environment = False
+    handle_model = ModelArtsHandle
+    settings_model = ModelArtsSettings
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
-        self.settings = profile.modelarts
+        self.settings = profile.section(self.kind, ModelArtsSettings)
         self._client: Any = None
         self._project: str | None = None
 
@@ -307,7 +332,7 @@ class ModelArtsExecutor(BaseExecutor):
 
         return open_store(self.profile)
 
-    def submit(self, request: LaunchRequest) -> Handle:
+    def submit(self, request: LaunchRequest) -> ModelArtsHandle:
         v1 = self._sdk()
         store = self._store()
         sealed = seal(
@@ -329,8 +354,8 @@ class ModelArtsExecutor(BaseExecutor):
         training_job_id = str((created.get("metadata") or {}).get("id") or "")
         if not training_job_id:
             raise JobError("ModelArts created the training job but returned no id")
-        handle: Handle = {
-            "kind": self.kind,
+        fields: dict[str, Any] = {
+            "kind": "modelarts",
             "job_id": request.job_id,
             "training_job_id": training_job_id,
             "name": body["metadata"]["name"],
@@ -341,20 +366,20 @@ class ModelArtsExecutor(BaseExecutor):
             "image": body["algorithm"]["engine"]["image_url"],
             "secrets": str(sealed.uri),
         }
-        if self.settings.log_export_path:
-            handle["log"] = self.settings.log_export_path
-        return handle
+        if self.settings.log_export_path:  # the key is in the record only then (as it always was)
+            fields["log"] = self.settings.log_export_path
+        return ModelArtsHandle.model_validate(fields)
 
-    def _same_place(self, handle: Handle) -> bool:
+    def _same_place(self, handle: ModelArtsHandle) -> bool:
         """A handle is data from a shared bucket: act on it only against this profile's endpoint and project."""
         self.client()
-        return handle.get("endpoint") == self._endpoint_url and handle.get("project_id") == self._project
+        return handle.endpoint == self._endpoint_url and handle.project_id == self._project
 
-    def _job(self, handle: Handle) -> dict[str, Any] | None:
+    def _job(self, handle: ModelArtsHandle) -> dict[str, Any] | None:
         v1 = self._sdk()
         from huaweicloudsdkcore.exceptions import exceptions as sdk_errors
 
-        request = v1.ShowTrainingJobDetailsRequest(training_job_id=str(handle["training_job_id"]))
+        request = v1.ShowTrainingJobDetailsRequest(training_job_id=handle.training_job_id)
         try:
             return self._to_dict(self._call("reading the training job", "show_training_job_details", request))
         except JobError as exc:
@@ -362,25 +387,25 @@ class ModelArtsExecutor(BaseExecutor):
                 return None
             raise
 
-    def poll(self, handle: Handle) -> Observation:
-        if not handle.get("training_job_id"):
+    def poll(self, handle: ModelArtsHandle) -> Observation:
+        if not handle.training_job_id:
             return Observation("unknown")
         try:
             if not self._same_place(handle):
-                return Observation("unknown", f"ModelArts job in another project or endpoint: {handle.get('endpoint')}")
+                return Observation("unknown", f"ModelArts job in another project or endpoint: {handle.endpoint}")
             seen = observe(self._job(handle))
         except _Unreachable as exc:
             return Observation("unknown", str(exc))
         return self._with_log_hint(seen, handle)
 
     @staticmethod
-    def _with_log_hint(seen: Observation, handle: Handle) -> Observation:
+    def _with_log_hint(seen: Observation, handle: ModelArtsHandle) -> Observation:
         """A runner that failed before the job log started left its reason in ModelArts' exported log."""
-        if seen.liveness == "dead" and seen.detail and handle.get("log"):
-            return Observation("dead", f"{seen.detail}; its output is exported to {handle['log']}", seen.exit_code)
+        if seen.liveness == "dead" and seen.detail and handle.log:
+            return Observation("dead", f"{seen.detail}; its output is exported to {handle.log}", seen.exit_code)
         return seen
 
-    def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
+    def poll_many(self, handles: Iterable[ModelArtsHandle]) -> list[Observation]:
         """One search request (up to 50 newest jobs of the project) instead of one request per job."""
         handles = list(handles)
         if len(handles) <= 1:
@@ -395,47 +420,45 @@ class ModelArtsExecutor(BaseExecutor):
             return [self.poll(h) for h in handles]
         jobs = {str((j.get("metadata") or {}).get("id")): j for j in found.get("items") or [] if isinstance(j, dict)}
         return [
-            self._with_log_hint(observe(jobs[str(h.get("training_job_id"))]), h)
-            if str(h.get("training_job_id")) in jobs and self._same_place(h)
+            self._with_log_hint(observe(jobs[h.training_job_id]), h)
+            if h.training_job_id in jobs and self._same_place(h)
             else self.poll(h)
             for h in handles
         ]
 
-    def cancel(self, handle: Handle) -> None:
+    def cancel(self, handle: ModelArtsHandle) -> None:
         """Terminate the training job: ModelArts stops its container (SIGTERM, then SIGKILL); the runtime also
         sees the record's cancel marker, so an unreachable endpoint is only a warning."""
-        if not handle.get("training_job_id"):
+        if not handle.training_job_id:
             return
         v1 = self._sdk()
         try:
             if not self._same_place(handle):
-                log.warning("not stopping %s: it belongs to another ModelArts project or endpoint", handle.get("name"))
+                log.warning("not stopping %s: it belongs to another ModelArts project or endpoint", handle.name)
                 return
             request = v1.StopTrainingJobRequest(
-                training_job_id=str(handle["training_job_id"]), body=v1.JobActionType(action_type="terminate")
+                training_job_id=handle.training_job_id, body=v1.JobActionType(action_type="terminate")
             )
             self._call("stopping the training job", "stop_training_job", request)
         except _Unreachable as exc:
             log.warning("%s; the runner will still see the cancel request in the job record", exc)
 
-    def cleanup(self, handle: Handle) -> None:
+    def cleanup(self, handle: ModelArtsHandle) -> None:
         """Delete the one-time credentials if the job never took them, and the training job if asked to."""
-        if handle.get("secrets"):
-            discard(self._store(), self.profile.jobs_uri, handle["secrets"], str(handle.get("record_job_id") or ""))
-        if not self.settings.keep_jobs and handle.get("training_job_id"):
+        if handle.secrets:
+            discard(self._store(), self.profile.jobs_uri, handle.secrets, handle.record_job_id or "")
+        if not self.settings.keep_jobs and handle.training_job_id:
             v1 = self._sdk()
             try:
                 if self._same_place(handle):
-                    request = v1.DeleteTrainingJobRequest(training_job_id=str(handle["training_job_id"]))
+                    request = v1.DeleteTrainingJobRequest(training_job_id=handle.training_job_id)
                     self._call("deleting the training job", "delete_training_job", request)
             except (_Unreachable, JobError) as exc:
-                log.warning("could not delete training job %s: %s", handle.get("name"), exc)
+                log.warning("could not delete training job %s: %s", handle.name, exc)
 
-    def describe(self, handle: Handle) -> str:
-        if not handle:
-            return "modelarts (not started)"
+    def describe(self, handle: ModelArtsHandle) -> str:
         return (
-            f"modelarts training job {handle.get('name')} ({handle.get('training_job_id')}) in "
-            f"{handle.get('region') or handle.get('endpoint')}, flavor {handle.get('flavor')}, "
-            f"image {handle.get('image')}"
+            f"modelarts training job {handle.name} ({handle.training_job_id}) in "
+            f"{handle.region or handle.endpoint}, flavor {handle.flavor}, "
+            f"image {handle.image}"
         )

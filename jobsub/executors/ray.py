@@ -29,15 +29,16 @@ import os
 import shlex
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 
 from jobsub.config import Profile, strip_userinfo
 from jobsub.errors import ExecutorUnavailableError, JobError, JobsubError
-from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
 from jobsub.executors.ray_package import jobsub_package
+from jobsub.executors.ray_settings import RaySettings
 from jobsub.executors.secret_drop import TICKET_ENV, discard, seal
 from jobsub.redact import redact
 from jobsub.uri import ObjectURI
@@ -179,14 +180,31 @@ def observe(info: dict[str, Any] | None) -> Observation:
     return Observation("dead")  # killed by a signal, or exited 0 without a final state: LOST
 
 
-class RayExecutor(BaseExecutor):
+class RayHandle(BaseHandle):
+    """A Ray job: the dashboard it was submitted to and its submission id (both checked before any request)."""
+
+    kind: Literal["ray"]
+    address: str
+    submission_id: str
+    #: where the runner's own output is when it dies before the job log starts (Ray keeps it)
+    log: str | None = None
+    #: the one-time secret object, deleted by the runner after reading; by cleanup at the latest
+    secret_uri: str | None = None
+
+    def runner_log(self) -> str | None:
+        return self.log
+
+
+class RayExecutor(BaseExecutor[RayHandle]):
     kind = "ray"
     shares_client_environment = False
     capabilities = Capabilities(gpus=True, secret_env=True)  # memory is a scheduling reservation, not a limit
+    handle_model = RayHandle
+    settings_model = RaySettings
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
-        self.settings = profile.ray
+        self.settings = profile.section(self.kind, RaySettings)
         self._http = requests.Session()
         self._uploaded: dict[str, str] = {}  # address -> package URI known to be on that cluster
 
@@ -207,26 +225,26 @@ class RayExecutor(BaseExecutor):
             "(or set RAY_ADDRESS=http://HEAD:8265)"
         )
 
-    def _address(self, handle: Handle | None = None) -> str:
+    def _address(self, handle: RayHandle | None = None) -> str:
         """The address to call: the profile's. A handle (read from the store, so anyone who can write the
         jobs prefix may have written it) must name that same dashboard, or nothing is sent anywhere."""
         configured = self._configured()
-        named = (handle or {}).get("address")
-        if named is not None and not _same_address(str(named), configured):
+        named = handle.address if handle is not None else None
+        if named is not None and not _same_address(named, configured):
             raise _Untrusted(
-                f"the job record names the Ray dashboard {_printable(str(named))}, not this profile's "
+                f"the job record names the Ray dashboard {_printable(named)}, not this profile's "
                 f"{configured}: not contacting it (use the profile the job was submitted with, or the record was "
                 "rewritten)"
             )
         return configured
 
-    def verify_handle(self, handle: Handle, job_id: str) -> None:
+    def verify_handle(self, handle: RayHandle, job_id: str) -> None:
         """Refuse a handle that is not this job's on this profile's cluster (before any request is made)."""
         self._address(handle)
-        sid = handle.get("submission_id")
-        if sid is not None and sid != submission_id(job_id):
+        sid = handle.submission_id
+        if sid != submission_id(job_id):
             raise _Untrusted(
-                f"the job record names the Ray submission {redact(_one_line(str(sid), 80))}, not "
+                f"the job record names the Ray submission {redact(_one_line(sid, 80))}, not "
                 f"{submission_id(job_id)}: not acting on it (the record was rewritten)"
             )
 
@@ -336,7 +354,7 @@ class RayExecutor(BaseExecutor):
             runtime_env["pip"] = list(self.settings.pip)
         return runtime_env
 
-    def submit(self, request: LaunchRequest) -> Handle:
+    def submit(self, request: LaunchRequest) -> RayHandle:
         address = self._address()
         package_uri = self._ensure_package(address) if self.settings.ship_jobsub else None
         ticket, secret = self._seal(request)
@@ -366,13 +384,11 @@ class RayExecutor(BaseExecutor):
             lines = [line for line in response.text.splitlines() if line.strip()]
             reason = _one_line(lines[-1] if lines else "")
             raise JobError(f"the Ray cluster refused the job (HTTP {response.status_code}): {reason}")
-        sid = response.json().get("submission_id") or body["submission_id"]
-        # "log": where the runner's own output is when it dies before the job log starts (Ray keeps it)
-        handle: Handle = {"kind": self.kind, "address": address, "submission_id": sid}
-        handle["log"] = f"{address}/api/jobs/{sid}/logs"
-        if secret is not None:
-            handle["secret_uri"] = str(secret)  # deleted by the runner after reading; by cleanup at the latest
-        return handle
+        sid = str(response.json().get("submission_id") or body["submission_id"])
+        runner_log = f"{address}/api/jobs/{sid}/logs"
+        if secret is None:  # the key is in the record only when there is a secret (as it always was)
+            return RayHandle(kind="ray", address=address, submission_id=sid, log=runner_log)
+        return RayHandle(kind="ray", address=address, submission_id=sid, log=runner_log, secret_uri=str(secret))
 
     def _seal(self, request: LaunchRequest) -> tuple[str | None, ObjectURI | None]:
         """The secrets as a one-time secret in the job's store: (ticket, object) or (None, None) if none."""
@@ -390,16 +406,16 @@ class RayExecutor(BaseExecutor):
 
         discard(open_store(self.profile), self.profile.jobs_uri, uri, job_id)
 
-    def cleanup(self, handle: Handle) -> None:
+    def cleanup(self, handle: RayHandle) -> None:
         """Once the record is final: delete the one-time secret if the runner never read it, and delete the
         Ray job (its info holds the entrypoint and runtime_env) once Ray has seen it end. Idempotent."""
         # only ever this job's one-time secret (record_job_id: the record the service read the handle from)
-        self._drop_secret(handle.get("secret_uri"), str(handle.get("record_job_id") or ""))
-        if not handle.get("submission_id"):
+        self._drop_secret(handle.secret_uri, handle.record_job_id or "")
+        if not handle.submission_id:
             return
         try:
             address = self._address(handle)
-            path = f"/api/jobs/{handle['submission_id']}"
+            path = f"/api/jobs/{handle.submission_id}"
             deadline = time.monotonic() + _DELETE_WAIT_SECONDS
             while True:
                 info = self._job_info(handle)
@@ -408,34 +424,34 @@ class RayExecutor(BaseExecutor):
                 if str(info.get("status")) in _FINAL:
                     break
                 if time.monotonic() > deadline:
-                    log.warning("Ray job %s still %s; not deleted", handle["submission_id"], info.get("status"))
+                    log.warning("Ray job %s still %s; not deleted", handle.submission_id, info.get("status"))
                     return
                 time.sleep(0.2)
             answer = self._request("DELETE", address, path)
             if not answer.ok and answer.status_code != 404:
-                log.warning("Ray did not delete job %s (HTTP %s)", handle["submission_id"], answer.status_code)
+                log.warning("Ray did not delete job %s (HTTP %s)", handle.submission_id, answer.status_code)
         except JobsubError as exc:
-            log.warning("Ray job %s not deleted: %s", handle.get("submission_id"), exc)
+            log.warning("Ray job %s not deleted: %s", handle.submission_id, exc)
 
-    def _job_info(self, handle: Handle) -> dict[str, Any] | None:
+    def _job_info(self, handle: RayHandle) -> dict[str, Any] | None:
         address = self._address(handle)
-        response = self._request("GET", address, f"/api/jobs/{handle['submission_id']}")
+        response = self._request("GET", address, f"/api/jobs/{handle.submission_id}")
         if response.status_code == 404:
             return None
         if not response.ok:
-            raise JobError(f"Ray answered HTTP {response.status_code} for job {handle['submission_id']}")
+            raise JobError(f"Ray answered HTTP {response.status_code} for job {handle.submission_id}")
         info: dict[str, Any] = response.json()
         return info
 
-    def poll(self, handle: Handle) -> Observation:
-        if not handle.get("submission_id"):
+    def poll(self, handle: RayHandle) -> Observation:
+        if not handle.submission_id:
             return Observation("unknown")
         try:
             return observe(self._job_info(handle))
         except _Unreachable:
             return Observation("unknown", f"Ray cluster unreachable: {self._address(handle)}")
 
-    def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
+    def poll_many(self, handles: Iterable[RayHandle]) -> list[Observation]:
         """One GET /api/jobs/ per cluster address instead of one request per job (`jobsub jobs`)."""
         handles = list(handles)
         if len(handles) <= 1:
@@ -469,21 +485,19 @@ class RayExecutor(BaseExecutor):
             if jobs is None:
                 result.append(Observation("unknown", f"Ray cluster unreachable: {self._address(handle)}"))
             else:
-                result.append(observe(jobs.get(str(handle.get("submission_id")))))
+                result.append(observe(jobs.get(handle.submission_id)))
         return result
 
-    def cancel(self, handle: Handle) -> None:
+    def cancel(self, handle: RayHandle) -> None:
         """Stop the Ray job. Ray signals the whole process tree and kills it after RAY_JOB_STOP_WAIT_TIME_S,
         which submit set past the runtime's own grace period. An unreachable cluster is only a warning: the
         runtime also sees the record's cancel marker."""
-        if not handle.get("submission_id"):
+        if not handle.submission_id:
             return
         try:
-            self._request("POST", self._address(handle), f"/api/jobs/{handle['submission_id']}/stop")
+            self._request("POST", self._address(handle), f"/api/jobs/{handle.submission_id}/stop")
         except _Unreachable as exc:
             log.warning("%s; the runner will still see the cancel request in the job record", exc)
 
-    def describe(self, handle: Handle) -> str:
-        if not handle:
-            return "ray (not started)"
-        return f"ray submission {handle.get('submission_id')} at {handle.get('address')}"
+    def describe(self, handle: RayHandle) -> str:
+        return f"ray submission {handle.submission_id} at {handle.address}"

@@ -16,9 +16,9 @@ number and Slurm names that job after this jobsub job (``--job-name`` and ``--co
 rewritten record cannot make ``cancel`` scancel another of the user's jobs. The container prefix's
 ``{image}`` is inert: image names are checked (shell-safe characters only, no leading ``-``) and quoted.
 
-Handle: ``{"kind": "slurm", "job_id", "cluster", "partition", "run_dir", "output"}``. A job is polled with
-one ``squeue --states=all`` for any number of jobs; ``scontrol show job`` is asked only for the exit code
-of a job that ended without the runner writing a final state.
+Handle (SlurmHandle): ``{"kind": "slurm", "job_id", "cluster", "partition", "run_dir", "output", "log"}``. A
+job is polled with one ``squeue --states=all`` for any number of jobs; ``scontrol show job`` is asked only
+for the exit code of a job that ended without the runner writing a final state.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from jobsub.config import Profile, SlurmSettings, state_dir
+from jobsub.config import Profile, state_dir
 from jobsub.errors import ExecutorUnavailableError, JobError
-from jobsub.executors.base import BaseExecutor, Capabilities, Handle, LaunchRequest, Observation
+from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Observation
+from jobsub.executors.slurm_settings import SlurmSettings
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +94,40 @@ def sbatch_time(timeout_seconds: float) -> str:
     return str(math.ceil((timeout_seconds + margin) / 60))
 
 
-class SlurmExecutor(BaseExecutor):
+class SlurmHandle(BaseHandle):
+    """A batch job: Slurm's job id (checked to be a plain number before use: verify_handle) and its files."""
+
+    kind: Literal["slurm"]
+    job_id: str
+    cluster: str | None = None
+    partition: str | None = None
+    run_dir: str | None = None
+    #: the batch job's output file (slurm-<id>.out): the runner's own output before the job log starts
+    output: str | None = None
+    #: the same file, under the name every handle uses for it (added after the first release)
+    log: str | None = None
+
+    def runner_log(self) -> str | None:
+        if self.log:
+            return self.log
+        return str(Path(self.run_dir) / "runner.log") if self.run_dir else None
+
+
+class SlurmExecutor(BaseExecutor[SlurmHandle]):
     kind = "slurm"
     shares_client_environment = False
     capabilities = Capabilities(multi_node=True, memory_limit=True, gpus=True, secret_env=True)
+    handle_model = SlurmHandle
+    settings_model = SlurmSettings
     commands: ClassVar[tuple[str, ...]] = COMMANDS
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
+        self.settings = profile.section(self.kind, SlurmSettings)
         self._cache: dict[str, tuple[float, Observation]] = {}
         #: Slurm job id -> the jobsub job id the service read it for (verify_handle); checked against
         #: Slurm's job name / comment in the same squeue that polls, so `jobs` still asks squeue once
         self._expected: dict[str, str] = {}
-
-    @property
-    def settings(self) -> SlurmSettings:
-        return self.profile.slurm
 
     # -- running Slurm's commands ------------------------------------------------------------------------
     def _run(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -215,7 +234,7 @@ class SlurmExecutor(BaseExecutor):
         if result.returncode != 0:
             raise ExecutorUnavailableError(f"slurm: sbatch --test-only: {self._error_line(result)}")
 
-    def submit(self, request: LaunchRequest) -> Handle:
+    def submit(self, request: LaunchRequest) -> SlurmHandle:
         run_dir = self._run_root() / request.job_id
         run_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         run_dir.mkdir(mode=0o700, exist_ok=True)
@@ -238,20 +257,20 @@ class SlurmExecutor(BaseExecutor):
         if result.returncode != 0:
             raise JobError(f"sbatch failed: {self._error_line(result)}")
         job_id, _, cluster = result.stdout.strip().splitlines()[-1].partition(";")
-        return {
-            "kind": self.kind,
-            "job_id": job_id,
-            "cluster": cluster or None,
-            "partition": self.settings.partition,
-            "run_dir": str(run_dir),
-            "output": str(output).replace("%j", job_id),
-            "log": str(output).replace("%j", job_id),  # the runner's own log, named in reasons
-        }
+        return SlurmHandle(
+            kind="slurm",
+            job_id=job_id,
+            cluster=cluster or None,
+            partition=self.settings.partition,
+            run_dir=str(run_dir),
+            output=str(output).replace("%j", job_id),
+            log=str(output).replace("%j", job_id),  # the runner's own log, named in reasons
+        )
 
-    def verify_handle(self, handle: Handle, job_id: str) -> None:
+    def verify_handle(self, handle: SlurmHandle, job_id: str) -> None:
         """Refuse a Slurm job id that is not a plain number; remember which jobsub job it must be, so that
         every squeue answer (poll, cancel) is checked against Slurm's name and comment for it."""
-        slurm_id = str(handle.get("job_id", ""))
+        slurm_id = handle.job_id
         if not slurm_id:
             return
         if not _SLURM_ID.fullmatch(slurm_id):
@@ -270,11 +289,11 @@ class SlurmExecutor(BaseExecutor):
             f"(Slurm calls it {row.get('name', '')[:60]!r}): not acting on it (the record was rewritten?)"
         )
 
-    def poll(self, handle: Handle) -> Observation:
+    def poll(self, handle: SlurmHandle) -> Observation:
         """One job; a follower asks every 0.3 s, so answers are reused for POLL_SECONDS (squeue is an RPC to
         slurmctld, and sites ask users not to run it in a tight loop). The record's own final state is read
         every time, so this only delays noticing a runner that died without one."""
-        key = str(handle.get("job_id", ""))
+        key = handle.job_id
         cached = self._cache.get(key)
         if cached and time.monotonic() - cached[0] < POLL_SECONDS:
             return cached[1]
@@ -282,10 +301,10 @@ class SlurmExecutor(BaseExecutor):
         self._cache[key] = (time.monotonic(), observation)
         return observation
 
-    def poll_many(self, handles: Iterable[Handle]) -> list[Observation]:
+    def poll_many(self, handles: Iterable[SlurmHandle]) -> list[Observation]:
         """One squeue for every job; squeue --states=all also answers for jobs that ended recently."""
         handles = list(handles)
-        ids = [str(h.get("job_id", "")) for h in handles]
+        ids = [h.job_id for h in handles]
         wanted = sorted({i for i in ids if i})
         if not wanted:
             return [Observation("unknown") for _ in handles]
@@ -321,8 +340,8 @@ class SlurmExecutor(BaseExecutor):
                 }
         return rows
 
-    def _observe(self, handle: Handle, row: dict[str, str] | None) -> Observation:
-        foreign = self._foreign(str(handle.get("job_id", "")), row)
+    def _observe(self, handle: SlurmHandle, row: dict[str, str] | None) -> Observation:
+        foreign = self._foreign(handle.job_id, row)
         if foreign:
             return Observation("unknown", foreign)  # another job's state says nothing about this one
         if row is None:
@@ -345,26 +364,26 @@ class SlurmExecutor(BaseExecutor):
             return self._failed(handle)
         return Observation("dead")  # COMPLETED/CANCELLED without a final record: the runner is gone
 
-    def _failed(self, handle: Handle) -> Observation:
+    def _failed(self, handle: SlurmHandle) -> Observation:
         """A batch job that FAILED without a final record: a signal (runner killed) is LOST; an exit code
         means the script failed before or around the runner (a setup line, no python): say so."""
-        result = self._run(["scontrol", "show", "job", "--oneliner", str(handle["job_id"])])
+        result = self._run(["scontrol", "show", "job", "--oneliner", handle.job_id])
         fields = dict(part.split("=", 1) for part in result.stdout.split() if "=" in part)
         code, _, sig = fields.get("ExitCode", "0:0").partition(":")
         if sig not in ("", "0") or code in ("", "0"):
             return Observation("dead")
-        output = handle.get("output") or "its slurm output file"
+        output = handle.output or "its slurm output file"
         return Observation(
             "dead",
             detail=f"the batch script exited with {code} before the runner wrote a final state (see {output})",
             exit_code=int(code) if code.isdigit() else None,
         )
 
-    def cancel(self, handle: Handle) -> None:
+    def cancel(self, handle: SlurmHandle) -> None:
         """A running job: SIGTERM to the runner only (it stops the command with its own grace period and
         writes CANCELLED), and Slurm's time limit shortened so that Slurm itself kills whatever is left a
         minute or two later. A queued job: scancel (no runner to tell)."""
-        job_id = str(handle.get("job_id", ""))
+        job_id = handle.job_id
         if not job_id:
             return
         if not _SLURM_ID.fullmatch(job_id):
@@ -383,23 +402,21 @@ class SlurmExecutor(BaseExecutor):
         minutes = math.ceil((_seconds(used) + grace + 60) / 60)
         self._run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={minutes}"])
 
-    def describe(self, handle: Handle) -> str:
-        if not handle:
-            return "slurm (not started)"
-        job_id = str(handle.get("job_id"))
+    def describe(self, handle: SlurmHandle) -> str:
+        job_id = handle.job_id
         parts = [f"slurm job {job_id}"]
         row: dict[str, str] | None = None
         try:
             row = self._squeue([job_id]).get(job_id)
         except ExecutorUnavailableError:
             row = None
-        partition = (row or {}).get("partition") or handle.get("partition")
+        partition = (row or {}).get("partition") or handle.partition
         if partition:
             parts.append(f"partition {partition}")
         if row and row.get("nodes"):
             parts.append(f"node {row['nodes']}")
-        if handle.get("cluster"):
-            parts.append(f"cluster {handle['cluster']}")
+        if handle.cluster:
+            parts.append(f"cluster {handle.cluster}")
         return ", ".join(parts)
 
 

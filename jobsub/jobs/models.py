@@ -14,8 +14,16 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    model_serializer,
+)
 
+from jobsub.executors.base import RunnerPlace
 from jobsub.jobs.spec import JobSpec
 
 #: The job.json format this jobsub writes and the newest it reads. Records without a version are version 1
@@ -63,9 +71,14 @@ class JobStatus(BaseModel):
     reason: str | None = None
     attempt: int = 0
     heartbeat: float | None = None
-    executor: dict[str, Any] = Field(default_factory=dict)
+    #: where the runtime runs the job (written by the runner; read by `cancel` of a LOST job)
+    executor: RunnerPlace = Field(default_factory=RunnerPlace)
     #: each change of state, appended by JobRecord.write_status; records written before it have none and load
     transitions: list[StatusTransition] = Field(default_factory=list, max_length=MAX_TRANSITIONS)
+
+    @field_serializer("executor")
+    def _dump_place(self, place: RunnerPlace) -> dict[str, Any]:
+        return place.record_data()  # the keys the runner set, as status.json always held them
 
     def duration(self) -> float | None:
         if not self.started:

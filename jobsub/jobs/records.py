@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobsub.errors import JobNotFoundError, ObjectNotFoundError, RecordFormatError
+from jobsub.executors.base import BaseHandle
 from jobsub.jobs.models import (
     JOB_FORMAT_VERSION,
     MAX_TRANSITIONS,
@@ -71,7 +72,17 @@ class JobRecord:
         return self.store.head(self.bucket, self.key("status.json")) is not None
 
     def read_status(self) -> JobStatus:
-        return JobStatus.model_validate(self.get_json("status.json"))
+        """status.json parsed into its model; one that does not validate (a rewritten record: a runner place
+        out of bounds, a state no jobsub wrote) is one line naming the field, not a traceback."""
+        data = self.get_json("status.json")
+        try:
+            return JobStatus.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(top)"
+            raise RecordFormatError(
+                f"{self.uri('status.json')}: {where}: {err['msg']} (not a job status jobsub can read)"
+            ) from None
 
     def write_status(self, status: JobStatus) -> None:
         last = status.transitions[-1].state if status.transitions else None
@@ -102,6 +113,30 @@ class JobRecord:
 
     def write_document(self, document: JobDocument) -> None:
         self.put_json("job.json", document.model_dump(mode="json"))
+
+    def write_handle(self, handle: BaseHandle) -> None:
+        """executor.json: the executor's handle, under the same keys as ever (old readers still read it)."""
+        self.put_json("executor.json", handle.record_data())
+
+    def read_handle_data(self) -> dict[str, Any] | None:
+        """executor.json as a JSON object, or None before the executor took the job. Only the service parses
+        it (with the model of the executor its kind names); here it is bounded and must be an object."""
+        info = self.store.head(self.bucket, self.key("executor.json"))
+        if info is None:
+            return None
+        if info.size > MAX_HANDLE_BYTES:
+            raise RecordFormatError(
+                f"{self.uri('executor.json')} is {info.size} bytes; not read (limit {MAX_HANDLE_BYTES})"
+            )
+        try:
+            data = json.loads(self.store.get(self.bucket, self.key("executor.json")))
+        except ObjectNotFoundError:
+            return None
+        except ValueError:  # not JSON, not UTF-8
+            raise RecordFormatError(f"{self.uri('executor.json')} is not JSON (not an executor handle)") from None
+        if not isinstance(data, dict):
+            raise RecordFormatError(f"{self.uri('executor.json')} is not a JSON object (not an executor handle)")
+        return data
 
     def claim(self, claim: RunnerClaim) -> bool:
         """Create claim.json only if no runner claimed the job before (a conditional write)."""
@@ -172,6 +207,8 @@ class JobRecord:
 
 #: claim.json is four short fields; a larger one is not read
 MAX_CLAIM_BYTES = 64 * 1024
+#: executor.json is a few hundred bytes; a larger one is not a handle jobsub wrote
+MAX_HANDLE_BYTES = 64 * 1024
 
 #: The longest log line shown from a chunk that is not jobsub's (a runaway line stays readable).
 MAX_LOG_LINE = 64 * 1024

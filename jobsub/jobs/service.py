@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from jobsub.config import Profile
 from jobsub.costs import Estimate
 from jobsub.errors import (
@@ -28,12 +30,12 @@ from jobsub.errors import (
     JobsubError,
     JobTimeoutError,
     ObjectNotFoundError,
+    RecordFormatError,
     SourceNotFoundError,
     SpecError,
     StorageError,
 )
-from jobsub.executors import Executor, Handle, LaunchRequest, Observation, get_executor
-from jobsub.executors.leftovers import kill_leftovers
+from jobsub.executors import EXECUTORS, BaseHandle, Executor, LaunchRequest, Observation, get_executor
 from jobsub.jobs import billing
 from jobsub.jobs.models import CodeRef, JobDocument, JobInfo, JobRow, LogLine, OutputFile, Results, job_name
 from jobsub.jobs.packaging import pack_code
@@ -153,9 +155,11 @@ class JobService:
         self._executors: dict[str, Executor] = {self.executor.kind: self.executor}
         self._cleaned: set[str] = set()  # final jobs whose executor resources were released by this service
 
-    def executor_for(self, handle: Handle) -> Executor:
+    def executor_for(self, handle: BaseHandle) -> Executor:
         """The executor that started this job (its handle names the kind), whatever the profile says now."""
-        kind = str(handle.get("kind") or self.executor.kind)
+        return self._executor_of_kind(handle.kind)
+
+    def _executor_of_kind(self, kind: str) -> Executor:
         if kind not in self._executors:
             self._executors[kind] = get_executor(kind, self.profile)
         return self._executors[kind]
@@ -347,7 +351,7 @@ class JobService:
             )
             record.write_status(status)
             raise
-        record.put_json("executor.json", handle)
+        record.write_handle(handle)
         if idempotency_key:
             key = self._idempotency_uri(plan.spec.name, idempotency_key)
             self.store.put(key.bucket, key.key, plan.job_id.encode())
@@ -366,16 +370,33 @@ class JobService:
         return job_id if self.record(job_id).exists() else None
 
     # -- inspect ------------------------------------------------------------------------------------------
-    def executor_handle(self, record: JobRecord) -> dict[str, Any]:
+    def executor_handle(self, record: JobRecord) -> BaseHandle | None:
+        """The job's handle (None before an executor took it), parsed here and nowhere else: its kind picks
+        the executor through the registry, that executor's handle model validates the rest, and the executor
+        checks what it names (verify_handle) before anything acts on it. Whoever can write the bucket can
+        rewrite executor.json: anything that is not a handle of this job is one line (JobError), never a
+        traceback. The handle carries the record's job id (record_job_id) for the executors' own checks."""
+        data = record.read_handle_data()
+        if not data:
+            return None
+        where = f"job {record.job_id}: its executor record ({record.uri('executor.json')})"
+        kind = data.get("kind")
+        if not isinstance(kind, str) or kind not in EXECUTORS:
+            named = " ".join(str(kind).split())[:60]
+            raise RecordFormatError(
+                f"{where} names executor {named!r}; this jobsub knows {', '.join(sorted(EXECUTORS))}: not acting on it"
+            )
+        executor = self._executor_of_kind(kind)
         try:
-            handle = dict(record.get_json("executor.json"))
-        except JobNotFoundError:
-            return {}
-        verify = getattr(self.executor_for(handle), "verify_handle", None) if handle else None
-        if verify is not None:  # a record in the bucket is data: the executor checks what it names first
-            verify(handle, record.job_id)
-        # whoever can write the bucket can rewrite the handle: executors also check it names this job's runner
-        return {**handle, "record_job_id": record.job_id} if handle else {}
+            handle = executor.handle_model.from_record(data, record.job_id)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = " ".join(".".join(str(p) for p in err["loc"]).split())[:60] or "(top)"
+            raise RecordFormatError(
+                f"{where} is not a {kind} handle ({field}: {err['msg']}): not acting on it (the record was rewritten?)"
+            ) from None
+        executor.verify_handle(handle, record.job_id)
+        return handle
 
     def document(self, job_id: str, max_bytes: int | None = None) -> JobDocument:
         """The job's record (job.json) as its model; `max_bytes` refuses a larger one before reading it
@@ -390,12 +411,12 @@ class JobService:
             handle = self.executor_handle(record)
         except JobsubError:
             return "unknown"
-        if not handle:
+        if handle is None:
             return "not started"
         try:
             return self.executor_for(handle).describe(handle)
         except JobsubError:
-            return str(handle.get("kind", "unknown"))
+            return handle.kind
 
     def status(self, job_id: str) -> JobStatus:
         """The job's status, turned LOST (and written so) when its runner is gone without a final state."""
@@ -405,7 +426,7 @@ class JobService:
             self._cleanup_once(record)
             return status
         handle = self.executor_handle(record)
-        observation = self.executor_for(handle).poll(handle) if handle else Observation("unknown")
+        observation = self.executor_for(handle).poll(handle) if handle is not None else Observation("unknown")
         return self._reconcile(record, status, handle, observation)
 
     def _cleanup_once(self, record: JobRecord) -> None:
@@ -419,13 +440,15 @@ class JobService:
         except JobError as exc:  # a handle its executor refuses: release nothing, the final state stands
             log.warning("cleanup of %s skipped: %s", record.job_id, exc)
             return
-        if handle and handle.get("kind") and not self.executor_for(handle).capabilities.local_process:
+        if handle is not None and not self.executor_for(handle).capabilities.local_process:
             try:
                 self.executor_for(handle).cleanup(handle)
             except JobsubError as exc:
                 log.warning("cleanup of %s failed: %s", record.job_id, exc)
 
-    def _reconcile(self, record: JobRecord, status: JobStatus, handle: Handle, seen: Observation) -> JobStatus:
+    def _reconcile(
+        self, record: JobRecord, status: JobStatus, handle: BaseHandle | None, seen: Observation
+    ) -> JobStatus:
         """Combine the record with what the executor sees. A dead runner without a final state is LOST, or
         FAILED with the executor's reason when it knows one (out of memory); a job the executor is holding
         (a scheduler queue) shows why in `reason` without that being written."""
@@ -453,11 +476,13 @@ class JobService:
                 record.write_status(status)
         elif seen.detail and not status.reason:
             status.reason = seen.detail  # shown, not stored: e.g. "queued: Resources"
-        if status.state.final and handle:
+        if status.state.final and handle is not None:
             self.executor_for(handle).cleanup(handle)
         return status
 
-    def _never_started(self, record: JobRecord, status: JobStatus, handle: Handle, seen: Observation) -> bool:
+    def _never_started(
+        self, record: JobRecord, status: JobStatus, handle: BaseHandle | None, seen: Observation
+    ) -> bool:
         """A runner that never wrote STAGING: FAILED (not LOST, not QUEUED forever) once the executor says it
         is gone, or it has not started within RUNNER_START_SECONDS and the executor cannot say it is alive
         (a scheduler that holds the job reports it alive, so a queued Slurm job is not failed)."""
@@ -466,7 +491,7 @@ class JobService:
             return False
         # only a runner that starts at once (local) or has no handle is late after a minute; a scheduler
         # asked from a machine that cannot see it says "unknown" for a job that may rightly wait in a queue
-        starts_at_once = not handle or self.executor_for(handle).capabilities.local_process
+        starts_at_once = handle is None or self.executor_for(handle).capabilities.local_process
         if seen.liveness == "unknown" and (waited < RUNNER_START_SECONDS or not starts_at_once):
             return False
         fresh = record.read_status()  # the runner may have started between the two reads
@@ -490,12 +515,10 @@ class JobService:
         record.write_status(status)
         return True
 
-    def _runner_log(self, handle: Handle) -> str:
-        if handle.get("log"):
-            return str(handle["log"])
-        if handle.get("run_dir"):
-            return str(Path(handle["run_dir"]) / "runner.log")
-        return f"the runner's log ({self.executor_for(handle).describe(handle)})" if handle else "the runner's log"
+    def _runner_log(self, handle: BaseHandle | None) -> str:
+        if handle is None:
+            return "the runner's log"
+        return handle.runner_log() or f"the runner's log ({self.executor_for(handle).describe(handle)})"
 
     def describe(self, job_id: str) -> JobInfo:
         record = self.record(job_id)
@@ -507,7 +530,7 @@ class JobService:
             name=job.spec.name,
             status=status,
             duration_seconds=status.duration(),
-            executor=self.executor_for(handle).describe(handle) if handle else "not started",
+            executor=self.executor_for(handle).describe(handle) if handle is not None else "not started",
             record=record.uri(),
             outputs=job.outputs,
             inputs=job.inputs,
@@ -556,47 +579,37 @@ class JobService:
                 found.append((job_id, record, record.read_status()))
             except (JobNotFoundError, StorageError, ValueError):
                 continue
-        live: dict[str, list[tuple[int, JobRecord, Handle]]] = {}
+        live: dict[str, list[tuple[int, JobRecord, BaseHandle | None]]] = {}
         for index, (_, record, status) in enumerate(found):
             if not status.state.final:
+                handle: BaseHandle | None = None
                 try:
                     handle = self.executor_handle(record)
                 except JobsubError as exc:
                     log.warning("%s", exc)
-                    handle = {}
-                live.setdefault(str(handle.get("kind", "")), []).append((index, record, handle))
+                live.setdefault(handle.kind if handle is not None else "", []).append((index, record, handle))
         result = [(job_id, status) for job_id, _, status in found]
         for kind, entries in live.items():
-            handles = [h for _, _, h in entries]
+            handles = [h for _, _, h in entries if h is not None]
             try:
                 seen = (
-                    self.executor_for(handles[0]).poll_many(handles)
-                    if kind
-                    else [Observation("unknown")] * len(handles)
+                    self._executor_of_kind(kind).poll_many(handles) if kind else [Observation("unknown")] * len(entries)
                 )
             except JobsubError as exc:
                 log.warning("cannot poll %s jobs: %s", kind, exc)
-                seen = [Observation("unknown")] * len(handles)
+                seen = [Observation("unknown")] * len(entries)
             for (index, record, handle), observation in zip(entries, seen, strict=True):
                 job_id, status = result[index]
                 result[index] = (job_id, self._reconcile(record, status, handle, observation))
         return result
 
     def cancel_leftovers(self, job_id: str, status: JobStatus) -> str:
-        """After LOST: kill what is left of the job (its recorded process group, by JOBSUB_JOB_ID) and say so."""
+        """After LOST: the executor that owns the job stops what is left of it (what its handle names, the
+        processes of the place the runner recorded) and says so, in one sentence."""
         record = self.record(job_id)
         handle = self.executor_handle(record)
-        if handle:
-            self.executor_for(handle).cancel(handle)  # a container or scheduler job left behind
-        host, pgid, runner = status.executor.get("host"), status.executor.get("pgid"), status.executor.get("runner")
-        if not host:
-            return "its runner never said where it ran: nothing was checked"
-        if host != os.uname().nodename:
-            return f"its processes ran on {host}: run `jobsub cancel {job_id}` there to kill what is left"
-        killed = kill_leftovers(int(pgid) if pgid else None, job_id, str(runner) if runner else None)
-        if killed:
-            return f"killed {len(killed)} leftover processes of the job ({', '.join(map(str, killed))})"
-        return f"checked {host}: nothing of it is left running"
+        executor = self.executor_for(handle) if handle is not None else self.executor
+        return executor.kill_leftovers(handle, status.executor, job_id)
 
     def cancel(self, job_id: str) -> JobStatus:
         record = self.record(job_id)
@@ -605,7 +618,7 @@ class JobService:
             return status
         record.request_cancel()
         handle = self.executor_handle(record)
-        if handle:
+        if handle is not None:
             self.executor_for(handle).cancel(handle)
         return status
 

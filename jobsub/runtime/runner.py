@@ -32,6 +32,7 @@ from jobsub.errors import (
     ObjectNotFoundError,
     TransferInterrupted,
 )
+from jobsub.executors.base import RunnerPlace
 from jobsub.jobs.models import RunnerClaim
 from jobsub.jobs.packaging import unpack_code, verify_archive
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
@@ -204,8 +205,8 @@ class Runner:
         become_subreaper()  # orphans of the job (setsid + double fork) come back to us, never to init
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        handle = {"kind": "runtime", "host": os.uname().nodename, "pid": os.getpid(), "runner": self.token}
-        self.status.update(state=State.STAGING, started=self.status.status.started or now_iso(), executor={**handle})
+        place = RunnerPlace(kind="runtime", host=os.uname().nodename, pid=os.getpid(), runner=self.token)
+        self.status.update(state=State.STAGING, started=self.status.status.started or now_iso(), executor=place)
         self.status.start()
         self.logs.on_tick.append(self._sync_metrics)
         self.logs.start()
@@ -489,7 +490,7 @@ class Runner:
         watchdog = Watchdog(proc.pid, self.token)
         self._watchdog_pid = watchdog.proc.pid
         self._proc = proc
-        self.status.update(executor={**self.status.status.executor, "pgid": proc.pid})
+        self.status.update(executor=self.status.status.executor.model_copy(update={"pgid": proc.pid}))
         pumps = [self.logs.pump(proc.stdout, "out"), self.logs.pump(proc.stderr, "err")]  # type: ignore[arg-type]
         try:
             wait_leader_exit(proc.pid)

@@ -159,6 +159,7 @@ def test_escaped_children_die_when_the_runner_is_killed(kenv: tuple[Env, Executo
 def test_cancel_of_a_lost_job_says_what_it_checked(tmp_path: Path, monkeypatch) -> None:
     """`cancel` of a LOST job whose runner never named its host does not claim that nothing is running."""
     from jobsub.config import resolve_profile
+    from jobsub.executors.base import RunnerPlace
     from jobsub.jobs.records import JobRecord, JobStatus, State
     from jobsub.jobs.service import JobService
     from jobsub.storage import open_store
@@ -173,6 +174,6 @@ def test_cancel_of_a_lost_job_says_what_it_checked(tmp_path: Path, monkeypatch) 
     record.write_status(lost)
     said = service.cancel_leftovers("j-lost-1", lost)
     assert "nothing" not in said.replace("nothing was checked", ""), said
-    lost.executor = {"host": os.uname().nodename, "pgid": 999999, "runner": "abcd1234"}
+    lost.executor = RunnerPlace(host=os.uname().nodename, pgid=999999, runner="abcd1234")
     said = service.cancel_leftovers("j-lost-1", lost)
     assert said.startswith("checked ") and "nothing of it is left running" in said, said

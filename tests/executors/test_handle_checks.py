@@ -300,7 +300,7 @@ def test_a_runner_that_is_exiting_is_gone_not_a_rewritten_record() -> None:
     import socket
     import sys
 
-    from jobsub.executors.local import LocalExecutor, _proc_start_time
+    from jobsub.executors.local import LocalExecutor, LocalHandle, _proc_start_time
 
     executor = LocalExecutor.__new__(LocalExecutor)
     script = (
@@ -315,7 +315,7 @@ def test_a_runner_that_is_exiting_is_gone_not_a_rewritten_record() -> None:
             start = None
             while proc.poll() is None:
                 start = start or _proc_start_time(proc.pid)
-                handle = {"kind": "local", "host": socket.gethostname(), "pid": proc.pid, "start_time": start}
+                handle = LocalHandle(kind="local", host=socket.gethostname(), pid=proc.pid, start_time=start)
                 executor.verify_handle(handle, "job-exiting")  # never raises for the job's own runner
                 checks += 1
         finally:

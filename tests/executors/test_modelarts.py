@@ -149,10 +149,12 @@ def test_the_create_body_uses_only_fields_the_sdk_models_define(
     from jobsub.config import resolve_profile
     from jobsub.executors import LaunchRequest
     from jobsub.executors.modelarts import ModelArtsExecutor
+    from jobsub.executors.modelarts_settings import ModelArtsSettings
 
-    profile = resolve_profile()[1].model_copy(deep=True)
-    profile.modelarts.log_export_path = f"obs://{env.bucket}/ma-logs/"
-    profile.modelarts.pool_id = "pool-1"
+    profile = resolve_profile()[1]
+    settings = profile.section("modelarts", ModelArtsSettings)
+    update = {"log_export_path": f"obs://{env.bucket}/ma-logs/", "pool_id": "pool-1"}
+    profile = profile.with_section("modelarts", settings.model_copy(update=update))
     request = LaunchRequest(
         job_id="j1", job_uri=f"s3://{env.bucket}/jobs/j1/", profile=profile, timeout_seconds=7200, flavor=FLAVOR
     )
