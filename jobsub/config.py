@@ -280,6 +280,16 @@ class Profile(BaseModel):
             raise ConfigError(f"profile section {kind!r} is a {type(found).__name__}, not {model.__name__}")
         return found
 
+    def shown(self) -> dict[str, Any]:
+        """The profile as `profile show/list --json` print it: every registered executor's section, its
+        defaults where the profile has none (scripts read `.docker.image` whether or not it was ever set)."""
+        data: dict[str, Any] = self.model_dump()
+        for kind in EXECUTORS:
+            model = executor_settings_model(kind)
+            if model is not None and kind not in data:
+                data[kind] = model().model_dump()
+        return data
+
     def with_section(self, kind: str, settings: BaseModel) -> Profile:
         """A copy of this profile with executor `kind`'s section replaced (e.g. `jobsub image --docker-host`);
         checked as a loaded one would be."""
@@ -340,12 +350,18 @@ def load_config(path: Path | None = None) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where, msg = [str(p) for p in first["loc"]], first["msg"]
-        context = first.get("ctx") or {}
-        if first["type"] == "executor_section":  # the key inside an executor's section, named in full
-            where, msg = [*where, str(context["where"])], str(context["msg"])
-        raise ConfigError(f"config {path}: {'.'.join(where)}: {msg}") from None
+        raise ConfigError(f"config {path}: {first_problem(exc)}") from None
+
+
+def first_problem(exc: ValidationError) -> str:
+    """``where: what`` for the first error of a profile's validation, the key inside an executor's section
+    named in full (``profiles.w.docker.hots: Extra inputs are not permitted``)."""
+    first = exc.errors()[0]
+    where, msg = [str(p) for p in first["loc"]], first["msg"]
+    context = first.get("ctx") or {}
+    if first["type"] == "executor_section":
+        where, msg = [*where, str(context["where"])], str(context["msg"])
+    return f"{'.'.join(where)}: {msg}"
 
 
 def save_config(config: Config, path: Path | None = None) -> Path:

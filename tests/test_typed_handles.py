@@ -182,7 +182,8 @@ def _record(service: JobService, job_id: str, handle: Any) -> JobRecord:
 def test_an_executor_json_written_before_the_models_still_reads(
     service: JobService, kind: str, shape: str, data: dict[str, Any]
 ) -> None:
-    job_id = str(data.get("submission_id", "jobsub-j-1")).removeprefix("jobsub-")
+    job_id = str(data["job_id"] if kind == "modelarts" else data.get("submission_id", "jobsub-j-1"))
+    job_id = job_id.removeprefix("jobsub-")
     handle = service.executor_handle(_record(service, job_id, data))
     assert handle is not None and handle.kind == kind
     assert isinstance(handle, executor_class(kind).handle_model)
@@ -592,3 +593,35 @@ def test_a_rewritten_status_is_one_line_from_the_cli(tmp_path: Path, monkeypatch
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         assert "executor.pgid: Input should be greater than or equal to 1" in lines[0], lines[0]
+
+
+def test_a_rewritten_status_hides_that_job_not_the_whole_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One status.json rewritten into nonsense (by anyone with write access to the bucket) must not take
+    `jobsub jobs`, the web list, `cost` or a priced `submit` down with it: the list shows the jobs it can read."""
+    env: Env = use_env(monkeypatch, make_env(tmp_path, "local"))
+    from jobsub.config import resolve_profile
+
+    prefix = ObjectURI.parse(resolve_profile()[1].jobs_uri).as_prefix()
+    good = JobRecord(env.store(), prefix, "good-20261130-000000-aa")
+    good.put_json("status.json", {"state": "FAILED", "created": "2026-11-30T00:00:00+00:00"})
+    for n, bad_status in enumerate(({"state": "BOGUS"}, {"state": "FAILED", "executor": {"pid": 0}})):
+        bad = JobRecord(env.store(), prefix, f"bad-20261130-00000{n}-bb")
+        bad.put_json("status.json", {"created": "2026-11-30T00:00:00+00:00", **bad_status})
+    result = env.run("jobs", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [row["id"] for row in json.loads(result.stdout)] == [good.job_id]
+
+
+def test_a_pid_no_kernel_can_have_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handle's pid is bounded like the runner's place: 2**70 once reached os.kill and raised OverflowError."""
+    env: Env = use_env(monkeypatch, make_env(tmp_path, "local"))
+    from jobsub.config import resolve_profile
+
+    record = JobRecord(env.store(), ObjectURI.parse(resolve_profile()[1].jobs_uri).as_prefix(), "x-20261130-000000-c3")
+    record.put_json("status.json", {"state": "RUNNING", "created": "2026-11-30T00:00:00+00:00"})
+    record.put_json("executor.json", {"kind": "local", "host": socket.gethostname(), "pid": 2**70, "start_time": "1"})
+    for command in ("status", "cancel"):
+        result = env.run(command, record.job_id)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "pid" in lines[0], lines[0]

@@ -8,7 +8,16 @@ from jobsub.cli.app import App, pass_app, print_json
 from jobsub.cli.docker_options import docker_options, docker_settings
 from jobsub.cli.modelarts_options import modelarts_options, modelarts_settings
 from jobsub.cli.slurm_options import slurm_options, slurm_settings
-from jobsub.config import DEFAULT_PROFILE, Config, Profile, config_file, load_config, resolve_profile, update_config
+from jobsub.config import (
+    DEFAULT_PROFILE,
+    Config,
+    Profile,
+    config_file,
+    first_problem,
+    load_config,
+    resolve_profile,
+    update_config,
+)
 from jobsub.errors import ConfigError
 
 
@@ -102,8 +111,7 @@ def profile_add(
             modelarts=modelarts_settings(executor, more),
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"profile {name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ConfigError(f"profile {name}: {first_problem(exc)}") from None
 
     def change(config: Config) -> None:
         config.profiles[name] = profile
@@ -122,7 +130,7 @@ def profile_list(as_json: bool) -> None:
     profiles = dict(config.profiles)
     profiles.setdefault(DEFAULT_PROFILE, Profile())
     if as_json:
-        print_json({"current": config.current, "profiles": {k: v.model_dump() for k, v in profiles.items()}})
+        print_json({"current": config.current, "profiles": {k: v.shown() for k, v in profiles.items()}})
         return
     for name, profile in sorted(profiles.items()):
         mark = "*" if name == config.current else " "
@@ -137,7 +145,7 @@ def profile_list(as_json: bool) -> None:
 def profile_show(app: App, name: str | None, as_json: bool) -> None:
     """Show a profile (default: the one in use)."""
     resolved_name, profile = resolve_profile(name or app.profile_option)
-    data = profile.model_dump()
+    data = profile.shown()
     if profile.storage == "local":
         data["root"] = str(profile.local_root())
     else:

@@ -43,7 +43,7 @@ from jobsub.config import strip_userinfo
 from jobsub.errors import ConfigError, ExecutorUnavailableError, JobError, JobsubError
 from jobsub.executors import docker_local, secret_handoff
 from jobsub.executors.base import BaseExecutor, Capabilities, LaunchRequest, Observation, RunnerPlace
-from jobsub.executors.docker_handle import HOST_RUNNER, DockerHandle
+from jobsub.executors.docker_handle import HOST_RUNNER, MAX_STOP_TIMEOUT, DockerHandle
 from jobsub.executors.docker_settings import DockerSettings
 from jobsub.units import human_limit, parse_size
 
@@ -333,7 +333,7 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
             container_id=container.id,
             image=image,
             memory_bytes=request.memory_bytes,
-            stop_timeout=int(_runner_grace() + FINISH_MARGIN_SECONDS),
+            stop_timeout=min(int(_runner_grace() + FINISH_MARGIN_SECONDS), MAX_STOP_TIMEOUT),
             keep=bool(self.settings.keep),
             network=options.get("network_mode") or options.get("network") or "",
             user=options.get("user") or image_user,

@@ -12,8 +12,11 @@ from typing import Final, Literal
 
 from pydantic import Field, model_validator
 
-from jobsub.executors.base import BaseHandle
+from jobsub.executors.base import MAX_PID, BaseHandle
 from jobsub.executors.local import LocalHandle
+
+#: the longest a container is given to stop on cancel (a day): a rewritten record cannot make cancel hang longer
+MAX_STOP_TIMEOUT: Final = 24 * 3600
 
 #: the handle's "mode" for a job whose runner runs on the host and whose command runs in a container
 HOST_RUNNER: Final = "host-runner"
@@ -37,11 +40,12 @@ class DockerHandle(BaseHandle):
     # -- a container (S3 store) --
     engine_host: str | None = None
     container_id: str | None = None
-    memory_bytes: int | None = None
-    stop_timeout: int | None = None
+    memory_bytes: int | None = Field(default=None, gt=0, le=2**60)
+    #: seconds `cancel` waits for the container to stop: bounded, the record is anyone's to rewrite
+    stop_timeout: int | None = Field(default=None, ge=0, le=MAX_STOP_TIMEOUT)
     # -- a host runner (local store) --
     runner_host: str | None = None
-    pid: int | None = Field(default=None, gt=0)
+    pid: int | None = Field(default=None, gt=0, le=MAX_PID)
     start_time: str | None = None
     run_dir: str | None = None
 

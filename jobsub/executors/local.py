@@ -23,7 +23,15 @@ from pydantic import Field
 
 from jobsub.config import state_dir
 from jobsub.errors import JobError
-from jobsub.executors.base import BaseExecutor, BaseHandle, Capabilities, LaunchRequest, Liveness, Observation
+from jobsub.executors.base import (
+    MAX_PID,
+    BaseExecutor,
+    BaseHandle,
+    Capabilities,
+    LaunchRequest,
+    Liveness,
+    Observation,
+)
 
 #: How long a runner whose environment reads empty (it is exiting) is given to be gone before its record
 #: is called suspect.
@@ -77,7 +85,7 @@ class LocalHandle(BaseHandle):
 
     kind: Literal["local"]
     host: str
-    pid: int = Field(gt=0)
+    pid: int = Field(gt=0, le=MAX_PID)
     #: clock ticks since boot (/proc/PID/stat field 22); None where /proc is absent
     start_time: str | None = None
     run_dir: str | None = None

@@ -370,6 +370,25 @@ class ModelArtsExecutor(BaseExecutor[ModelArtsHandle]):
             fields["log"] = self.settings.log_export_path
         return ModelArtsHandle.model_validate(fields)
 
+    def verify_handle(self, handle: ModelArtsHandle, job_id: str) -> None:
+        """Refuse a handle that names another jobsub job (the record is anyone's to rewrite): its job id and
+        training job name must be this job's. The training job id itself is checked against the job ModelArts
+        returns (`_is_ours`) before it is stopped or deleted."""
+        if handle.job_id != job_id or (handle.name is not None and handle.name != training_job_name(job_id)):
+            raise JobError(
+                f"the job record names the ModelArts job {redact(handle.name or handle.job_id)[:80]!r}, not "
+                f"{training_job_name(job_id)}: not acting on it (the record was rewritten)"
+            )
+
+    @staticmethod
+    def _is_ours(job: dict[str, Any] | None, handle: ModelArtsHandle) -> bool:
+        """Does the training job ModelArts returned for `handle.training_job_id` carry this job's name? A
+        rewritten record can name any training job id in the project; only our own is stopped or deleted."""
+        if job is None:
+            return False
+        name = (job.get("metadata") or {}).get("name")
+        return name == training_job_name(handle.record_job_id or handle.job_id)
+
     def _same_place(self, handle: ModelArtsHandle) -> bool:
         """A handle is data from a shared bucket: act on it only against this profile's endpoint and project."""
         self.client()
@@ -393,7 +412,10 @@ class ModelArtsExecutor(BaseExecutor[ModelArtsHandle]):
         try:
             if not self._same_place(handle):
                 return Observation("unknown", f"ModelArts job in another project or endpoint: {handle.endpoint}")
-            seen = observe(self._job(handle))
+            job = self._job(handle)
+            if job is not None and not self._is_ours(job, handle):
+                return Observation("unknown", "the job record names another training job: not following it")
+            seen = observe(job)
         except _Unreachable as exc:
             return Observation("unknown", str(exc))
         return self._with_log_hint(seen, handle)
@@ -421,7 +443,7 @@ class ModelArtsExecutor(BaseExecutor[ModelArtsHandle]):
         jobs = {str((j.get("metadata") or {}).get("id")): j for j in found.get("items") or [] if isinstance(j, dict)}
         return [
             self._with_log_hint(observe(jobs[h.training_job_id]), h)
-            if h.training_job_id in jobs and self._same_place(h)
+            if h.training_job_id in jobs and self._same_place(h) and self._is_ours(jobs[h.training_job_id], h)
             else self.poll(h)
             for h in handles
         ]
@@ -435,6 +457,9 @@ class ModelArtsExecutor(BaseExecutor[ModelArtsHandle]):
         try:
             if not self._same_place(handle):
                 log.warning("not stopping %s: it belongs to another ModelArts project or endpoint", handle.name)
+                return
+            if not self._is_ours(self._job(handle), handle):
+                log.warning("not stopping %s: ModelArts names it otherwise (the record was rewritten)", handle.name)
                 return
             request = v1.StopTrainingJobRequest(
                 training_job_id=handle.training_job_id, body=v1.JobActionType(action_type="terminate")
@@ -450,7 +475,7 @@ class ModelArtsExecutor(BaseExecutor[ModelArtsHandle]):
         if not self.settings.keep_jobs and handle.training_job_id:
             v1 = self._sdk()
             try:
-                if self._same_place(handle):
+                if self._same_place(handle) and self._is_ours(self._job(handle), handle):
                     request = v1.DeleteTrainingJobRequest(training_job_id=handle.training_job_id)
                     self._call("deleting the training job", "delete_training_job", request)
             except (_Unreachable, JobError) as exc:

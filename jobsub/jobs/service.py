@@ -577,8 +577,8 @@ class JobService:
             try:
                 record = self.record(job_id)
                 found.append((job_id, record, record.read_status()))
-            except (JobNotFoundError, StorageError, ValueError):
-                continue
+            except (JobNotFoundError, RecordFormatError, StorageError, ValueError):
+                continue  # a status.json anyone rewrote into nonsense hides that job, not the whole list
         live: dict[str, list[tuple[int, JobRecord, BaseHandle | None]]] = {}
         for index, (_, record, status) in enumerate(found):
             if not status.state.final:

@@ -251,6 +251,7 @@ def test_ray_profile_address_with_credentials_is_refused(env: Env) -> None:
     )
     assert result.returncode == 2, result.stderr
     assert "hunter22" not in result.stdout + result.stderr and "ray.headers_env" in result.stderr
+    assert "profile r: ray.address: " in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(

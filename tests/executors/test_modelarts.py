@@ -294,3 +294,50 @@ def test_a_job_that_cannot_read_its_credentials_fails_with_the_reason_in_the_exp
     poll(lambda: exported in _bucket_keys(env), 30, 0.3, "the exported log")
     log = env.boto().get_object(Bucket=env.bucket, Key=exported)["Body"].read().decode()
     assert "the job's one-time secret could not be fetched (HTTP 404)" in log
+
+
+def _job_record(env: Env, job_id: str):
+    from jobsub.jobs.records import JobRecord
+    from jobsub.storage import open_store
+    from jobsub.uri import ObjectURI
+
+    env.apply()
+    from jobsub.config import resolve_profile
+
+    _, profile = resolve_profile()
+    return JobRecord(open_store(profile), ObjectURI.parse(profile.jobs_uri), job_id)
+
+
+def test_a_rewritten_record_naming_another_training_job_neither_stops_nor_follows_it(
+    maenv: tuple[Env, ExecutorHarness], tmp_path: Path, modelarts_standin: ModelArtsStandIn
+) -> None:
+    """Whoever can write the jobs prefix can point job A's executor.json at job B's training job id (same
+    project, same endpoint): `cancel A` must not stop B, and `status A` must not report B's phase. A handle
+    naming another jobsub job outright is refused with one line."""
+    env, _ = maenv
+    code = code_folder(tmp_path, "print('never runs')\n")
+    ids = [
+        json.loads(_submit(env, code, "--set", f"resources.flavor={BUSY_FLAVOR}", "--json").stdout)["job_id"]
+        for _ in range(2)
+    ]
+    victim, attacker = ids
+    real = {i: dict(_job_record(env, i).get_json("executor.json")) for i in ids}
+    record = _job_record(env, attacker)
+    record.put_json("executor.json", {**real[attacker], "training_job_id": real[victim]["training_job_id"]})
+    stops_before = [p for m, p, _ in modelarts_standin.requests if m == "POST" and p.endswith("/actions")]
+    assert env.run("cancel", attacker, "--no-wait", timeout=120).returncode == 0
+    stops = [p for m, p, _ in modelarts_standin.requests if m == "POST" and p.endswith("/actions")][len(stops_before) :]
+    assert not [p for p in stops if real[victim]["training_job_id"] in p], stops
+    victim_status = env.run_json("status", victim)["status"]
+    assert victim_status["state"] == "QUEUED", victim_status
+    # the whole handle of another job: refused by its job id before any request, one line, exit 1
+    record.put_json("executor.json", real[victim])
+    refused = env.run("status", attacker)
+    assert refused.returncode == 1 and "not acting on it" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    # the happy path: the true handle back, both jobs cancel
+    record.put_json("executor.json", real[attacker])
+    for job_id in ids:
+        assert env.run("cancel", job_id, timeout=120).returncode == 0
+    for job_id in ids:
+        poll(lambda j=job_id: env.run_json("status", j)["status"]["state"] == "CANCELLED", 60, 0.5, "CANCELLED")
