@@ -255,7 +255,7 @@ class JobService:
         plan.estimate = billing.estimate_plan(
             self,
             spec,
-            [path for _, path, _ in plan.uploads],
+            [billing.upload_plan(self.store, path, dest) for _, path, dest in plan.uploads],
             plan.code.bytes if plan.code else None,
             plan.timeout_seconds,
             plan.memory_bytes,
