@@ -122,3 +122,24 @@ def test_a_body_that_stalls_fails_within_the_read_timeout(fake_s3: str) -> None:
     with pytest.raises(EndpointTimeoutError, match="no reply in 1 s"):
         store.get_range_to("b", "k", 0, 1 << 20, lambda at, chunk: None)
     assert time.monotonic() - started < 3.5
+
+
+def test_a_download_from_ceph_keeps_its_connections(cephenv, tmp_path, caplog) -> None:
+    """Ceph keeps connections alive (moto closes each): every part read to its end hands its connection
+    back, so a 12-part download opens at most one connection per worker, not one per part."""
+    import logging
+
+    from jobsub.transfer import TransferManager, TransferOptions
+    from jobsub.uri import ObjectURI
+    from tests.conftest import write_random
+
+    source = write_random(tmp_path / "src.bin", 12 * (5 << 20) + 7, seed=5)
+    cephenv.run("upload", str(source), cephenv.uri("keep/src.bin"), "-q", check=True)
+    store = cephenv.store()
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    options = TransferOptions(part_size=5 << 20, concurrency=3)
+    summary = TransferManager(store, options).download(ObjectURI.parse(cephenv.uri("keep/src.bin")), tmp_path / "out")
+    assert summary.parts_sent == 13 and not summary.failures
+    assert (tmp_path / "out").read_bytes() == source.read_bytes()
+    opened = [r for r in caplog.records if "Starting new HTTP connection" in r.getMessage()]
+    assert 1 <= len(opened) <= 3 + 1  # the workers' connections (+ the HEAD's, if it was not reused)
