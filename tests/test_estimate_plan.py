@@ -61,3 +61,73 @@ def test_an_input_already_stored_costs_no_upload_requests_in_the_estimate(planen
     assert planenv.run_json("upload", "--dry-run", str(data), dest)["requests"] == 0
     assert again["estimate"]["requests"] == RECORD_REQUESTS + CODE_REQUESTS
     assert again["estimate"]["upload_bytes"] >= data.stat().st_size  # still stored for the job: priced
+
+
+@pytest.fixture
+def motoenv(request, tmp_path: Path, monkeypatch) -> Env:
+    return _isolated_env(tmp_path, monkeypatch, "s3", request.getfixturevalue("moto_server"))
+
+
+def _counting(monkeypatch) -> dict[str, int]:
+    """Count the reads that hash the file (the plan's pass, and per-part checksums made while sending)."""
+    from jobsub.storage.checksums import Checksum
+    from jobsub.transfer import checksums, upload
+
+    calls = {"pass": 0, "part": 0}
+    real_pass, real_range = checksums.sha256_and_parts, Checksum.of_range.__func__  # type: ignore[attr-defined]
+
+    def counted_pass(*args, **kwargs):
+        calls["pass"] += 1
+        return real_pass(*args, **kwargs)
+
+    def counted_range(cls, *args, **kwargs):
+        calls["part"] += 1
+        return real_range(cls, *args, **kwargs)
+
+    monkeypatch.setattr(upload, "sha256_and_parts", counted_pass)
+    monkeypatch.setattr(Checksum, "of_range", classmethod(counted_range))
+    return calls
+
+
+def test_the_submits_plan_is_carried_out_without_reading_the_file_again(motoenv: Env, tmp_path: Path, monkeypatch):
+    """The submit plans each input for its estimate; its upload carries out that plan, so the file is
+    hashed once (SHA-256 and part MD5s in one read), not planned and hashed a second time."""
+    from jobsub.transfer import TransferManager
+    from jobsub.uri import ObjectURI
+
+    data = write_random(tmp_path / "in.bin", 20 * MiB, seed=7)
+    dest = ObjectURI.parse(motoenv.uri("in/in.bin"))
+    store = motoenv.store()
+    calls = _counting(monkeypatch)
+    plan = TransferManager(store).plan_upload([data], dest)
+    assert calls == {"pass": 1, "part": 0}
+    summary = TransferManager(store).upload([data], dest, plan)
+    assert calls == {"pass": 1, "part": 0}  # the parts went with the plan's checksums
+    assert summary.requests == plan.totals()["requests"] == 5 and not summary.failures
+    out = tmp_path / "out.bin"
+    motoenv.run("download", str(dest), str(out), "-q", check=True)
+    assert out.read_bytes() == data.read_bytes()
+
+
+def test_a_file_changed_after_the_submits_plan_is_planned_again(motoenv: Env, tmp_path: Path, monkeypatch) -> None:
+    """Hostile: the input is rewritten (same size) between the estimate and the upload: the stale plan and
+    its checksums are dropped, the new bytes are stored, with their own SHA-256."""
+    import hashlib
+
+    from jobsub.transfer import TransferManager
+    from jobsub.uri import ObjectURI
+
+    data = write_random(tmp_path / "in.bin", 20 * MiB, seed=8)
+    dest = ObjectURI.parse(motoenv.uri("in/changed.bin"))
+    store = motoenv.store()
+    plan = TransferManager(store).plan_upload([data], dest)
+    write_random(data, 20 * MiB, seed=9)
+    calls = _counting(monkeypatch)
+    summary = TransferManager(store).upload([data], dest, plan)
+    assert not summary.failures
+    assert calls["pass"] == 1  # planned again, from the new bytes
+    head = store.head(dest.bucket, dest.key)
+    assert head is not None and head.metadata["jobsub-sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    out = tmp_path / "out.bin"
+    motoenv.run("download", str(dest), str(out), "-q", check=True)
+    assert out.read_bytes() == data.read_bytes()
