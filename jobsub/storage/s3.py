@@ -152,8 +152,9 @@ def _readinto_stream(body: Any, size: int) -> Iterator[memoryview]:
 
     botocore's StreamingBody wraps a urllib3 response (decode_content off) over an http.client response;
     http.client's readinto fills our buffer from the socket and keeps the Content-Length (or chunked)
-    accounting. A short body ends the iteration early: the caller compares the count with the range and
-    retries. Where the layers are not the expected ones (another botocore), iter_chunks is used instead.
+    accounting: a body that ends before its Content-Length raises _ShortBody (a retryable StorageError for
+    the caller), as urllib3 did. Where the layers are not the expected ones (another botocore, or a body
+    already partly read through urllib3), iter_chunks is used instead.
     """
     raw = getattr(body, "_raw_stream", None)
     fp = getattr(raw, "_fp", None)
