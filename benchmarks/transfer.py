@@ -49,6 +49,7 @@ c.download_file(sys.argv[3], sys.argv[4], sys.argv[2])
 
 
 def measure(argv: list[str], env: dict[str, str], stdout: Path | None = None) -> dict[str, float]:
+    load = os.getloadavg()[0]  # the machine is shared: every figure comes with the load it ran under
     started = time.monotonic()
     out = stdout.open("wb") if stdout else subprocess.DEVNULL
     proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE)
@@ -64,6 +65,7 @@ def measure(argv: list[str], env: dict[str, str], stdout: Path | None = None) ->
         "wall_s": round(wall, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "load_1m": round(load, 2),
     }
 
 
@@ -294,6 +296,8 @@ def alternate(cases: dict[str, tuple[list[str], dict[str, str]]], rounds: int) -
         median = dict(ranked[len(ranked) // 2])
         median["cpu_s"] = sorted(r["cpu_s"] for r in rows)[len(rows) // 2]
         median["walls"] = [r["wall_s"] for r in rows]  # type: ignore[assignment]
+        median["cpus"] = [r["cpu_s"] for r in rows]  # type: ignore[assignment]
+        median["loads"] = [r["load_1m"] for r in rows]  # type: ignore[assignment]
         results[name] = median
     return results
 
@@ -353,6 +357,9 @@ def report(results: dict[str, dict], size: int, out: Path, server: str = "moto")
         ratio = f"{row['wall_s'] / base['wall_s']:.2f}x" if base else ""
         rss = f"{row['peak_rss_mib'] / base['peak_rss_mib']:.2f}x" if base else ""
         lines.append(f"| {name} | {row['wall_s']} | {row['cpu_s']} | {row['peak_rss_mib']} | {ratio} | {rss} |")
+    loads = [v for row in results.values() for v in row.get("loads", [row.get("load_1m")]) if v is not None]
+    if loads:
+        lines.append(f"\nload average (1 min) when the commands started: {min(loads)} to {max(loads)}")
     table = "\n".join(lines)
     print(table)
     for name, row in results.items():

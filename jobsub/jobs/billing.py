@@ -8,7 +8,6 @@ service do not import each other.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,8 +20,8 @@ from jobsub.jobs.models import Bill, BillJob, CostRecord, JobCost, JobDocument, 
 from jobsub.jobs.records import JobRecord
 from jobsub.jobs.spec import JobSpec
 from jobsub.storage.base import ObjectStore
-from jobsub.transfer.planning import DEFAULT_PART_SIZE
-from jobsub.transfer.sources import folder_files
+from jobsub.transfer import TransferManager, TransferOptions
+from jobsub.transfer.planning import UploadPlan
 from jobsub.uri import ObjectURI
 
 
@@ -54,16 +53,14 @@ def job_rate(prices: Prices, spec: JobSpec, memory_bytes: int | None) -> float:
     return hourly_rate(prices, res.cpus, memory_bytes, res.gpus, res.flavor) * max(1, res.nodes)
 
 
-def _local_bytes(path: Path) -> tuple[int, int]:
-    """(bytes, requests to upload them) for a local file or folder."""
-    files = [path] if path.is_file() else folder_files(path)[0]
-    total, requests = 0, 0
-    for file in files:
-        size = file.stat().st_size
-        total += size
-        parts = max(1, math.ceil(size / DEFAULT_PART_SIZE))
-        requests += 1 if parts == 1 else parts + 2  # single PUT, or create + parts + complete
-    return total, requests
+def upload_plan(store: ObjectStore, path: Path, dest: str, options: TransferOptions | None = None) -> UploadPlan:
+    """The transfer plan the upload of one input will carry out (transfer/planning.py, what `jobsub upload
+    --dry-run` prints): its requests and bytes are what the estimate prices, so the two cannot disagree.
+
+    Read-only (HEAD, ListParts, local reads); the SHA-256 it computes for a multipart input is remembered in
+    the hash cache, so the upload that follows does not read the file for it again.
+    """
+    return TransferManager(store, options).plan_upload([path], ObjectURI.parse(dest))
 
 
 def earlier_durations(service: JobSource, spec: JobSpec, limit: int = HISTORY_LIMIT) -> list[float]:
@@ -91,19 +88,19 @@ def earlier_durations(service: JobSource, spec: JobSpec, limit: int = HISTORY_LI
 def estimate_plan(
     service: JobSource,
     spec: JobSpec,
-    uploads: Iterable[Path],
+    uploads: Iterable[UploadPlan],
     code_bytes: int | None,
     timeout_seconds: float | None,
     memory_bytes: int | None,
 ) -> Estimate:
-    """What a submit of `spec` will cost: local `uploads` and the code archive sent, the job's rate up to
-    its timeout (units already parsed by the plan)."""
+    """What a submit of `spec` will cost: the inputs' transfer plans (their requests, the bytes they keep
+    stored) and the code archive, the job's rate up to its timeout (units already parsed by the plan)."""
     prices = service.profile.prices
     upload_bytes, requests = 0, 3  # job.json, status.json, executor.json
-    for path in uploads:
-        size, count = _local_bytes(path)
-        upload_bytes += size
-        requests += count
+    for plan in uploads:
+        totals = plan.totals()
+        upload_bytes += totals["bytes_total"]  # stored for the job whether sent now or already there
+        requests += totals["requests"]
     if code_bytes is not None:
         upload_bytes += code_bytes
         requests += 1

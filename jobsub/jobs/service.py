@@ -45,7 +45,7 @@ from jobsub.jobs.spec_guard import check_output_bucket
 from jobsub.jobs.tunables import runtime_tunables
 from jobsub.redact import holds_credential, resolved_secrets
 from jobsub.storage.base import ObjectStore
-from jobsub.transfer import TransferManager, TransferSubscriber
+from jobsub.transfer import TransferManager, TransferSubscriber, UploadPlan
 from jobsub.transfer.checksums import cached_sha256
 from jobsub.transfer.sources import folder_files
 from jobsub.uri import ObjectURI, is_remote
@@ -66,6 +66,8 @@ class SubmitPlan:
     spec: JobSpec
     inputs: dict[str, str]  # name -> URI after upload
     uploads: list[tuple[str, Path, str]] = field(default_factory=list)  # (input name, local path, destination URI)
+    #: each upload's transfer plan (what the estimate counts), carried out by submit where still current
+    upload_plans: list[UploadPlan] = field(default_factory=list)
     outputs: str = ""
     code: CodeRef | None = None
     code_archive: bytes | None = None
@@ -255,10 +257,11 @@ class JobService:
             plan.code = CodeRef(uri=str(uri), sha256=sha, files=files, bytes=len(archive), folder=spec.code)
             plan.code_archive = archive
         plan.max_cost = max_cost
+        plan.upload_plans = [billing.upload_plan(self.store, path, dest) for _, path, dest in plan.uploads]
         plan.estimate = billing.estimate_plan(
             self,
             spec,
-            [path for _, path, _ in plan.uploads],
+            plan.upload_plans,
             plan.code.bytes if plan.code else None,
             plan.timeout_seconds,
             plan.memory_bytes,
@@ -312,10 +315,12 @@ class JobService:
             billing.check_max_cost(plan.estimate, plan.max_cost)
         request = self.launch_request(plan, secret_env)
         self.executor.check(request)
+        # a SubmitPlan built without plans (none made) uploads as before: each file is planned as it goes
+        made = dict(zip((dest for _, _, dest in plan.uploads), plan.upload_plans, strict=False))
         for name, path, dest in plan.uploads:
             on_message(f"uploading input {name}: {path} -> {dest}")
             target = ObjectURI.parse(dest)
-            summary = TransferManager(self.store, subscribers=subscribers).upload([path], target)
+            summary = TransferManager(self.store, subscribers=subscribers).upload([path], target, made.get(dest))
             for note in summary.skipped:
                 on_message(f"warning: input {name}: not uploaded: {note}")
             if summary.failures:  # never start a job on an input that is only partly there

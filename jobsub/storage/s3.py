@@ -135,6 +135,57 @@ class _ProgressBody(io.RawIOBase):
         return self._pos
 
 
+#: bytes read from the socket per chunk of a download (one buffer per part worker)
+_READ_BUFFER = 1 << 20
+
+
+class _ReadError(OSError):
+    """A socket error while reading a body (its cause), told apart from an error of the local write."""
+
+
+class _ShortBody(Exception):
+    """The connection closed before the body's Content-Length was read (the count of missing bytes)."""
+
+
+def _readinto_stream(body: Any, size: int) -> Iterator[memoryview]:
+    """The body of a GetObject as views of one reused buffer, read straight from the socket.
+
+    botocore's StreamingBody wraps a urllib3 response (decode_content off) over an http.client response;
+    http.client's readinto fills our buffer from the socket and keeps the Content-Length (or chunked)
+    accounting: a body that ends before its Content-Length raises _ShortBody (a retryable StorageError for
+    the caller), as urllib3 did. Where the layers are not the expected ones (another botocore, or a body
+    already partly read through urllib3), iter_chunks is used instead.
+    """
+    raw = getattr(body, "_raw_stream", None)
+    fp = getattr(raw, "_fp", None)
+    already_read: int = getattr(raw, "_fp_bytes_read", 0) if raw is not None else 0
+    if raw is None or fp is None or not hasattr(fp, "readinto") or already_read:
+        for data in body.iter_chunks(size):
+            yield memoryview(data)
+        return
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    clean = False
+    try:
+        while True:
+            try:
+                n = fp.readinto(view)
+            except OSError as exc:
+                raise _ReadError(str(exc)) from exc
+            if not n:
+                break
+            yield view[:n]
+        missing = getattr(fp, "length", None)  # http.client counts down the Content-Length
+        if missing:
+            raise _ShortBody(missing)
+        clean = True
+    finally:
+        if not clean:
+            raw.close()  # a half-read body: the connection cannot be reused
+        if fp.isclosed():
+            raw.release_conn()  # back to the pool (closed ones reconnect on their next use)
+
+
 class S3Store:
     def __init__(
         self,
@@ -371,11 +422,16 @@ class S3Store:
         key: str,
         start: int,
         length: int,
-        write: Callable[[int, bytes], None],
+        write: Callable[[int, memoryview], None],
         progress: ProgressCallback | None = None,
     ) -> int:
         """Like get_range, but each chunk goes to `write(offset, chunk)` as it arrives (downloads write it to
-        the file), so no part is ever held whole: memory is one chunk per worker. Returns the bytes written."""
+        the file), so no part is ever held whole: memory is one buffer per worker. Returns the bytes written.
+
+        The socket is read straight into one preallocated buffer (`_readinto_stream`), so each byte is copied
+        once in this process (into the buffer) and once more by the write: urllib3's read() made a new bytes
+        object per chunk, twice over. `write` must not keep the view: the buffer is reused for the next chunk.
+        """
         if length <= 0:
             return 0
         response = self._call(
@@ -383,23 +439,30 @@ class S3Store:
         )
         written = 0
         try:
-            for chunk in response["Body"].iter_chunks(1 << 20):
+            for chunk in _readinto_stream(response["Body"], min(length, _READ_BUFFER)):
                 write(start + written, chunk)
                 written += len(chunk)
                 if progress:
                     progress(len(chunk))
-        except (OSError, InsufficientSpaceError):
+        except (OSError, InsufficientSpaceError) as exc:
             if progress:
                 progress(-written)
+            if isinstance(exc, _ReadError):
+                raise self._read_failure(exc.__cause__ or exc, bucket, key) from None
             raise  # a local write failed (full disk): not the server's fault
         except Exception as exc:
             if progress:
                 progress(-written)
-            translated = self._translate(exc, bucket, key)
-            raise (
-                translated if translated is not exc else StorageError(f"reading s3://{bucket}/{key}: {exc}")
-            ) from None
+            raise self._read_failure(exc, bucket, key) from None
         return written
+
+    def _read_failure(self, exc: BaseException, bucket: str, key: str) -> Exception:
+        if isinstance(exc, _ShortBody):
+            return StorageError(f"reading s3://{bucket}/{key}: the connection closed {exc} bytes before the end")
+        translated = self._translate(exc, bucket, key) if isinstance(exc, Exception) else exc
+        if translated is not exc and isinstance(translated, Exception):
+            return translated
+        return StorageError(f"reading s3://{bucket}/{key}: {type(exc).__name__}: {exc}")
 
     def get(self, bucket: str, key: str) -> bytes:
         response = self._call("get_object", _ctx=(bucket, key, ""), Bucket=bucket, Key=key)

@@ -54,10 +54,12 @@ class TransferManager:
         finally:
             uploader.close()
 
-    def upload(self, sources: list[str | Path], dest: ObjectURI) -> TransferSummary:
+    def upload(self, sources: list[str | Path], dest: ObjectURI, plan: UploadPlan | None = None) -> TransferSummary:
+        """Upload; ``plan``: one ``plan_upload`` made for these sources (the submit's, for its estimate), carried
+        out file by file where the file is still the one planned (same identity), so its read is not redone."""
         skipped: list[str] = []  # links out of a folder, FIFOs ...: named, never sent (transfer/sources.py)
         items = plan_uploads(sources, dest, skipped)
-        uploader = Uploader(self.store, self.options, self.hub, self._cancel)
+        uploader = Uploader(self.store, self.options, self.hub, self._cancel, planned=plan)
         uploader.summary.skipped.extend(skipped)
         return uploader.run(items)
 

@@ -169,7 +169,7 @@ class Downloader:
         try:
 
             def fetch(number: int, offset: int, length: int) -> None:
-                def write(at: int, chunk: bytes) -> None:
+                def write(at: int, chunk: bytes | memoryview) -> None:
                     try:
                         os.pwrite(fd, chunk, at)
                     except OSError as exc:

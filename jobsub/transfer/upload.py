@@ -118,7 +118,14 @@ def _check_unchanged(path: Path, before: os.stat_result) -> None:
 
 
 class Uploader:
-    def __init__(self, store: ObjectStore, options: TransferOptions, hub: EventHub, cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        options: TransferOptions,
+        hub: EventHub,
+        cancel: threading.Event,
+        planned: UploadPlan | None = None,
+    ) -> None:
         self.store = store
         self.options = options
         self.hub = hub
@@ -129,6 +136,11 @@ class Uploader:
         # resolved once from the profile (TransferManager); only a server that refuses it changes it (to md5)
         self.algorithm: str = options.checksum or store.checksum_algorithm
         self._fallback_lock = threading.Lock()
+        #: plans made earlier for these files (a submit's, for its estimate), each used once if still current
+        self._planned: dict[UploadItem, FilePlan] = {
+            (Path(f.source), f.bucket, f.key): f for f in (planned.files if planned else [])
+        }
+        self._planned_lock = threading.Lock()
 
     def run(self, items: list[UploadItem]) -> TransferSummary:
         for bucket in sorted({b for _, b, _ in items}):
@@ -242,11 +254,27 @@ class Uploader:
         if self.cancel.is_set():
             raise Cancelled()
         report = self.hub.progress_for(str(item[0]))
-        outcome = self.carry_out(self.plan_file(item), report)
+        outcome = self.carry_out(self._earlier_plan(item) or self.plan_file(item), report)
         if outcome == "restart":
             self.hub.emit("message", text=f"{item[0]}: the adopted upload carried another checksum; uploading again")
             outcome = self.carry_out(self.plan_file(item, adopt=False), report)
         return outcome
+
+    def _earlier_plan(self, item: UploadItem) -> FilePlan | None:
+        """The plan made earlier for this file, if the file is still the one it was made for (same size,
+        mtime, ctime, inode) and with the same checksum algorithm; else None and the file is planned afresh."""
+        with self._planned_lock:
+            plan = self._planned.pop(item, None)
+        if plan is None or plan.stat is None:
+            return None
+        try:
+            now = stable_stat(item[0])
+        except OSError:
+            return None
+        same_algorithm = all(c.algorithm == self.algorithm for c in plan.part_checksums.values()) and (
+            plan.journal is None or plan.journal.algorithm == self.algorithm
+        )
+        return plan if identity(now) == identity(plan.stat) and same_algorithm else None
 
     def carry_out(self, plan: FilePlan, report) -> str:
         """Do exactly what the plan says: its parts, its requests (plus retries), nothing it did not foresee."""
