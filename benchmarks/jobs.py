@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import statistics
@@ -35,12 +36,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.transfer import bench_env, create_bucket, start_moto  # noqa: E402
 
 SCRIPT = "import time\nfor i in range(6):\n    print(f'tick {time.time():.4f}', flush=True)\n    time.sleep(0.5)\n"
+
+
+#: per job, where its seconds went (filled by one_job when --trace is given): see trace_phases
+TRACES: list[dict[str, float]] = []
+TRACE_URL = ""
 
 
 def one_job(env: dict[str, str], code: Path) -> tuple[float, list[float]]:
@@ -53,6 +60,7 @@ def one_job(env: dict[str, str], code: Path) -> tuple[float, list[float]]:
         text=True,
         check=True,
     ).stdout
+    submitted = time.time()
     job_id = json.loads(out)["job_id"]
     follow = subprocess.Popen([*jobsub, "logs", "-f", job_id], env=env, stdout=subprocess.PIPE, text=True)
     first = None
@@ -64,7 +72,65 @@ def one_job(env: dict[str, str], code: Path) -> tuple[float, list[float]]:
             first = first or now
             delays.append(now - float(line.split()[1]))
     follow.wait()
+    if TRACE_URL and env.get("JOBSUB_PROFILE") != "default":
+        TRACES.append(trace_phases(TRACE_URL, job_id, started, submitted, first))
     return (first or time.time()) - started, delays
+
+
+def trace_phases(url: str, job_id: str, started: float, submitted: float, shown: float | None) -> dict[str, float]:
+    """Seconds after pressing enter at which each step happened, read back from the job's record on moto: the
+    submit wrote the record (job.json's `created`), the submit returned, the runner wrote STAGING (its first
+    status), said `running:` (staging done, command started), the command printed its first line, and
+    `logs -f` showed it. Clocks are this machine's (the container and the Slurm node share it)."""
+    from datetime import datetime
+
+    import boto3
+
+    s3 = boto3.client(
+        "s3", endpoint_url=url, aws_access_key_id="bench", aws_secret_access_key="benchbench", region_name="us-east-1"
+    )
+    prefix = f"jobs/{job_id}/"
+
+    def at(iso: str) -> float:
+        return datetime.fromisoformat(iso).timestamp() - started
+
+    doc = json.loads(s3.get_object(Bucket="jobs-bench", Key=prefix + "job.json")["Body"].read())
+    status = json.loads(s3.get_object(Bucket="jobs-bench", Key=prefix + "status.json")["Body"].read())
+    lines = []
+    for item in s3.list_objects_v2(Bucket="jobs-bench", Prefix=prefix + "logs/").get("Contents", []):
+        body = s3.get_object(Bucket="jobs-bench", Key=item["Key"])["Body"].read().decode()
+        lines.extend(json.loads(raw) for raw in body.splitlines() if raw)
+    staging = next((t["at"] for t in status.get("transitions", []) if t["state"] == "STAGING"), None)
+    running = next((x["t"] for x in lines if x["l"].startswith("[jobsub] running:")), None)
+    tick = next((x["t"] for x in lines if x["l"].startswith("tick ")), None)
+    phases = {
+        "record_written": at(doc["created"]),
+        "submit_returned": submitted - started,
+        "runner_staging": at(staging) if staging else float("nan"),
+        "command_started": running - started if running else float("nan"),
+        "first_line_printed": tick - started if tick else float("nan"),
+        "first_line_shown": (shown or time.time()) - started,
+    }
+    rounded = {name: round(value, 3) for name, value in phases.items()}
+    print("  trace", job_id, json.dumps(rounded), flush=True)
+    return rounded
+
+
+def run_notes() -> dict[str, Any]:
+    """What goes beside each result: the load average at its end (the machine is shared) and, with
+    --trace, the median second at which each step of the job happened."""
+    notes: dict[str, Any] = {"load_average": [round(x, 2) for x in os.getloadavg()]}
+    if TRACES:
+        notes["phases_median_s"] = median_trace()
+    return notes
+
+
+def median_trace() -> dict[str, float]:
+    """The median of each phase over the jobs traced since the last call (then forgotten)."""
+    names = TRACES[0].keys() if TRACES else []
+    medians = {name: round(statistics.median(t[name] for t in TRACES), 3) for name in names}
+    TRACES.clear()
+    return medians
 
 
 def sbatch_floor(cluster, work: Path) -> float:  # type: ignore[no-untyped-def]
@@ -111,6 +177,7 @@ def bench_slurm(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[st
         "added_over_floor_median_s": round(statistics.median(firsts) - floor, 3),
         "line_latency_median_s": round(statistics.median(delays), 3),
         "line_latency_p90_s": round(sorted(delays)[int(len(delays) * 0.9)], 3),
+        **run_notes(),
     }
 
 
@@ -162,6 +229,7 @@ def bench_docker(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[s
         "added_over_floor_median_s": round(statistics.median(firsts) - floor, 3),
         "line_latency_median_s": round(statistics.median(delays), 3),
         "line_latency_p90_s": round(sorted(delays)[int(len(delays) * 0.9)], 3),
+        **run_notes(),
     }
 
 
@@ -230,6 +298,7 @@ def bench_ray(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[str,
         "added_over_floor_median_s": round(statistics.median(firsts) - floor, 3),
         "line_latency_median_s": round(statistics.median(delays), 3),
         "line_latency_p90_s": round(sorted(delays)[int(len(delays) * 0.9)], 3),
+        **run_notes(),
     }
 
 
@@ -242,11 +311,17 @@ def main() -> None:
     parser.add_argument("--only-docker", action="store_true", help="only the docker executor beside docker run")
     parser.add_argument("--ray", action="store_true", help="also the ray executor beside a bare Ray SDK job")
     parser.add_argument("--only-ray", action="store_true", help="only the ray executor beside a bare Ray SDK job")
+    parser.add_argument(
+        "--trace", action="store_true", help="per job, when each step happened (record, runner start, command)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="jobsub-jobs-bench-"))
     (work / "code").mkdir()
     (work / "code" / "main.py").write_text(SCRIPT)
     moto, url = start_moto()
+    if args.trace:
+        global TRACE_URL
+        TRACE_URL = url
     env = bench_env(work)
     results = {}
     try:
@@ -293,6 +368,7 @@ def main() -> None:
                 "submit_to_first_line_max_s": round(max(firsts), 3),
                 "line_latency_median_s": round(statistics.median(delays), 3),
                 "line_latency_p90_s": round(sorted(delays)[int(len(delays) * 0.9)], 3),
+                **run_notes(),
             }
             print(profile, json.dumps(results[profile]), flush=True)
     finally:
