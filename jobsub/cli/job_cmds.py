@@ -11,7 +11,7 @@ import click
 from jobsub.cli.app import App, pass_app, print_json, warn_line
 from jobsub.cli.safe import log_line, markup, plain
 from jobsub.costs import money
-from jobsub.errors import SpecError, UsageError
+from jobsub.errors import JobsubError, SpecError, UsageError
 from jobsub.jobs.records import JobStatus
 from jobsub.jobs.records import State as JobState
 from jobsub.units import human_duration, human_size
@@ -19,6 +19,19 @@ from jobsub.units import human_duration, human_size
 if TYPE_CHECKING:
     from jobsub.jobs.models import LogLine, Results
     from jobsub.jobs.service import JobService
+
+
+def _start_store_early(app: App) -> None:
+    """An S3 profile's botocore start (most of this command's own start) begins on a thread now, beside
+    what comes before the first request: reading the spec, importing the job service (storage/s3_client.py)."""
+    try:
+        s3 = app.profile.storage == "s3"
+    except JobsubError:
+        return  # said properly where the profile is used
+    if s3:
+        from jobsub.storage.s3_client import prepare
+
+        prepare()
 
 
 def _service(app: App, executor: str | None = None) -> JobService:
@@ -64,6 +77,7 @@ def _render_line(line: LogLine, timestamps: bool) -> str:
 
 
 def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> JobStatus:
+    _start_store_early(app)
     service = _service(app)
     final: JobStatus | None = None
     try:
@@ -155,6 +169,7 @@ def submit_command(
 
     if bool(template) == bool(spec_file):
         raise UsageError("name a TEMPLATE or a spec file with -f job.yaml (not both); see `jobsub templates`")
+    _start_store_early(app)
     path = spec_file if spec_file else find_template(template or "")
     spec = load_spec(path)
     assignments = list(sets) + ([f"name={name}"] if name else [])

@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -69,6 +70,8 @@ MIN_MEMORY_BYTES = 6 * 1024 * 1024
 RECORD_JOB_ID = "record_job_id"
 #: uids (and gids) of the per-job users of containers that would otherwise run as root
 JOB_UID_BASE, JOB_UID_SPAN = 2_000_000, 1_000_000
+#: seconds for which the submit reuses what check just learnt (the engine answered, the image's user)
+CHECK_REUSE_SECONDS = 10.0
 _CONTAINER_ID_RE = re.compile(r"[0-9a-f]{12,64}")
 
 
@@ -134,6 +137,10 @@ class DockerExecutor(BaseExecutor):
         self.settings = profile.docker
         self.host = resolve_host(self.settings.host)
         self._clients: dict[str, docker.DockerClient] = {}
+        # what check learnt, reused by the submit right after it (not asked twice), for CHECK_REUSE_SECONDS:
+        # a long-lived process (the web view, the API) asks again later
+        self._pinged: dict[str, float] = {}  # engine -> when it answered
+        self._image_users: dict[str, tuple[float, str]] = {}  # image -> (when, its Config.User)
 
     # -- the engine ----------------------------------------------------------------------------------
     def client(self, host: str | None = None) -> docker.DockerClient:
@@ -156,10 +163,13 @@ class DockerExecutor(BaseExecutor):
     def ping(self, host: str | None = None) -> docker.DockerClient:
         host = host or self.host
         client = self.client(host)
+        if time.monotonic() - self._pinged.get(host, -CHECK_REUSE_SECONDS) < CHECK_REUSE_SECONDS:
+            return client
         try:
             client.ping()
         except Exception:
             raise ExecutorUnavailableError(_no_engine(host)) from None
+        self._pinged[host] = time.monotonic()
         return client
 
     def image_for(self, request: LaunchRequest) -> str:
@@ -179,7 +189,8 @@ class DockerExecutor(BaseExecutor):
         client = self.ping()
         image = self.image_for(request)
         try:
-            client.images.get(image)
+            found = client.images.get(image)
+            self._image_users[image] = (time.monotonic(), str(found.attrs.get("Config", {}).get("User") or ""))
         except docker.errors.ImageNotFound:
             raise ExecutorUnavailableError(
                 f"image {image} is not on the engine at {self.host}: build it with "
@@ -299,10 +310,12 @@ class DockerExecutor(BaseExecutor):
         client = self.ping()
         image = self.image_for(request)
         secrets = secret_handoff.encode(dict(request.secret_env)) if request.secret_env else b""
-        try:
-            image_user = str(client.images.get(image).attrs.get("Config", {}).get("User") or "")
-        except docker.errors.DockerException:
-            image_user = ""
+        when, image_user = self._image_users.pop(image, (-CHECK_REUSE_SECONDS, ""))
+        if time.monotonic() - when >= CHECK_REUSE_SECONDS:  # else looked up by check a moment ago
+            try:
+                image_user = str(client.images.get(image).attrs.get("Config", {}).get("User") or "")
+            except docker.errors.DockerException:
+                image_user = ""
         options = self.run_options(request, image_user)
         options.pop("detach")
         container = None

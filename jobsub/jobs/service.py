@@ -121,10 +121,10 @@ def storage_credentials_env(profile: Profile) -> dict[str, str]:
     not share this machine's environment (a container, a cluster node). Empty for the local store."""
     if profile.storage != "s3":
         return {}
-    import boto3
+    from jobsub.storage.s3_client import new_session  # botocore's session on the store's loaded data
 
     try:
-        creds = boto3.session.Session(profile_name=profile.aws_profile).get_credentials()
+        creds = new_session(profile.aws_profile).get_credentials()
     except Exception:  # botocore.exceptions.ProfileNotFound: opening the store reports it properly
         return {}
     if creds is None:
