@@ -663,6 +663,7 @@ class JobService:
         status: JobStatus | None = None
         waiting: str | None = None
         while True:
+            pass_started = time.monotonic()
             try:
                 for key in record.chunks_after(last_key):
                     lines = record.read_chunk(key)
@@ -687,7 +688,9 @@ class JobService:
             if status.state.final:
                 finished = True  # one more pass: the runner writes its last chunk before the final status
                 continue
-            time.sleep(poll)
+            # a listing every `poll` seconds, whatever the pass cost (the status asks the executor: squeue,
+            # docker inspect): a line that lands during a slow pass is not kept waiting a whole poll more
+            time.sleep(max(0.05, poll - (time.monotonic() - pass_started)))
 
     # -- results ------------------------------------------------------------------------------------------
     def outputs_uri(self, job_id: str) -> ObjectURI:
