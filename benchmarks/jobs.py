@@ -2,7 +2,14 @@
   - submit -> first log line shown by `jobsub logs -f` (what a user waits for after pressing enter), and
   - line printed by the job -> the same line shown by `logs -f` (how live the log is).
 
-    python benchmarks/jobs.py [--jobs 10] [--slurm] [--docker] [--ray]
+    python benchmarks/jobs.py [--jobs 10] [--slurm] [--docker] [--ray] [--trace] [--baseline DIR]
+
+--trace prints, per job on an S3 profile, the second after pressing enter at which each step happened (the
+submit wrote the record, the submit returned, the runner wrote STAGING, started the command, the command
+printed its first line, `logs -f` showed it), read back from the job's record; each result carries the
+medians and the load average at its end. --baseline DIR runs, alternating with each job, the same job with
+another checkout's jobsub (e.g. `git worktree add /tmp/base main`), so a before/after shares the minutes
+and the load of a shared machine (slurm and the local executor; docker and ray run this tree's runtime).
 
 Targets (issue 3): both medians under 2 seconds.
 
@@ -48,9 +55,31 @@ SCRIPT = "import time\nfor i in range(6):\n    print(f'tick {time.time():.4f}', 
 #: per job, where its seconds went (filled by one_job when --trace is given): see trace_phases
 TRACES: list[dict[str, float]] = []
 TRACE_URL = ""
+#: --baseline DIR: another checkout of jobsub (e.g. `git worktree add /tmp/base main`) whose jobs run
+#: alternating with this tree's, on the same engine in the same minutes (slurm and the local executor)
+BASELINE = ""
 
 
-def one_job(env: dict[str, str], code: Path) -> tuple[float, list[float]]:
+def baseline_job(env: dict[str, str], code: Path) -> float | None:
+    """The same job with the baseline checkout's jobsub (client and runtime), or None without --baseline."""
+    if not BASELINE:
+        return None
+    return one_job({**env, "PYTHONPATH": BASELINE}, code, trace=False)[0]
+
+
+def baseline_notes(firsts: list[float], floor: float | None = None) -> dict[str, Any]:
+    if not firsts:
+        return {}
+    notes: dict[str, Any] = {
+        "baseline": BASELINE,
+        "baseline_submit_to_first_line_median_s": round(statistics.median(firsts), 3),
+    }
+    if floor is not None:
+        notes["baseline_added_over_floor_median_s"] = round(statistics.median(firsts) - floor, 3)
+    return notes
+
+
+def one_job(env: dict[str, str], code: Path, trace: bool = True) -> tuple[float, list[float]]:
     jobsub = [sys.executable, "-m", "jobsub"]
     started = time.time()
     out = subprocess.run(
@@ -72,7 +101,7 @@ def one_job(env: dict[str, str], code: Path) -> tuple[float, list[float]]:
             first = first or now
             delays.append(now - float(line.split()[1]))
     follow.wait()
-    if TRACE_URL and env.get("JOBSUB_PROFILE") != "default":
+    if trace and TRACE_URL and env.get("JOBSUB_PROFILE") != "default":
         TRACES.append(trace_phases(TRACE_URL, job_id, started, submitted, first))
     return (first or time.time()) - started, delays
 
@@ -96,7 +125,7 @@ def trace_phases(url: str, job_id: str, started: float, submitted: float, shown:
 
     doc = json.loads(s3.get_object(Bucket="jobs-bench", Key=prefix + "job.json")["Body"].read())
     status = json.loads(s3.get_object(Bucket="jobs-bench", Key=prefix + "status.json")["Body"].read())
-    lines = []
+    lines: list[dict[str, Any]] = []
     for item in s3.list_objects_v2(Bucket="jobs-bench", Prefix=prefix + "logs/").get("Contents", []):
         body = s3.get_object(Bucket="jobs-bench", Key=item["Key"])["Body"].read().decode()
         lines.extend(json.loads(raw) for raw in body.splitlines() if raw)
@@ -160,18 +189,21 @@ def bench_slurm(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[st
              "--python", sys.executable, "--work-root", str(work / "slurm-runs")],
             env=env, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        firsts, delays, floors = [], [], []
+        firsts, delays, floors, base_firsts = [], [], [], []
         for _ in range(jobs):
             floors.append(sbatch_floor(cluster, work))
             first, line_delays = one_job({**env, "JOBSUB_PROFILE": "slurm"}, work / "code")
             firsts.append(first)
             delays.extend(line_delays)
+            base = baseline_job({**env, "JOBSUB_PROFILE": "slurm"}, work / "code")
+            base_firsts += [base] if base is not None else []
     finally:
         cluster.stop()
     floor = statistics.median(floors)
     return {
         "jobs": jobs,
         "sbatch_floor_median_s": round(floor, 3),
+        **baseline_notes(base_firsts, floor),
         "submit_to_first_line_median_s": round(statistics.median(firsts), 3),
         "submit_to_first_line_max_s": round(max(firsts), 3),
         "added_over_floor_median_s": round(statistics.median(firsts) - floor, 3),
@@ -314,7 +346,15 @@ def main() -> None:
     parser.add_argument(
         "--trace", action="store_true", help="per job, when each step happened (record, runner start, command)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another jobsub checkout whose jobs alternate with this tree's (slurm, local executor; not docker or "
+        "ray, whose runtime is this tree's image or package)",
+    )
     args = parser.parse_args()
+    global BASELINE
+    BASELINE = str(args.baseline.resolve()) if args.baseline else ""
     work = Path(tempfile.mkdtemp(prefix="jobsub-jobs-bench-"))
     (work / "code").mkdir()
     (work / "code" / "main.py").write_text(SCRIPT)
@@ -357,17 +397,20 @@ def main() -> None:
             results["ray"] = bench_ray(env, work, url, args.jobs)
             print("ray", json.dumps(results["ray"]), flush=True)
         for profile in () if (args.only_slurm or args.only_docker or args.only_ray) else ("default", "moto"):
-            firsts, delays = [], []
+            firsts, delays, base_firsts = [], [], []
             for _ in range(args.jobs):
                 first, line_delays = one_job({**env, "JOBSUB_PROFILE": profile}, work / "code")
                 firsts.append(first)
                 delays.extend(line_delays)
+                base = baseline_job({**env, "JOBSUB_PROFILE": profile}, work / "code")
+                base_firsts += [base] if base is not None else []
             results[profile] = {
                 "jobs": args.jobs,
                 "submit_to_first_line_median_s": round(statistics.median(firsts), 3),
                 "submit_to_first_line_max_s": round(max(firsts), 3),
                 "line_latency_median_s": round(statistics.median(delays), 3),
                 "line_latency_p90_s": round(sorted(delays)[int(len(delays) * 0.9)], 3),
+                **baseline_notes(base_firsts),
                 **run_notes(),
             }
             print(profile, json.dumps(results[profile]), flush=True)
