@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -318,6 +319,10 @@ class DockerExecutor(BaseExecutor):
                 image_user = ""
         options = self.run_options(request, image_user)
         options.pop("detach")
+        # the engine's name (docker info, a slow call) only describes the job: asked beside create + start
+        engine_name: list[str] = []
+        asking = threading.Thread(target=lambda: engine_name.append(_engine_name(client, self.host)), daemon=True)
+        asking.start()
         container = None
         try:
             container = client.containers.create(image, **options)
@@ -340,7 +345,7 @@ class DockerExecutor(BaseExecutor):
         return {
             "kind": self.kind,
             "host": self.host,
-            "engine_host": _engine_name(client, self.host),
+            "engine_host": _joined(asking, engine_name),
             "container_id": container.id,
             "image": image,
             "memory_bytes": request.memory_bytes,
@@ -558,6 +563,11 @@ def _engine_name(client: docker.DockerClient, host: str) -> str:
         return str(client.info().get("Name") or "")
     except Exception:
         return socket.gethostname() if _is_local_engine(host) else ""
+
+
+def _joined(thread: threading.Thread, result: list[str]) -> str:
+    thread.join()
+    return result[0] if result else ""
 
 
 def _no_engine(host: str) -> str:
