@@ -9,7 +9,7 @@ submit wrote the record, the submit returned, the runner wrote STAGING, started 
 printed its first line, `logs -f` showed it), read back from the job's record; each result carries the
 medians and the load average at its end. --baseline DIR runs, alternating with each job, the same job with
 another checkout's jobsub (e.g. `git worktree add /tmp/base main`), so a before/after shares the minutes
-and the load of a shared machine (slurm and the local executor; docker and ray run this tree's runtime).
+and the load of a shared machine (slurm, docker with the baseline's own job image, and the local executor; not ray).
 
 Targets (issue 3): both medians under 2 seconds.
 
@@ -213,6 +213,32 @@ def bench_slurm(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[st
     }
 
 
+def baseline_docker_image(host: str, work: Path) -> str:
+    """The baseline checkout's light job image (its runtime), built by its own test harness on `host`, with
+    an image cache of its own so that this tree's cached image is kept."""
+    from tests.executors.harness_docker import CACHE
+
+    cache = work / "baseline-images"
+    cache.mkdir(exist_ok=True)
+    for tarball in CACHE.glob("base-*.tar"):  # the Debian base is the same: no second mmdebstrap
+        (cache / tarball.name).symlink_to(tarball)
+    script = (
+        "import sys, docker\n"
+        "from tests.executors.harness_docker import base_image, job_image\n"
+        "client = docker.DockerClient(base_url=sys.argv[1], timeout=300)\n"
+        "print(job_image(client, base_image(client)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, host],
+        env={**os.environ, "PYTHONPATH": BASELINE, "JOBSUB_TEST_IMAGE_CACHE": str(cache)},
+        cwd=BASELINE,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
 def docker_floor(client, image: str) -> float:  # type: ignore[no-untyped-def]
     """Seconds from a bare `docker run -d` of `image` to its first log line (the engine's own floor)."""
     started = time.time()
@@ -242,13 +268,23 @@ def bench_docker(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[s
              "--docker-host", engine.host, "--docker-image", image],
             env=env, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
+        if BASELINE:
+            base_image_tag = baseline_docker_image(engine.host, work)
+            subprocess.run(
+                [sys.executable, "-m", "jobsub", "profile", "add", "docker-base", "--storage", "s3", "--endpoint-url",
+                 url, "--addressing-style", "path", "--jobs-uri", "s3://jobs-bench/jobs/", "--executor", "docker",
+                 "--docker-host", engine.host, "--docker-image", base_image_tag],
+                env=env, check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
         docker_floor(client, image)  # warm the page cache for both
-        firsts, delays, floors = [], [], []
+        firsts, delays, floors, base_firsts = [], [], [], []
         for _ in range(jobs):
             floors.append(docker_floor(client, image))
             first, line_delays = one_job({**env, "JOBSUB_PROFILE": "docker"}, work / "code")
             firsts.append(first)
             delays.extend(line_delays)
+            base = baseline_job({**env, "JOBSUB_PROFILE": "docker-base"}, work / "code")
+            base_firsts += [base] if base is not None else []
     finally:
         engine.stop()
         shutil.rmtree(engine.folder, ignore_errors=True)
@@ -256,6 +292,7 @@ def bench_docker(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[s
     return {
         "jobs": jobs,
         "docker_run_floor_median_s": round(floor, 3),
+        **baseline_notes(base_firsts, floor),
         "submit_to_first_line_median_s": round(statistics.median(firsts), 3),
         "submit_to_first_line_max_s": round(max(firsts), 3),
         "added_over_floor_median_s": round(statistics.median(firsts) - floor, 3),
@@ -349,8 +386,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="another jobsub checkout whose jobs alternate with this tree's (slurm, local executor; not docker or "
-        "ray, whose runtime is this tree's image or package)",
+        help="another jobsub checkout whose jobs alternate with this tree's (slurm, docker, local executor; not "
+        "ray, whose runtime is this tree's package)",
     )
     args = parser.parse_args()
     global BASELINE
