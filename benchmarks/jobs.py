@@ -175,6 +175,16 @@ def sbatch_floor(cluster, work: Path) -> float:  # type: ignore[no-untyped-def]
     return time.time() - started
 
 
+def slurm_idle(cluster, deadline: float = 60) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the cluster runs no job (one that is still completing pends the next: not jobsub's time)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if not cluster.run("squeue", "-h").stdout.strip():  # pending, running and completing jobs
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the Slurm test cluster did not become idle within 60 s")
+
+
 def bench_slurm(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[str, float | int]:
     """The slurm executor on the moto profile beside bare sbatch, alternating so both see the same load."""
     from tests.executors.slurm_cluster import SlurmCluster
@@ -191,10 +201,13 @@ def bench_slurm(env: dict[str, str], work: Path, url: str, jobs: int) -> dict[st
         )  # fmt: skip
         firsts, delays, floors, base_firsts = [], [], [], []
         for _ in range(jobs):
+            slurm_idle(cluster)
             floors.append(sbatch_floor(cluster, work))
+            slurm_idle(cluster)  # the floor's job still finishing would hold the next one in the queue
             first, line_delays = one_job({**env, "JOBSUB_PROFILE": "slurm"}, work / "code")
             firsts.append(first)
             delays.extend(line_delays)
+            slurm_idle(cluster)
             base = baseline_job({**env, "JOBSUB_PROFILE": "slurm"}, work / "code")
             base_firsts += [base] if base is not None else []
     finally:
