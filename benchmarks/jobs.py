@@ -54,6 +54,7 @@ SCRIPT = "import time\nfor i in range(6):\n    print(f'tick {time.time():.4f}', 
 
 #: per job, where its seconds went (filled by one_job when --trace is given): see trace_phases
 TRACES: list[dict[str, float]] = []
+BASE_TRACES: list[dict[str, float]] = []
 TRACE_URL = ""
 #: --baseline DIR: another checkout of jobsub (e.g. `git worktree add /tmp/base main`) whose jobs run
 #: alternating with this tree's, on the same engine in the same minutes (slurm and the local executor)
@@ -64,7 +65,10 @@ def baseline_job(env: dict[str, str], code: Path) -> float | None:
     """The same job with the baseline checkout's jobsub (client and runtime), or None without --baseline."""
     if not BASELINE:
         return None
-    return one_job({**env, "PYTHONPATH": BASELINE}, code, trace=False)[0]
+    first = one_job({**env, "PYTHONPATH": BASELINE}, code, trace=bool(TRACE_URL))[0]
+    if TRACES and TRACE_URL:
+        BASE_TRACES.append(TRACES.pop())  # the baseline's steps, kept apart from this tree's
+    return first
 
 
 def baseline_notes(firsts: list[float], floor: float | None = None) -> dict[str, Any]:
@@ -74,6 +78,10 @@ def baseline_notes(firsts: list[float], floor: float | None = None) -> dict[str,
         "baseline": BASELINE,
         "baseline_submit_to_first_line_median_s": round(statistics.median(firsts), 3),
     }
+    if BASE_TRACES:
+        names = BASE_TRACES[0].keys()
+        notes["baseline_phases_median_s"] = {n: round(statistics.median(t[n] for t in BASE_TRACES), 3) for n in names}
+        BASE_TRACES.clear()
     if floor is not None:
         notes["baseline_added_over_floor_median_s"] = round(statistics.median(firsts) - floor, 3)
     return notes
@@ -102,11 +110,14 @@ def one_job(env: dict[str, str], code: Path, trace: bool = True) -> tuple[float,
             delays.append(now - float(line.split()[1]))
     follow.wait()
     if trace and TRACE_URL and env.get("JOBSUB_PROFILE") != "default":
-        TRACES.append(trace_phases(TRACE_URL, job_id, started, submitted, first))
+        label = "baseline" if BASELINE and env.get("PYTHONPATH") == BASELINE else "this tree"
+        TRACES.append(trace_phases(TRACE_URL, job_id, started, submitted, first, label))
     return (first or time.time()) - started, delays
 
 
-def trace_phases(url: str, job_id: str, started: float, submitted: float, shown: float | None) -> dict[str, float]:
+def trace_phases(
+    url: str, job_id: str, started: float, submitted: float, shown: float | None, label: str = ""
+) -> dict[str, float]:
     """Seconds after pressing enter at which each step happened, read back from the job's record on moto: the
     submit wrote the record (job.json's `created`), the submit returned, the runner wrote STAGING (its first
     status), said `running:` (staging done, command started), the command printed its first line, and
@@ -141,7 +152,7 @@ def trace_phases(url: str, job_id: str, started: float, submitted: float, shown:
         "first_line_shown": (shown or time.time()) - started,
     }
     rounded = {name: round(value, 3) for name, value in phases.items()}
-    print("  trace", job_id, json.dumps(rounded), flush=True)
+    print(f"  trace ({label})", job_id, json.dumps(rounded), flush=True)
     return rounded
 
 
