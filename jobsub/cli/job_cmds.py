@@ -12,7 +12,7 @@ import click
 from jobsub.cli.app import App, pass_app, print_json, warn_line
 from jobsub.cli.safe import log_line, markup, plain
 from jobsub.costs import money
-from jobsub.errors import SpecError, UsageError
+from jobsub.errors import JobsubError, SpecError, UsageError
 from jobsub.jobs.records import JobStatus
 from jobsub.jobs.records import State as JobState
 from jobsub.units import human_duration, human_size
@@ -20,6 +20,19 @@ from jobsub.units import human_duration, human_size
 if TYPE_CHECKING:
     from jobsub.api import Job
     from jobsub.jobs.models import LogLine, Results
+
+
+def _start_store_early(app: App) -> None:
+    """An S3 profile's botocore start (most of this command's own start) begins on a thread now, beside
+    what comes before the first request: reading the spec, importing the job service (storage/s3_client.py)."""
+    try:
+        s3 = app.profile.storage == "s3"
+    except JobsubError:
+        return  # said properly where the profile is used
+    if s3:
+        from jobsub.storage.s3_client import prepare
+
+        prepare()
 
 
 def _parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -64,6 +77,7 @@ def _job(app: App, job_id: str) -> Job:
 
 
 def follow_job(app: App, job_id: str, tail: int | None, timestamps: bool) -> JobStatus:
+    _start_store_early(app)
     job = _job(app, job_id)
     try:
         waiting = lambda reason: click.echo(f"[jobsub] waiting to start: {plain(reason)}", err=True)  # noqa: E731
@@ -149,6 +163,7 @@ def submit_command(
 
     if bool(template) == bool(spec_file):
         raise UsageError("name a TEMPLATE or a spec file with -f job.yaml (not both); see `jobsub templates`")
+    _start_store_early(app)
     client = app.client(executor)
     spec = spec_file if spec_file else client.template(template or "")  # a spec file: its folder is the base
     if code and not code.is_dir():

@@ -35,6 +35,8 @@ import logging
 import os
 import re
 import socket
+import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -69,6 +71,8 @@ PIDS_LIMIT = 8192
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
 #: uids (and gids) of the per-job users of containers that would otherwise run as root
 JOB_UID_BASE, JOB_UID_SPAN = 2_000_000, 1_000_000
+#: seconds for which the submit reuses what check just learnt (the engine answered, the image's user)
+CHECK_REUSE_SECONDS = 10.0
 _CONTAINER_ID_RE = re.compile(r"[0-9a-f]{12,64}")
 
 
@@ -136,6 +140,10 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
         self.settings = profile.section(self.kind, DockerSettings)
         self.host = resolve_host(self.settings.host)
         self._clients: dict[str, docker.DockerClient] = {}
+        # what check learnt, reused by the submit right after it (not asked twice), for CHECK_REUSE_SECONDS:
+        # a long-lived process (the web view, the API) asks again later
+        self._pinged: dict[str, float] = {}  # engine -> when it answered
+        self._image_users: dict[str, tuple[float, str]] = {}  # image -> (when, its Config.User)
 
     # -- the engine ----------------------------------------------------------------------------------
     def client(self, host: str | None = None) -> docker.DockerClient:
@@ -158,10 +166,13 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
     def ping(self, host: str | None = None) -> docker.DockerClient:
         host = host or self.host
         client = self.client(host)
+        if time.monotonic() - self._pinged.get(host, -CHECK_REUSE_SECONDS) < CHECK_REUSE_SECONDS:
+            return client
         try:
             client.ping()
         except Exception:
             raise ExecutorUnavailableError(_no_engine(host)) from None
+        self._pinged[host] = time.monotonic()
         return client
 
     def image_for(self, request: LaunchRequest) -> str:
@@ -181,7 +192,8 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
         client = self.ping()
         image = self.image_for(request)
         try:
-            client.images.get(image)
+            found = client.images.get(image)
+            self._image_users[image] = (time.monotonic(), str(found.attrs.get("Config", {}).get("User") or ""))
         except docker.errors.ImageNotFound:
             raise ExecutorUnavailableError(
                 f"image {image} is not on the engine at {self.host}: build it with "
@@ -301,12 +313,18 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
         client = self.ping()
         image = self.image_for(request)
         secrets = secret_handoff.encode(dict(request.secret_env)) if request.secret_env else b""
-        try:
-            image_user = str(client.images.get(image).attrs.get("Config", {}).get("User") or "")
-        except docker.errors.DockerException:
-            image_user = ""
+        when, image_user = self._image_users.pop(image, (-CHECK_REUSE_SECONDS, ""))
+        if time.monotonic() - when >= CHECK_REUSE_SECONDS:  # else looked up by check a moment ago
+            try:
+                image_user = str(client.images.get(image).attrs.get("Config", {}).get("User") or "")
+            except docker.errors.DockerException:
+                image_user = ""
         options = self.run_options(request, image_user)
         options.pop("detach")
+        # the engine's name (docker info, a slow call) only describes the job: asked beside create + start
+        engine_name: list[str] = []
+        asking = threading.Thread(target=lambda: engine_name.append(_engine_name(client, self.host)), daemon=True)
+        asking.start()
         container = None
         try:
             container = client.containers.create(image, **options)
@@ -329,7 +347,7 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
         return DockerHandle(
             kind="docker",
             host=self.host,
-            engine_host=_engine_name(client, self.host),
+            engine_host=_joined(asking, engine_name),
             container_id=container.id,
             image=image,
             memory_bytes=request.memory_bytes,
@@ -551,6 +569,11 @@ def _engine_name(client: docker.DockerClient, host: str) -> str:
         return str(client.info().get("Name") or "")
     except Exception:
         return socket.gethostname() if _is_local_engine(host) else ""
+
+
+def _joined(thread: threading.Thread, result: list[str]) -> str:
+    thread.join()
+    return result[0] if result else ""
 
 
 def _no_engine(host: str) -> str:

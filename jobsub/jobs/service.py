@@ -124,10 +124,10 @@ def storage_credentials_env(profile: Profile) -> dict[str, str]:
     not share this machine's environment (a container, a cluster node). Empty for the local store."""
     if profile.storage != "s3":
         return {}
-    import boto3
+    from jobsub.storage.s3_client import new_session  # botocore's session on the store's loaded data
 
     try:
-        creds = boto3.session.Session(profile_name=profile.aws_profile).get_credentials()
+        creds = new_session(profile.aws_profile).get_credentials()
     except Exception:  # botocore.exceptions.ProfileNotFound: opening the store reports it properly
         return {}
     if creds is None:
@@ -670,6 +670,7 @@ class JobService:
         status: JobStatus | None = None
         waiting: str | None = None
         while True:
+            pass_started = time.monotonic()
             try:
                 for key in record.chunks_after(last_key):
                     lines = record.read_chunk(key)
@@ -694,7 +695,9 @@ class JobService:
             if status.state.final:
                 finished = True  # one more pass: the runner writes its last chunk before the final status
                 continue
-            time.sleep(poll)
+            # a listing every `poll` seconds, whatever the pass cost (the status asks the executor: squeue,
+            # docker inspect): a line that lands during a slow pass is not kept waiting a whole poll more
+            time.sleep(max(0.05, poll - (time.monotonic() - pass_started)))
 
     # -- results ------------------------------------------------------------------------------------------
     def outputs_uri(self, job_id: str) -> ObjectURI:

@@ -7,20 +7,25 @@ environment's own boto3 chain), so the runtime needs no config file on the machi
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
 import sys
 from pathlib import Path
 
-from jobsub.config import Profile, resolve_profile
-from jobsub.errors import JobsubError
-from jobsub.executors import secret_fetch
-from jobsub.executors.secret_handoff import receive_secrets
-from jobsub.jobs.records import JobRecord
-from jobsub.redact import RedactingFilter, redact
-from jobsub.runtime.runner import Runner
-from jobsub.storage import open_store
-from jobsub.uri import ObjectURI
+
+def _start_s3_early() -> None:
+    """An S3 job's runtime spends most of its start in botocore (its import and data): begin that on a
+    thread before importing the runtime's own modules, so the two overlap (storage/s3_client.py). The
+    profile is peeked at as plain JSON; anything odd in it is left for the real parse to word."""
+    raw = os.environ.get("JOBSUB_PROFILE_JSON")
+    try:
+        storage = json.loads(raw).get("storage") if raw else None
+    except (ValueError, AttributeError):
+        return
+    if storage == "s3":
+        from jobsub.storage.s3_client import prepare
+
+        prepare()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_uri", help="the job record, e.g. s3://bucket/jobs/<job id>/")
     parser.add_argument("--work-dir", required=True, type=Path, help="local folder for inputs, code and outputs")
     args = parser.parse_args(argv)
+    _start_s3_early()
+    import logging
+
+    from jobsub.config import Profile, resolve_profile
+    from jobsub.errors import JobsubError
+    from jobsub.executors import secret_fetch
+    from jobsub.executors.secret_handoff import receive_secrets
+    from jobsub.jobs.records import JobRecord
+    from jobsub.redact import RedactingFilter, redact
+    from jobsub.runtime.runner import Runner
+    from jobsub.storage import open_store
+    from jobsub.uri import ObjectURI
 
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())

@@ -2,6 +2,12 @@
 
 A chunk number only advances after its PUT succeeded, so a storage error delays lines but never loses or
 repeats them: the next tick writes the same lines (plus new ones) under the same number.
+
+When a chunk goes out: the first line after a quiet spell wakes the shipper at once, and PUTs are paced by
+a small token bucket (BURST chunks, one more earned per `interval`). So the command's first line is not
+held back by the chunk that carried jobsub's own staging lines a moment before (with a plain "one chunk
+per interval" it waited up to a second for that: most of a job's start-to-first-line on a fast engine),
+while a busy stream still costs one PUT per interval.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from jobsub.redact import redact
 log = logging.getLogger(__name__)
 MAX_CHUNK_LINES = 5000
 TICK = 0.2
+#: chunks that may go out back to back after a quiet spell (then one per interval)
+BURST = 3
 
 
 class LogShipper:
@@ -31,6 +39,7 @@ class LogShipper:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by the first line after a flush, and by close()
         self._thread = threading.Thread(target=self._loop, name="log-shipper", daemon=True)
         self.on_tick: list = []  # small callables run after each flush (metrics sync); never a long upload
 
@@ -41,6 +50,8 @@ class LogShipper:
     def add(self, stream: str, line: str) -> None:
         entry = LogLine(time=round(time.time(), 3), stream=stream, text=redact(line.rstrip("\r\n")))
         with self._lock:
+            if not self._pending:
+                self._wake.set()  # only the first line after a flush: a busy stream does not spin the loop
             self._pending.append(entry)
 
     def say(self, text: str) -> None:
@@ -75,14 +86,20 @@ class LogShipper:
             return True
 
     def _loop(self) -> None:
-        """Wake every TICK; ship when lines wait and the last chunk is at least `interval` old. So the first
-        line after a quiet spell goes out within TICK, and a busy stream costs one PUT per interval."""
-        last_flush = last_hooks = 0.0
-        while not self._stop.wait(TICK):
+        """Wake on the first pending line (else every TICK); ship when lines wait and a token is left. Tokens
+        refill at one per `interval` up to BURST: the first lines after a quiet spell go out at once, a busy
+        stream costs one PUT per interval."""
+        last_hooks = 0.0
+        tokens, refilled = float(BURST), time.monotonic()
+        while not self._stop.is_set():
             now = time.monotonic()
-            if now - last_flush >= self.interval and self._has_pending():
-                self.flush()
-                last_flush = now
+            tokens = min(float(BURST), tokens + (now - refilled) / self.interval)
+            refilled = now
+            if tokens >= 1 and self._has_pending():
+                if self.flush():
+                    tokens -= 1
+                else:
+                    tokens = 0  # the store refused: the next try waits a whole interval
             if now - last_hooks >= self.interval:
                 last_hooks = now
                 for hook in self.on_tick:
@@ -90,6 +107,10 @@ class LogShipper:
                         hook()
                     except Exception as exc:  # a failed side task must not stop log shipping
                         log.warning("periodic task failed: %s", exc)
+            if tokens >= 1 and self._has_pending():
+                continue  # lines came during the PUT and a token is left
+            self._wake.wait(TICK if tokens >= 1 else min(TICK, (1 - tokens) * self.interval))
+            self._wake.clear()
 
     def _has_pending(self) -> bool:
         with self._lock:
@@ -98,6 +119,7 @@ class LogShipper:
     def close(self, deadline: float = 60.0) -> None:
         """Stop the thread and flush everything, retrying until the deadline."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)
         end = time.monotonic() + deadline
         while True:

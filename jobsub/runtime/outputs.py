@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobsub.errors import JobsubError
 from jobsub.storage.base import ObjectStore
-from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
-from jobsub.transfer.sources import folder_files
 from jobsub.units import human_size
 from jobsub.uri import ObjectURI
+
+if TYPE_CHECKING:  # the transfer engine is imported at the first upload, after the command started
+    from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
 
 FINAL_ATTEMPTS = int(os.environ.get("JOBSUB_OUTPUT_UPLOAD_ATTEMPTS", "3"))
 
@@ -29,6 +31,8 @@ class OutputUploadError(JobsubError):
 
 def _files(folder: Path) -> list[Path]:
     """What an upload of `folder` sends (transfer/sources.py): no link out of it, no FIFO."""
+    from jobsub.transfer.sources import folder_files
+
     return folder_files(folder)[0] if folder.is_dir() else []
 
 
@@ -39,14 +43,14 @@ class OutputUploader:
         folder: Path,
         dest: ObjectURI,
         say: Callable[[str], None],
-        options: TransferOptions | None = None,
+        options: TransferOptions | Callable[[], TransferOptions] | None = None,
         retry_pause: float = 2.0,
     ) -> None:
         self.store = store
         self.folder = folder
         self.dest = dest
         self.say = say
-        self.options = options or TransferOptions(concurrency=4)
+        self._options = options  # a callable: made at the first upload (the transfer engine is imported then)
         self.retry_pause = retry_pause
         self._busy = threading.Lock()  # held for the whole of one upload
         self._thread: threading.Thread | None = None
@@ -61,7 +65,10 @@ class OutputUploader:
         total = sum(p.stat().st_size for p in files)
         self.say(f"{label} output upload started: {len(files)} files, {human_size(total)}")
         started = time.monotonic()
-        self._manager = TransferManager(self.store, self.options)
+        from jobsub.transfer import TransferManager, TransferOptions
+
+        options = self._options() if callable(self._options) else self._options
+        self._manager = TransferManager(self.store, options or TransferOptions(concurrency=4))
         if self._cancelled:
             self._manager.cancel()
         summary = self._manager.upload([self.folder], self.dest)

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobsub.costs import cost_limit_reached, money
 from jobsub.errors import (
@@ -52,9 +52,11 @@ from jobsub.runtime.procs import (
     wait_leader_exit,
 )
 from jobsub.storage.base import ObjectStore
-from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
 from jobsub.units import human_duration, parse_size
 from jobsub.uri import ObjectURI
+
+if TYPE_CHECKING:  # imported when staging needs it: a job without inputs starts its command without it
+    from jobsub.transfer import TransferManager, TransferOptions, TransferSummary
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +146,7 @@ class Runner:
         self.token = secrets.token_hex(4)  # this runner's id: in its claim and in its log chunk names
         self.status = StatusWriter(record, record.read_status())
         self.logs = LogShipper(record, first_chunk=self._existing_chunks(), writer=self.token)
-        output_options = TransferOptions(concurrency=4, part_attempts=2)
-        if OUTPUT_MAX_BANDWIDTH:
-            output_options.max_bandwidth = parse_size(OUTPUT_MAX_BANDWIDTH)
-        self.outputs = OutputUploader(store, self.outputs_dir, self.outputs_uri, self.logs.say, output_options)
+        self.outputs = OutputUploader(store, self.outputs_dir, self.outputs_uri, self.logs.say, _output_options)
         self.stop_reason: str | None = None  # "cancel" | "timeout" once the job must stop
         self._signal: int | None = None  # set by the signal handler, acted on by the watcher
         self._proc: subprocess.Popen | None = None
@@ -156,10 +155,8 @@ class Runner:
         self._deadline: float | None = None
         self._done = threading.Event()
         self._metrics_size = -1
-        options = TransferOptions(concurrency=4)
-        if STAGING_MAX_BANDWIDTH:
-            options.max_bandwidth = parse_size(STAGING_MAX_BANDWIDTH)
-        self._staging = TransferManager(store, options)
+        self._staging_manager: TransferManager | None = None  # made when staging first downloads
+        self._staging_cancelled = False
         for name in self.job.secret_env:  # values came through the executor; redact them too
             register_secret(os.environ.get(name))
         self._started = time.monotonic()
@@ -168,6 +165,21 @@ class Runner:
         self._max_cost: float | None = cost.max_cost if cost else None
         self._currency = cost.currency if cost else ""
         self._cost_stop = ""  # the cost-limit reason, fixed when the limit is reached
+
+    @property
+    def _staging(self) -> TransferManager:
+        """The staging downloads' transfer engine, imported and made on first use (cancelled already when
+        the job was stopped before it existed)."""
+        if self._staging_manager is None:
+            from jobsub.transfer import TransferManager, TransferOptions
+
+            options = TransferOptions(concurrency=4)
+            if STAGING_MAX_BANDWIDTH:
+                options.max_bandwidth = parse_size(STAGING_MAX_BANDWIDTH)
+            self._staging_manager = TransferManager(self.store, options)
+            if self._staging_cancelled:
+                self._staging_manager.cancel()
+        return self._staging_manager
 
     def _existing_chunks(self) -> int:
         """A restarted runner appends after the chunks an earlier attempt wrote."""
@@ -261,7 +273,9 @@ class Runner:
             return
         self.stop_reason = reason
         self.logs.say(f"{why}; stopping the job")
-        self._staging.cancel()
+        self._staging_cancelled = True
+        if self._staging_manager is not None:
+            self._staging_manager.cancel()
         proc = self._proc
         if proc is not None:
             signal_group(proc.pid, signal.SIGTERM)
@@ -399,6 +413,8 @@ class Runner:
         self._stage_code()
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         try:  # a retried or resubmitted job continues from the checkpoints already in its outputs
+            if not self._has_objects(self.outputs_uri):
+                return paths  # nothing to restore (a first run): no transfer engine needed to say so
             summary = self._staging.download(self.outputs_uri, self.outputs_dir)
             if summary.failures or summary.refused:
                 problems = self._staging_failures("outputs", self.outputs_uri, summary)
@@ -410,6 +426,10 @@ class Runner:
         except ObjectNotFoundError:
             pass
         return paths
+
+    def _has_objects(self, prefix: ObjectURI) -> bool:
+        """Whether anything is stored under `prefix` (one listing page, the first key is enough)."""
+        return next(iter(self.store.iter_objects(prefix.bucket, prefix.key)), None) is not None
 
     @staticmethod
     def _staging_failures(name: str, source: ObjectURI, summary: TransferSummary) -> list[str]:
@@ -530,6 +550,15 @@ class Runner:
             data = self.metrics_file.read_bytes()
             self.store.put(self.record.bucket, self.record.key("metrics.jsonl"), data)
             self._metrics_size = len(data)
+
+
+def _output_options() -> TransferOptions:
+    from jobsub.transfer import TransferOptions
+
+    options = TransferOptions(concurrency=4, part_attempts=2)
+    if OUTPUT_MAX_BANDWIDTH:
+        options.max_bandwidth = parse_size(OUTPUT_MAX_BANDWIDTH)
+    return options
 
 
 def exit_reason(code: int) -> str:

@@ -200,16 +200,17 @@ class S3Store:
         checksum_algorithm: str = "md5",
     ) -> None:
         """``checksum_algorithm``: what the profile resolved to (profile_algorithm), never "auto"."""
-        import boto3
         from botocore.config import Config
+
+        from jobsub.storage.s3_client import new_session
 
         self.endpoint_url = endpoint_url
         self.description = strip_userinfo(endpoint_url) if endpoint_url else "AWS S3"
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self.checksum_algorithm = checksum_algorithm
-        try:
-            self._session = boto3.session.Session(profile_name=aws_profile)
+        try:  # botocore's own session, on data parsed once per process (storage/s3_client.py has why)
+            self._session = new_session(aws_profile)
         except Exception as exc:  # botocore.exceptions.ProfileNotFound
             raise CredentialsError(f"AWS profile {aws_profile!r} not found in ~/.aws: {type(exc).__name__}") from None
         config = Config(
@@ -222,8 +223,8 @@ class S3Store:
             request_checksum_calculation="when_required",  # we pass the values we computed ourselves
             response_checksum_validation="when_required",
         )
-        region = region or self._session.region_name or "us-east-1"
-        self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        region = region or self._session.get_config_variable("region") or "us-east-1"
+        self._client = self._session.create_client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         self._client.meta.events.register_first("needs-retry.s3", self._no_retry_on_timeout)
         # a body sent with Content-MD5 over plain HTTP is not hashed a second time for the signature: the
         # server checks the MD5 (Ceph: BadDigest) and jobsub compares the ETag with it (moto, which does not)
