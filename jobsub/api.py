@@ -110,6 +110,16 @@ class _CallbackSubscriber(TransferSubscriber):
         self._callback(report)
 
 
+def start_early(profile: Profile) -> None:
+    """Begin an S3 profile's client start-up (importing botocore, parsing its S3 data) on a thread now, so it
+    overlaps what a caller does before its first request (reading a spec, importing the job service). A
+    no-op for the local store; anything that fails there is met again, in words, when the store opens."""
+    if profile.storage == "s3":
+        from jobsub.storage.s3_client import prepare
+
+        prepare()
+
+
 def _subscribers(
     progress: ProgressCallback | None, subscribers: Sequence[TransferSubscriber] = ()
 ) -> list[TransferSubscriber]:

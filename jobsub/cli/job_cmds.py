@@ -25,14 +25,13 @@ if TYPE_CHECKING:
 def _start_store_early(app: App) -> None:
     """An S3 profile's botocore start (most of this command's own start) begins on a thread now, beside
     what comes before the first request: reading the spec, importing the job service (storage/s3_client.py)."""
+    from jobsub.api import start_early
+
     try:
-        s3 = app.profile.storage == "s3"
+        profile = app.profile
     except JobsubError:
         return  # said properly where the profile is used
-    if s3:
-        from jobsub.storage.s3_client import prepare
-
-        prepare()
+    start_early(profile)
 
 
 def _parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
