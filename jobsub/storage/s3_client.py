@@ -41,11 +41,22 @@ def _make_loader() -> Any:
             with open_method(full_path, "rb") as handle:
                 return json.loads(handle.read().decode("utf-8"))
 
+    asking = threading.local()  # the service whose model this thread is loading
+
     class Loader(loaders.Loader):
+        def load_service_model(self, service_name: str, type_name: str, api_version: str | None = None) -> Any:
+            asking.name = service_name
+            try:
+                return super().load_service_model(service_name, type_name, api_version)
+            finally:
+                asking.name = None
+
         def list_available_services(self, type_name: str) -> list[str]:
-            # botocore asks only to check that the service exists: answer for s3 from its own folder
-            if self.list_api_versions("s3", type_name):
-                return ["s3"]
+            # botocore lists every service only to check that the one it loads exists: answer from that
+            # service's own folder (s3; sts or sso when the credential chain assumes a role)
+            wanted = getattr(asking, "name", None)
+            if wanted and self.list_api_versions(wanted, type_name):
+                return [wanted]
             return list(super().list_available_services(type_name))
 
     extra = os.environ.get("AWS_DATA_PATH")  # what botocore's own create_loader honours
