@@ -484,7 +484,7 @@ class Client:
     ) -> SubmitPlan:
         """What `submit` would do, with nothing uploaded or started (`jobsub submit --dry-run`): the resolved
         spec, where each input comes from or is uploaded to, the outputs, the code archive, an earlier job
-        with the same idempotency key, and the cost estimate (`plan.as_dict()` is the dry run's JSON).
+        with the same idempotency key, and the cost estimate (`plan.document()` is the dry run's JSON, typed).
         Arguments as for `submit`; `sets` may also be `--set` words ("KEY=VALUE"). Pass the plan to `submit`
         to carry it out."""
         loaded, base_dir = self.load_spec(spec)

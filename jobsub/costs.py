@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from jobsub.units import human_size
 
@@ -183,15 +182,22 @@ def requests_cost(prices: Prices, count: int) -> float:
     return count / 1000 * prices.requests_per_1000
 
 
-@dataclass
-class Estimate:
-    """What a job will cost, before it runs."""
+class Estimate(BaseModel):
+    """What a job will cost, before it runs: printed by ``submit`` (``--dry-run --json`` shows it as is) and
+    kept in job.json under ``cost.estimate``.
+
+    ``upper`` is computed, yet dumped, so the JSON keeps the "upper" key readers of today's records expect; a
+    stored "upper" is dropped on read and computed again from the parts (a record cannot claim a bound its parts
+    do not add up to). ``extra="allow"``: a field a newer jobsub adds survives a rewrite of the record.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     currency: str
     table: str
     rate_per_hour: float
-    compute_upper: float | None  # None: no timeout, so no upper bound
-    compute_typical: float | None  # median of earlier runs, when there are any
+    compute_upper: float | None = Field(description="None: no timeout, so no upper bound")
+    compute_typical: float | None = Field(description="median of earlier runs, when there are any")
     typical_seconds: float | None
     runs_seen: int
     upload_bytes: int
@@ -199,6 +205,14 @@ class Estimate:
     requests: int
     requests_cost: float
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_stored_upper(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "upper" in data:
+            return {key: value for key, value in data.items() if key != "upper"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def upper(self) -> float | None:
         if self.compute_upper is None:
@@ -206,7 +220,9 @@ class Estimate:
         return self.compute_upper + self.storage_month + self.requests_cost
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "upper": self.upper}
+        """The JSON form, for a caller that writes it out itself (CostRecord takes the model and reads a stored
+        dict back as one)."""
+        return self.model_dump(mode="json")
 
     def line(self) -> str:
         """One line for the submit message: 'estimate: at most 1.20 USD (compute 1.00 for 2h at 0.50/h ...)'."""

@@ -181,7 +181,7 @@ def submit_command(
         max_cost=max_cost,
     )
     if dry_run:
-        print_json({**plan.as_dict(), "dry_run": True})
+        print_json({**plan.document().model_dump(mode="json"), "dry_run": True})
         return
     if plan.estimate is not None and not as_json:
         app.console.print(plan.estimate.line(), markup=False, highlight=False)

@@ -129,7 +129,7 @@ def cost_record(prices: Prices, plan_estimate: Estimate, max_cost: float | None)
         rate_per_hour=plan_estimate.rate_per_hour,
         storage_gib_month=prices.storage_gib_month,
         max_cost=max_cost,
-        estimate=plan_estimate.as_dict(),
+        estimate=plan_estimate,
     )
 
 

@@ -19,10 +19,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
     field_serializer,
+    field_validator,
     model_serializer,
 )
 
+from jobsub.costs import Estimate
 from jobsub.executors.base import RunnerPlace
 from jobsub.jobs.spec import JobSpec
 
@@ -155,7 +158,20 @@ class CostRecord(BaseModel):
     rate_per_hour: float = 0.0
     storage_gib_month: float = 0.0
     max_cost: float | None = None
-    estimate: dict[str, Any] | None = None
+    estimate: Estimate | None = None
+
+    @field_validator("estimate", mode="before")
+    @classmethod
+    def _estimate_or_none(cls, value: Any) -> Any:
+        """The estimate is what submit said, never needed to run or bill a job: one that does not read (an
+        empty ``{}`` some records hold, a hostile or half-written value) is shown as no estimate rather than
+        making the whole record unreadable."""
+        if value is None or isinstance(value, Estimate):
+            return value
+        try:
+            return Estimate.model_validate(value)
+        except ValidationError:
+            return None
 
 
 class JobDocument(BaseModel):

@@ -39,6 +39,7 @@ from jobsub.executors import EXECUTORS, BaseHandle, Executor, LaunchRequest, Obs
 from jobsub.jobs import billing
 from jobsub.jobs.models import CodeRef, JobDocument, JobInfo, JobRow, LogLine, OutputFile, Results, job_name
 from jobsub.jobs.packaging import pack_code
+from jobsub.jobs.plan_document import PlanDocument, PlannedUpload
 from jobsub.jobs.records import JobRecord, JobStatus, State, heartbeat_age, now_iso
 from jobsub.jobs.spec import JobSpec, check_name, nodes_problem
 from jobsub.jobs.spec_guard import check_output_bucket
@@ -78,18 +79,19 @@ class SubmitPlan:
     timeout_seconds: float | None = None
     memory_bytes: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "spec": self.spec.model_dump(mode="json"),
-            "inputs": self.inputs,
-            "uploads": [{"input": n, "source": str(p), "destination": d} for n, p, d in self.uploads],
-            "outputs": self.outputs,
-            "code": self.code.model_dump(mode="json") if self.code else None,
-            "existing_job": self.existing,
-            "estimate": self.estimate.as_dict() if self.estimate else None,
-            "max_cost": self.max_cost,
-        }
+    def document(self) -> PlanDocument:
+        """The part a user reads, typed (``.model_dump(mode="json")`` is `submit --dry-run --json`)."""
+        return PlanDocument(
+            job_id=self.job_id,
+            spec=self.spec,
+            inputs=self.inputs,
+            uploads=[PlannedUpload(input=n, source=str(p), destination=d) for n, p, d in self.uploads],
+            outputs=self.outputs,
+            code=self.code,
+            existing_job=self.existing,
+            estimate=self.estimate,
+            max_cost=self.max_cost,
+        )
 
 
 def new_job_id(name: str) -> str:

@@ -13,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
@@ -22,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from jobsub.errors import JobNotFoundError, JobsubError
 from jobsub.redact import redact
 from jobsub.web.data import WebData, WebInputError, dumps
+from jobsub.web.models import LinesEvent, MetricsEvent, StatusPage
 from jobsub.web.security import SecurityMiddleware
 
 STATIC = Path(str(files("jobsub.web") / "static"))
@@ -33,13 +35,19 @@ KEEPALIVE_SECONDS = 15.0
 INLINE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(dumps(data), status_code=status, media_type="application/json")
+def _json(data: BaseModel | dict[str, Any]) -> Any:
+    """A page's model as JSON (``model_dump(mode="json")``: the keys static/*.js reads); a plain dict is an
+    error body or the jobs list, which is JSON already."""
+    return data.model_dump(mode="json") if isinstance(data, BaseModel) else data
 
 
-def _event(kind: str, data: Any, event_id: str | None = None) -> str:
+def json_response(data: BaseModel | dict[str, Any], status: int = 200) -> Response:
+    return Response(dumps(_json(data)), status_code=status, media_type="application/json")
+
+
+def _event(kind: str, data: BaseModel | dict[str, Any], event_id: str | None = None) -> str:
     head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {kind}\ndata: {dumps(data)}\n\n"
+    return f"{head}event: {kind}\ndata: {dumps(_json(data))}\n\n"
 
 
 def _int(request: Request, name: str, default: int) -> int:
@@ -113,7 +121,7 @@ def create_app(data: WebData, token: str | None = None, allowed_hosts: list[str]
         if not query:
             raise WebInputError("q is empty: give the text to look for")
         data.status(job_id)
-        lines = (dumps(line) + "\n" for line in data.search_log(job_id, query))
+        lines = (dumps(line.model_dump(mode="json")) + "\n" for line in data.search_log(job_id, query))
         return StreamingResponse(lines, media_type="application/x-ndjson")
 
     def metrics(request: Request) -> Response:
@@ -192,9 +200,10 @@ def _sse(events: Iterator[str]) -> Response:
     )
 
 
-def _changed(new: dict[str, Any], old: Any) -> bool:
+def _changed(new: StatusPage, old: StatusPage | None) -> bool:
+    """Whether the page would show something new (a heartbeat alone is not)."""
     keys = ("state", "reason", "exit_code", "transitions", "finished", "attempt")
-    return not isinstance(old, dict) or any(new.get(k) != old.get(k) for k in keys)
+    return old is None or any(getattr(new, k) != getattr(old, k) for k in keys)
 
 
 def _follow_log(data: WebData, job_id: str, after: str, tail: int | None) -> Iterator[str]:
@@ -203,9 +212,9 @@ def _follow_log(data: WebData, job_id: str, after: str, tail: int | None) -> Ite
     cursor = after
     if tail is not None:
         first = data.log_tail(job_id, tail)
-        cursor = first["cursor"]
-        yield _event("lines", {"lines": first["lines"], "chunk": cursor, "batch": -1, "done": True}, cursor or None)
-    last_state: Any = None
+        cursor = first.cursor
+        yield _event("lines", LinesEvent(lines=first.lines, chunk=cursor, batch=-1, done=True), cursor or None)
+    last_state: StatusPage | None = None
     last_status = last_sent = 0.0
     finished = False
     while True:
@@ -213,12 +222,11 @@ def _follow_log(data: WebData, job_id: str, after: str, tail: int | None) -> Ite
             batches = list(enumerate(data.chunk_lines(job_id, key, size))) or [(0, [])]
             for number, batch in batches:
                 done = number == batches[-1][0]
-                yield _event(
-                    "lines", {"lines": batch, "chunk": key, "batch": number, "done": done}, key if done else None
-                )
+                event = LinesEvent(lines=batch, chunk=key, batch=number, done=done)
+                yield _event("lines", event, key if done else None)
             cursor = key
             last_sent = time.monotonic()
-        if finished:
+        if finished and last_state is not None:
             yield _event("end", last_state)
             return
         now = time.monotonic()
@@ -229,7 +237,7 @@ def _follow_log(data: WebData, job_id: str, after: str, tail: int | None) -> Ite
                 yield _event("status", state)
                 last_sent = now
             last_state = state
-            if state.get("final"):
+            if state.final:
                 finished = True  # one more pass: the runner writes its last chunk before the final status
                 continue
         if now - last_sent >= KEEPALIVE_SECONDS:
@@ -248,11 +256,11 @@ def _follow_metrics(data: WebData, job_id: str, after: int) -> Iterator[str]:
         if current != version:
             version = current
             got = data.metrics(job_id, count)
-            if got["rows"] or got["count"] < count:
-                yield _event("rows", {"rows": got["rows"], "from": count, "count": got["count"]})
+            if got.rows or got.count < count:
+                yield _event("rows", MetricsEvent(rows=got.rows, from_=count, count=got.count))
                 last_sent = time.monotonic()
-            count = got["count"]
-        if status.get("final"):
+            count = got.count
+        if status.final:
             yield _event("end", {"count": count})
             return
         if time.monotonic() - last_sent >= KEEPALIVE_SECONDS:

@@ -1,8 +1,8 @@
 """The one adapter between the web view and the job service: every read of a job goes through here.
 
 It reads jobs as the service's models (JobDocument, JobStatus, Results, JobCost; never job.json itself) and
-keeps its own rows as models (WebRow); each function returns the JSON the API serves (plain dicts and lists,
-finite numbers, bounded strings), made from those models at the end. Records come from a shared bucket and
+keeps its own rows as models (WebRow); each page function returns its page's model (web/models.py), which
+app.py dumps and `dumps` cleans (finite numbers, bounded and redacted strings). Records come from a shared bucket and
 were written by other programs: every size is bounded, every key the browser names is checked against the
 job's own prefixes, and nothing here writes (the service may still turn a job whose runner is gone LOST,
 exactly as `jobsub status` does).
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from jobsub.errors import BucketNotFoundError, JobNotFoundError, JobsubError, RecordFormatError, StorageError
 from jobsub.jobs import billing
@@ -27,6 +27,26 @@ from jobsub.jobs.models import JobDocument, JobRow, JobStatus, State, job_name
 from jobsub.jobs.records import JobRecord
 from jobsub.redact import redact
 from jobsub.uri import ObjectURI, key_problem
+from jobsub.web.models import (
+    CompareJob,
+    ComparePage,
+    ConfusionMatrix,
+    FoundLine,
+    HeadlineValue,
+    JobPage,
+    LogPage,
+    LogTail,
+    MetricRow,
+    MetricsPage,
+    OutputEntry,
+    PageCost,
+    PendingUpload,
+    ResultsPage,
+    StatusPage,
+    StoragePage,
+    StorageSummary,
+    WebLogLine,
+)
 
 if TYPE_CHECKING:
     from jobsub.api import Client
@@ -74,38 +94,31 @@ def dumps(value: Any) -> str:
     return _USERINFO.sub("***@", redact(json.dumps(clean(value), ensure_ascii=False, allow_nan=False)))
 
 
-def _line(raw: Any) -> dict[str, Any] | None:
+def _line(raw: Any) -> WebLogLine | None:
+    """A chunk's line as the page's model. The chunk is the job's own writing: a time that is not a finite
+    number is none, the stream is cut to 16 characters and any text that is not a string is shown as JSON."""
     if not isinstance(raw, dict):
         return None
-    text = raw.get("l")
-    return {
-        "t": raw.get("t") if isinstance(raw.get("t"), int | float) else None,
-        "s": str(raw.get("s", ""))[:16],
-        "l": clean(text if isinstance(text, str) else json.dumps(text)),
-    }
+    text, stamp = raw.get("l"), raw.get("t")
+    return WebLogLine(
+        t=stamp if _is_number(stamp) else None,
+        s=clean(str(raw.get("s", ""))[:16]),
+        l=clean(text if isinstance(text, str) else json.dumps(clean(text))),
+    )
 
 
-def _parse_lines(data: bytes) -> list[dict[str, Any]]:
+def _parse_lines(data: bytes) -> list[WebLogLine]:
     lines = []
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
         try:
             parsed = _line(json.loads(raw))
-        except ValueError:
-            parsed = {"t": None, "s": "?", "l": clean(raw.decode("utf-8", "replace"))}
+        except (ValueError, RecursionError):
+            parsed = WebLogLine(t=None, s="?", l=clean(raw.decode("utf-8", "replace")))
         if parsed is not None:
             lines.append(parsed)
     return lines
-
-
-class HeadlineValue(BaseModel):
-    """A job's best value of its template's headline metric (the jobs list ranks by it)."""
-
-    metric: str
-    goal: str
-    best: int | float | None = None  # int stays int in JSON
-    step: int | float | None = None
 
 
 class WebRow(JobRow):
@@ -219,11 +232,15 @@ class WebData:
         if headline is None:
             return None
         metric, goal = headline.metric, headline.goal
-        values = [(r[metric], r.get("step")) for r in self._metric_rows(job_id) if _is_number(r.get(metric))]
+        values: list[tuple[int | float, int | float | None]] = []
+        for row in self._metric_rows(job_id):
+            value, step = row.get(metric), row.get("step")
+            if isinstance(value, int | float) and _is_number(value):
+                values.append((value, step if isinstance(step, int | float) and _is_number(step) else None))
         if not values:
             return HeadlineValue(metric=metric, goal=goal)
         best = (min if goal == "min" else max)(values, key=lambda v: v[0])
-        return HeadlineValue(metric=metric, goal=goal, best=best[0], step=best[1] if _is_number(best[1]) else None)
+        return HeadlineValue(metric=metric, goal=goal, best=best[0], step=best[1])
 
     def _row(self, job_id: str, status: JobStatus) -> WebRow:
         with self._lock:
@@ -302,37 +319,34 @@ class WebData:
         }
 
     # -- one job ------------------------------------------------------------------------------------------
-    def status(self, job_id: str) -> dict[str, Any]:
+    def status(self, job_id: str) -> StatusPage:
         status = self.service.status(job_id)
-        data = status.model_dump(mode="json")
-        data.pop("executor", None)  # host and pid of the runner: not for the page
-        data["duration_seconds"] = status.duration()
-        data["final"] = status.state.final
-        return clean(data)
+        return StatusPage(
+            **status.model_dump(exclude={"executor"}),  # host and pid of the runner: not for the page
+            duration_seconds=status.duration(),
+            final=status.state.final,
+        )
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str) -> JobPage:
         """Status with its timeline, the resolved spec and params, inputs, outputs and cost."""
         job = self._job_doc(job_id)
         status = self.status(job_id)
-        cost = billing.job_cost(job, status.get("duration_seconds")).model_dump(mode="json")
-        headline = self._headline(job, job_id)
-        return clean(
-            {
-                "id": job_id,
-                "name": job_name(job_id),
-                "status": status,
-                "executor": self.service.executor_description(job_id),
-                "executor_kind": job.executor,
-                "record": self._record(job_id).uri(),
-                "spec": job.spec.model_dump(mode="json"),
-                "params": job.spec.params,
-                "inputs": job.inputs,
-                "outputs": job.outputs,
-                "submitted_from": job.submitted_from,
-                "profile": job.profile,
-                "cost": {**cost, "estimate": job.cost.estimate if job.cost else None},
-                "headline": headline.model_dump(mode="json") if headline else None,
-            }
+        cost = billing.job_cost(job, status.duration_seconds)
+        return JobPage(
+            id=job_id,
+            name=job_name(job_id),
+            status=status,
+            executor=self.service.executor_description(job_id),
+            executor_kind=job.executor,
+            record=self._record(job_id).uri(),
+            spec=job.spec,
+            params=job.spec.params,
+            inputs=job.inputs,
+            outputs=job.outputs,
+            submitted_from=job.submitted_from,
+            profile=job.profile,
+            cost=PageCost(**dict(cost), estimate=job.cost.estimate if job.cost else None),
+            headline=self._headline(job, job_id),
         )
 
     # -- logs ---------------------------------------------------------------------------------------------
@@ -347,7 +361,7 @@ class WebData:
             raise WebInputError("cursor is not a log chunk of this job")
         return [(o.key, o.size) for o in self.store.iter_objects(bucket, prefix, start_after=after or "")]
 
-    def chunk_lines(self, job_id: str, key: str, size: int) -> Iterator[list[dict[str, Any]]]:
+    def chunk_lines(self, job_id: str, key: str, size: int) -> Iterator[list[WebLogLine]]:
         """The chunk's lines in batches, read READ_BYTES at a time: memory stays flat whatever the log's size."""
         bucket, prefix = self._logs_prefix(job_id)
         if not key.startswith(prefix):
@@ -366,39 +380,39 @@ class WebData:
         if carry.strip():
             yield _parse_lines(carry)
 
-    def log_page(self, job_id: str, after: str = "", max_chunks: int = 20) -> dict[str, Any]:
+    def log_page(self, job_id: str, after: str = "", max_chunks: int = 20) -> LogPage:
         """Lines of up to `max_chunks` whole chunks after the cursor; `cursor` continues where this stopped."""
         self.service.record(job_id).read_status()  # JobNotFoundError for an unknown id
-        lines: list[dict[str, Any]] = []
+        lines: list[WebLogLine] = []
         cursor = after
         chunks = self.chunks(job_id, after)
         for key, size in chunks[: max(1, min(max_chunks, 200))]:
             for batch in self.chunk_lines(job_id, key, size):
                 lines.extend(batch)
             cursor = key
-        return {"lines": lines, "cursor": cursor, "more": len(chunks) > max_chunks}
+        return LogPage(lines=lines, cursor=cursor, more=len(chunks) > max_chunks)
 
-    def log_tail(self, job_id: str, count: int = 500) -> dict[str, Any]:
+    def log_tail(self, job_id: str, count: int = 500) -> LogTail:
         """The last `count` lines (chunks read from the end, each once) and the cursor a follower goes on from."""
         self.service.record(job_id).read_status()
         count = max(0, min(count, 10_000))
         chunks = self.chunks(job_id)
-        lines: list[dict[str, Any]] = []
+        lines: list[WebLogLine] = []
         for key, size in reversed(chunks):
             if len(lines) >= count:
                 break
             part = [line for batch in self.chunk_lines(job_id, key, size) for line in batch]
             lines[:0] = part[-count:]
-        return {"lines": lines[-count:] if count else [], "cursor": chunks[-1][0] if chunks else ""}
+        return LogTail(lines=lines[-count:] if count else [], cursor=chunks[-1][0] if chunks else "")
 
     def log_text(self, job_id: str) -> Iterator[bytes]:
         """The whole log as text, chunk by chunk (a download; never held in memory whole)."""
         self.service.record(job_id).read_status()
         for key, size in self.chunks(job_id):
             for batch in self.chunk_lines(job_id, key, size):
-                yield "".join(str(line["l"]) + "\n" for line in batch).encode()
+                yield "".join(line.l + "\n" for line in batch).encode()
 
-    def search_log(self, job_id: str, query: str, limit: int = 1000) -> Iterator[dict[str, Any]]:
+    def search_log(self, job_id: str, query: str, limit: int = 1000) -> Iterator[FoundLine]:
         """Lines containing `query` (case-insensitive), found by the server chunk by chunk, as they are found."""
         self.service.record(job_id).read_status()
         needle, found = query.lower()[:200], 0
@@ -407,9 +421,9 @@ class WebData:
             for batch in self.chunk_lines(job_id, key, size):
                 for line in batch:
                     number += 1
-                    if needle in str(line["l"]).lower():
+                    if needle in line.l.lower():
                         found += 1
-                        yield {**line, "n": number}
+                        yield FoundLine(**dict(line), n=number)
                         if found >= limit:
                             return
 
@@ -419,7 +433,9 @@ class WebData:
         info = self.store.head(record.bucket, record.key("metrics.jsonl"))
         return f"{info.size}:{info.etag}" if info else None
 
-    def _metric_rows(self, job_id: str) -> list[dict[str, Any]]:
+    def _metric_rows(self, job_id: str) -> list[MetricRow]:
+        """The last MAX_METRIC_ROWS rows of metrics.jsonl: at most 64 keys of 64 characters each, finite numbers
+        only, plus the ``final`` marker (cleaned: a script may write anything there)."""
         record = self._record(job_id)
         info = self.store.head(record.bucket, record.key("metrics.jsonl"))
         if info is None:
@@ -428,54 +444,59 @@ class WebData:
         data = self.store.get_range(record.bucket, record.key("metrics.jsonl"), start, info.size - start)
         if start:
             data = data[data.find(b"\n") + 1 :]  # the first line was cut by the range
-        rows: list[dict[str, Any]] = []
+        rows: list[MetricRow] = []
         for raw in data.splitlines()[-MAX_METRIC_ROWS:]:
             try:
                 row = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(row, dict):
-                rows.append({str(k)[:64]: v for k, v in list(row.items())[:64] if _is_number(v) or k == "final"})
+                rows.append(
+                    {
+                        str(k)[:64]: v if _is_number(v) else clean(v)
+                        for k, v in list(row.items())[:64]
+                        if _is_number(v) or k == "final"
+                    }
+                )
         return rows
 
-    def metrics(self, job_id: str, after: int = 0) -> dict[str, Any]:
+    def metrics(self, job_id: str, after: int = 0) -> MetricsPage:
         """metrics.jsonl rows from index `after` (numbers only: a curve needs nothing else)."""
         self.service.record(job_id).read_status()
         rows = self._metric_rows(job_id)
-        return clean({"rows": rows[max(0, after) :], "count": len(rows), "version": self.metrics_version(job_id)})
+        return MetricsPage(rows=rows[max(0, after) :], count=len(rows), version=self.metrics_version(job_id))
 
     # -- results and outputs ------------------------------------------------------------------------------
     def _outputs_prefix(self, job_id: str) -> ObjectURI:
         return ObjectURI.parse(self._job_doc(job_id).outputs).as_prefix()
 
-    def results(self, job_id: str) -> dict[str, Any]:
+    def results(self, job_id: str) -> ResultsPage:
         """The service's results, the per-class table and the confusion matrix as data, outputs with sizes."""
         prefix = self._outputs_prefix(job_id)  # first: a job.json over the bound is refused before any read
         results = self.service.results(job_id)
         metrics = results.metrics
-        per_class = _dict(metrics.get("per_class")) or None
+        per_class = clean(_dict(metrics.get("per_class"))) or None  # the user's own table: depth and size bounded
         matrix = self._confusion(prefix, metrics)
-        scalars = {k: v for k, v in metrics.items() if _is_number(v) or isinstance(v, str | bool)}
-        files = []
+        scalars = {str(k): v for k, v in metrics.items() if _is_number(v) or isinstance(v, str | bool)}
         base = f"s3://{prefix.bucket}/{prefix.key}"
-        for item in results.files:
-            if item.uri.startswith(base):
-                files.append({"path": item.uri[len(base) :], "size": item.size, "uri": item.uri})
-        return clean(
-            {
-                "id": job_id,
-                "state": results.state.value,
-                "metrics": scalars,
-                "metrics_source": results.metrics_source,
-                "per_class": per_class,
-                "confusion_matrix": matrix,
-                "outputs": results.outputs,
-                "files": files,
-                "warnings": results.warnings,
-            }
+        files = [
+            OutputEntry(path=item.uri[len(base) :], size=item.size, uri=item.uri)
+            for item in results.files
+            if item.uri.startswith(base)
+        ]
+        return ResultsPage(
+            id=job_id,
+            state=results.state,
+            metrics=scalars,
+            metrics_source=results.metrics_source,
+            per_class=per_class,
+            confusion_matrix=matrix,
+            outputs=results.outputs,
+            files=files,
+            warnings=results.warnings,
         )
 
-    def _confusion(self, prefix: ObjectURI, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    def _confusion(self, prefix: ObjectURI, metrics: dict[str, Any]) -> ConfusionMatrix | None:
         data: Any = None
         try:
             data = self._document(prefix.bucket, prefix.key + "confusion_matrix.json")
@@ -491,7 +512,7 @@ class WebData:
         rows = [[v if _is_number(v) else None for v in row[:200]] for row in matrix if isinstance(row, list)]
         if not isinstance(labels, list) or len(labels) != len(rows):
             labels = [str(i) for i in range(len(rows))]
-        return {"labels": [str(x) for x in labels], "matrix": rows}
+        return ConfusionMatrix(labels=[str(x) for x in labels], matrix=rows)
 
     def output(self, job_id: str, path: str) -> tuple[str, int]:
         """(key, size) of one of the job's own outputs; anything else is refused before any read."""
@@ -511,7 +532,7 @@ class WebData:
             yield self.store.get_range(bucket, key, start, min(READ_BYTES, size - start))
 
     # -- compare and storage ------------------------------------------------------------------------------
-    def compare(self, ids: list[str]) -> dict[str, Any]:
+    def compare(self, ids: list[str]) -> ComparePage:
         """Params and final metrics of 2..N jobs in one table (the page hides equal rows on request)."""
         if not 1 <= len(ids) <= 20:
             raise WebInputError("compare 2 to 20 jobs: ?ids=JOB1,JOB2")
@@ -523,20 +544,19 @@ class WebData:
                 final = self.service.results(job_id).metrics
             except JobsubError:
                 final = {}
-            headline = self._headline(job, job_id)
             jobs.append(
-                {
-                    "id": job_id,
-                    "state": status.state.value,
-                    "params": job.spec.params,
-                    "metrics": {k: v for k, v in final.items() if _is_number(v)},
-                    "headline": headline.model_dump(mode="json") if headline else None,
-                    "duration_seconds": status.duration(),
-                }
+                CompareJob(
+                    id=job_id,
+                    state=status.state,
+                    params=job.spec.params,
+                    metrics={str(k): v for k, v in final.items() if _is_number(v)},
+                    headline=self._headline(job, job_id),
+                    duration_seconds=status.duration(),
+                )
             )
-        return clean({"jobs": jobs})
+        return ComparePage(jobs=jobs)
 
-    def storage(self) -> dict[str, Any]:
+    def storage(self) -> StoragePage:
         """Interrupted multipart uploads under the jobs bucket (file and % where this machine's journal
         knows them) and what the profile's jobs prefix costs a month."""
         from jobsub.costs import storage_cost
@@ -545,7 +565,7 @@ class WebData:
         bucket = self.jobs_uri.bucket
         journals = {j.upload_id: j for j in all_journals() if j.store == self.store.description}
         buckets = sorted({bucket} | {j.bucket for j in journals.values()})
-        uploads = []
+        uploads: list[PendingUpload] = []
         for name in buckets:
             try:
                 listed = self.store.list_uploads(name, "")
@@ -560,14 +580,14 @@ class WebData:
                     )
                     percent = round(100.0 * done / journal.size, 1)
                 uploads.append(
-                    {
-                        "uri": f"s3://{name}/{upload.key}",
-                        "upload_id": upload.upload_id,
-                        "initiated": upload.initiated.isoformat() if upload.initiated else None,
-                        "source": str(journal.source) if journal else None,
-                        "size": journal.size if journal else None,
-                        "percent_done": percent,
-                    }
+                    PendingUpload(
+                        uri=f"s3://{name}/{upload.key}",
+                        upload_id=upload.upload_id,
+                        initiated=upload.initiated.isoformat() if upload.initiated else None,
+                        source=str(journal.source) if journal else None,
+                        size=journal.size if journal else None,
+                        percent_done=percent,
+                    )
                 )
         objects = total = 0
         try:
@@ -577,18 +597,16 @@ class WebData:
         except BucketNotFoundError:
             pass
         prices = self.service.profile.prices
-        return clean(
-            {
-                "uploads": uploads,
-                "storage": {
-                    "prefix": str(self.jobs_uri),
-                    "objects": objects,
-                    "bytes": total,
-                    "per_month": storage_cost(prices, total),
-                    "currency": prices.currency,
-                    "table": prices.table,
-                },
-            }
+        return StoragePage(
+            uploads=uploads,
+            storage=StorageSummary(
+                prefix=str(self.jobs_uri),
+                objects=objects,
+                bytes=total,
+                per_month=storage_cost(prices, total),
+                currency=prices.currency,
+                table=prices.table,
+            ),
         )
 
 
