@@ -98,7 +98,7 @@ def test_the_cli_prints_what_the_api_returns(store_env: Env, tmp_path: Path) -> 
     assert "\x1b" not in "\n".join(printed)  # the job's escape sequence is shown, never acted on
 
     # the web view's row of the job is the CLI's row with more columns, derived the same way
-    web_row = WebData(client).jobs()["jobs"][0]
+    web_row = WebData(client).jobs().jobs[0].model_dump(mode="json")
     cli_row = client.jobs()[0].model_dump(mode="json")
     assert {key: web_row[key] for key in cli_row} == cli_row
     assert web_row["template"] == "python-script" and web_row["executor"] == "local"

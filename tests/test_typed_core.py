@@ -95,7 +95,7 @@ def test_the_web_view_shows_an_old_record_from_its_model(local_env: Env) -> None
     job_id = "python-script-20261128-100000-2a2a"
     _old_record(local_env, job_id)
     web = _web(local_env)
-    page = web.jobs()
+    page = web.jobs().model_dump(mode="json")
     assert page["total"] == 1
     (row,) = page["jobs"]
     assert row["id"] == job_id and row["state"] == "SUCCEEDED" and row["template"] == "python-script"
@@ -107,7 +107,7 @@ def test_the_web_view_shows_an_old_record_from_its_model(local_env: Env) -> None
     assert shown["cost"]["compute"] == 3.0 and shown["cost"]["estimate"] is None  # `{}` reads as no estimate
     assert shown["executor"] == "not started" and shown["executor_kind"] == "local"
     assert shown["profile"] == "loc" and shown["submitted_from"] == "laptop"
-    assert web.jobs(sort="cost")["jobs"][0]["id"] == job_id  # rows sort by their model's fields
+    assert web.jobs(sort="cost").jobs[0].id == job_id  # rows sort by their model's fields
 
 
 def test_the_web_view_refuses_a_newer_or_oversized_record_but_still_lists_it(local_env: Env) -> None:
@@ -118,7 +118,7 @@ def test_the_web_view_refuses_a_newer_or_oversized_record_but_still_lists_it(loc
     _old_record(local_env, newer, {"format_version": 7})
     _old_record(local_env, huge, {"padding": "x" * (MAX_DOCUMENT_BYTES + 1)})
     web = _web(local_env)
-    rows = {r["id"]: r for r in web.jobs()["jobs"]}
+    rows = {r["id"]: r for r in web.jobs().model_dump(mode="json")["jobs"]}
     assert set(rows) == {newer, huge}  # both list from status.json, without what job.json would add
     assert all(r["state"] == "SUCCEEDED" and r["cost"] is None and r["template"] is None for r in rows.values())
     with pytest.raises(JobNotFoundError, match="version 7"):

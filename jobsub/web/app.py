@@ -37,7 +37,7 @@ INLINE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"
 
 def _json(data: BaseModel | dict[str, Any]) -> Any:
     """A page's model as JSON (``model_dump(mode="json")``: the keys static/*.js reads); a plain dict is an
-    error body or the jobs list, which is JSON already."""
+    error body, which is JSON already."""
     return data.model_dump(mode="json") if isinstance(data, BaseModel) else data
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from jobsub.errors import BucketNotFoundError, JobNotFoundError, JobsubError, RecordFormatError, StorageError
 from jobsub.jobs import billing
@@ -153,6 +153,16 @@ class WebRow(JobRow):
         }[sort]
 
 
+class JobsPage(BaseModel):
+    """One page of the jobs list: the rows (what `jobsub jobs` shows, plus the page's columns) and where the
+    page sits in the whole list."""
+
+    total: int
+    offset: int
+    limit: int
+    jobs: list[WebRow]
+
+
 def _dict(value: Any) -> dict[str, Any]:
     """A record's field that should be an object; anything else another tool wrote counts as empty."""
     return value if isinstance(value, dict) else {}
@@ -281,7 +291,7 @@ class WebData:
         template: str | None = None,
         sort: str = "created",
         order: str = "desc",
-    ) -> dict[str, Any]:
+    ) -> JobsPage:
         """One page of the jobs list. Newest-first without a state filter reads only the page's records;
         another sort or a state filter reads every job once (finished ones are kept and never re-read)."""
         if sort not in SORT_KEYS:
@@ -311,12 +321,7 @@ class WebData:
             rows = _sorted(rows, sort, order == "desc")
             total = len(rows)
             rows = rows[offset : offset + limit]
-        return {
-            "total": total,
-            "offset": offset,
-            "limit": limit,
-            "jobs": [clean(r.model_dump(mode="json")) for r in rows],
-        }
+        return JobsPage(total=total, offset=offset, limit=limit, jobs=rows)
 
     # -- one job ------------------------------------------------------------------------------------------
     def status(self, job_id: str) -> StatusPage:
