@@ -131,3 +131,28 @@ def test_a_file_changed_after_the_submits_plan_is_planned_again(motoenv: Env, tm
     out = tmp_path / "out.bin"
     motoenv.run("download", str(dest), str(out), "-q", check=True)
     assert out.read_bytes() == data.read_bytes()
+
+
+def test_a_submit_plan_s_upload_plans_are_carried_out_once_and_only_while_fresh(
+    motoenv: Env, tmp_path: Path, monkeypatch
+) -> None:
+    """The plans say what the server held when `plan()` ran. A SubmitPlan kept by an API caller (a confirm
+    step, a retry of the same object) must not replay them: after a submit they are gone, and a plan older
+    than UPLOAD_PLAN_FRESH_SECONDS is planned again from the file and the server as they are now."""
+    from jobsub.api import Client
+    from jobsub.jobs import service
+
+    data = write_random(tmp_path / "in.bin", 20 * MiB, seed=11)
+    code = code_folder(tmp_path, "print('ok', flush=True)\n")
+    client = Client()
+    calls = _counting(monkeypatch)
+    plan = client.plan("python-script", inputs={"data": str(data)}, code=code)
+    assert calls["pass"] == 1 and len(plan.upload_plans) == 1
+    client.submit(plan)
+    assert calls["pass"] == 1  # carried out as planned, no second read
+    assert plan.upload_plans == []  # used once
+    stale = client.plan("python-script", inputs={"data": str(data)}, code=code)
+    stale.planned_at -= service.UPLOAD_PLAN_FRESH_SECONDS + 1
+    before = calls["pass"]
+    client.submit(stale)
+    assert calls["pass"] == before + 1  # too old: planned again as it uploads (the object is there: skipped)

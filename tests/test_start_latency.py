@@ -251,3 +251,48 @@ def test_missing_credentials_are_one_line_from_submit_and_from_the_runtime(env_s
     assert bad_profile.returncode != 0
     assert "AWS profile 'nosuchprofile' not found" in bad_profile.stderr, bad_profile.stderr
     assert "Traceback" not in bad_profile.stderr
+
+
+def test_an_aws_profile_typo_in_the_environment_is_one_line(env_s3: Env) -> None:
+    """AWS_PROFILE (not the jobsub profile) naming a profile ~/.aws lacks: one line naming it, exit 1."""
+    result = env_s3.run("ls", env_s3.uri(""), extra_env={"AWS_PROFILE": "typo-profile"})
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "AWS profile 'typo-profile' (named by AWS_PROFILE in the environment) not found" in lines[0], lines[0]
+    assert "unexpected" not in lines[0]
+
+
+def test_a_bandwidth_knob_that_is_no_size_fails_the_job_before_its_command_runs(env_s3: Env, tmp_path: Path) -> None:
+    """JOBSUB_OUTPUT_MAX_BANDWIDTH is read when the runner starts: a job must not run for hours and then
+    fail with its outputs unsent because the knob was '50MBps'."""
+    marker = tmp_path / "ran"
+    code = code_folder(tmp_path, f"open({str(marker)!r}, 'w').write('x')\nprint('ran', flush=True)\n")
+    job_id = submit_script(env_s3, code, extra_env={"JOBSUB_OUTPUT_MAX_BANDWIDTH": "50MBps"})
+    final = _wait_final(env_s3, job_id)
+    assert final["state"] == "FAILED", final
+    reason = final.get("reason") or ""
+    if "50MBps" not in reason:  # the runner stopped before it took the job: its log says why
+        log = Path(reason.rsplit("see ", 1)[-1])
+        assert "runner.log" in reason and "50MBps" in log.read_text(), reason
+    assert not marker.exists(), "the command ran although the runner could not have uploaded its outputs"
+
+
+def test_sessions_made_while_the_start_thread_is_being_published_do_not_fail() -> None:
+    """`prepare()` from several threads at once (a web view or a notebook): every `new_session` works."""
+    from jobsub.storage import s3_client
+
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            s3_client.prepare()
+            s3_client.new_session()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors

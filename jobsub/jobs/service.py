@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 RUNNER_START_SECONDS = float(os.environ.get("JOBSUB_RUNNER_START_SECONDS", "60"))
 #: A runner that has not written a heartbeat for this long, and whose executor cannot tell, is LOST.
 LOST_AFTER_SECONDS = 120.0
+#: how long after `plan()` its input upload plans are carried out as made (then each file is planned again)
+UPLOAD_PLAN_FRESH_SECONDS = 60.0
 
 
 @dataclass
@@ -69,6 +71,8 @@ class SubmitPlan:
     uploads: list[tuple[str, Path, str]] = field(default_factory=list)  # (input name, local path, destination URI)
     #: each upload's transfer plan (what the estimate counts), carried out by submit where still current
     upload_plans: list[UploadPlan] = field(default_factory=list)
+    #: when the plans were made (time.monotonic): a submit long after its plan asks the server again
+    planned_at: float = 0.0
     outputs: str = ""
     code: CodeRef | None = None
     code_archive: bytes | None = None
@@ -260,6 +264,7 @@ class JobService:
             plan.code_archive = archive
         plan.max_cost = max_cost
         plan.upload_plans = [billing.upload_plan(self.store, path, dest) for _, path, dest in plan.uploads]
+        plan.planned_at = time.monotonic()
         plan.estimate = billing.estimate_plan(
             self,
             spec,
@@ -317,8 +322,12 @@ class JobService:
             billing.check_max_cost(plan.estimate, plan.max_cost)
         request = self.launch_request(plan, secret_env)
         self.executor.check(request)
-        # a SubmitPlan built without plans (none made) uploads as before: each file is planned as it goes
-        made = dict(zip((dest for _, _, dest in plan.uploads), plan.upload_plans, strict=False))
+        # a SubmitPlan built without plans (none made) uploads as before: each file is planned as it goes.
+        # The plans say what the server held when they were made: they are carried out once, and only soon
+        # after (a second submit of the same plan, or one after a long confirm step, plans again).
+        fresh = time.monotonic() - plan.planned_at <= UPLOAD_PLAN_FRESH_SECONDS
+        made = dict(zip((dest for _, _, dest in plan.uploads), plan.upload_plans, strict=False)) if fresh else {}
+        plan.upload_plans = []
         for name, path, dest in plan.uploads:
             on_message(f"uploading input {name}: {path} -> {dest}")
             target = ObjectURI.parse(dest)

@@ -146,7 +146,13 @@ class Runner:
         self.token = secrets.token_hex(4)  # this runner's id: in its claim and in its log chunk names
         self.status = StatusWriter(record, record.read_status())
         self.logs = LogShipper(record, first_chunk=self._existing_chunks(), writer=self.token)
-        self.outputs = OutputUploader(store, self.outputs_dir, self.outputs_uri, self.logs.say, _output_options)
+        # the bandwidth knobs are read now: a value that is no size fails the job before it runs, not after
+        staging_bandwidth = parse_size(STAGING_MAX_BANDWIDTH) if STAGING_MAX_BANDWIDTH else None
+        self._staging_bandwidth = staging_bandwidth
+        output_bandwidth = parse_size(OUTPUT_MAX_BANDWIDTH) if OUTPUT_MAX_BANDWIDTH else None
+        self.outputs = OutputUploader(
+            store, self.outputs_dir, self.outputs_uri, self.logs.say, lambda: _output_options(output_bandwidth)
+        )
         self.stop_reason: str | None = None  # "cancel" | "timeout" once the job must stop
         self._signal: int | None = None  # set by the signal handler, acted on by the watcher
         self._proc: subprocess.Popen | None = None
@@ -174,8 +180,8 @@ class Runner:
             from jobsub.transfer import TransferManager, TransferOptions
 
             options = TransferOptions(concurrency=4)
-            if STAGING_MAX_BANDWIDTH:
-                options.max_bandwidth = parse_size(STAGING_MAX_BANDWIDTH)
+            if self._staging_bandwidth:
+                options.max_bandwidth = self._staging_bandwidth
             self._staging_manager = TransferManager(self.store, options)
             if self._staging_cancelled:
                 self._staging_manager.cancel()
@@ -552,12 +558,12 @@ class Runner:
             self._metrics_size = len(data)
 
 
-def _output_options() -> TransferOptions:
+def _output_options(max_bandwidth: int | None) -> TransferOptions:
     from jobsub.transfer import TransferOptions
 
     options = TransferOptions(concurrency=4, part_attempts=2)
-    if OUTPUT_MAX_BANDWIDTH:
-        options.max_bandwidth = parse_size(OUTPUT_MAX_BANDWIDTH)
+    if max_bandwidth:
+        options.max_bandwidth = max_bandwidth
     return options
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -212,7 +213,12 @@ class S3Store:
         try:  # botocore's own session, on data parsed once per process (storage/s3_client.py has why)
             self._session = new_session(aws_profile)
         except Exception as exc:  # botocore.exceptions.ProfileNotFound
-            raise CredentialsError(f"AWS profile {aws_profile!r} not found in ~/.aws: {type(exc).__name__}") from None
+            named = aws_profile or os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE")
+            source = "" if aws_profile else " (named by AWS_PROFILE in the environment)"
+            raise CredentialsError(
+                f"AWS profile {named!r}{source} not found in ~/.aws: {type(exc).__name__}; fix the name or add it "
+                "with `aws configure --profile NAME`"
+            ) from None
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": addressing_style},

@@ -82,8 +82,7 @@ def new_session(aws_profile: str | None = None) -> Any:
     import botocore.session
 
     made = botocore.session.Session(profile=aws_profile)
-    if aws_profile:
-        made.get_scoped_config()
+    made.get_scoped_config()  # also for AWS_PROFILE from the environment: a missing one fails here, in words
     made.register_component("data_loader", shared_loader())
     return made
 
@@ -106,5 +105,4 @@ def prepare() -> None:
         if _loader is not None or _preparing is not None:
             return
         _preparing = threading.Thread(target=work, name="s3-client-start", daemon=True)
-        thread = _preparing
-    thread.start()
+        _preparing.start()  # under the lock: no other thread can see it (and join it) before it started

@@ -182,8 +182,15 @@ class Uploader:
             return self._upload_file_once(item)
 
     def plan(self, items: list[UploadItem]) -> UploadPlan:
-        """The whole upload's plan; sends nothing (HEAD, ListParts, ListMultipartUploads and local reads only)."""
-        return UploadPlan([self.plan_file(item) for item in items])
+        """The whole upload's plan; sends nothing (HEAD, ListParts, ListMultipartUploads and local reads only).
+        Files are planned on `concurrency` threads, in order (a folder of 5,000 files is 5,000 HEADs: in a
+        row they would cost the estimate a minute over a slow link)."""
+        if len(items) <= 1:
+            return UploadPlan([self.plan_file(item) for item in items])
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(items))) as pool:
+            return UploadPlan(list(pool.map(self.plan_file, items)))
 
     def plan_file(self, item: UploadItem, adopt: bool = True) -> FilePlan:
         """Decide what one file needs: skip, one PUT, a local copy, or which parts of a multipart upload.
