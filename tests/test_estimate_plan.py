@@ -138,21 +138,31 @@ def test_a_submit_plan_s_upload_plans_are_carried_out_once_and_only_while_fresh(
 ) -> None:
     """The plans say what the server held when `plan()` ran. A SubmitPlan kept by an API caller (a confirm
     step, a retry of the same object) must not replay them: after a submit they are gone, and a plan older
-    than UPLOAD_PLAN_FRESH_SECONDS is planned again from the file and the server as they are now."""
+    than UPLOAD_PLAN_FRESH_SECONDS is not handed to the upload (which then plans from the file and the
+    server as they are now)."""
     from jobsub.api import Client
     from jobsub.jobs import service
+    from jobsub.transfer import TransferManager
 
+    handed: list[object] = []
+    real_upload = TransferManager.upload
+
+    def spy(self, sources, dest, plan=None, *args, **kwargs):
+        handed.append(plan)
+        return real_upload(self, sources, dest, plan, *args, **kwargs)
+
+    monkeypatch.setattr(TransferManager, "upload", spy)
     data = write_random(tmp_path / "in.bin", 20 * MiB, seed=11)
     code = code_folder(tmp_path, "print('ok', flush=True)\n")
     client = Client()
-    calls = _counting(monkeypatch)
     plan = client.plan("python-script", inputs={"data": str(data)}, code=code)
-    assert calls["pass"] == 1 and len(plan.upload_plans) == 1
+    assert len(plan.upload_plans) == 1
+    made = plan.upload_plans[0]
     client.submit(plan)
-    assert calls["pass"] == 1  # carried out as planned, no second read
+    assert handed == [made]  # carried out as planned
     assert plan.upload_plans == []  # used once
     stale = client.plan("python-script", inputs={"data": str(data)}, code=code)
+    assert len(stale.upload_plans) == 1
     stale.planned_at -= service.UPLOAD_PLAN_FRESH_SECONDS + 1
-    before = calls["pass"]
     client.submit(stale)
-    assert calls["pass"] == before + 1  # too old: planned again as it uploads (the object is there: skipped)
+    assert handed[1:] == [None]  # too old: the upload plans again
