@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from jobsub.errors import JobNotFoundError, ObjectNotFoundError, RecordFormatError
 from jobsub.executors.base import BaseHandle
@@ -39,6 +39,9 @@ from jobsub.jobs.models import (
 __all__ = ["JobDocument", "JobRecord", "JobStatus", "State", "check_format_version", "heartbeat_age", "now_iso"]
 from jobsub.storage.base import ObjectStore
 from jobsub.uri import ObjectURI
+
+#: a record model (`JobRecord._validated`)
+M = TypeVar("M", bound=BaseModel)
 
 
 class JobRecord:
@@ -74,15 +77,7 @@ class JobRecord:
     def read_status(self) -> JobStatus:
         """status.json parsed into its model; one that does not validate (a rewritten record: a runner place
         out of bounds, a state no jobsub wrote) is one line naming the field, not a traceback."""
-        data = self.get_json("status.json")
-        try:
-            return JobStatus.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "(top)"
-            raise RecordFormatError(
-                f"{self.uri('status.json')}: {where}: {err['msg']} (not a job status jobsub can read)"
-            ) from None
+        return self._validated(JobStatus, self.get_json("status.json"), "status.json", "a job status")
 
     def write_status(self, status: JobStatus) -> None:
         last = status.transitions[-1].state if status.transitions else None
@@ -102,14 +97,17 @@ class JobRecord:
         except ValueError:  # not JSON, not UTF-8: written by something else, or damaged
             raise RecordFormatError(f"{self.uri('job.json')} is not JSON (not a job record jobsub can read)") from None
         check_format_version(data, self.uri("job.json"))
+        return self._validated(JobDocument, data, "job.json", "a job record")
+
+    def _validated(self, model: type[M], data: Any, name: str, what: str) -> M:
+        """`data` (the record's file `name`) as `model`; one that does not validate is one line naming the
+        first field, not a traceback."""
         try:
-            return JobDocument.model_validate(data)
+            return model.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "(top)"
-            raise RecordFormatError(
-                f"{self.uri('job.json')}: {where}: {err['msg']} (not a job record jobsub can read)"
-            ) from None
+            raise RecordFormatError(f"{self.uri(name)}: {where}: {err['msg']} (not {what} jobsub can read)") from None
 
     def write_document(self, document: JobDocument) -> None:
         self.put_json("job.json", document.model_dump(mode="json"))
