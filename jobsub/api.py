@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from jobsub.config import Profile, resolve_profile
-from jobsub.errors import JobTimeoutError, SpecError, UsageError
+from jobsub.errors import BucketNotFoundError, JobTimeoutError, SpecError, StorageError, UsageError
 from jobsub.jobs.models import Bill, JobCost, JobInfo, JobRow, LogLine, Results
 from jobsub.jobs.records import JobStatus, State
 from jobsub.jobs.spec import JobSpec, apply_sets, load_spec
@@ -136,7 +136,62 @@ class PendingUpload(BaseModel):
     initiated: str | None = None
     age_seconds: float | None = None
     source: str | None = None
+    size: int | None = None
     percent_done: float | None = None
+
+
+#: At most this many pending uploads are read per bucket (a shared bucket can hold any number).
+MAX_PENDING_PER_BUCKET = 1000
+
+
+def find_pending_uploads(
+    store: ObjectStore, buckets: Sequence[str], prefix: str = "", *, skip_unreadable: bool = False
+) -> list[PendingUpload]:
+    """Interrupted multipart uploads in `buckets` under `prefix`, joined with this machine's resume journals
+    (source, size and % sent where a journal knows the upload). The one reading of pending uploads: the CLI's
+    `uploads list`, `Client.pending_uploads` and the web view's storage page all call it.
+
+    `skip_unreadable` passes over a bucket that is missing or refuses the listing (a page over several buckets
+    shows what it can); otherwise that error is raised.
+    """
+    from jobsub.transfer.journal import all_journals
+
+    journals = {j.upload_id: j for j in all_journals() if j.store == store.description}
+    found: list[PendingUpload] = []
+    for bucket in buckets:
+        try:
+            listed = store.list_uploads(bucket, prefix)
+        except (BucketNotFoundError, StorageError):
+            if skip_unreadable:
+                continue
+            raise
+        for upload in listed[:MAX_PENDING_PER_BUCKET]:
+            journal = journals.get(upload.upload_id)
+            percent = None
+            if journal:
+                done = sum(
+                    min(journal.part_size, journal.size - (int(n) - 1) * journal.part_size) for n in journal.parts
+                )
+                percent = round(100.0 * done / journal.size, 1) if journal.size else 100.0
+            found.append(
+                PendingUpload(
+                    upload_id=upload.upload_id,
+                    uri=f"s3://{bucket}/{upload.key}",
+                    initiated=upload.initiated.isoformat() if upload.initiated else None,
+                    age_seconds=time.time() - upload.initiated.timestamp() if upload.initiated else None,
+                    source=str(journal.source) if journal else None,
+                    size=journal.size if journal else None,
+                    percent_done=percent,
+                )
+            )
+    return found
+
+
+def journal_buckets(store: ObjectStore) -> list[str]:
+    """The buckets this machine's resume journals name for `store` (where its interrupted uploads can be)."""
+    from jobsub.transfer.journal import all_journals
+
+    return sorted({j.bucket for j in all_journals() if j.store == store.description})
 
 
 def _set_word(value: object) -> str:
@@ -364,32 +419,9 @@ class Client:
     def pending_uploads(self, uri: str | None = None) -> list[PendingUpload]:
         """Interrupted multipart uploads under s3://bucket[/prefix] (default: the buckets this machine's resume
         journals name), with the local source and how much was sent where a journal knows them."""
-        from jobsub.transfer.journal import all_journals
-
         target = ObjectURI.parse(uri) if uri else None
-        journals = {j.upload_id: j for j in all_journals() if j.store == self.store.description}
-        buckets = [target.bucket] if target else sorted({j.bucket for j in journals.values()})
-        found: list[PendingUpload] = []
-        for bucket in buckets:
-            for upload in self.store.list_uploads(bucket, target.key if target else ""):
-                journal = journals.get(upload.upload_id)
-                percent = None
-                if journal:
-                    done = sum(
-                        min(journal.part_size, journal.size - (int(n) - 1) * journal.part_size) for n in journal.parts
-                    )
-                    percent = round(100.0 * done / journal.size, 1) if journal.size else 100.0
-                found.append(
-                    PendingUpload(
-                        upload_id=upload.upload_id,
-                        uri=f"s3://{bucket}/{upload.key}",
-                        initiated=upload.initiated.isoformat() if upload.initiated else None,
-                        age_seconds=time.time() - upload.initiated.timestamp() if upload.initiated else None,
-                        source=journal.source if journal else None,
-                        percent_done=percent,
-                    )
-                )
-        return found
+        buckets = [target.bucket] if target else journal_buckets(self.store)
+        return find_pending_uploads(self.store, buckets, target.key if target else "")
 
     def abort_upload(self, upload: PendingUpload) -> None:
         """Abort a pending upload (the server deletes its parts) and forget this machine's journal of it."""

@@ -106,6 +106,7 @@ def test_the_cli_prints_what_the_api_returns(store_env: Env, tmp_path: Path) -> 
 
 def test_pending_uploads_listed_and_aborted_through_the_api(store_env: Env, tmp_path: Path) -> None:
     from jobsub.api import Client
+    from jobsub.web.data import WebData
 
     env = store_env
     client = Client()
@@ -115,8 +116,10 @@ def test_pending_uploads_listed_and_aborted_through_the_api(store_env: Env, tmp_
 
     listed = env.run_json("uploads", "list", env.uri())
     pending = [row.model_dump(mode="json") for row in client.pending_uploads(env.uri())]
+    # the web view's storage page reads the same uploads the same way (one finder, api.find_pending_uploads)
+    on_page = [row.model_dump(mode="json") for row in WebData(client).storage().uploads]
     assert isinstance(listed, list)
-    for row in listed + pending:  # seconds since it started: moves between the two reads
+    for row in listed + pending + on_page:  # seconds since it started: moves between the reads
         assert isinstance(row.pop("age_seconds"), float)
     assert (
         listed
@@ -127,9 +130,11 @@ def test_pending_uploads_listed_and_aborted_through_the_api(store_env: Env, tmp_
                 "uri": env.uri("big/ckpt.bin"),
                 "initiated": pending[0]["initiated"],
                 "source": None,
+                "size": None,
                 "percent_done": None,
             }
         ]
+        == on_page
     )
     aborted = env.run("uploads", "abort", upload_id, "--uri", env.uri(), check=True)
     assert aborted.stdout.strip() == f"aborted {upload_id} ({env.uri('big/ckpt.bin')})"

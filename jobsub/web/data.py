@@ -40,7 +40,6 @@ from jobsub.web.models import (
     MetricsPage,
     OutputEntry,
     PageCost,
-    PendingUpload,
     ResultsPage,
     StatusPage,
     StoragePage,
@@ -564,36 +563,12 @@ class WebData:
     def storage(self) -> StoragePage:
         """Interrupted multipart uploads under the jobs bucket (file and % where this machine's journal
         knows them) and what the profile's jobs prefix costs a month."""
+        from jobsub.api import find_pending_uploads, journal_buckets
         from jobsub.costs import storage_cost
-        from jobsub.transfer.journal import all_journals
 
         bucket = self.jobs_uri.bucket
-        journals = {j.upload_id: j for j in all_journals() if j.store == self.store.description}
-        buckets = sorted({bucket} | {j.bucket for j in journals.values()})
-        uploads: list[PendingUpload] = []
-        for name in buckets:
-            try:
-                listed = self.store.list_uploads(name, "")
-            except (BucketNotFoundError, StorageError):
-                continue
-            for upload in listed[:1000]:
-                journal = journals.get(upload.upload_id)
-                percent = None
-                if journal and journal.size:
-                    done = sum(
-                        min(journal.part_size, journal.size - (int(n) - 1) * journal.part_size) for n in journal.parts
-                    )
-                    percent = round(100.0 * done / journal.size, 1)
-                uploads.append(
-                    PendingUpload(
-                        uri=f"s3://{name}/{upload.key}",
-                        upload_id=upload.upload_id,
-                        initiated=upload.initiated.isoformat() if upload.initiated else None,
-                        source=str(journal.source) if journal else None,
-                        size=journal.size if journal else None,
-                        percent_done=percent,
-                    )
-                )
+        buckets = sorted({bucket, *journal_buckets(self.store)})
+        uploads = find_pending_uploads(self.store, buckets, skip_unreadable=True)
         objects = total = 0
         try:
             for obj in self.store.iter_objects(bucket, self.jobs_uri.key):

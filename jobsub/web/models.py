@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from jobsub.api import PendingUpload
 from jobsub.costs import Estimate
 from jobsub.jobs.models import JobCost, State, StatusTransition
 from jobsub.jobs.spec import JobSpec
@@ -174,17 +175,6 @@ class CompareJob(BaseModel):
 
 class ComparePage(BaseModel):
     jobs: list[CompareJob]
-
-
-class PendingUpload(BaseModel):
-    """An interrupted multipart upload (source, size and % done where this machine's journal knows them)."""
-
-    uri: str
-    upload_id: str
-    initiated: str | None = None
-    source: str | None = None
-    size: int | None = None
-    percent_done: float | None = None
 
 
 class StorageSummary(BaseModel):
