@@ -65,7 +65,11 @@ class StatusTransition(BaseModel):
     reason: str | None = None
 
 
-class JobStatus(BaseModel):
+class StatusFields(BaseModel):
+    """What a job's status says about the job itself: state, times, exit code, reason and timeline. JobStatus
+    (status.json) adds where the runner runs; the web view's StatusPage adds the duration and finality. One
+    declaration, so the page cannot drift from the record."""
+
     state: State = State.QUEUED
     created: str = Field(default_factory=now_iso)
     started: str | None = None
@@ -74,10 +78,13 @@ class JobStatus(BaseModel):
     reason: str | None = None
     attempt: int = 0
     heartbeat: float | None = None
-    #: where the runtime runs the job (written by the runner; read by `cancel` of a LOST job)
-    executor: RunnerPlace = Field(default_factory=RunnerPlace)
     #: each change of state, appended by JobRecord.write_status; records written before it have none and load
     transitions: list[StatusTransition] = Field(default_factory=list, max_length=MAX_TRANSITIONS)
+
+
+class JobStatus(StatusFields):
+    #: where the runtime runs the job (written by the runner; read by `cancel` of a LOST job)
+    executor: RunnerPlace = Field(default_factory=RunnerPlace)
 
     @field_serializer("executor")
     def _dump_place(self, place: RunnerPlace) -> dict[str, Any]:

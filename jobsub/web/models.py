@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from jobsub.api import PendingUpload
 from jobsub.costs import Estimate
-from jobsub.jobs.models import JobCost, State, StatusTransition
+from jobsub.jobs.models import JobCost, State, StatusFields
 from jobsub.jobs.spec import JobSpec
 
 #: one metrics.jsonl row: metric name -> a finite number (``final`` may hold any scalar the script wrote)
@@ -34,19 +34,10 @@ class HeadlineValue(BaseModel):
     step: int | float | None = None
 
 
-class StatusPage(BaseModel):
+class StatusPage(StatusFields):
     """A job's status as the page shows it: status.json without where the runner runs (host and pid are not
     for the page), with its duration and whether it is final (the page stops following then)."""
 
-    state: State
-    created: str
-    started: str | None = None
-    finished: str | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    attempt: int = 0
-    heartbeat: float | None = None
-    transitions: list[StatusTransition] = Field(default_factory=list)
     duration_seconds: float | None = None
     final: bool = False
 
