@@ -5,6 +5,12 @@ second full pass over the file that nothing overlaps (a third of a 512 MiB downl
 background thread hashes each part as soon as it and every part before it are on disk, reading from the page
 cache right after the write, so the hash is done when the last part lands. The bytes hashed are the bytes
 in the file, exactly what the final check hashed before.
+
+A part once hashed is not read again by the download, so its writeback to disk is started then
+(`posix_fadvise(DONTNEED)` starts it without waiting, and drops only pages already clean): the `fsync` before
+the rename then finds little left to write, instead of the whole file (measured in docs/performance.md,
+"Issue 22, third pass: download"). Hashing a part straight from the receive buffer instead of the page cache
+was measured too and not done: only the part at the hash position can be, 1 of every `concurrency` parts.
 """
 
 from __future__ import annotations
@@ -14,6 +20,20 @@ import os
 import threading
 
 _CHUNK = 1 << 20
+_FADVISE = getattr(os, "posix_fadvise", None)  # Linux and most Unixes; not macOS
+_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing a hashed part to disk without waiting (see the module's docstring). Only a hint: a
+    filesystem that refuses it loses nothing but the head start, and the fsync before the rename still
+    writes everything."""
+    if _FADVISE is None or not length:
+        return
+    try:
+        _FADVISE(fd, offset, length, _DONTNEED)
+    except OSError:
+        pass
 
 
 class InOrderHasher:
@@ -47,7 +67,7 @@ class InOrderHasher:
                     return
                 _, offset, length = self._ranges[self._next]
             try:
-                end = offset + length
+                start, end = offset, offset + length
                 while offset < end:  # hashlib releases the GIL on large buffers: parts keep arriving meanwhile
                     chunk = os.pread(self._fd, min(_CHUNK, end - offset), offset)
                     if not chunk:
@@ -57,6 +77,7 @@ class InOrderHasher:
             except OSError as exc:
                 self._error = exc
                 return
+            _start_writeback(self._fd, start, length)
             with self._cond:
                 self._next += 1
 
