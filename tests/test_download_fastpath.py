@@ -1,12 +1,13 @@
-"""The download's fast path (issue 22, third pass): hashed parts start their writeback at once, and a single
-object's download reuses the HEAD its plan just made.
+"""The download's fast path (issue 22, third pass): a single object's download reuses the HEAD its plan just
+made, and the in-order SHA-256 keeps holding for parts that land out of order or are sent twice.
 
 What a user would notice if these broke: a file whose parts land out of order, a part cut mid-body and sent
-again, an object replaced under the download, or a filesystem that refuses the writeback hint must still end
-as the object's exact bytes or as one clear integrity error with nothing left behind; and a download of one
-object asks the server one HEAD, not two. Real components: a real file on disk, moto in server mode, and
-for a body cut mid-way (which neither moto nor Ceph does on demand) a tiny keep-alive HTTP server on
-loopback that plays HeadObject and ranged GetObject of one object.
+again, or an object replaced under the download must still end as the object's exact bytes or as one clear
+integrity failure with nothing left behind; and a download of one object asks the server one HEAD, not two.
+
+Real components: a real file on disk, moto in server mode, and for a body cut mid-way (which neither moto
+nor Ceph does on demand) a tiny keep-alive HTTP server on loopback that plays HeadObject and ranged
+GetObject of one object (no stand-ins for jobsub's own code).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import pytest
 
 from jobsub.api import Client
 from jobsub.storage.s3 import S3Store
-from jobsub.transfer import inorder
 from jobsub.transfer.common import TransferOptions
 from jobsub.transfer.download import PARTIAL_SUFFIX, Downloader
 from jobsub.transfer.events import EventHub
@@ -35,24 +35,12 @@ from tests.conftest import Env
 MiB = 1 << 20
 
 
-def test_parts_written_out_of_order_hash_in_order_and_each_starts_its_writeback_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Parts land in any order (some already on disk from an earlier run); the digest is the file's, and each
-    part is handed to writeback once, in file order, only after it was hashed."""
+def test_parts_written_out_of_order_hash_in_order(tmp_path: Path) -> None:
+    """Parts land in any order (some already on disk from an earlier run); the digest is the whole file's."""
     data = os.urandom(6 * MiB + 123)
     ranges = [(n + 1, off, min(MiB, len(data) - off)) for n, off in enumerate(range(0, len(data), MiB))]
     path = tmp_path / "f.bin"
     path.write_bytes(b"\0" * len(data))
-    hints: list[tuple[int, int]] = []
-    real = inorder._FADVISE
-    assert real is not None, "this test needs posix_fadvise (Linux)"
-
-    def recording(fd: int, offset: int, length: int, advice: int) -> None:
-        hints.append((offset, length))
-        real(fd, offset, length, advice)
-
-    monkeypatch.setattr(inorder, "_FADVISE", recording)
     fd = os.open(path, os.O_RDWR)
     try:
         resumed = {1, 4}  # on disk before this run
@@ -68,10 +56,9 @@ def test_parts_written_out_of_order_hash_in_order_and_each_starts_its_writeback_
         assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
     finally:
         os.close(fd)
-    assert hints == [(off, length) for _, off, length in ranges]
 
 
-def test_a_part_that_never_came_gives_no_digest_and_no_hint_past_it(tmp_path: Path) -> None:
+def test_a_part_that_never_came_gives_no_digest(tmp_path: Path) -> None:
     """A download that failed part-way: the hasher stops at the gap instead of hashing bytes never written."""
     path = tmp_path / "f.bin"
     path.write_bytes(os.urandom(3 * MiB))
@@ -98,24 +85,6 @@ def _upload(env: Env, tmp_path: Path, name: str, size: int, seed: int) -> bytes:
     src.write_bytes(data)
     Client().upload(src, env.uri(name), part_size=5 * MiB)
     return data
-
-
-def test_a_refused_writeback_hint_costs_nothing_but_the_head_start(
-    moto_env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No filesystem here refuses posix_fadvise, so the refusal is simulated (the only stand-in in this file):
-    the download still completes, verified by its SHA-256."""
-    data = _upload(moto_env, tmp_path, "hint.bin", 12 * MiB + 5, seed=1)
-
-    def refuse(*args: object) -> None:
-        raise OSError(22, "Invalid argument")
-
-    monkeypatch.setattr(inorder, "_FADVISE", refuse)
-    dest = tmp_path / "out" / "hint.bin"
-    summary = Client().download(moto_env.uri("hint.bin"), dest, part_size=5 * MiB)
-    assert dest.read_bytes() == data
-    assert summary.failures == [] and list(summary.verified_by.values()) == ["sha256"]
-    assert not dest.with_name(dest.name + PARTIAL_SUFFIX).exists()
 
 
 def test_one_object_costs_one_head_and_a_prefix_one_per_object(
