@@ -29,17 +29,16 @@ from pydantic import BaseModel
 
 from jobsub.config import Profile, resolve_profile
 from jobsub.errors import BucketNotFoundError, JobTimeoutError, SpecError, StorageError, UsageError
-from jobsub.jobs.models import Bill, JobCost, JobInfo, JobRow, LogLine, Results
-from jobsub.jobs.records import JobStatus, State
-from jobsub.jobs.spec import JobSpec, apply_sets, load_spec
-from jobsub.jobs.templates import find_template, template_paths
 from jobsub.redact import register_secret
 from jobsub.storage.base import ListResult, ObjectInfo, ObjectStore
 from jobsub.transfer.events import TransferSubscriber
 from jobsub.uri import ObjectURI
 
 if TYPE_CHECKING:  # imported when first used: `jobsub --help` and a notebook's import stay quick
+    from jobsub.jobs.models import Bill, JobCost, JobInfo, JobRow, LogLine, Results
+    from jobsub.jobs.records import JobStatus, State
     from jobsub.jobs.service import JobService, SubmitPlan
+    from jobsub.jobs.spec import JobSpec
     from jobsub.transfer import TransferManager, TransferSummary, UploadPlan
 
 __all__ = [
@@ -58,6 +57,24 @@ __all__ = [
     "State",
     "TransferProgress",
 ]
+
+#: the job models re-exported above, imported on first use: a transfer (`jobsub download`) never needs them,
+#: and their pydantic classes cost ~0.05-0.1 s of CPU to build (docs/performance.md, issue 22, third pass)
+_LAZY = {
+    **dict.fromkeys(("Bill", "JobCost", "JobInfo", "JobRow", "LogLine", "Results"), "jobsub.jobs.models"),
+    **dict.fromkeys(("JobStatus", "State"), "jobsub.jobs.records"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 @dataclass(frozen=True)
@@ -253,6 +270,8 @@ class Job:
         if not follow:
             yield from service.log_lines(self.id, tail)
             return
+        from jobsub.jobs.records import JobStatus
+
         for item in service.follow(self.id, tail=tail, on_error=on_error, on_waiting=on_waiting):
             if isinstance(item, JobStatus):
                 self.final_status = item
@@ -477,15 +496,23 @@ class Client:
     # -- jobs -------------------------------------------------------------------------------------------
     def templates(self) -> list[str]:
         """Names of the job templates (built-in and the user's own)."""
+        from jobsub.jobs.templates import template_paths
+
         return list(template_paths())
 
     def template(self, name: str) -> JobSpec:
         """A template's spec by name (SpecError listing the names when there is none)."""
+        from jobsub.jobs.spec import load_spec
+        from jobsub.jobs.templates import find_template
+
         return load_spec(find_template(name))
 
     def load_spec(self, spec: str | Path | JobSpec | Mapping[str, Any]) -> tuple[JobSpec, Path | None]:
         """A spec from a JobSpec, a dict, a YAML file path or a template name, and the folder that relative
         paths in it are read from (None: the current folder)."""
+        from jobsub.jobs.spec import JobSpec, load_spec
+        from jobsub.jobs.templates import find_template
+
         if isinstance(spec, JobSpec):
             return spec, None
         if isinstance(spec, Mapping):
@@ -528,6 +555,8 @@ class Client:
         if name:
             assignments.append(f"name={name}")
         if assignments:
+            from jobsub.jobs.spec import apply_sets
+
             loaded = apply_sets(loaded, assignments)
         if code is not None:
             folder = Path(code).expanduser()
@@ -581,6 +610,8 @@ class Client:
             if not _ENV_NAME.match(env_name) or env_name.startswith("JOBSUB_"):
                 raise UsageError(f"secret_env {env_name!r}: give an environment variable name (not JOBSUB_*)")
             register_secret(value)
+        from jobsub.jobs.spec import JobSpec
+
         if isinstance(spec, str | Path | JobSpec | Mapping):
             plan = self.plan(
                 spec,
@@ -614,6 +645,8 @@ class Client:
     def jobs(self, state: str | State | None = None, limit: int = 50, name: str | None = None) -> list[JobRow]:
         """Jobs of this profile, newest first; `state` keeps one state, `name` one template's jobs. Rows carry
         their cost when the profile has prices."""
+        from jobsub.jobs.records import State
+
         wanted = state.value if isinstance(state, State) else state
         if wanted is not None and wanted.upper() not in State.__members__:
             raise UsageError(f"state {state!r}: one of {', '.join(State.__members__)}")

@@ -73,7 +73,7 @@ def run_transfer(app: App, verb: str, quiet: bool, as_json: bool, action: Callab
     """Run a transfer with progress; print the summary; turn Ctrl-C into a resume hint and exit 130.
     `action(subscribers)` runs it through the API and returns its TransferSummary."""
     _sigterm_as_interrupt()
-    subscribers, context = progress_for(verb, app.console, quiet)
+    subscribers, context = progress_for(verb, None if quiet else app.console, quiet)  # -q: rich not imported
     try:
         with context:
             summary = action(subscribers)

@@ -20,6 +20,7 @@ import errno
 import os
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -39,6 +40,8 @@ DownloadItem = tuple[str, ObjectInfo, Path]  # (bucket, listed object, target fi
 PARTIAL_SUFFIX = ".jobsub-part"
 SIZE_ONLY = "size only"
 _FLEXIBLE_ORDER = ("crc64nvme", "crc32c", "crc32", "sha256")
+#: a HEAD made by plan() stands in for the download's own for this long (the CLI downloads at once)
+_HEAD_FRESH_S = 5.0
 
 
 def composite_checksum(path: Path, algorithm: str, part_size: int) -> str:
@@ -74,6 +77,15 @@ class Downloader:
         self.summary = TransferSummary()
         self.limiter = RateLimiter(options.max_bandwidth)
         self._parts = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="range")
+        self._headed: dict[tuple[str, str], tuple[ObjectInfo, float]] = {}  # plan()'s HEADs, used once
+
+    def _head(self, bucket: str, listed: ObjectInfo) -> ObjectInfo | None:
+        """The object's HEAD for its download: the one plan() just made for a single object (one request
+        fewer), else a new one (a listing carries no metadata, and an object may change after it is listed)."""
+        headed = self._headed.pop((bucket, listed.key), None)
+        if headed is not None and headed[0] is listed and time.monotonic() - headed[1] < _HEAD_FRESH_S:
+            return listed
+        return self.store.head(bucket, listed.key)
 
     def plan(self, source: ObjectURI, dest: str | Path) -> list[DownloadItem]:
         """One object (to DEST, or DEST/<name> when DEST is a folder or ends with '/') or all under a prefix."""
@@ -82,6 +94,7 @@ class Downloader:
         if source.key and not source.is_prefix:
             info = self.store.head(source.bucket, source.key)
             if info is not None:
+                self._headed[(source.bucket, info.key)] = (info, time.monotonic())
                 into_folder = dest.is_dir() or raw.endswith(("/", os.sep))
                 return [(source.bucket, info, (dest / source.name) if into_folder else dest)]
         prefix = source.as_prefix().key if source.key else ""
@@ -128,7 +141,7 @@ class Downloader:
         bucket, listed, target = item
         if self.cancel.is_set():
             raise Cancelled()
-        info = self.store.head(bucket, listed.key)
+        info = self._head(bucket, listed)
         if info is None:
             raise ObjectNotFoundError(f"s3://{bucket}/{listed.key} disappeared before it could be downloaded")
         report = self.hub.progress_for(str(target))
