@@ -99,7 +99,7 @@ def test_a_corrupted_part_is_refused_by_the_check_in_force_and_a_resume_reverifi
     assert out.read_bytes() == src.read_bytes()
 
 
-def test_a_kill_9_resume_keeps_the_part_check_of_its_upload(cephenv: Env, tmp_path: Path) -> None:
+def test_a_kill_9_resume_on_ceph_keeps_the_part_check_of_its_upload(cephenv: Env, tmp_path: Path) -> None:
     """Ceph: the parts of a signed upload killed mid-way are re-checked (MD5 against the ETags Ceph
     computed) and reused; moto's MD5 resume is test_transfer.py's kill -9 test."""
     s3env = cephenv
