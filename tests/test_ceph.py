@@ -31,9 +31,9 @@ def _server(env: Env):
 
 # -- Content-MD5 and corruption on the way -------------------------------------------------------------------
 def test_a_part_corrupted_on_the_way_is_refused_or_caught_and_sent_again(s3env: Env, tmp_path: Path) -> None:
-    """One byte of part 2 flipped between jobsub and the server: Ceph refuses it (Content-MD5: BadDigest; the body
-    is sent UNSIGNED-PAYLOAD when Content-MD5 covers it), moto stores it and jobsub's own ETag check
-    catches it; either way the part is sent again and the object is intact."""
+    """One byte of part 2 flipped between jobsub and the server: Ceph refuses it (its signed SHA-256:
+    XAmzContentSHA256Mismatch; with checksum = md5, Content-MD5: BadDigest), moto stores it and jobsub's own
+    ETag check catches it; either way the part is sent again and the object is intact."""
     src = write_random(tmp_path / "f.bin", 30 * MiB, seed=21)
     proxy = FaultProxy(s3env.endpoint or "", [Rule("PUT", PART, "corrupt", {2})])
     try:
@@ -63,8 +63,8 @@ def test_a_part_corrupted_every_time_fails_in_one_line_and_nothing_becomes_visib
         assert result.returncode == 1
         (line,) = result.stderr.strip().splitlines()
         assert "Traceback" not in line and "None" not in line
-        if _server(s3env).verifies_content_md5:  # Content-MD5 covers the body: it is sent UNSIGNED-PAYLOAD
-            assert "did not match their Content-MD5 (BadDigest)" in line
+        if _server(s3env).verifies_payload_sha256:  # auto: the part's SHA-256 is signed (test_signed_parts.py)
+            assert "did not match their signed SHA-256 (XAmzContentSHA256Mismatch)" in line
         else:
             assert "part 3" in line and "not its MD5" in line
         assert s3env.store().head(s3env.bucket, "d/f.bin") is None

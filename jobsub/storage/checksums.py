@@ -23,6 +23,14 @@ _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 #: Profile values for `checksum`; "auto" is resolved per endpoint by resolve_algorithm().
 CHECKSUM_MODES = ("auto", "md5", "crc32", "crc32c", "crc64nvme", "sha256")
 
+#: Per-part check: the part's SHA-256 as the SigV4 payload hash (X-Amz-Content-SHA256, signed), which a
+#: verifying server (Ceph RGW, AWS) checks against the body; no Content-MD5, no x-amz-checksum-* header.
+SIGNED_SHA256 = "sha256-signed"
+#: What `auto` resolves to on a non-AWS endpoint: SIGNED_SHA256 where a probe showed that the server refuses
+#: a body that does not match its signed payload hash, else MD5 (Content-MD5 + the ETag comparison). The
+#: uploader settles it once per endpoint (transfer/probes.py) before it plans; it never reaches a store call.
+SIGNED_OR_MD5 = "sha256-signed-or-md5"
+
 
 class _Hasher(Protocol):
     def update(self, chunk: bytes) -> Any: ...
@@ -34,7 +42,7 @@ def new_hasher(algorithm: str) -> _Hasher:
     """botocore's own checksum classes (CRT-backed when awscrt is installed); MD5/SHA-256 from hashlib."""
     if algorithm == "md5":
         return hashlib.md5()
-    if algorithm == "sha256":
+    if algorithm in ("sha256", SIGNED_SHA256):
         return hashlib.sha256()
     from botocore import httpchecksum as hc
 
@@ -79,6 +87,11 @@ class Checksum:
         """MD5 travels as Content-MD5 (checked by most servers, compared with single-part ETags)."""
         return self.algorithm == "md5"
 
+    @property
+    def is_signed(self) -> bool:
+        """A SIGNED_SHA256 checksum travels as the SigV4 payload hash (hex), checked by a verifying server."""
+        return self.algorithm == SIGNED_SHA256
+
     def matches(self, data: bytes | memoryview) -> bool:
         """True when ``data`` has this checksum (a store that receives bytes checks them with this)."""
         return Checksum.of_bytes(self.algorithm, data).value == self.value
@@ -103,12 +116,13 @@ class Checksum:
 
 
 def resolve_algorithm(mode: str, endpoint_url: str | None) -> str:
-    """`auto`: CRC32 (what boto3 sends by default) on AWS; MD5 + Content-MD5 on other S3-compatible servers."""
+    """`auto`: CRC32 (what boto3 sends by default) on AWS; on other S3-compatible servers SIGNED_OR_MD5 (a
+    signed per-part SHA-256 where the server is shown to verify it, else MD5 + Content-MD5)."""
     if mode != "auto":
         return mode
     if endpoint_url is None or ".amazonaws.com" in endpoint_url.lower():
         return "crc32"
-    return "md5"
+    return SIGNED_OR_MD5
 
 
 def profile_algorithm(profile: Profile) -> str:

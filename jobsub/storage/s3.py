@@ -54,15 +54,49 @@ CHECKSUM_MEMBERS = {
 }
 
 
+#: A parameter jobsub adds to PutObject/UploadPart for a precomputed payload hash: taken out again before
+#: botocore validates the parameters (``provide-client-params``) and kept in the request context for the signer.
+_PAYLOAD_PARAM = "JobsubPayloadSha256"
+_PAYLOAD_CONTEXT = "jobsub_payload_sha256"
+#: The signer (in botocore's AUTH_TYPE_MAPS) for a request whose payload hash jobsub computed already.
+_PRECOMPUTED_SIGNER = "jobsub-s3v4-precomputed-payload"
+#: Where the signed-payload probe writes (refused on a verifying server; deleted at once on any other).
+PROBE_PREFIX = ".jobsub/probe/"
+
+
 def _checksum_params(checksum: Checksum | None) -> dict[str, str]:
-    """botocore parameters for one checksum: ContentMD5 for MD5, the algorithm and its member otherwise."""
+    """botocore parameters for one checksum: ContentMD5 for MD5, the precomputed signed payload hash for a
+    signed SHA-256, the algorithm and its member otherwise."""
     if checksum is None:
         return {}
     if checksum.is_md5:
         return {"ContentMD5": checksum.value}
+    if checksum.is_signed:
+        return {_PAYLOAD_PARAM: checksum.hex}
     if checksum.algorithm in CHECKSUM_MEMBERS:
         return {"ChecksumAlgorithm": checksum.algorithm.upper(), CHECKSUM_MEMBERS[checksum.algorithm]: checksum.value}
     return {}
+
+
+def _register_precomputed_signer() -> None:
+    """Add jobsub's signer to botocore's table (once per process; a new name, botocore's own are untouched).
+
+    botocore's S3 signers always hash the body themselves (``CrtS3SigV4Auth._get_existing_sha256`` returns
+    None, ``S3SigV4Auth`` overwrites X-Amz-Content-SHA256 with ``payload()``) and, over HTTPS, sign
+    UNSIGNED-PAYLOAD for a streamed body. This one signs the SHA-256 jobsub computed in its hash pass, over
+    HTTP and HTTPS alike, so the body is hashed once and the server checks it.
+    """
+    import botocore.auth
+
+    if _PRECOMPUTED_SIGNER in botocore.auth.AUTH_TYPE_MAPS:
+        return
+
+    class PrecomputedPayloadS3Auth(botocore.auth.S3SigV4Auth):
+        def payload(self, request: Any) -> str:
+            value = request.context.get(_PAYLOAD_CONTEXT)
+            return str(value) if value else str(super().payload(request))
+
+    botocore.auth.AUTH_TYPE_MAPS[_PRECOMPUTED_SIGNER] = PrecomputedPayloadS3Auth
 
 
 class _NoReply(Exception):
@@ -236,8 +270,12 @@ class S3Store:
         # server checks the MD5 (Ceph: BadDigest) and jobsub compares the ETag with it (moto, which does not)
         s3_settings = {**(self._client.meta.config.s3 or {}), "payload_signing_enabled": False}
         self._unsigned_config = self._client.meta.config.merge(Config(s3=s3_settings))
+        _register_precomputed_signer()
+        events = self._client.meta.events
         for operation in ("PutObject", "UploadPart"):
-            self._client.meta.events.register(f"before-sign.s3.{operation}", self._unsigned_when_md5)
+            events.register(f"before-sign.s3.{operation}", self._unsigned_when_md5)
+            events.register_first(f"provide-client-params.s3.{operation}", self._take_payload_hash)
+            events.register_first(f"choose-signer.s3.{operation}", self._precomputed_signer)
         from jobsub.redact import track_credentials
 
         track_credentials(self._session, self._client)  # whatever botocore resolved is redacted everywhere
@@ -248,6 +286,50 @@ class S3Store:
         with only a flexible checksum keeps its signed SHA-256: Ceph and moto ignore a wrong CRC."""
         if request is not None and "Content-MD5" in request.headers:
             request.context["client_config"] = self._unsigned_config
+
+    @staticmethod
+    def _take_payload_hash(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        """Move jobsub's precomputed payload hash from the parameters (botocore would refuse an unknown one)
+        into the request context, where _precomputed_signer and the signer find it (a retry re-signs from
+        the same context and resends the same body: the server checks the same hash again)."""
+        value = params.pop(_PAYLOAD_PARAM, None)
+        if value is not None:
+            context[_PAYLOAD_CONTEXT] = value
+
+    @staticmethod
+    def _precomputed_signer(context: dict[str, Any] | None = None, signature_version: Any = None, **kwargs: Any) -> Any:
+        """jobsub's signer for a request that carries a precomputed payload hash (SigV4 only: anything else,
+        e.g. an anonymous client, is left to botocore, and the request goes without the hash)."""
+        if context and context.get(_PAYLOAD_CONTEXT) and signature_version in ("s3v4", "v4"):
+            return _PRECOMPUTED_SIGNER
+        return None
+
+    def probe_signed_payload(self, bucket: str) -> bool | None:
+        """Does this server refuse a body that does not match its signed SHA-256? One tiny PutObject whose
+        signed payload hash is that of other bytes: refused with XAmzContentSHA256Mismatch (or BadDigest)
+        -> True, and nothing was stored; stored -> False, and the probe object is deleted at once (under
+        PROBE_PREFIX); any other answer (no permission, an outage) -> None: unknown, not to be remembered.
+        Never raises: the caller keeps MD5 + Content-MD5 when the answer is not True."""
+        import hashlib
+        import uuid
+
+        from botocore.exceptions import ClientError
+
+        key = f"{PROBE_PREFIX}signed-payload-{uuid.uuid4().hex}"
+        body = b"jobsub probe: does this server check the signed payload hash? (safe to delete)\n"
+        wrong = hashlib.sha256(body + b"?").hexdigest()
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=body, **{_PAYLOAD_PARAM: wrong})
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            return True if code in ("XAmzContentSHA256Mismatch", "BadDigest") else None
+        except Exception:
+            return None
+        try:
+            self._client.delete_object(Bucket=bucket, Key=key)
+        except Exception:
+            pass  # the probe stays under PROBE_PREFIX; the answer (the server checks nothing) stands
+        return False
 
     @staticmethod
     def _no_retry_on_timeout(caught_exception: Exception | None = None, **kwargs: Any) -> None:

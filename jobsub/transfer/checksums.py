@@ -1,6 +1,7 @@
 """Checksums of local files, on top of storage/checksums.py (the algorithm-and-value type the stores take).
 
-* MD5 per part (Content-MD5, compared with single-part ETags), the default for S3-compatible servers.
+* Per part on S3-compatible servers (`auto`): a SHA-256 signed as the SigV4 payload hash where the server
+  verifies it (storage.checksums.SIGNED_SHA256), else MD5 (Content-MD5, compared with single-part ETags).
 * Flexible checksums (crc32, crc32c, crc64nvme, sha256) computed by botocore's own implementations (awscrt's
   native code where botocore uses it), so a value we compute equals the one botocore and the server compute.
 * A whole-file SHA-256 stored in object metadata, remembered in a small cache keyed by the file's identity

@@ -61,6 +61,10 @@ class FilePlan:
     upload_id: str = ""  # the upload resumed ("" for a new one)
     resumed_from: Literal["", "journal", "pending"] = ""
     abort_upload_id: str = ""  # a stale upload of a changed file, aborted before the new one starts
+    #: how each part (or the one PUT) is checked: md5 (Content-MD5 + ETag), sha256-signed (the SigV4 payload
+    #: hash, checked by the server), a flexible checksum, or sha256 (a local copy); the journal records the
+    #: same, so a resume never mixes two checks in one upload
+    part_check: str = ""
     #: the carrying out: stat taken before the first read, the journal to resume, reused parts' checksums
     stat: os.stat_result | None = field(default=None, repr=False, compare=False)
     journal: Any = field(default=None, repr=False, compare=False)
@@ -113,6 +117,7 @@ class FilePlan:
             "requests": self.requests,
             "upload_id": self.upload_id or None,
             "abort_upload_id": self.abort_upload_id or None,
+            "part_check": self.part_check or None,
         }
 
 

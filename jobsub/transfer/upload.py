@@ -14,6 +14,7 @@ copied in one pass that also hashes it (LocalStore.stage_file).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import threading
@@ -32,6 +33,7 @@ from jobsub.errors import (
     UploadNotFoundError,
 )
 from jobsub.storage.base import SHA256_META, FileRange, ObjectStore, PartInfo
+from jobsub.storage.checksums import SIGNED_OR_MD5, SIGNED_SHA256
 from jobsub.transfer.checksums import (
     Checksum,
     cached_sha256,
@@ -133,9 +135,11 @@ class Uploader:
         self.summary = TransferSummary()
         self.limiter = RateLimiter(options.max_bandwidth)
         self._parts = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="part")
-        # resolved once from the profile (TransferManager); only a server that refuses it changes it (to md5)
+        # resolved once from the profile (TransferManager); only a server that refuses it changes it (to md5).
+        # SIGNED_OR_MD5 (auto on a non-AWS endpoint) is settled by _settle_algorithm before the first plan.
         self.algorithm: str = options.checksum or store.checksum_algorithm
         self._fallback_lock = threading.Lock()
+        self._settle_lock = threading.Lock()
         #: plans made earlier for these files (a submit's, for its estimate), each used once if still current
         self._planned: dict[UploadItem, FilePlan] = {
             (Path(f.source), f.bucket, f.key): f for f in (planned.files if planned else [])
@@ -147,6 +151,8 @@ class Uploader:
             check = getattr(self.store, "check_bucket", None)
             if check:
                 check(bucket)
+        if items:
+            self._settle_algorithm(items[0][1])
         for path, _, _ in items:
             size = path.stat().st_size
             self.summary.add(files=1, bytes_total=size)
@@ -181,10 +187,44 @@ class Uploader:
                 self.algorithm = "md5"
             return self._upload_file_once(item)
 
+    def _settle_algorithm(self, bucket: str, probe: bool = True) -> str:
+        """`auto` on a non-AWS endpoint: a signed per-part SHA-256 where the server was shown to refuse a body
+        that does not match it, else MD5 + Content-MD5 (checked by the server or by the ETag comparison).
+
+        The answer is remembered per endpoint (transfer/probes.py); without one, one tiny PutObject asks the
+        server (S3Store.probe_signed_payload: refused on a verifying server, deleted at once on any other).
+        An unknown answer (no permission to write, an outage) keeps MD5 and is not remembered.
+
+        ``probe=False`` (a plan only, e.g. `upload --dry-run`, which sends nothing): the remembered answer,
+        else MD5 for this plan without settling; the upload that carries the plan out asks the server, and a
+        plan whose part check then differs is made again (Uploader._earlier_plan).
+        """
+        with self._settle_lock:
+            if self.algorithm != SIGNED_OR_MD5:
+                return self.algorithm
+            ask = getattr(self.store, "probe_signed_payload", None)
+            verifies: bool | None = None
+            if ask is not None:
+                from jobsub.transfer import probes
+
+                endpoint = self.store.description
+                verifies = probes.load_answer(endpoint)
+                if verifies is None and not probe:
+                    return "md5"
+                if verifies is None:
+                    verifies = ask(bucket)
+                    if verifies is not None:
+                        probes.save_answer(endpoint, verifies)
+            self.algorithm = SIGNED_SHA256 if verifies else "md5"
+            return self.algorithm
+
     def plan(self, items: list[UploadItem]) -> UploadPlan:
         """The whole upload's plan; sends nothing (HEAD, ListParts, ListMultipartUploads and local reads only).
         Files are planned on `concurrency` threads, in order (a folder of 5,000 files is 5,000 HEADs: in a
-        row they would cost the estimate a minute over a slow link)."""
+        row they would cost the estimate a minute over a slow link).
+
+        With `auto` on a non-AWS endpoint the per-part check is the remembered answer for the endpoint, or
+        MD5 until an upload has asked the server (_settle_algorithm)."""
         if len(items) <= 1:
             return UploadPlan([self.plan_file(item) for item in items])
         from concurrent.futures import ThreadPoolExecutor
@@ -201,27 +241,30 @@ class Uploader:
         path, bucket, key = item
         stat = stable_stat(path)
         size = stat.st_size
+        algorithm = self._settle_algorithm(bucket, probe=False)  # run() settled it already, with the probe
         base: dict[str, Any] = {"source": str(path), "bucket": bucket, "key": key, "size": size, "stat": stat}
         existing = self.store.head(bucket, key)
         if hasattr(self.store, "stage_file"):
             known = cached_sha256(path, stat) if existing and existing.size == size else None
             if existing and known and existing.metadata.get(SHA256_META) == known:
                 return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=known)
-            return FilePlan(**base, action="copy", reason="changed" if existing else "new")
+            return FilePlan(**base, action="copy", reason="changed" if existing else "new", part_check="sha256")
         multipart = size > self.options.multipart_threshold
         part_size = plan_part_size(size, self.options.part_size)
         part_sums: dict[int, Checksum] = {}
         sha = lookup_sha256(path, stat)
         if sha is None and multipart:  # one read for the SHA-256 and the part checksums
-            sha, part_sums = sha256_and_parts(path, stat, self.algorithm, part_ranges(size, part_size))
+            sha, part_sums = sha256_and_parts(path, stat, algorithm, part_ranges(size, part_size))
         elif sha is None:
             sha = cached_sha256(path, stat)
         if existing and existing.size == size and existing.metadata.get(SHA256_META) == sha:
             return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=sha)
         reason = "changed" if existing else "new"
         if not multipart:
-            return FilePlan(**base, action="put", reason=reason, sha256=sha)
-        plan = FilePlan(**base, action="multipart", reason=reason, sha256=sha, part_size=part_size)
+            return FilePlan(**base, action="put", reason=reason, sha256=sha, part_check=algorithm)
+        plan = FilePlan(
+            **base, action="multipart", reason=reason, sha256=sha, part_size=part_size, part_check=algorithm
+        )
         plan.part_checksums = part_sums
         return self._plan_multipart(plan, adopt)
 
@@ -231,10 +274,19 @@ class Uploader:
         plan.parts = len(ranges)
         journal = UploadJournal.load(UploadJournal.path_for(plan.source, self.store.description, plan.bucket, plan.key))
         if journal and (
-            not journal.matches_source(plan.stat, plan.part_size, self.algorithm) or journal.sha256 != plan.sha256
+            not journal.matches_source(plan.stat, plan.part_size, plan.part_check) or journal.sha256 != plan.sha256
         ):
-            plan.stale_journal, plan.abort_upload_id, journal = journal, journal.upload_id, None
-            plan.reason = "changed since its interrupted upload (that upload is aborted first)"
+            plan.stale_journal, plan.abort_upload_id = journal, journal.upload_id
+            if journal.algorithm != plan.part_check and journal.matches_source(
+                plan.stat, plan.part_size, journal.algorithm
+            ):  # the same bytes, checked another way: never mix two per-part checks in one upload
+                plan.reason = (
+                    f"its interrupted upload checked parts by {journal.algorithm}, this run by {plan.part_check} "
+                    "(that upload is aborted first)"
+                )
+            else:
+                plan.reason = "changed since its interrupted upload (that upload is aborted first)"
+            journal = None
         fd = os.open(plan.source, os.O_RDONLY)
         try:
             if journal:
@@ -278,8 +330,10 @@ class Uploader:
             now = stable_stat(item[0])
         except OSError:
             return None
-        same_algorithm = all(c.algorithm == self.algorithm for c in plan.part_checksums.values()) and (
-            plan.journal is None or plan.journal.algorithm == self.algorithm
+        same_algorithm = (
+            plan.part_check in ("", self.algorithm, "sha256")  # sha256: a local copy, whatever the algorithm
+            and all(c.algorithm == self.algorithm for c in plan.part_checksums.values())
+            and (plan.journal is None or plan.journal.algorithm == self.algorithm)
         )
         return plan if identity(now) == identity(plan.stat) and same_algorithm else None
 
@@ -324,6 +378,10 @@ class Uploader:
         self.summary.verified(label, "sha256")
         return "uploaded"
 
+    @staticmethod
+    def _md5_of(fd: int, offset: int, length: int) -> str:
+        return Checksum.of_range("md5", fd, offset, length).hex
+
     def _part_checksum(self, data: bytes | None, fd: int = -1, offset: int = 0, length: int = 0) -> Checksum:
         if data is not None:
             return Checksum.of_bytes(self.algorithm, data)
@@ -336,8 +394,12 @@ class Uploader:
         _check_unchanged(path, stat)
         if len(data) != stat.st_size:
             raise _changed(path)
-        sha = hashlib.sha256(data).hexdigest()  # from the bytes we send, whatever the cache said
-        checksum = self._part_checksum(data)
+        digest = hashlib.sha256(data).digest()  # from the bytes we send, whatever the cache said
+        sha = digest.hex()
+        if self.algorithm == SIGNED_SHA256:  # one object, one part: its SHA-256 is the signed payload hash
+            checksum = Checksum(SIGNED_SHA256, base64.b64encode(digest).decode())
+        else:
+            checksum = self._part_checksum(data)
 
         def send(progress) -> str:
             etag = self.store.put(bucket, key, data, {SHA256_META: sha}, progress, checksum)
@@ -508,7 +570,11 @@ class Uploader:
                 continue
             ours = self._part_checksum(None, fd, *expected[part.number])  # re-read now: never the plan's
             server = part.checksums.get(ours.algorithm)
-            if ours.is_md5 and etag_is_md5(part.etag):
+            if ours.is_signed and etag_is_md5(part.etag):
+                # the server checked the signed hash when the part came; what it confirms now is the ETag it
+                # computed from the bytes it holds, so a reused part is compared by its MD5 (resume only)
+                ok = part.etag.lower() == self._md5_of(fd, *expected[part.number])
+            elif ours.is_md5 and etag_is_md5(part.etag):
                 ok = part.etag.lower() == ours.hex
             elif server:
                 ok = server.split("-")[0] == ours.value
