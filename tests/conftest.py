@@ -366,6 +366,17 @@ HEAVY_FIXTURE_GROUPS = {
 HEAVY_MODULE_PREFIXES = {"test_docker": "docker", "test_ray": "ray", "test_slurm": "slurm"}
 
 
+#: test modules whose module-scoped fixtures train or run something costly (a fine-tuned model, a two-process
+#: run, the crafted MindSpore checkpoints): each is one xdist group, so its fixtures are computed once. As
+#: single-test work units its tests were spread over both workers and each worker computed them again (CI of
+#: 2026-11-30: three setups of test_ddp's `one`/`two` fixtures, 14-29 s each; test_train_entry's twice).
+SHARED_FIXTURE_MODULES = {
+    "test_ddp.py": "ddp-fixtures",
+    "test_train_entry.py": "train-entry-fixtures",
+    "test_mindspore_crafted.py": "mindspore-crafted-fixtures",
+}
+
+
 def heavy_group(item: pytest.Item) -> str | None:
     """The daemon group of a test: by its module, by the fixtures it names, or by the executor kind of a
     parametrized case (conformance, escape)."""
@@ -388,6 +399,7 @@ def heavy_group(item: pytest.Item) -> str | None:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist appends the group to each node id
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        group = heavy_group(item)
+        module = getattr(item, "path", None)
+        group = heavy_group(item) or (SHARED_FIXTURE_MODULES.get(module.name) if module is not None else None)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
