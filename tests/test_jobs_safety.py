@@ -121,7 +121,8 @@ def test_an_output_that_cannot_be_uploaded_fails_the_job_listing_what_did_upload
     shared = env.uri("runs/out/")
     if env.kind == "s3":
         proxy = FaultProxy(env.endpoint or "", [Rule("PUT", r"/runs/out/fail\.txt", "500")])
-        extra = {"JOBSUB_ENDPOINT_URL": proxy.url, "JOBSUB_OUTPUT_UPLOAD_ATTEMPTS": "2"}
+        # botocore's own retries (5 attempts, backoff up to seconds each) would only make the failure slow
+        extra = {"JOBSUB_ENDPOINT_URL": proxy.url, "JOBSUB_OUTPUT_UPLOAD_ATTEMPTS": "2", "AWS_MAX_ATTEMPTS": "2"}
         blocker = ""
     else:  # a folder where the object should go makes the local store refuse that one key
         proxy = None

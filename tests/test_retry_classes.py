@@ -130,3 +130,39 @@ def test_5xx_and_resets_are_retried(motoenv: Env, tmp_path: Path) -> None:
     out = tmp_path / "out.bin"
     env.run("download", env.uri("f.bin"), str(out), "-q", check=True)
     assert out.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_aws_max_attempts_sets_botocore_s_attempts_per_request(motoenv: Env, tmp_path: Path, attempts: int) -> None:
+    """AWS_MAX_ATTEMPTS, as the AWS CLI reads it: a part that always answers 500 is sent that many times per
+    jobsub part attempt (4), no more (before, botocore's 5 were fixed whatever the environment said)."""
+    env = motoenv
+    src = write_random(tmp_path / "f.bin", 10 * MiB, seed=23)
+    proxy = FaultProxy(env.endpoint or "", [Rule("PUT", PART + r"2(&|$)", "500")])
+    try:
+        result = env.run(
+            "upload",
+            str(src),
+            env.uri("f.bin"),
+            "--part-size",
+            "5MiB",
+            extra_env={
+                "JOBSUB_ENDPOINT_URL": proxy.url,
+                "JOBSUB_RETRY_BACKOFF": "0",
+                "AWS_MAX_ATTEMPTS": str(attempts),
+            },
+        )
+    finally:
+        proxy.close()
+    assert result.returncode == 1 and "InternalError" in result.stderr and "Traceback" not in result.stderr
+    assert proxy.rules[0].seen == 4 * attempts
+    assert env.store().head(env.bucket, "f.bin") is None
+
+
+@pytest.mark.parametrize("bad", ["0", "many", "21"])
+def test_a_bad_aws_max_attempts_is_one_line_exit_2(motoenv: Env, tmp_path: Path, bad: str) -> None:
+    env = motoenv
+    src = write_random(tmp_path / "f.bin", 1000, seed=1)
+    result = env.run("upload", str(src), env.uri("f.bin"), extra_env={"AWS_MAX_ATTEMPTS": bad})
+    assert result.returncode == 2 and "AWS_MAX_ATTEMPTS" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

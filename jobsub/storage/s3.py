@@ -30,6 +30,7 @@ from jobsub.errors import (
     BucketNotFoundError,
     ChecksumUnsupportedError,
     ConditionalWriteUnsupported,
+    ConfigError,
     CredentialsError,
     EndpointError,
     EndpointTimeoutError,
@@ -221,6 +222,34 @@ def _readinto_stream(body: Any, size: int) -> Iterator[memoryview]:
             raw.release_conn()  # back to the pool (closed ones reconnect on their next use)
 
 
+#: botocore's attempts per request (the first one included: the first try and 4 retries) unless AWS_MAX_ATTEMPTS or the AWS profile's
+#: max_attempts says otherwise; jobsub's own part retries (TransferOptions.part_attempts) come on top.
+DEFAULT_MAX_ATTEMPTS = 5
+MAX_MAX_ATTEMPTS = 20
+
+
+def _max_attempts(session: Any) -> int:
+    """AWS_MAX_ATTEMPTS (or `max_attempts` in the AWS profile), as the AWS CLI and SDKs read it, else 5.
+
+    A value that is not a whole number from 1 to 20 is a one-line ConfigError naming where it came from."""
+    try:
+        raw = session.get_config_variable("max_attempts")
+    except ValueError:  # botocore converts the value itself and refuses one that is not a number
+        raw = os.environ.get("AWS_MAX_ATTEMPTS", "?")
+    if raw is None or str(raw).strip() == "":
+        return DEFAULT_MAX_ATTEMPTS
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_MAX_ATTEMPTS:
+        raise ConfigError(
+            f"max_attempts {str(raw)[:40]!r} (AWS_MAX_ATTEMPTS or the AWS profile's max_attempts): give a whole "
+            f"number from 1 to {MAX_MAX_ATTEMPTS}"
+        )
+    return value
+
+
 class S3Store:
     def __init__(
         self,
@@ -229,7 +258,7 @@ class S3Store:
         addressing_style: str = "auto",
         aws_profile: str | None = None,
         max_pool_connections: int = 16,
-        max_attempts: int = 5,
+        max_attempts: int | None = None,
         connect_timeout: float = 10,
         read_timeout: float = 60,
         checksum_algorithm: str = "md5",
@@ -256,7 +285,8 @@ class S3Store:
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": addressing_style},
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # total_max_attempts counts the first request (Config's "max_attempts" would count only retries)
+            retries={"mode": "standard", "total_max_attempts": max_attempts or _max_attempts(self._session)},
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
