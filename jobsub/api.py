@@ -63,6 +63,7 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(("Bill", "JobCost", "JobInfo", "JobRow", "LogLine", "Results"), "jobsub.jobs.models"),
     **dict.fromkeys(("JobStatus", "State"), "jobsub.jobs.records"),
+    "JobSpec": "jobsub.jobs.spec",
 }
 
 

@@ -211,7 +211,10 @@ class Profile(BaseModel):
     jobs_uri: str = Field(default="s3://jobsub/jobs/", description="where job records are kept")
     checksum: Literal["auto", "md5", "crc32", "crc32c", "crc64nvme", "sha256"] = Field(
         default="auto",
-        description="per-part checksum: auto = CRC32 on AWS, MD5 + Content-MD5 on other S3-compatible servers",
+        description=(
+            "per-part checksum: auto = CRC32 on AWS; on other S3-compatible servers a signed SHA-256 where the "
+            "server was shown to verify it, else MD5 + Content-MD5"
+        ),
     )
     read_timeout: float = Field(default=60.0, gt=0, description="seconds without a reply before a request fails")
     connect_timeout: float = Field(default=10.0, gt=0)

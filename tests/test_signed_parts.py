@@ -1,7 +1,7 @@
 """`checksum = auto` on a non-AWS endpoint: a signed per-part SHA-256 where the server is shown to verify it.
 
 Issue 22, third pass: on a server that refuses a body that does not match its signed payload hash (Ceph
-RGW; probed once per endpoint with a tiny PutObject, the answer remembered), each part goes with its
+RGW; probed once per process with a tiny PutObject, the answer written down for dry runs), each part goes with its
 SHA-256 as the SigV4 payload hash (computed in the upload's one hash pass, no MD5); on any other server
 (moto) MD5 + Content-MD5 and the ETag comparison stay in force. Tests taking `s3env` run on moto and on Ceph
 (run those under the heavy lock); the crafted-cache and mixed-resume tests need only moto.
@@ -203,24 +203,78 @@ def test_an_ignored_record_leaves_md5_in_force_and_a_corrupted_part_is_caught(mo
     assert out.read_bytes() == src.read_bytes()
 
 
-def test_a_valid_record_is_used_without_asking_again(motoenv: Env, tmp_path: Path) -> None:
-    """The remembered "does not verify" spares the probe: no PutObject beside the upload's own."""
+def test_a_remembered_verifies_is_not_trusted_by_an_upload(motoenv: Env, tmp_path: Path) -> None:
+    """Hostile: a record (valid, an hour old) says the endpoint verifies signed payloads, but the URL now leads
+    to a server that checks nothing (a tunnel, a swapped host: here moto behind the proxy). The upload asks
+    the server itself, keeps MD5 + the ETag comparison, and a part corrupted on the way is caught and sent
+    again: the stored object is the source, byte for byte. The dry run, which sends nothing, still reads the
+    record."""
     env = motoenv
-    proxy = FaultProxy(env.endpoint or "", [])
+    proxy = FaultProxy(env.endpoint or "", [Rule("PUT", r"[?&]partNumber=2(&|$)", "corrupt", {1})])
+    via = {"JOBSUB_ENDPOINT_URL": proxy.url}
     try:
-        _forge(proxy.url, _good(proxy.url, verifies=False))
-        src = write_random(tmp_path / "s.txt", 1000, seed=46)
-        via = {"JOBSUB_ENDPOINT_URL": proxy.url}
-        summary = json.loads(env.run("upload", str(src), env.uri("s.txt"), "--json", check=True, extra_env=via).stdout)
+        _forge(proxy.url, _good(proxy.url, verifies=True, checked=time.time() - 3600))
+        src = write_random(tmp_path / "f.bin", 12 * MiB, seed=48)
+        args = ["upload", str(src), env.uri("t/f.bin"), "--part-size", "5MiB", "--json"]
+        (planned,) = json.loads(env.run(*args, "--dry-run", check=True, extra_env=via).stdout)["plan"]
+        assert planned["part_check"] == "sha256-signed"
+        summary = json.loads(env.run(*args, check=True, extra_env=via).stdout)
     finally:
         proxy.close()
     assert set(summary["verified_by"].values()) == {"md5"}
-    assert [m for m, path in proxy.requests if m == "PUT"] == ["PUT"], proxy.requests
+    assert [r for r in proxy.responses if r[3] == "corrupt"], "the corruption was not injected"
+    stored = env.boto().get_object(Bucket=env.bucket, Key="t/f.bin")["Body"].read()
+    assert stored == src.read_bytes()
+
+
+def test_a_dry_run_over_an_interrupted_upload_needs_no_settled_check(motoenv: Env, tmp_path: Path) -> None:
+    """No answer written down yet and a pending upload of the key: the dry run compares its parts by the
+    plan's check (MD5) instead of failing on the unsettled `auto` (it ended "unknown checksum algorithm")."""
+    env = motoenv
+    src = write_random(tmp_path / "f.bin", 12 * MiB, seed=49)
+    client = env.boto()
+    upload_id = client.create_multipart_upload(Bucket=env.bucket, Key="o/f.bin")["UploadId"]
+    client.upload_part(
+        Bucket=env.bucket, Key="o/f.bin", UploadId=upload_id, PartNumber=1, Body=src.read_bytes()[: 5 * MiB]
+    )
+    args = ["upload", str(src), env.uri("o/f.bin"), "--part-size", "5MiB", "--json"]
+    result = env.run(*args, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    (planned,) = json.loads(result.stdout)["plan"]
+    assert planned["part_check"] == "md5" and planned["parts_reused"] == 1
+    env.run(*args, check=True)  # (boto3 gave the orphan's part a CRC32: the upload may start afresh)
+    stored = env.boto().get_object(Bucket=env.bucket, Key="o/f.bin")["Body"].read()
+    assert stored == src.read_bytes()
+
+
+def test_the_probe_leaves_no_version_in_a_versioned_bucket(motoenv: Env) -> None:
+    """On a server that stores the probe (moto), the probe deletes the very version it wrote: a versioned
+    bucket keeps neither that version nor a delete marker."""
+    env = motoenv
+    client = env.boto()
+    client.put_bucket_versioning(Bucket=env.bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert env.store().probe_signed_payload(env.bucket) is False
+    listed = client.list_object_versions(Bucket=env.bucket, Prefix=".jobsub/")
+    assert listed.get("Versions", []) == [] and listed.get("DeleteMarkers", []) == []
+
+
+def test_an_unusable_state_folder_fails_the_file_in_one_line(motoenv: Env, tmp_path: Path) -> None:
+    """XDG_STATE_HOME lies under a file: the upload cannot keep its state (hash cache, probe answer), and says
+    so as that file's failure in one line, as before the probe existed; never "unexpected", never a traceback."""
+    env = motoenv
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    src = write_random(tmp_path / "s.txt", 1000, seed=50)
+    result = env.run("upload", str(src), env.uri("s.txt"), extra_env={"XDG_STATE_HOME": str(blocker / "state")})
+    assert result.returncode == 1 and f"error: {src}: Not a directory" in result.stderr, result.stderr
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_resume_never_mixes_two_part_checks(motoenv: Env, tmp_path: Path) -> None:
-    """An upload killed while its parts went by MD5; the rerun's check is a signed SHA-256 (a record says
-    so): the interrupted upload is aborted and the file sent again whole, never finished with parts of both."""
+    """An upload killed while its parts went by MD5; a record (untrue for moto) says the server verifies
+    signed payloads. The dry run, which reads the record, plans a signed upload and says the interrupted one
+    would be aborted. The upload asks moto itself ("does not verify"), so its check is MD5 again: it makes
+    its plan afresh and resumes the MD5 upload, every part by one check, never parts of both."""
     env = motoenv
     endpoint = env.endpoint or ""
     src = write_random(tmp_path / "big.bin", 40 * MiB, seed=47)
@@ -228,14 +282,14 @@ def test_a_resume_never_mixes_two_part_checks(motoenv: Env, tmp_path: Path) -> N
     _kill_mid_upload(env, args)
     (journal,) = journals(env)
     assert journal["algorithm"] == "md5"
-    _forge(endpoint, _good(endpoint, verifies=True))  # untrue for moto: what matters here is that it differs
+    _forge(endpoint, _good(endpoint, verifies=True))
     (file,) = env.run_json(*args, "--dry-run")["plan"]  # type: ignore[call-overload]
     assert file["part_check"] == "sha256-signed" and file["parts_reused"] == 0
     assert file["abort_upload_id"] == journal["upload_id"] and "checked parts by md5" in file["reason"]
     summary = env.run_json(*args)
     assert isinstance(summary, dict)
-    assert summary["parts_reused"] == 0 and summary["parts_sent"] == 8
-    assert set(summary["verified_by"].values()) == {"sha256-signed"}
+    assert summary["parts_reused"] == len(journal["parts"]) and summary["parts_sent"] == 8 - len(journal["parts"])
+    assert set(summary["verified_by"].values()) == {"md5"}
     assert env.run_json("uploads", "list", env.uri()) == []
     assert journals(env) == []
     out = tmp_path / "out.bin"

@@ -46,7 +46,10 @@ def profile_command() -> None:
     type=click.Choice(["auto", "md5", "crc32", "crc32c", "crc64nvme", "sha256"]),
     default="auto",
     show_default=True,
-    help="Per-part checksum sent to the server (auto: CRC32 on AWS, MD5 on other S3-compatible servers).",
+    help=(
+        "Per-part checksum sent to the server (auto: CRC32 on AWS; elsewhere a signed SHA-256 where the server "
+        "verifies it, else MD5)."
+    ),
 )
 @click.option(
     "--read-timeout",

@@ -222,8 +222,9 @@ def _readinto_stream(body: Any, size: int) -> Iterator[memoryview]:
             raw.release_conn()  # back to the pool (closed ones reconnect on their next use)
 
 
-#: botocore's attempts per request (the first one included: the first try and 4 retries) unless AWS_MAX_ATTEMPTS or the AWS profile's
-#: max_attempts says otherwise; jobsub's own part retries (TransferOptions.part_attempts) come on top.
+#: botocore's attempts per request, the first one included (the first try and 4 retries), unless
+#: AWS_MAX_ATTEMPTS or the AWS profile's max_attempts says otherwise; jobsub's own part retries
+#: (TransferOptions.part_attempts) come on top.
 DEFAULT_MAX_ATTEMPTS = 5
 MAX_MAX_ATTEMPTS = 20
 
@@ -330,9 +331,13 @@ class S3Store:
     def _precomputed_signer(context: dict[str, Any] | None = None, signature_version: Any = None, **kwargs: Any) -> Any:
         """jobsub's signer for a request that carries a precomputed payload hash (SigV4 only: anything else,
         e.g. an anonymous client, is left to botocore, and the request goes without the hash)."""
-        if context and context.get(_PAYLOAD_CONTEXT) and signature_version in ("s3v4", "v4"):
+        if not (context and context.get(_PAYLOAD_CONTEXT)):
+            return None
+        if signature_version in ("s3v4", "v4"):
             return _PRECOMPUTED_SIGNER
-        return None
+        # never send a part whose only check was to be the signature without that signature: the upload
+        # falls back to MD5 + Content-MD5 for the run (Uploader._upload_file)
+        raise ChecksumUnsupportedError(f"signature {signature_version} cannot carry a part's signed SHA-256")
 
     def probe_signed_payload(self, bucket: str) -> bool | None:
         """Does this server refuse a body that does not match its signed SHA-256? One tiny PutObject whose
@@ -349,14 +354,15 @@ class S3Store:
         body = b"jobsub probe: does this server check the signed payload hash? (safe to delete)\n"
         wrong = hashlib.sha256(body + b"?").hexdigest()
         try:
-            self._client.put_object(Bucket=bucket, Key=key, Body=body, **{_PAYLOAD_PARAM: wrong})
+            stored = self._client.put_object(Bucket=bucket, Key=key, Body=body, **{_PAYLOAD_PARAM: wrong})
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             return True if code in ("XAmzContentSHA256Mismatch", "BadDigest") else None
         except Exception:
             return None
-        try:
-            self._client.delete_object(Bucket=bucket, Key=key)
+        version = {"VersionId": stored["VersionId"]} if stored.get("VersionId") else {}
+        try:  # that very version on a versioned bucket (a plain delete would leave it behind a delete marker)
+            self._client.delete_object(Bucket=bucket, Key=key, **version)
         except Exception:
             pass  # the probe stays under PROBE_PREFIX; the answer (the server checks nothing) stands
         return False

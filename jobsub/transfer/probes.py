@@ -1,5 +1,9 @@
-"""What an endpoint was shown to verify, remembered per endpoint: does it refuse a body that does not match
-its signed payload SHA-256 (S3Store.probe_signed_payload)?
+"""What an endpoint was shown to verify: does it refuse a body that does not match its signed payload SHA-256
+(S3Store.probe_signed_payload)?
+
+An upload asks once per process (ask_once) and trusts only that answer: a URL can lead to another server
+tomorrow (a tunnel, a swapped host), and a stale "verifies" would leave parts unchecked. The answer is also
+written down per endpoint, for plans only (`upload --dry-run`, the estimate), which send nothing.
 
 The answer decides the per-part check of `checksum = auto` on a non-AWS endpoint: a signed SHA-256 (computed
 in the upload's one hash pass, checked by the server) where the server verifies it, else MD5 + Content-MD5
@@ -16,7 +20,9 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from jobsub.config import state_dir, write_private
@@ -27,6 +33,29 @@ MAX_BYTES = 1024
 TTL_SECONDS = 7 * 24 * 3600
 _FIELDS = {"endpoint", "verifies_signed_payload", "checked"}
 
+#: what this process's uploads found, per endpoint (None: asked, no answer; kept so a job's output syncs do
+#: not ask again every minute)
+_asked: dict[str, bool | None] = {}
+_asked_lock = threading.Lock()
+
+
+def ask_once(endpoint: str, ask: Callable[[], bool | None]) -> bool | None:
+    """The server's answer for ``endpoint``, asked the first time this process needs it; a definite answer is
+    also written down for plans (save_answer)."""
+    with _asked_lock:
+        if endpoint in _asked:
+            return _asked[endpoint]
+        verifies = _asked[endpoint] = ask()
+    if verifies is not None:
+        save_answer(endpoint, verifies)
+    return verifies
+
+
+def asked_in_this_process(endpoint: str, otherwise: bool | None) -> bool | None:
+    """This process's own answer for ``endpoint`` if it asked, else ``otherwise`` (a written-down one)."""
+    with _asked_lock:
+        return _asked[endpoint] if _asked.get(endpoint) is not None else otherwise
+
 
 def probe_path(endpoint: str) -> Path:
     """One file per endpoint, named by a hash of it (the endpoint itself is inside, checked on load)."""
@@ -35,9 +64,8 @@ def probe_path(endpoint: str) -> Path:
 
 def load_answer(endpoint: str, now: float | None = None) -> bool | None:
     """The remembered answer for ``endpoint``, or None when there is none that can be trusted."""
-    path = probe_path(endpoint)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(probe_path(endpoint), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:

@@ -191,9 +191,10 @@ class Uploader:
         """`auto` on a non-AWS endpoint: a signed per-part SHA-256 where the server was shown to refuse a body
         that does not match it, else MD5 + Content-MD5 (checked by the server or by the ETag comparison).
 
-        The answer is remembered per endpoint (transfer/probes.py); without one, one tiny PutObject asks the
-        server (S3Store.probe_signed_payload: refused on a verifying server, deleted at once on any other).
-        An unknown answer (no permission to write, an outage) keeps MD5 and is not remembered.
+        An upload asks the server once per process (S3Store.probe_signed_payload: one tiny PutObject, refused
+        on a verifying server, deleted at once on any other); the answer is also written down per endpoint
+        (transfer/probes.py) for plans only. An unknown answer (no permission to write, an outage) keeps MD5
+        for this process and is not written down.
 
         ``probe=False`` (a plan only, e.g. `upload --dry-run`, which sends nothing): the remembered answer,
         else MD5 for this plan without settling; the upload that carries the plan out asks the server, and a
@@ -208,13 +209,13 @@ class Uploader:
                 from jobsub.transfer import probes
 
                 endpoint = self.store.description
-                verifies = probes.load_answer(endpoint)
-                if verifies is None and not probe:
-                    return "md5"
-                if verifies is None:
-                    verifies = ask(bucket)
-                    if verifies is not None:
-                        probes.save_answer(endpoint, verifies)
+                if not probe:  # a plan only: what this process or an earlier run found, never a request
+                    verifies = probes.asked_in_this_process(endpoint, probes.load_answer(endpoint))
+                    if verifies is None:
+                        return "md5"
+                else:  # an upload asks the server itself, once per process: a remembered "verifies" could
+                    # outlive the server behind the URL (a tunnel, a swap) and leave parts unchecked
+                    verifies = probes.ask_once(endpoint, lambda: ask(bucket))
             self.algorithm = SIGNED_SHA256 if verifies else "md5"
             return self.algorithm
 
@@ -292,13 +293,15 @@ class Uploader:
             if journal:
                 try:
                     server_parts = self.store.list_parts(plan.bucket, plan.key, journal.upload_id)
-                    plan.reused_parts = self._verify_parts(fd, server_parts, ranges, journal.parts)
+                    plan.reused_parts = self._verify_parts(fd, server_parts, ranges, journal.parts, plan.part_check)
                     plan.journal, plan.upload_id, plan.resumed_from = journal, journal.upload_id, "journal"
                 except UploadNotFoundError:
                     plan.stale_journal = journal
                     plan.reason = f"its interrupted upload {journal.upload_id} no longer exists on the server"
             if plan.journal is None and adopt:
-                found = self._adopt_orphan(fd, plan.bucket, plan.key, ranges, exclude=plan.abort_upload_id)
+                found = self._adopt_orphan(
+                    fd, plan.bucket, plan.key, ranges, plan.part_check, exclude=plan.abort_upload_id
+                )
                 plan.upload_id, plan.reused_parts = found
                 plan.resumed_from = "pending" if plan.upload_id else ""
         finally:
@@ -382,10 +385,13 @@ class Uploader:
     def _md5_of(fd: int, offset: int, length: int) -> str:
         return Checksum.of_range("md5", fd, offset, length).hex
 
-    def _part_checksum(self, data: bytes | None, fd: int = -1, offset: int = 0, length: int = 0) -> Checksum:
+    def _part_checksum(
+        self, data: bytes | None, fd: int = -1, offset: int = 0, length: int = 0, algorithm: str = ""
+    ) -> Checksum:
+        """A part's checksum by ``algorithm`` (a plan's part check), else by the run's settled algorithm."""
         if data is not None:
-            return Checksum.of_bytes(self.algorithm, data)
-        return Checksum.of_range(self.algorithm, fd, offset, length)
+            return Checksum.of_bytes(algorithm or self.algorithm, data)
+        return Checksum.of_range(algorithm or self.algorithm, fd, offset, length)
 
     def _put_small(self, path: Path, stat: os.stat_result, bucket: str, key: str, report) -> str:
         self.limiter.consume(stat.st_size, self._stop)
@@ -555,7 +561,12 @@ class Uploader:
         return dict(f.result() for f in futures)
 
     def _verify_parts(
-        self, fd: int, server_parts: list[PartInfo], ranges: list[tuple[int, int, int]], known: dict[str, str]
+        self,
+        fd: int,
+        server_parts: list[PartInfo],
+        ranges: list[tuple[int, int, int]],
+        known: dict[str, str],
+        algorithm: str,
     ) -> dict[int, tuple[str, Checksum]]:
         """Parts on the server that hold exactly our bytes, each re-read from the file and checked.
 
@@ -568,7 +579,8 @@ class Uploader:
         for part in server_parts:
             if part.number not in expected or part.size != expected[part.number][1]:
                 continue
-            ours = self._part_checksum(None, fd, *expected[part.number])  # re-read now: never the plan's
+            # re-read now, never the plan's; by the plan's part check (a plan-only run has not settled `auto`)
+            ours = self._part_checksum(None, fd, *expected[part.number], algorithm=algorithm)
             server = part.checksums.get(ours.algorithm)
             if ours.is_signed and etag_is_md5(part.etag):
                 # the server checked the signed hash when the part came; what it confirms now is the ETag it
@@ -585,7 +597,7 @@ class Uploader:
         return good
 
     def _adopt_orphan(
-        self, fd: int, bucket: str, key: str, ranges: list[tuple[int, int, int]], exclude: str = ""
+        self, fd: int, bucket: str, key: str, ranges: list[tuple[int, int, int]], algorithm: str, exclude: str = ""
     ) -> tuple[str, dict[int, tuple[str, Checksum]]]:
         """With no journal, a pending upload of this key whose parts all hold our bytes is resumed, not resent.
 
@@ -600,7 +612,7 @@ class Uploader:
                 parts = self.store.list_parts(bucket, key, upload.upload_id)
             except StorageError:
                 continue
-            good = self._verify_parts(fd, parts, ranges, {})
+            good = self._verify_parts(fd, parts, ranges, {}, algorithm)
             if parts and len(good) == len(parts):
                 return upload.upload_id, good
         return "", {}
