@@ -3,9 +3,10 @@
 The docker, slurm and local executors start their runner (container, batch job, process) while the submit
 uploads the code and writes job.json and status.json, so the engine's start and the runtime's interpreter
 and storage-client start overlap them; the runtime waits for its record (runtime/runner.py,
-wait_for_record). These tests run real runners of the local executor on the local store (no daemon, no
-lock needed); the docker and slurm paths run the same service code and the same runtime, and their
-conformance suites (tests/executors/test_conformance.py) run every job through this order.
+wait_for_record). These tests run real runners of the local executor on the local store (no daemon), and
+the last one the real dockerd of tests/executors/harness_docker.py (under the heavy lock: `flock
+/tmp/jobsub-heavy.lock pytest tests/executors/test_start_order.py`); the docker and slurm paths run the
+same service code and runtime, and their conformance suites (test_conformance.py) run every job this way.
 
 Where a test needs the submit to be slow or to fail at one exact step (a record write that lands late, a
 store that refuses it, a cancel between the runner's start and the record), the service's own
@@ -39,12 +40,12 @@ def user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     return use_env(monkeypatch, make_env(tmp_path, "local"))
 
 
-def _service() -> JobService:
+def _service(executor: str | None = "local") -> JobService:
     from jobsub.config import resolve_profile
     from jobsub.storage import open_store
 
     name, profile = resolve_profile()
-    return JobService(profile, open_store(profile), name, executor="local")
+    return JobService(profile, open_store(profile), name, executor=executor)
 
 
 def _spec(code: Path, name: str = "order") -> JobSpec:
@@ -237,3 +238,38 @@ def test_only_the_early_executors_start_before_the_record() -> None:
     for kind, early in (("local", True), ("docker", True), ("slurm", True), ("ray", False)):
         service.executor = get_executor(kind, profile)
         assert service._starts_before_record(request) is early, kind
+
+
+def test_docker_a_failed_record_write_removes_the_container_it_started(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    docker_harness: Any,
+    docker_engine: Any,
+) -> None:
+    """The same failure on the real dockerd (run under the heavy lock): the job's container, created and
+    started beside the record write, is removed when the write fails, and no job is left in the bucket."""
+    pytest.importorskip("docker", reason="the docker SDK is not installed (pip install 'jobsub[docker]')")
+    from tests.executors.test_docker import _env
+
+    _env(request, tmp_path, monkeypatch, docker_harness, "s3")
+    client = docker_engine[1]
+    service = _service(executor=None)  # the profile's: docker on moto
+    assert service.executor.kind == "docker"
+
+    def containers(job_id: str) -> list[Any]:
+        return list(client.api.containers(all=True, filters={"label": f"jobsub.job-id={job_id}"}))
+
+    seen: list[Any] = []
+
+    def refused(self: JobService, record: JobRecord, *args: Any) -> None:
+        seen.extend(poll(lambda: containers(record.job_id), 60, what="the job's container to be created"))
+        raise StorageError("the bucket refused the write (test)")
+
+    monkeypatch.setattr(JobService, "_write_record", refused)
+    plan = service.plan(_spec(code_folder(tmp_path, "print('never', flush=True)\n")))
+    with pytest.raises(StorageError, match="refused the write"):
+        service.submit(plan)
+    assert seen
+    poll(lambda: not containers(plan.job_id), 30, what="the abandoned container to be removed")
+    assert not service.record(plan.job_id).exists()
