@@ -68,9 +68,9 @@ OUTPUT_SYNC_SECONDS = float(os.environ.get("JOBSUB_OUTPUT_SYNC_SECONDS", "60"))
 #: Optional caps on the runtime's transfer rates (e.g. 50MiB, per second), for shared links.
 STAGING_MAX_BANDWIDTH = os.environ.get("JOBSUB_STAGING_MAX_BANDWIDTH")
 OUTPUT_MAX_BANDWIDTH = os.environ.get("JOBSUB_OUTPUT_MAX_BANDWIDTH")
-#: The Docker and Slurm executors start the runner beside the submit's record writes (the container or batch
-#: job starts while the record is written: docs/performance.md, "Start latency"), so a runner may come up
-#: before its record: it waits this long for it, then fails without running anything.
+#: The docker, slurm and local executors start the runner beside the submit's record writes (the container,
+#: batch job or process starts while the record is written: docs/performance.md, "Start latency"), so a
+#: runner may come up before its record: it waits this long for it, then fails without running anything.
 RECORD_WAIT_SECONDS = float(os.environ.get("JOBSUB_RECORD_WAIT_SECONDS", "60"))
 
 
