@@ -6,6 +6,8 @@ script wants it; rich output on a terminal and plain lines when piped.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 import traceback
 from typing import ClassVar
@@ -90,6 +92,11 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     _limit_malloc_arenas()
+    if argv is None:  # a jobsub process, not a caller of main(): its exit is what `submit` keeps a user waiting on
+        # the interpreter's last garbage collection walks every object botocore, pydantic and the docker SDK
+        # made (0.5-1 s of CPU on a busy 2-core machine: docs/performance.md, "Start latency"); an exiting
+        # process need not free them. atexit runs before that collection; files close and flush as before.
+        atexit.register(gc.freeze)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="jobsub", standalone_mode=False)

@@ -302,6 +302,29 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
             "options": options,
         }
 
+    def starts_before_record(self, request: LaunchRequest) -> bool:
+        """On an S3 store the container is created and started beside the submit's record writes
+        (jobs/service.py): the engine's start and the runtime's own start overlap them, and the runtime
+        waits for its record (runtime/runner.py, wait_for_record). A local-store job's runner (a process
+        on this machine: docker_local.py) is started the same way."""
+        return True
+
+    def abandon(self, handle: DockerHandle) -> None:
+        """The submit failed after the container started and before the record was written: remove the
+        container at once (SIGKILL; `keep` does not apply: nothing of the job ran). Only a container this
+        submit just created is named here, so no ownership check is needed."""
+        import docker
+
+        if handle.mode == HOST_RUNNER:
+            self._local().abandon(handle.runner())  # its containers start later, from the runner
+            return
+        if not handle.container_id:
+            return
+        try:
+            self.client(handle.host).api.remove_container(handle.container_id, force=True)
+        except docker.errors.NotFound:
+            pass  # gone already (AutoRemove after the runner exited)
+
     def submit(self, request: LaunchRequest) -> DockerHandle:
         """Create, attach to stdin, start, hand the secrets over, close. Any failure on the way removes the
         container (a start refused by the engine or an image without python would otherwise stay)."""

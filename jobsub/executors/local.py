@@ -113,6 +113,22 @@ class LocalExecutor(BaseExecutor[LocalHandle]):
             run_dir=str(run_dir),
         )
 
+    def starts_before_record(self, request: LaunchRequest) -> bool:
+        """The runner process is started beside the submit's record writes (jobs/service.py): its
+        interpreter and storage client start while the record is written, and it waits for its record
+        (runtime/runner.py, wait_for_record)."""
+        return True
+
+    def abandon(self, handle: LocalHandle) -> None:
+        """The submit failed after starting the runner and before writing its record: SIGKILL the runner's
+        session (it started one of its own), only while the pid is still the process just started."""
+        if handle.host != socket.gethostname() or _proc_start_time(handle.pid) != handle.start_time:
+            return  # gone already (and maybe the pid reused): nothing of ours to stop
+        try:
+            os.killpg(handle.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def verify_handle(self, handle: LocalHandle, job_id: str) -> None:
         """Raise JobError unless the pid in `handle` is gone or is this job's runner (see the module doc)."""
         if handle.host != socket.gethostname():

@@ -267,6 +267,17 @@ class SlurmExecutor(BaseExecutor[SlurmHandle]):
             log=str(output).replace("%j", job_id),  # the runner's own log, named in reasons
         )
 
+    def starts_before_record(self, request: LaunchRequest) -> bool:
+        """sbatch is run beside the submit's record writes (jobs/service.py): Slurm's own start of the batch
+        job overlaps them, and the runtime waits for its record (runtime/runner.py, wait_for_record)."""
+        return True
+
+    def abandon(self, handle: SlurmHandle) -> None:
+        """The submit failed after sbatch and before the record was written: scancel the batch job (its
+        runner is waiting for a record that will not come). The id is the one sbatch just answered."""
+        if handle.job_id and _SLURM_ID.fullmatch(handle.job_id):
+            self._run(["scancel", handle.job_id])
+
     def verify_handle(self, handle: SlurmHandle, job_id: str) -> None:
         """Refuse a Slurm job id that is not a plain number; remember which jobsub job it must be, so that
         every squeue answer (poll, cancel) is checked against Slurm's name and comment for it."""

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ RUNNER_START_SECONDS = float(os.environ.get("JOBSUB_RUNNER_START_SECONDS", "60")
 LOST_AFTER_SECONDS = 120.0
 #: how long after `plan()` its input upload plans are carried out as made (then each file is planned again)
 UPLOAD_PLAN_FRESH_SECONDS = 60.0
+#: how long a failed submit waits for its runner's start to return before stopping that runner
+LAUNCH_ABANDON_SECONDS = 60.0
 
 
 @dataclass
@@ -148,6 +151,51 @@ def storage_credentials_env(profile: Profile) -> dict[str, str]:
 def _runtime_tunables() -> dict[str, str]:
     """The documented JOBSUB_* runtime knobs of the submitting shell (runtime/launch_env.py), nothing else."""
     return runtime_tunables(os.environ)
+
+
+class _Launch:
+    """An executor's submit on a thread of its own, started before the job's record is written, so the
+    engine's start (docker create + start, sbatch) and the runner's own start overlap the record writes."""
+
+    def __init__(self, executor: Executor, request: LaunchRequest) -> None:
+        self.executor = executor
+        self._handle: BaseHandle | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(request,), name="launch", daemon=True)
+        self._thread.start()
+
+    def _run(self, request: LaunchRequest) -> None:
+        try:
+            self._handle = self.executor.submit(request)
+        except BaseException as exc:  # handed to the submitting thread, which raises it
+            self._error = exc
+
+    def result(self) -> BaseHandle:
+        """The handle, once the executor's submit returned; its error, raised here, when it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._handle is not None
+        return self._handle
+
+    def abandon(self) -> None:
+        """The record will not be written (the code upload failed, Ctrl-C): stop what was started, whatever
+        the executor's submit got to, so no runner waits for a record and nothing is left behind. Errors
+        are logged: the submit's own error is what the user needs to see."""
+        self._thread.join(timeout=LAUNCH_ABANDON_SECONDS)
+        handle = self._handle
+        if handle is None:
+            if self._thread.is_alive():
+                log.warning("the %s runner's start did not return; it stops by itself", self.executor.kind)
+            return
+        try:
+            stop = getattr(self.executor, "abandon", None)
+            if callable(stop):
+                stop(handle)
+            else:
+                self.executor.cancel(handle)
+        except Exception as exc:
+            log.warning("could not stop the %s runner started for this submit: %s", self.executor.kind, exc)
 
 
 class JobService:
@@ -339,9 +387,33 @@ class JobService:
                     f"input {name}: {len(summary.failures)} file(s) failed to upload ({summary.failures[0]}); "
                     "nothing was submitted: run the same command again (the upload resumes)"
                 )
-        if plan.code and plan.code_archive is not None:
-            self._ensure_code(plan, on_message)
         record = self.record(plan.job_id)
+        early = self._starts_before_record(request)
+        launch = _Launch(self.executor, request) if early else None
+        try:
+            if plan.code and plan.code_archive is not None:
+                self._ensure_code(plan, on_message)
+            self._write_record(record, plan, secret_env)
+        except BaseException:
+            if launch is not None:
+                launch.abandon()  # the runner waits for a record that will not come: stop it now
+            raise
+        try:
+            handle = launch.result() if launch is not None else self.executor.submit(request)
+        except Exception as exc:
+            status = JobStatus(
+                state=State.FAILED, finished=now_iso(), reason=f"{self.executor.kind} launch failed: {exc}"
+            )
+            record.write_status(status)
+            raise
+        record.write_handle(handle)
+        if idempotency_key:
+            key = self._idempotency_uri(plan.spec.name, idempotency_key)
+            self.store.put(key.bucket, key.key, plan.job_id.encode())
+        return plan.job_id, True
+
+    def _write_record(self, record: JobRecord, plan: SubmitPlan, secret_env: dict[str, str] | None) -> None:
+        """job.json, then status.json (QUEUED): a runner started before them waits for status.json."""
         spec = plan.spec.model_copy(update={"inputs": plan.inputs, "outputs": plan.outputs})
         record.write_document(
             JobDocument(
@@ -359,19 +431,13 @@ class JobService:
             )
         )
         record.write_status(JobStatus())
-        try:
-            handle = self.executor.submit(request)
-        except Exception as exc:
-            status = JobStatus(
-                state=State.FAILED, finished=now_iso(), reason=f"{self.executor.kind} launch failed: {exc}"
-            )
-            record.write_status(status)
-            raise
-        record.write_handle(handle)
-        if idempotency_key:
-            key = self._idempotency_uri(plan.spec.name, idempotency_key)
-            self.store.put(key.bucket, key.key, plan.job_id.encode())
-        return plan.job_id, True
+
+    def _starts_before_record(self, request: LaunchRequest) -> bool:
+        """Whether this executor's runner is started beside the record writes (the engine's start and the
+        runner's own start overlap them; the runner waits for its record: runtime/runner.py
+        wait_for_record). Executors say so with `starts_before_record(request)`; others start after."""
+        asks = getattr(self.executor, "starts_before_record", None)
+        return bool(asks(request)) if callable(asks) else False
 
     def _idempotency_uri(self, name: str, key: str) -> ObjectURI:
         digest = hashlib.sha256(f"{name}\0{key}".encode()).hexdigest()[:32]

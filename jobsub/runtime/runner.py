@@ -28,12 +28,14 @@ from jobsub.errors import (
     ConditionalWriteUnsupported,
     IntegrityError,
     JobClaimedError,
+    JobNotFoundError,
     JobsubError,
     ObjectNotFoundError,
+    RecordFormatError,
     TransferInterrupted,
 )
 from jobsub.executors.base import RunnerPlace
-from jobsub.jobs.models import RunnerClaim
+from jobsub.jobs.models import JobDocument, RunnerClaim
 from jobsub.jobs.packaging import unpack_code, verify_archive
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
 from jobsub.jobs.spec import IDENT_RE
@@ -66,6 +68,41 @@ OUTPUT_SYNC_SECONDS = float(os.environ.get("JOBSUB_OUTPUT_SYNC_SECONDS", "60"))
 #: Optional caps on the runtime's transfer rates (e.g. 50MiB, per second), for shared links.
 STAGING_MAX_BANDWIDTH = os.environ.get("JOBSUB_STAGING_MAX_BANDWIDTH")
 OUTPUT_MAX_BANDWIDTH = os.environ.get("JOBSUB_OUTPUT_MAX_BANDWIDTH")
+#: The docker, slurm and local executors start the runner beside the submit's record writes (the container,
+#: batch job or process starts while the record is written: docs/performance.md, "Start latency"), so a
+#: runner may come up before its record: it waits this long for it, then fails without running anything.
+RECORD_WAIT_SECONDS = float(os.environ.get("JOBSUB_RECORD_WAIT_SECONDS", "60"))
+
+
+def wait_for_record(record: JobRecord, seconds: float | None = None) -> tuple[JobDocument, JobStatus]:
+    """The job's document and status once both are there (status.json is written after job.json), polled
+    every 20-250 ms for `seconds` (RECORD_WAIT_SECONDS). A record that never comes is JobNotFoundError in
+    one line (the submit that started this runner failed or was stopped before writing it); a job.json
+    that names another job is refused (a record copied or rewritten: nothing of that job is acted on)."""
+    wait = RECORD_WAIT_SECONDS if seconds is None else seconds
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    while True:
+        try:
+            job = record.read_document()
+            status = record.read_status()
+            break
+        except JobNotFoundError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise JobNotFoundError(
+                    f"job record {record.uri()} did not appear within {wait:g} s of the runner's start "
+                    "(JOBSUB_RECORD_WAIT_SECONDS): nothing was run; the submit that started this runner failed "
+                    "or was stopped before writing it"
+                ) from None
+            time.sleep(min(delay, left))
+            delay = min(delay * 1.5, 0.25)
+    if job.id != record.job_id:
+        raise RecordFormatError(
+            f"{record.uri('job.json')} names job {job.id[:80]!r}, not {record.job_id!r}: not running it "
+            "(the record was copied or rewritten)"
+        )
+    return job, status
 
 
 class StagingError(JobsubError):
@@ -137,14 +174,15 @@ class Runner:
         self.store = store
         self.record = record
         self.work = work_dir.resolve()
-        self.job = record.read_document()  # version checked, validated, units parsed once
+        # version checked, validated, units parsed once; waited for when the runner started before it
+        self.job, first_status = wait_for_record(record)
         self.spec = self.job.spec
         self.outputs_uri = ObjectURI.parse(self.job.outputs).as_prefix()
         self.outputs_dir = self.work / "outputs"
         self.metrics_file = self.work / "metrics.jsonl"
         self.code_dir = self.work / "code"
         self.token = secrets.token_hex(4)  # this runner's id: in its claim and in its log chunk names
-        self.status = StatusWriter(record, record.read_status())
+        self.status = StatusWriter(record, first_status)
         self.logs = LogShipper(record, first_chunk=self._existing_chunks(), writer=self.token)
         # the bandwidth knobs are read now: a value that is no size fails the job before it runs, not after
         staging_bandwidth = parse_size(STAGING_MAX_BANDWIDTH) if STAGING_MAX_BANDWIDTH else None
