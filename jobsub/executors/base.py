@@ -251,6 +251,17 @@ class BaseExecutor(Generic[H]):
         """Start the runner; return its handle (the service stores record_data()). Never blocks on the job."""
         raise NotImplementedError
 
+    def starts_before_record(self, request: LaunchRequest) -> bool:
+        """Whether the service starts this runner beside its record writes (jobs/service.py): the engine's
+        start and the runner's own start overlap them, and the runner waits for its record
+        (runtime/runner.py, wait_for_record). The default starts it after, as every executor once did."""
+        return False
+
+    def abandon(self, handle: H) -> None:
+        """A runner started beside the record whose record will not be written (the submit failed, Ctrl-C):
+        stop it now. The default cancels it; executors that can remove what they just made override this."""
+        self.cancel(handle)
+
     def verify_handle(self, handle: H, job_id: str) -> None:
         """Raise JobError (one line) when a handle read from the record of job `job_id` names something that
         is not this job's runner, before anything acts on it. The default trusts what validated; executors

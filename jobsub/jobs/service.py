@@ -189,11 +189,7 @@ class _Launch:
                 log.warning("the %s runner's start did not return; it stops by itself", self.executor.kind)
             return
         try:
-            stop = getattr(self.executor, "abandon", None)
-            if callable(stop):
-                stop(handle)
-            else:
-                self.executor.cancel(handle)
+            self.executor.abandon(handle)
         except Exception as exc:
             log.warning("could not stop the %s runner started for this submit: %s", self.executor.kind, exc)
 
@@ -435,9 +431,8 @@ class JobService:
     def _starts_before_record(self, request: LaunchRequest) -> bool:
         """Whether this executor's runner is started beside the record writes (the engine's start and the
         runner's own start overlap them; the runner waits for its record: runtime/runner.py
-        wait_for_record). Executors say so with `starts_before_record(request)`; others start after."""
-        asks = getattr(self.executor, "starts_before_record", None)
-        return bool(asks(request)) if callable(asks) else False
+        wait_for_record). Executors say so with `starts_before_record(request)` (BaseExecutor: after)."""
+        return self.executor.starts_before_record(request)
 
     def _idempotency_uri(self, name: str, key: str) -> ObjectURI:
         digest = hashlib.sha256(f"{name}\0{key}".encode()).hexdigest()[:32]
