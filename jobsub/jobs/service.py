@@ -384,11 +384,14 @@ class JobService:
                     "nothing was submitted: run the same command again (the upload resumes)"
                 )
         record = self.record(plan.job_id)
-        early = self._starts_before_record(request)
+        # the code first: a slow upload of a changed code folder must not eat an early runner's record wait
+        if plan.code and plan.code_archive is not None:
+            self._ensure_code(plan, on_message)
+        # a plan submitted again (an API retry after a failed launch) finds its old record: its runner must not
+        # read that record before the new one replaces it, so it starts after the writes, as before
+        early = self._starts_before_record(request) and not record.exists()
         launch = _Launch(self.executor, request) if early else None
         try:
-            if plan.code and plan.code_archive is not None:
-                self._ensure_code(plan, on_message)
             self._write_record(record, plan, secret_env)
         except BaseException:
             if launch is not None:
@@ -396,11 +399,14 @@ class JobService:
             raise
         try:
             handle = launch.result() if launch is not None else self.executor.submit(request)
-        except Exception as exc:
-            status = JobStatus(
-                state=State.FAILED, finished=now_iso(), reason=f"{self.executor.kind} launch failed: {exc}"
-            )
-            record.write_status(status)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                reason = f"{self.executor.kind} launch failed: {exc}"
+            else:  # Ctrl-C while the runner was being started: stop it, and say so in the record
+                if launch is not None:
+                    launch.abandon()
+                reason = "the submit was interrupted while its runner was being started: nothing was run"
+            record.write_status(JobStatus(state=State.FAILED, finished=now_iso(), reason=reason))
             raise
         record.write_handle(handle)
         if idempotency_key:

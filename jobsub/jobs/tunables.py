@@ -18,6 +18,7 @@ RUNTIME_TUNABLES: dict[str, str] = {
     "JOBSUB_OUTPUT_UPLOAD_ATTEMPTS": "attempts of the final output upload (3)",
     "JOBSUB_CANCEL_GRACE_SECONDS": "seconds between SIGTERM and SIGKILL on cancel, timeout and cost limit (10)",
     "JOBSUB_HEARTBEAT_SECONDS": "seconds between the runner's status heartbeats (5)",
+    "JOBSUB_RECORD_WAIT_SECONDS": "seconds a runner started beside its record waits for it (60)",
     # not a knob of the runtime but of the store: the runner must reach the endpoint the client used (an URL
     # with user:password@ is refused wherever it is read, config.check_endpoint_url)
     "JOBSUB_ENDPOINT_URL": "the S3 endpoint that overrides the profile's",

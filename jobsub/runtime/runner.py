@@ -71,15 +71,26 @@ OUTPUT_MAX_BANDWIDTH = os.environ.get("JOBSUB_OUTPUT_MAX_BANDWIDTH")
 #: The docker, slurm and local executors start the runner beside the submit's record writes (the container,
 #: batch job or process starts while the record is written: docs/performance.md, "Start latency"), so a
 #: runner may come up before its record: it waits this long for it, then fails without running anything.
-RECORD_WAIT_SECONDS = float(os.environ.get("JOBSUB_RECORD_WAIT_SECONDS", "60"))
+RECORD_WAIT_SECONDS = 60.0
+
+
+def record_wait_seconds() -> float:
+    """JOBSUB_RECORD_WAIT_SECONDS (1 to 3600) or 60; a value that is not such a number is ignored (the
+    default), since a runner that fails on a knob before it has a record has nowhere to say why."""
+    raw = os.environ.get("JOBSUB_RECORD_WAIT_SECONDS", "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        return RECORD_WAIT_SECONDS
+    return value if 1 <= value <= 3600 else RECORD_WAIT_SECONDS
 
 
 def wait_for_record(record: JobRecord, seconds: float | None = None) -> tuple[JobDocument, JobStatus]:
     """The job's document and status once both are there (status.json is written after job.json), polled
-    every 20-250 ms for `seconds` (RECORD_WAIT_SECONDS). A record that never comes is JobNotFoundError in
+    every 20-250 ms for `seconds` (record_wait_seconds()). A record that never comes is JobNotFoundError in
     one line (the submit that started this runner failed or was stopped before writing it); a job.json
     that names another job is refused (a record copied or rewritten: nothing of that job is acted on)."""
-    wait = RECORD_WAIT_SECONDS if seconds is None else seconds
+    wait = record_wait_seconds() if seconds is None else seconds
     deadline = time.monotonic() + wait
     delay = 0.02
     while True:

@@ -273,3 +273,93 @@ def test_docker_a_failed_record_write_removes_the_container_it_started(
     assert seen
     poll(lambda: not containers(plan.job_id), 30, what="the abandoned container to be removed")
     assert not service.record(plan.job_id).exists()
+
+
+def test_a_slow_code_upload_does_not_eat_the_runner_s_record_wait(
+    user: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code folder's upload takes longer than the runner waits for its record (a first submit over a
+    slow link; here the service's own _ensure_code is slowed, since a local store cannot be slowed): the
+    runner starts only after it, so the job still runs (before the review fix it started first and gave up)."""
+    import time
+
+    monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", "1")
+    service = _service()
+    original = JobService._ensure_code
+
+    def slow(self: JobService, *args: Any) -> None:
+        time.sleep(2.5)
+        assert not _runner_pids(plan.job_id), "the runner started before the code was uploaded"
+        original(self, *args)
+
+    monkeypatch.setattr(JobService, "_ensure_code", slow)
+    plan = service.plan(_spec(code_folder(tmp_path, "print('ran after a slow code upload', flush=True)\n")))
+    job_id, _ = service.submit(plan)
+    status = service.wait(job_id, timeout=60, poll=0.1)
+    assert status.state == State.SUCCEEDED, status.reason
+    assert "ran after a slow code upload" in _lines(service, job_id)
+
+
+def test_ctrl_c_while_the_runner_starts_stops_it_and_fails_the_record(
+    user: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C lands while the submit waits for the executor's start (simulated by raising KeyboardInterrupt
+    from the wait, once the runner is up): the runner is stopped, the record says FAILED with why, and the
+    interrupt reaches the caller (the CLI's exit 130); nothing of the job runs afterwards."""
+    from jobsub.jobs import service as service_module
+
+    service = _service()
+    original = service_module._Launch.result
+
+    def interrupted(self: Any) -> Any:
+        poll(lambda: _runner_pids(self_job["id"]), 30, what="the runner to start")
+        raise KeyboardInterrupt
+
+    self_job: dict[str, str] = {}
+    monkeypatch.setattr(service_module._Launch, "result", interrupted)
+    plan = service.plan(_spec(code_folder(tmp_path, "open('ran', 'w').write('x')\n")))
+    self_job["id"] = plan.job_id
+    with pytest.raises(KeyboardInterrupt):
+        service.submit(plan)
+    monkeypatch.setattr(service_module._Launch, "result", original)
+    poll(lambda: not _runner_pids(plan.job_id), 10, what="the interrupted job's runner to be gone")
+    status = service.status(plan.job_id)
+    assert status.state == State.FAILED and "interrupted" in (status.reason or ""), status
+
+
+def test_a_plan_submitted_again_after_a_failed_launch_runs(
+    user: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API retry: the first submit of a plan fails at the executor's start (simulated: the local
+    executor's submit raises once) and leaves a FAILED record; the same plan submitted again must not start
+    a runner that reads that old record. It runs the job to SUCCEEDED."""
+    from jobsub.executors.local import LocalExecutor
+
+    service = _service()
+    original = LocalExecutor.submit
+    calls: list[int] = []
+
+    def fails_once(self: LocalExecutor, request: LaunchRequest) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the engine refused (test)")
+        return original(self, request)
+
+    monkeypatch.setattr(LocalExecutor, "submit", fails_once)
+    plan = service.plan(_spec(code_folder(tmp_path, "print('second time lucky', flush=True)\n")))
+    with pytest.raises(RuntimeError, match="engine refused"):
+        service.submit(plan)
+    assert service.status(plan.job_id).state == State.FAILED
+    import time
+
+    original_write = JobService._write_record
+
+    def slow_write(self: JobService, record: JobRecord, *args: Any) -> None:
+        time.sleep(1.5)  # time for a runner started first to read the old FAILED record
+        original_write(self, record, *args)
+
+    monkeypatch.setattr(JobService, "_write_record", slow_write)
+    job_id, _ = service.submit(plan)
+    status = service.wait(job_id, timeout=60, poll=0.1)
+    assert status.state == State.SUCCEEDED, status.reason
+    assert "second time lucky" in _lines(service, job_id)
