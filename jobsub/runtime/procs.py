@@ -81,9 +81,9 @@ def marked(t):
             pass
     return found
 
-known, said = {}, b""
+known, said, told = {}, b"", False
 while True:
-    ready = select.select([0], [], [], 0.1)[0]
+    ready = select.select([0], [], [], 0 if not told else 0.1)[0]
     if ready:
         chunk = os.read(0, 64)
         if not chunk:
@@ -94,6 +94,13 @@ while True:
     known = {p: s for p, s in known.items() if p in t and t[p][1] == s}
     for pid in tree(t, [runner]):
         known[pid] = t[pid][1]
+    if not told:  # the first snapshot is taken: the runner may now show the job's output (Watchdog.wait_ready)
+        told = True
+        try:
+            os.write(1, b"r")
+            os.close(1)
+        except OSError:
+            pass
 if said == b"done":
     sys.exit(0)
 try:
@@ -152,13 +159,31 @@ class Watchdog:
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid), runner_id],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,  # one byte when its first snapshot of the runner's tree is taken
             stderr=subprocess.DEVNULL,
             close_fds=True,
             # its own session: whoever kills the runner's group (Ray's supervisor does once the entrypoint
             # is gone) must not kill the watchdog before it has killed what the runner left behind
             start_new_session=True,
         )
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Block until the watchdog has taken its first snapshot of the runner's descendants (at most
+        `timeout` s). Why: a child double-forked out of the job's session is known to the watchdog only from
+        a snapshot; the runner shows the job's output (where a test, or a user, learns the job is running and
+        may kill the runner) only after this, so a runner killed at once still leaves nothing behind."""
+        import select
+
+        out = self.proc.stdout
+        if out is None:
+            return False
+        try:
+            ready = select.select([out], [], [], timeout)[0]
+            return bool(ready and out.read(1) == b"r")
+        except (OSError, ValueError):
+            return False
+        finally:
+            out.close()
 
     def done(self) -> None:
         """The runner has killed and reaped the group itself: let the watchdog go without killing anything."""

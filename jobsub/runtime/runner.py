@@ -564,6 +564,7 @@ class Runner:
         )
         watchdog = Watchdog(proc.pid, self.token)
         self._watchdog_pid = watchdog.proc.pid
+        watchdog.wait_ready()  # before the job's output shows: its escaped children are known from here on
         self._proc = proc
         self.status.update(executor=self.status.status.executor.model_copy(update={"pgid": proc.pid}))
         pumps = [self.logs.pump(proc.stdout, "out"), self.logs.pump(proc.stderr, "err")]  # type: ignore[arg-type]
