@@ -163,18 +163,26 @@ MAX_PENDING_PER_BUCKET = 1000
 
 
 def find_pending_uploads(
-    store: ObjectStore, buckets: Sequence[str], prefix: str = "", *, skip_unreadable: bool = False
+    store: ObjectStore,
+    buckets: Sequence[str] | None = None,
+    prefix: str = "",
+    *,
+    also: Sequence[str] = (),
+    skip_unreadable: bool = False,
 ) -> list[PendingUpload]:
     """Interrupted multipart uploads in `buckets` under `prefix`, joined with this machine's resume journals
     (source, size and % sent where a journal knows the upload). The one reading of pending uploads: the CLI's
     `uploads list`, `Client.pending_uploads` and the web view's storage page all call it.
 
-    `skip_unreadable` passes over a bucket that is missing or refuses the listing (a page over several buckets
-    shows what it can); otherwise that error is raised.
+    `buckets` None: the buckets this machine's journals name, with `also` (the web view adds its jobs
+    bucket). `skip_unreadable` passes over a bucket that is missing or refuses the listing (a page over
+    several buckets shows what it can); otherwise that error is raised.
     """
     from jobsub.transfer.journal import all_journals
 
     journals = {j.upload_id: j for j in all_journals() if j.store == store.description}
+    if buckets is None:
+        buckets = sorted({*also, *(j.bucket for j in journals.values())})
     found: list[PendingUpload] = []
     for bucket in buckets:
         try:
@@ -203,13 +211,6 @@ def find_pending_uploads(
                 )
             )
     return found
-
-
-def journal_buckets(store: ObjectStore) -> list[str]:
-    """The buckets this machine's resume journals name for `store` (where its interrupted uploads can be)."""
-    from jobsub.transfer.journal import all_journals
-
-    return sorted({j.bucket for j in all_journals() if j.store == store.description})
 
 
 def _set_word(value: object) -> str:
@@ -440,8 +441,7 @@ class Client:
         """Interrupted multipart uploads under s3://bucket[/prefix] (default: the buckets this machine's resume
         journals name), with the local source and how much was sent where a journal knows them."""
         target = ObjectURI.parse(uri) if uri else None
-        buckets = [target.bucket] if target else journal_buckets(self.store)
-        return find_pending_uploads(self.store, buckets, target.key if target else "")
+        return find_pending_uploads(self.store, [target.bucket] if target else None, target.key if target else "")
 
     def abort_upload(self, upload: PendingUpload) -> None:
         """Abort a pending upload (the server deletes its parts) and forget this machine's journal of it."""

@@ -389,7 +389,7 @@ class JobService:
             self._ensure_code(plan, on_message)
         # a plan submitted again (an API retry after a failed launch) finds its old record: its runner must not
         # read that record before the new one replaces it, so it starts after the writes, as before
-        early = self._starts_before_record(request) and not record.exists()
+        early = self.executor.starts_before_record(request) and not record.exists()
         launch = _Launch(self.executor, request) if early else None
         try:
             self._write_record(record, plan, secret_env)
@@ -433,12 +433,6 @@ class JobService:
             )
         )
         record.write_status(JobStatus())
-
-    def _starts_before_record(self, request: LaunchRequest) -> bool:
-        """Whether this executor's runner is started beside the record writes (the engine's start and the
-        runner's own start overlap them; the runner waits for its record: runtime/runner.py
-        wait_for_record). Executors say so with `starts_before_record(request)` (BaseExecutor: after)."""
-        return self.executor.starts_before_record(request)
 
     def _idempotency_uri(self, name: str, key: str) -> ObjectURI:
         digest = hashlib.sha256(f"{name}\0{key}".encode()).hexdigest()[:32]

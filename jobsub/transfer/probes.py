@@ -51,10 +51,12 @@ def ask_once(endpoint: str, ask: Callable[[], bool | None]) -> bool | None:
     return verifies
 
 
-def asked_in_this_process(endpoint: str, otherwise: bool | None) -> bool | None:
-    """This process's own answer for ``endpoint`` if it asked, else ``otherwise`` (a written-down one)."""
+def asked_in_this_process(endpoint: str, otherwise: Callable[[str], bool | None]) -> bool | None:
+    """This process's own answer for ``endpoint`` if it asked, else ``otherwise(endpoint)`` (a written-down
+    one: read only when this process has no answer of its own)."""
     with _asked_lock:
-        return _asked[endpoint] if _asked.get(endpoint) is not None else otherwise
+        known = _asked.get(endpoint)
+    return known if known is not None else otherwise(endpoint)
 
 
 def probe_path(endpoint: str) -> Path:

@@ -140,6 +140,7 @@ class Uploader:
         self.algorithm: str = options.checksum or store.checksum_algorithm
         self._fallback_lock = threading.Lock()
         self._settle_lock = threading.Lock()
+        self._plan_check: str | None = None  # a plan-only run's check for `auto`, read once (_settle_algorithm)
         #: plans made earlier for these files (a submit's, for its estimate), each used once if still current
         self._planned: dict[UploadItem, FilePlan] = {
             (Path(f.source), f.bucket, f.key): f for f in (planned.files if planned else [])
@@ -209,10 +210,12 @@ class Uploader:
                 from jobsub.transfer import probes
 
                 endpoint = self.store.description
-                if not probe:  # a plan only: what this process or an earlier run found, never a request
-                    verifies = probes.asked_in_this_process(endpoint, probes.load_answer(endpoint))
-                    if verifies is None:
-                        return "md5"
+                if not probe:  # a plan only: what this process or an earlier run found, never a request;
+                    # read once per uploader (every file of a plan gets the same check), left unsettled
+                    if self._plan_check is None:
+                        known = probes.asked_in_this_process(endpoint, probes.load_answer)
+                        self._plan_check = SIGNED_SHA256 if known else "md5"
+                    return self._plan_check
                 else:  # an upload asks the server itself, once per process: a remembered "verifies" could
                     # outlive the server behind the URL (a tunnel, a swap) and leave parts unchecked
                     verifies = probes.ask_once(endpoint, lambda: ask(bucket))

@@ -563,12 +563,11 @@ class WebData:
     def storage(self) -> StoragePage:
         """Interrupted multipart uploads under the jobs bucket (file and % where this machine's journal
         knows them) and what the profile's jobs prefix costs a month."""
-        from jobsub.api import find_pending_uploads, journal_buckets
+        from jobsub.api import find_pending_uploads
         from jobsub.costs import storage_cost
 
         bucket = self.jobs_uri.bucket
-        buckets = sorted({bucket, *journal_buckets(self.store)})
-        uploads = find_pending_uploads(self.store, buckets, skip_unreadable=True)
+        uploads = find_pending_uploads(self.store, also=[bucket], skip_unreadable=True)
         objects = total = 0
         try:
             for obj in self.store.iter_objects(bucket, self.jobs_uri.key):

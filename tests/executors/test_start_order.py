@@ -234,10 +234,8 @@ def test_only_the_early_executors_start_before_the_record() -> None:
 
     profile = Profile.model_validate({"storage": "local", "root": "/tmp/unused", "ray": {"address": "http://x:1"}})
     request = LaunchRequest(job_id="x-20260101-000000-dddd", job_uri="s3://bkt/jobs/x/", profile=profile)
-    service = JobService.__new__(JobService)
     for kind, early in (("local", True), ("docker", True), ("slurm", True), ("ray", False)):
-        service.executor = get_executor(kind, profile)
-        assert service._starts_before_record(request) is early, kind
+        assert get_executor(kind, profile).starts_before_record(request) is early, kind
 
 
 def test_docker_a_failed_record_write_removes_the_container_it_started(
