@@ -361,3 +361,16 @@ def test_a_plan_submitted_again_after_a_failed_launch_runs(
     status = service.wait(job_id, timeout=60, poll=0.1)
     assert status.state == State.SUCCEEDED, status.reason
     assert "second time lucky" in _lines(service, job_id)
+
+
+def test_a_bad_record_wait_falls_back_to_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JOBSUB_RECORD_WAIT_SECONDS that is no number, or out of 1..3600 (nan, inf, 0, a shell fragment), is
+    ignored for the default 60 s: a runner that failed on the knob before it has a record could say why
+    nowhere."""
+    from jobsub.runtime.runner import RECORD_WAIT_SECONDS, record_wait_seconds
+
+    for bad in ("soon", "nan", "inf", "0", "-5", "99999", "$(rm -rf /)", ""):
+        monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", bad)
+        assert record_wait_seconds() == RECORD_WAIT_SECONDS == 60.0, bad
+    monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", "2.5")
+    assert record_wait_seconds() == 2.5
