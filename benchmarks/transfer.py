@@ -58,7 +58,10 @@ def measure(argv: list[str], env: dict[str, str], stdout: Path | None = None) ->
     load = os.getloadavg()[0]  # the machine is shared: every figure comes with the load it ran under
     started = time.monotonic()
     out = stdout.open("wb") if stdout else subprocess.DEVNULL
-    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE)
+    # `python -m jobsub` puts the working folder first on sys.path, ahead of PYTHONPATH: run each command in the
+    # tree its PYTHONPATH names, or a `--before` row would import this checkout's jobsub instead of its own
+    cwd = env.get("PYTHONPATH", "").split(os.pathsep)[0] or None
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -199,7 +202,7 @@ def main() -> None:
         source = make_file(work / "source.bin", size)
         if only_local:
             print(f"file {human_size(size)}; local store under {work}", flush=True)
-            results.update(local_rows(jobsub, source, work, env, args.rounds))
+            results.update(local_rows(jobsub, source, work, env, args.rounds, args.before))
             return
         for name, options in (("s3", ["--addressing-style", "path"]), ("moto-crc", CRC_OPTIONS)):
             subprocess.run(
@@ -229,7 +232,7 @@ def main() -> None:
         for name in ("d1.bin", "d2.bin", "d3.bin", "d4.bin", "d5.bin"):
             (work / name).unlink(missing_ok=True)
         if not args.skip_local and not args.only:
-            results.update(local_rows(jobsub, source, work, env, args.rounds))
+            results.update(local_rows(jobsub, source, work, env, args.rounds, args.before))
 
         if not args.skip_resume and not args.only:
             results["resume after kill -9"] = resume_check(jobsub, source, moto_env, url)
@@ -244,10 +247,12 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def local_rows(jobsub: list[str], source: Path, work: Path, env: dict[str, str], rounds: int) -> dict[str, dict]:
+def local_rows(
+    jobsub: list[str], source: Path, work: Path, env: dict[str, str], rounds: int, before: Path | None = None
+) -> dict[str, dict]:
     """jobsub's local store against `cp`, upload and download, in alternating rounds. Every round starts from
-    a fresh store and state folder (no hash cache, no "unchanged" skip) and an evicted-or-not page cache
-    alike for both tools: `cp` copies the same source, and downloads the same stored object jobsub just wrote."""
+    a fresh store and state folder (no hash cache, no "unchanged" skip), and `cp` copies the same source,
+    and downloads the same stored object jobsub just wrote. `before`: another jobsub tree's rows too."""
     store = work / "store"
     local_env = {**env, "JOBSUB_PROFILE": "loc"}
     state = Path(env["XDG_STATE_HOME"])
@@ -261,6 +266,12 @@ def local_rows(jobsub: list[str], source: Path, work: Path, env: dict[str, str],
         "local download jobsub": [*jobsub, "download", "s3://bench/local.bin", str(fetched), "-q"],
         "local download cp": ["cp", str(stored), str(copy_down)],
     }
+    envs = {name: local_env for name in (*up, *down)}
+    if before:
+        old_env = {**local_env, "PYTHONPATH": str(before)}
+        up["local upload jobsub (before)"] = [*jobsub, "upload", str(source), "s3://bench/before.bin", "-q"]
+        down["local download jobsub (before)"] = [*jobsub, "download", "s3://bench/local.bin", str(fetched), "-q"]
+        envs["local upload jobsub (before)"] = envs["local download jobsub (before)"] = old_env
     subprocess.run(
         [*jobsub, "profile", "add", "loc", "--storage", "local", "--root", str(store)],
         env=env,
@@ -276,14 +287,17 @@ def local_rows(jobsub: list[str], source: Path, work: Path, env: dict[str, str],
         for cases in (up, down):  # the upload first: the download reads what it stored
             order = list(cases) if number % 2 == 0 else list(reversed(cases))
             for name in order:
-                runs[name].append(measure(cases[name], local_env))
+                fetched.unlink(missing_ok=True)
+                runs[name].append(measure(cases[name], envs[name]))
     for path in (copy_up, copy_down, fetched):
         path.unlink(missing_ok=True)
     shutil.rmtree(store, ignore_errors=True)
     results = summarize(runs)
     for kind in ("upload", "download"):
-        ours, cp = results[f"local {kind} jobsub"], results[f"local {kind} cp"]
-        ours["speed_vs_cp"] = round(cp["wall_s"] / ours["wall_s"], 2)
+        cp = results[f"local {kind} cp"]
+        for name in (f"local {kind} jobsub", f"local {kind} jobsub (before)"):
+            if name in results:
+                results[name]["speed_vs_cp"] = round(cp["wall_s"] / results[name]["wall_s"], 2)
     return results
 
 

@@ -240,3 +240,59 @@ def test_a_body_always_cut_short_fails_in_one_line_and_the_healed_rerun_fetches_
     assert summary.failures == [] and summary.parts_reused == 2
     assert _CutEvery.ranges == [5 * MiB]
     assert dest.read_bytes() == _CutEvery.body
+
+
+# -- the local store: the kernel copies each part (copy_file_range), the SHA-256 still checks the result -------
+@pytest.fixture
+def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    from tests.conftest import _isolated_env
+
+    return _isolated_env(tmp_path, monkeypatch, "local", None)
+
+
+def _local_downloader(env: Env, **options: int) -> Downloader:
+    return Downloader(
+        env.store(), TransferOptions(part_size=5 * MiB, retry_backoff=0, **options), EventHub(), threading.Event()
+    )
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "no-copy_file_range"])
+def test_a_local_store_download_is_byte_exact_with_and_without_the_kernel_copy(
+    local_env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
+) -> None:
+    """Where copy_file_range is refused (EXDEV: another filesystem on an older kernel, which this machine
+    cannot produce, so the call is made to refuse) the copy goes through the process; the file is the
+    object's bytes either way, verified by its SHA-256."""
+    if not kernel_copy:
+        calls: list[int] = []
+
+        def refuse(*args: int) -> int:
+            calls.append(1)
+            raise OSError(18, "Invalid cross-device link")  # EXDEV
+
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    src = write_random(tmp_path / "src.bin", 17 * MiB + 3, seed=51)
+    local_env.run("upload", str(src), local_env.uri("l/f.bin"), "-q", check=True)
+    dest = tmp_path / "out.bin"
+    downloader = _local_downloader(local_env, concurrency=2)
+    summary = downloader.run(downloader.plan(ObjectURI.parse(local_env.uri("l/f.bin")), dest))
+    assert summary.failures == [] and list(summary.verified_by.values()) == ["sha256"]
+    assert dest.read_bytes() == src.read_bytes()
+    if not kernel_copy:
+        assert len(calls) == 4  # tried once per part, then the fallback for the rest of that part
+
+
+def test_a_local_object_cut_short_behind_jobsubs_back_is_never_put_in_place(local_env: Env, tmp_path: Path) -> None:
+    """The stored file loses its tail after the plan: the copy comes up short, the download fails in one
+    line, and nothing appears under the target name."""
+    src = write_random(tmp_path / "src.bin", 12 * MiB, seed=52)
+    local_env.run("upload", str(src), local_env.uri("l/g.bin"), "-q", check=True)
+    stored = next(p for p in (local_env.root / "data").rglob("g.bin") if ".jobsub" not in p.parts)
+    dest = tmp_path / "out.bin"
+    downloader = _local_downloader(local_env, part_attempts=1)
+    items = downloader.plan(ObjectURI.parse(local_env.uri("l/g.bin")), dest)
+    os.truncate(stored, 7 * MiB)
+    summary = downloader.run(items)
+    assert len(summary.failures) == 1 and "\n" not in summary.failures[0]
+    assert "short read of s3://" in summary.failures[0], summary.failures
+    assert not dest.exists()
