@@ -91,10 +91,11 @@ def test_the_real_hint_changes_no_byte_and_is_harmless_where_it_cannot_apply(tmp
 
 
 @pytest.fixture
-def moto_env(s3env: Env) -> Env:
-    if s3env.server is not None and s3env.server.name != "moto":
-        pytest.skip("moto only: the behaviour does not depend on the server")
-    return s3env
+def moto_env(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    """moto only (the session's server): what is tested here does not depend on the server."""
+    from tests.conftest import _isolated_env, _server
+
+    return _isolated_env(tmp_path, monkeypatch, "s3", _server(request, "moto"))
 
 
 @pytest.mark.parametrize("hint", [True, False], ids=["writeback-hint", "no-hint"])
