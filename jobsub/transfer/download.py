@@ -179,6 +179,7 @@ class Downloader:
         failed = threading.Event()
         hasher = InOrderHasher(fd, ranges, done) if sha else None  # the end-to-end check, while parts arrive
         stream = getattr(self.store, "get_range_to", None)  # S3: chunks go to the file as they arrive
+        copy = getattr(self.store, "copy_range_to", None)  # local store: the kernel copies, as `cp` does
         try:
 
             def fetch(number: int, offset: int, length: int) -> None:
@@ -191,7 +192,14 @@ class Downloader:
                         raise
 
                 def get(progress) -> None:
-                    if stream is not None:
+                    if copy is not None:
+                        try:
+                            got = copy(bucket, info.key, offset, length, fd, progress)
+                        except OSError as exc:
+                            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                                raise _no_space(target, info.size) from None
+                            raise
+                    elif stream is not None:
                         got = stream(bucket, info.key, offset, length, write, progress)
                     else:
                         data = self.store.get_range(bucket, info.key, offset, length, progress)
