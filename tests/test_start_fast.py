@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import statistics
 import textwrap
 import time
@@ -62,18 +64,31 @@ class _Timed:
         return getattr(self._store, name)
 
 
-def _follow(env: Env, job_id: str) -> tuple[_Timed, list[tuple[float, LogLine]]]:
-    """Follow the job to its end in this process; each line with the moment it was yielded."""
+def _follow(env: Env, job_id: str, polls: list[float] | None = None) -> tuple[_Timed, list[tuple[float, LogLine]]]:
+    """Follow the job to its end in this process; each line with the moment it was yielded (the final
+    status as the last item's line, text "<STATE>"). `polls` gets the moments the executor was asked."""
     from jobsub.api import Client
 
     env.apply()
     client = Client()
     timed = _Timed(client.store)
     client._store = timed  # type: ignore[assignment]
+    service = client.service
+    if polls is not None:
+        executor = service.executor
+        original = executor.poll
+
+        def poll_noted(handle: Any) -> Any:
+            polls.append(time.monotonic())
+            return original(handle)
+
+        executor.poll = poll_noted  # type: ignore[method-assign]
     shown: list[tuple[float, LogLine]] = []
-    for item in client.service.follow(job_id):
+    for item in service.follow(job_id):
         if isinstance(item, LogLine):
             shown.append((time.monotonic(), item))
+        else:
+            shown.append((time.monotonic(), LogLine(stream="status", text=item.state.value)))
     return timed, shown
 
 
@@ -122,7 +137,7 @@ def test_a_job_that_never_prints_keeps_no_fast_listing_past_the_windows(
     job_id = submit_script(local_env, code)
     started = time.monotonic()
     timed, shown = _follow(local_env, job_id)
-    assert not [line for _, line in shown if line.stream != "jobsub"]
+    assert not [line for _, line in shown if line.stream not in ("jobsub", "status")]
     late = [t for t in timed.listings if t > started + 2.5]  # both windows are over by then
     assert len(late) >= 3, "the follow ended before the silent part was over"
     assert statistics.median(_gaps(late)) >= 0.25, _gaps(late)
@@ -142,6 +157,34 @@ def test_the_first_line_is_not_held_by_the_jobsub_lines_before_it(local_env: Env
     program_at = next(at for at, line in shown if line.text == "program")
     between = [t for t in timed.listings if jobsub_at < t < program_at]
     assert len(between) >= 4 and statistics.median(_gaps(between)) < 0.2, _gaps(between)
+
+
+def test_follow_asks_the_executor_after_its_first_second_and_still_sees_a_dead_runner(
+    local_env: Env, tmp_path: Path
+) -> None:
+    """The follower started by `submit` leaves the executor (docker's SDK and inspect: CPU on the cores the
+    runner starts on) alone for EXECUTOR_POLL_DELAY; hostile side: a runner killed before its command
+    printed anything is still reported (LOST) by that follow, once the executor is asked."""
+    from jobsub.jobs import service
+
+    code = code_folder(tmp_path, "import time\ntime.sleep(600)\n")
+    job_id = submit_script(local_env, code)
+    status = poll(
+        lambda: (s := local_env.run_json("status", job_id)["status"]).get("executor", {}).get("pgid") and s, 60, 0.1
+    )
+    runner_pid, command_group = status["executor"]["pid"], status["executor"]["pgid"]
+    try:
+        os.kill(runner_pid, signal.SIGKILL)
+        polls: list[float] = []
+        started = time.monotonic()
+        _, shown = _follow(local_env, job_id, polls)
+        assert shown[-1][1].text == "LOST"
+        assert polls and polls[0] >= started + service.EXECUTOR_POLL_DELAY * 0.95, (polls[:1], started)
+    finally:
+        try:
+            os.killpg(command_group, signal.SIGKILL)  # the runner's watchdog does this; a test leaves nothing
+        except ProcessLookupError:
+            pass
 
 
 _PROBE = textwrap.dedent(

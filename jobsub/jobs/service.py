@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -47,10 +47,10 @@ from jobsub.jobs.spec_guard import check_output_bucket
 from jobsub.jobs.tunables import runtime_tunables
 from jobsub.redact import holds_credential, resolved_secrets
 from jobsub.storage.base import ObjectStore
-from jobsub.transfer import TransferManager, TransferSubscriber, UploadPlan
-from jobsub.transfer.checksums import cached_sha256
-from jobsub.transfer.sources import folder_files
 from jobsub.uri import ObjectURI, is_remote
+
+if TYPE_CHECKING:  # the transfer engine is imported where a submit uploads: `logs -f`, status, cancel skip it
+    from jobsub.transfer import TransferSubscriber, UploadPlan
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,11 @@ LAUNCH_ABANDON_SECONDS = 60.0
 #: 2 x 15 s x (10 - 3.3) = 200 more per followed job.
 FIRST_OUTPUT_POLL = 0.1
 FIRST_OUTPUT_WINDOW = 15.0
+#: `follow` reads the status record from its first pass, but asks the executor (docker inspect, squeue:
+#: on docker the SDK's import and client are ~0.1 s of CPU) only from this many seconds after it started:
+#: a follower started by `submit` would otherwise spend that on the two cores the runner is starting on,
+#: just before the command's first line. A runner that died at once is said LOST at most this much later.
+EXECUTOR_POLL_DELAY = 1.0
 
 
 @dataclass
@@ -115,6 +120,9 @@ def new_job_id(name: str) -> str:
 
 def _content_id(path: Path) -> str:
     """A short id of a local file or folder's content (file SHA-256s are cached, so a rerun reads nothing)."""
+    from jobsub.transfer.checksums import cached_sha256
+    from jobsub.transfer.sources import folder_files
+
     digest = hashlib.sha256()
     files = [path] if path.is_file() else folder_files(path)[0]  # what the upload sends: no links out
     for file in files:
@@ -380,6 +388,8 @@ class JobService:
         made = dict(zip((dest for _, _, dest in plan.uploads), plan.upload_plans, strict=False)) if fresh else {}
         plan.upload_plans = []
         for name, path, dest in plan.uploads:
+            from jobsub.transfer import TransferManager  # here: a job without inputs needs no transfer engine
+
             on_message(f"uploading input {name}: {path} -> {dest}")
             target = ObjectURI.parse(dest)
             summary = TransferManager(self.store, subscribers=subscribers).upload([path], target, made.get(dest))
@@ -754,6 +764,7 @@ class JobService:
         runner_seen = False
         output_seen = False
         last_status = float("-inf")
+        ask_executor_from = time.monotonic() + EXECUTOR_POLL_DELAY
         while True:
             pass_started = time.monotonic()
             fast = not output_seen and pass_started < fast_until
@@ -767,7 +778,9 @@ class JobService:
                     yield status
                     return
                 if status is None or not fast or pass_started - last_status >= poll * 0.95:
-                    status = self.status(job_id)
+                    status = record.read_status() if pass_started < ask_executor_from else None
+                    if status is None or status.state.final:  # a final job: the executor releases what it holds
+                        status = self.status(job_id)
                     last_status = pass_started
                     if not runner_seen and status.state != State.QUEUED:
                         runner_seen = True
