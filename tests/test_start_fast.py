@@ -5,10 +5,11 @@ shown does, not how long it takes (benchmarks/jobs.py measures the seconds; noth
   first line, for a bounded window, while its status pass (which asks the executor) keeps the ordinary
   poll; once the command has printed, the listing is back to the ordinary poll. Hostile side: a job that
   never prints keeps no fast listing beyond the windows (requests stay bounded).
-- the runtime writes STAGING (and starts a job without inputs) before it imports what it does not need for
-  that: PyYAML, urllib.request (only Ray/ModelArts secret tickets), platformdirs, statistics, the transfer
-  engine. The imports moved into functions still work where they are needed (a spec file is still read
-  and its errors still name the line; a duplicate key is still refused).
+- the runtime writes STAGING (and starts a job without inputs) before it imports what it does not need
+  for that (PyYAML, statistics, the transfer engine; platformdirs on S3; urllib.request, only for
+  Ray/ModelArts secret tickets, on the local store), and with the garbage collector (off while it
+  imports) on again. The imports moved into functions still work where they are needed (a spec file is
+  still read and its errors still name the line; a duplicate key is still refused).
 
 Real components: the local store or moto in server mode, the local executor, real runner processes. The
 follow is run in this process on a store wrapper that only records when each listing and status read happened (the one
@@ -190,7 +191,7 @@ def test_follow_asks_the_executor_after_its_first_second_and_still_sees_a_dead_r
 _PROBE = textwrap.dedent(
     '''
     """Test probe (tests/test_start_fast.py): which modules the runtime holds when it writes a status."""
-    import importlib.abc, importlib.util, json, os, sys
+    import gc, importlib.abc, importlib.util, json, os, sys
 
     _OUT = os.environ.get("JOBSUB_TEST_PROBE_FILE")
     _WATCH = json.loads(os.environ.get("JOBSUB_TEST_PROBE_WATCH", "[]"))
@@ -201,7 +202,7 @@ _PROBE = textwrap.dedent(
             with open(_OUT, "a") as handle:
                 loaded = [name for name in _WATCH if name in sys.modules]
                 handle.write(json.dumps({"argv": " ".join(sys.argv), "state": status.state.value,
-                                         "loaded": loaded}) + "\\n")
+                                         "loaded": loaded, "gc": gc.isenabled()}) + "\\n")
             return original(self, status)
         module.JobRecord.write_status = write_status
 
@@ -252,6 +253,8 @@ def test_runtime_writes_staging_before_the_imports_it_does_not_need(
     seen = [json.loads(line) for line in events.read_text().splitlines()]
     staging = next(e for e in seen if "--work-dir" in e["argv"] and e["state"] == "STAGING")
     assert staging["loaded"] == [], f"the runtime imported {staging['loaded']} before writing STAGING"
+    # the collector, off for the start-up's imports, is on again before the record is acted on
+    assert all(e["gc"] for e in seen if "--work-dir" in e["argv"]), seen
     assert "ran" in env.run("logs", job_id, check=True).stdout
 
 
