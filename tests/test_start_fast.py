@@ -65,7 +65,9 @@ class _Timed:
         return getattr(self._store, name)
 
 
-def _follow(env: Env, job_id: str, polls: list[float] | None = None) -> tuple[_Timed, list[tuple[float, LogLine]]]:
+def _follow(
+    env: Env, job_id: str, polls: list[float] | None = None, tail: int | None = None
+) -> tuple[_Timed, list[tuple[float, LogLine]]]:
     """Follow the job to its end in this process; each line with the moment it was yielded (the final
     status as the last item's line, text "<STATE>"). `polls` gets the moments the executor was asked."""
     from jobsub.api import Client
@@ -85,7 +87,7 @@ def _follow(env: Env, job_id: str, polls: list[float] | None = None) -> tuple[_T
 
         executor.poll = poll_noted  # type: ignore[method-assign]
     shown: list[tuple[float, LogLine]] = []
-    for item in service.follow(job_id):
+    for item in service.follow(job_id, tail=tail):
         if isinstance(item, LogLine):
             shown.append((time.monotonic(), item))
         else:
@@ -146,6 +148,17 @@ def test_a_job_that_never_prints_keeps_no_fast_listing_past_the_windows(
     span = timed.listings[-1] - started
     bound = 2 * 0.6 / service.FIRST_OUTPUT_POLL + span / 0.3 + 5
     assert len(timed.listings) <= bound, (len(timed.listings), bound)
+
+
+def test_a_follow_that_starts_after_the_first_line_lists_at_the_ordinary_poll(local_env: Env, tmp_path: Path) -> None:
+    """`logs -f --tail N` on a job that has printed already: its output is there, so no fast listing."""
+    code = code_folder(tmp_path, "import time\nprint('early', flush=True)\ntime.sleep(3)\nprint('late', flush=True)\n")
+    job_id = submit_script(local_env, code)
+    poll(lambda: "early" in local_env.run("logs", job_id).stdout, 60, 0.2, "the first line")
+    timed, shown = _follow(local_env, job_id, tail=5)
+    late_at = next(at for at, line in shown if line.text == "late")
+    before = [t for t in timed.listings if t < late_at]
+    assert len(before) >= 3 and statistics.median(_gaps(before)) >= 0.25, _gaps(before)
 
 
 def test_the_first_line_is_not_held_by_the_jobsub_lines_before_it(local_env: Env, tmp_path: Path) -> None:

@@ -751,8 +751,10 @@ class JobService:
         record = self.record(job_id)
         record.read_status()
         last_key = ""
+        output_seen = False  # a line of the command's own (not jobsub's) shown by this follow
         if tail is not None:
             lines, last_key = _tail(record, tail)
+            output_seen = any(line.stream != "jobsub" for line in lines)
             yield from lines
         finished = False
         failures = 0
@@ -762,7 +764,6 @@ class JobService:
         # from when the runner is first seen past QUEUED (a job may queue for longer than the window)
         fast_until = time.monotonic() + FIRST_OUTPUT_WINDOW
         runner_seen = False
-        output_seen = False
         last_status = float("-inf")
         ask_executor_from = time.monotonic() + EXECUTOR_POLL_DELAY
         while True:
