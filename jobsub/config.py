@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import platformdirs
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -101,21 +100,29 @@ def check_endpoint_url(value: str) -> str:
     return value
 
 
+def _platformdirs() -> Any:
+    """platformdirs, imported when a folder is first asked for: the runtime (its profile comes as JSON)
+    never asks, and the import is ~10-25 ms of its start (docs/performance.md, "Start latency")."""
+    import platformdirs
+
+    return platformdirs
+
+
 def config_dir() -> Path:
     """Profiles and templates; created 0700 (private by default) when first asked for."""
-    return private_mkdir(Path(platformdirs.user_config_dir(APP)))
+    return private_mkdir(Path(_platformdirs().user_config_dir(APP)))
 
 
 def data_dir() -> Path:
     """The default local store lives here; created 0700."""
-    return private_mkdir(Path(platformdirs.user_data_dir(APP)))
+    return private_mkdir(Path(_platformdirs().user_data_dir(APP)))
 
 
 def state_dir() -> Path:
     """Resume journals and runner logs: machine-local state that is safe to delete when nothing is pending.
 
     Created 0700: journals name source paths and runner logs can hold job output."""
-    return private_mkdir(Path(platformdirs.user_state_dir(APP)))
+    return private_mkdir(Path(_platformdirs().user_state_dir(APP)))
 
 
 def config_file() -> Path:

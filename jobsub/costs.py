@@ -12,7 +12,6 @@ storage per GiB-month; requests per 1,000; egress per GiB. The estimate gives an
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
@@ -247,6 +246,8 @@ def estimate(
     upload_bytes: int,
     requests: int,
 ) -> Estimate:
+    import statistics  # here: only an estimate needs it, and the runtime imports this module
+
     typical_seconds = statistics.median(earlier_durations) if earlier_durations else None
     return Estimate(
         currency=prices.currency,

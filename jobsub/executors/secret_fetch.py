@@ -18,8 +18,6 @@ import binascii
 import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING
 
 from jobsub.errors import JobsubError
@@ -48,7 +46,12 @@ def _xor(data: bytes, pad: bytes) -> bytes:
 
 
 def _http_get(url: str) -> bytes:
-    """GET the presigned URL, at most MAX_BYTES; the URL itself is never put in a message."""
+    """GET the presigned URL, at most MAX_BYTES; the URL itself is never put in a message. urllib is
+    imported here, not at module level: it costs ~25 ms of every runtime's start, and only Ray and ModelArts
+    runners have a ticket to fetch (docs/performance.md, "Start latency")."""
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=_FETCH_TIMEOUT) as response:  # http(s) only: checked above
             data: bytes = response.read(MAX_BYTES + 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from jobsub.config import Profile
 from jobsub.costs import Estimate, Prices, compute_cost, estimate, hourly_rate, money, storage_cost
@@ -20,9 +20,11 @@ from jobsub.jobs.models import Bill, BillJob, CostRecord, JobCost, JobDocument, 
 from jobsub.jobs.records import JobRecord
 from jobsub.jobs.spec import JobSpec
 from jobsub.storage.base import ObjectStore
-from jobsub.transfer import TransferManager, TransferOptions
-from jobsub.transfer.planning import UploadPlan
 from jobsub.uri import ObjectURI
+
+if TYPE_CHECKING:  # imported where an upload is planned: following a job's log needs no transfer engine
+    from jobsub.transfer import TransferOptions
+    from jobsub.transfer.planning import UploadPlan
 
 
 class JobSource(Protocol):
@@ -60,6 +62,8 @@ def upload_plan(store: ObjectStore, path: Path, dest: str, options: TransferOpti
     Read-only (HEAD, ListParts, local reads); the SHA-256 it computes for a multipart input is remembered in
     the hash cache, so the upload that follows does not read the file for it again.
     """
+    from jobsub.transfer import TransferManager
+
     return TransferManager(store, options).plan_upload([path], ObjectURI.parse(dest))
 
 

@@ -13,18 +13,21 @@ numbers, duplicate keys.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from jobsub.errors import SpecError, UsageError
 from jobsub.jobs.shell_context import is_number, placeholder_contexts
 from jobsub.jobs.spec_guard import check_spec_depth, env_problem, read_spec_bytes
+
+if TYPE_CHECKING:  # PyYAML is imported where a spec file is read: the runtime only validates records
+    import yaml
 
 PLACEHOLDER = re.compile(r"\$\{\{\s*([a-z_]+)\.([A-Za-z0-9_\-]+)\s*\}\}")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{0,40}$")
@@ -287,29 +290,37 @@ class JobSpec(BaseModel):
         return PLACEHOLDER.sub(replace, self.command)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+@functools.cache
+def _unique_key_loader() -> type[yaml.SafeLoader]:
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last). Made
+    on first use: importing PyYAML costs ~25 ms that the runtime, which never reads a spec file, skips."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            try:
-                hash(key)
-            except TypeError:
-                continue
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice (lines {seen[key]} and {line})", key_node.start_mark
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+                try:
+                    hash(key)
+                except TypeError:
+                    continue
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (lines {seen[key]} and {line})", key_node.start_mark
+                    )
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...], message: str = "") -> int | None:
     """The 1-based line of the YAML node a pydantic error location points to (or of its nearest parent).
     A mapping-wide error that names one of the mapping's keys (params, env, inputs) points at that key."""
+    import yaml
+
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if not isinstance(node, yaml.MappingNode):
@@ -340,9 +351,11 @@ def load_spec(path: Path) -> JobSpec:
             f"{path}:{bad_line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the spec as UTF-8"
         ) from None
     check_spec_depth(path, text)  # before PyYAML recurses into it
+    import yaml
+
     try:
         node = yaml.compose(text)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from jobsub.errors import BucketNotFoundError, SpecError
 
 if TYPE_CHECKING:
@@ -43,6 +41,8 @@ def check_spec_depth(path: Path, text: str) -> None:
     """Refuse YAML nested deeper than MAX_SPEC_DEPTH, reading parser events (no recursion, no objects built).
 
     Syntax errors are left to the real load, which words them with their line."""
+    import yaml  # here, not at module level: the runtime imports the spec model but never parses YAML
+
     depth = 0
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):  # the parser the load uses; it does not recurse

@@ -7,6 +7,7 @@ environment's own boto3 chain), so the runtime needs no config file on the machi
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -28,7 +29,26 @@ def _start_s3_early() -> None:
         prepare()
 
 
+def _start_up_done() -> None:
+    """The start-up's objects (modules, pydantic's validators, botocore's models) go to the permanent
+    generation and the collector runs again, for a runner that may live for days (see main)."""
+    gc.freeze()
+    gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """No cyclic garbage collection during the start-up: importing pydantic, botocore and jobsub's models
+    allocates enough to run the collector dozens of times over objects that all stay alive (~30 ms, 8% of
+    the start's CPU: docs/performance.md, "Start latency", fourth pass). It is on again before the record
+    is read and anything is run, and on whatever way this returns (a caller in the same process)."""
+    gc.disable()
+    try:
+        return _main(argv)
+    finally:
+        gc.enable()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobsub.runtime", description=__doc__)
     parser.add_argument("job_uri", help="the job record, e.g. s3://bucket/jobs/<job id>/")
     parser.add_argument("--work-dir", required=True, type=Path, help="local folder for inputs, code and outputs")
@@ -64,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         secret = secret_fetch.fetch(profile)
         record = JobRecord(open_store(profile, concurrency=8), jobs_uri, parts[-1])
         secret_fetch.discard(record.store, secret)
+        _start_up_done()
         return Runner(record.store, record, args.work_dir).run()
     except JobsubError as exc:  # a second runner, an unreadable record: one line, the job is left alone
         print(f"error: {redact(str(exc))}", file=sys.stderr)
