@@ -86,6 +86,7 @@ _entries: dict[str, _Entry] = {}
 _queue: list[str] = []
 _stop = threading.Event()
 _thread: threading.Thread | None = None
+_running = False  # under _lock: the thread will still look at the queue (it clears this as it decides to end)
 
 
 def start(sources: list[str | Path]) -> None:
@@ -94,7 +95,7 @@ def start(sources: list[str | Path]) -> None:
     Cheap and safe to call more than once (the CLI, then the API, then the uploader): a file already
     queued is not queued again. Never raises: anything odd about a source is the uploader's to report.
     """
-    global _thread
+    global _thread, _running
     queued: list[str] = []
     for raw in sources[:MAX_FILES]:
         try:
@@ -112,7 +113,8 @@ def start(sources: list[str | Path]) -> None:
             if name not in _entries:
                 _entries[name] = _Entry()
                 _queue.append(name)
-        if _thread is None or not _thread.is_alive():
+        if not _running:
+            _running = True
             _thread = threading.Thread(target=_run, name="prehash", daemon=True)
             _thread.start()
 
@@ -124,6 +126,15 @@ def stop() -> None:
         for name in _queue:
             _entries.pop(name, _Entry()).done.set()
         _queue.clear()
+
+
+def wait(timeout: float) -> bool:
+    """Wait until the thread has nothing left to hash (or ``timeout`` seconds); True when it is idle."""
+    thread = _thread
+    if thread is not None:
+        thread.join(timeout)
+        return not thread.is_alive()
+    return True
 
 
 def forget(paths: list[Path]) -> None:
@@ -139,14 +150,15 @@ def forget(paths: list[Path]) -> None:
 
 
 def claim(path: Path) -> bool:
-    """True when ``path`` is being hashed here or was (``take`` then gives its value or None); a file still
-    only queued is taken off the queue and False returned (the caller hashes it as it reads it)."""
+    """True when ``path`` is being hashed here, was, or is next (``take`` then gives its value or None); a file
+    queued behind others is taken off the queue and False returned (the caller hashes it as it reads it)."""
     name = str(path)
     with _lock:
         entry = _entries.get(name)
         if entry is None:
             return False
-        if not entry.started:
+        next_up = _running and bool(_queue) and _queue[0] == name
+        if not entry.started and not next_up:  # (the next one is the thread's to take, not yet scheduled)
             del _entries[name]
             if name in _queue:
                 _queue.remove(name)
@@ -175,9 +187,11 @@ def take(path: Path, stat: os.stat_result) -> str | None:
 
 
 def _run() -> None:
-    while not _stop.is_set():
+    global _running
+    while True:
         with _lock:
-            if not _queue:
+            if not _queue or _stop.is_set():
+                _running = False
                 return
             name = _queue.pop(0)
             entry = _entries.get(name)
@@ -186,7 +200,7 @@ def _run() -> None:
             entry.started = True
         try:
             entry.ident, entry.value = _hash_one(Path(name))
-        except OSError:
+        except Exception:  # unreadable, gone: no value here; the uploader reports it as it reads the file
             entry.ident, entry.value = None, None
         finally:
             entry.done.set()
@@ -197,8 +211,14 @@ def _hash_one(path: Path) -> tuple[tuple[int, int, int, int, int] | None, str | 
     with open(path, "rb") as fh:
         fd = fh.fileno()
         before = os.fstat(fd)
-        if time.time() - max(before.st_mtime_ns, before.st_ctime_ns) / 1e9 < SETTLE_SECONDS:
-            return None, None  # still settling: the uploader stats and hashes it itself
+        for _ in range(50):  # as upload.stable_stat: wait for a just-written file to settle, then stat it again
+            age = time.time() - max(before.st_mtime_ns, before.st_ctime_ns) / 1e9
+            if age >= SETTLE_SECONDS or age < -1.0 or _stop.is_set():
+                break
+            time.sleep(SETTLE_SECONDS - age)
+            before = os.fstat(fd)
+        else:
+            return None, None  # still changing: the uploader stats and hashes it itself
         if lookup_sha256(path, before) is not None:
             return None, None  # the uploader finds it in the cache first
         digest = hashlib.sha256()
