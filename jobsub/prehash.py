@@ -13,8 +13,8 @@ that changed since it was hashed gets no value from here and is hashed again by 
 the identity again after sending (a change is "source changed during upload" as before). A file still
 settling (changed within the last SETTLE_SECONDS, where a write could go unseen by stat) is not pre-hashed.
 
-Import-light on purpose (no botocore, pydantic or jobsub.config) so that the CLI can start it first. The
-hash cache's read side lives here for the same reason; transfer/checksums.py writes it and re-exports these.
+Import-light on purpose (no botocore, pydantic or jobsub.config) so that the CLI can start it first: it finds
+the hash cache's entries (transfer/checksums.py) through platformdirs, as jobsub.config.state_dir does.
 """
 
 from __future__ import annotations
@@ -53,20 +53,20 @@ def hash_cache_dir() -> Path:
     return Path(platformdirs.user_state_dir("jobsub")) / "hashes"
 
 
-def cache_path(path: Path, stat: os.stat_result) -> Path:
+def cache_key(path: Path, stat: os.stat_result) -> str:
+    """The hash cache's file name for this path and identity (transfer/checksums.py writes the entries)."""
     key = "|".join(str(v) for v in (path.resolve(), *identity(stat)))
-    return hash_cache_dir() / hashlib.sha1(key.encode()).hexdigest()
+    return hashlib.sha1(key.encode()).hexdigest()
 
 
-def lookup_sha256(path: Path, stat: os.stat_result) -> str | None:
-    """The remembered SHA-256 for this file identity, or None (never for a file changed within RACY_SECONDS)."""
+def _cached(path: Path, stat: os.stat_result) -> bool:
+    """Whether the hash cache holds a value for this identity (then the uploader reads it, not this thread)."""
     if is_racy(stat):
-        return None
+        return False
     try:
-        value = cache_path(path, stat).read_text().strip()
+        return len((hash_cache_dir() / cache_key(path, stat)).read_text().strip()) == 64
     except OSError:
-        return None
-    return value if len(value) == 64 else None
+        return False
 
 
 class _Entry:
@@ -219,7 +219,7 @@ def _hash_one(path: Path) -> tuple[tuple[int, int, int, int, int] | None, str | 
             before = os.fstat(fd)
         else:
             return None, None  # still changing: the uploader stats and hashes it itself
-        if lookup_sha256(path, before) is not None:
+        if _cached(path, before):
             return None, None  # the uploader finds it in the cache first
         digest = hashlib.sha256()
         offset = 0

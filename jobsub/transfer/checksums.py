@@ -16,13 +16,8 @@ import os
 import time
 from pathlib import Path
 
-from jobsub.prehash import (  # noqa: F401 (the hash cache's read side is import-light, for the early hash)
-    RACY_SECONDS,
-    identity,
-    is_racy,
-    lookup_sha256,
-)
-from jobsub.prehash import cache_path as _cache_path
+from jobsub.config import private_mkdir, state_dir
+from jobsub.prehash import RACY_SECONDS, cache_key, identity, is_racy  # noqa: F401 (import-light, shared)
 from jobsub.storage.checksums import (  # noqa: F401 (moved to the stores that use them; imported from here too)
     CHECKSUM_MODES,
     Checksum,
@@ -52,6 +47,27 @@ def range_md5(fd: int, offset: int, length: int) -> str:
     return Checksum.of_range("md5", fd, offset, length).hex
 
 
+def _cache_path(path: Path, stat: os.stat_result) -> Path:
+    """The hash cache entry (made here with the state folder, so an unusable one fails the file in one line;
+    jobsub.prehash reads the same entries without creating anything)."""
+    return state_dir() / "hashes" / cache_key(path, stat)
+
+
+def lookup_sha256(path: Path, stat: os.stat_result) -> str | None:
+    """The remembered SHA-256 for this file identity, or None (never for a file changed within RACY_SECONDS).
+
+    An unusable state folder raises (OSError): the upload cannot keep its hash cache or journal, and that
+    file fails in one line saying why, whether or not its hash came from elsewhere (jobsub.prehash)."""
+    cache = _cache_path(path, stat)
+    if is_racy(stat):
+        return None
+    try:
+        value = cache.read_text().strip()
+    except OSError:
+        return None
+    return value if len(value) == 64 else None
+
+
 def cached_sha256(path: Path, stat: os.stat_result | None = None) -> str:
     """SHA-256 of a file, remembered per file identity so re-running an upload does not re-read it.
 
@@ -78,8 +94,6 @@ def remember_sha256(path: Path, stat: os.stat_result, value: str) -> None:
     """Record a hash computed elsewhere (in the same pass as a copy) for the file identity ``stat``."""
     if is_racy(stat):
         return
-    from jobsub.config import private_mkdir
-
     cache = _cache_path(path, stat)
     try:
         private_mkdir(cache.parent)

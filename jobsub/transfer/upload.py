@@ -9,7 +9,12 @@ Never lies about what it stored:
 
 Memory is bounded: each part worker preads only its own part, so at most (file workers + part workers) x
 part size bytes are in flight whatever the file size. A local-folder store gets no parts at all: the file is
-copied in one pass that also hashes it (LocalStore.stage_file).
+copied by the kernel (LocalStore.stage_file) while the early hash reads the source (jobsub.prehash).
+
+Hashing overlaps the rest: the whole-file SHA-256 runs on one thread from the moment the sources are known
+(jobsub.prehash; the CLI and the API start it before the S3 client is built), and each part's check is made
+by its part worker just before the part is sent, so nothing reads the whole file between the HEAD and
+CreateMultipartUpload unless the early hash could not be used (another identity, a folder's files).
 """
 
 from __future__ import annotations
@@ -376,7 +381,8 @@ class Uploader:
         return self.cancel.is_set()
 
     def _put_local(self, path: Path, stat: os.stat_result, bucket: str, key: str, report) -> str:
-        """A local store: one read of the source that copies and hashes; unchanged objects are not rewritten."""
+        """A local store: a kernel copy beside the early hash (or one read that copies and hashes the staged
+        copy); unchanged objects are not rewritten."""
         store: Any = self.store
         label = str(path)
 
