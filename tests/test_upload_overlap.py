@@ -200,3 +200,25 @@ def test_the_early_hash_module_imports_no_botocore_or_pydantic() -> None:
     code = f"import sys, jobsub.prehash; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("argv", "hashed"),
+    [
+        (["{bin}/jobsub", "--profile", "p", "upload", "{src}", "s3://b/k", "-j", "4", "-q"], True),
+        (["{pkg}/jobsub/__main__.py", "upload", "--part-size", "8MiB", "{src}", "s3://b/"], True),
+        (["{bin}/jobsub", "upload", "{src}", "s3://b/k", "--dry-run"], False),  # a dry run sends nothing
+        (["{bin}/jobsub", "download", "s3://b/k", "{src}"], False),  # the file is a destination
+        (["{bin}/pytest", "upload", "{src}", "s3://b/k"], False),  # a caller of jobsub.cli, not the program
+        (["{bin}/jobsub", "upload", "{src}"], False),  # no DEST: click will say so
+    ],
+)
+def test_the_command_line_starts_the_early_hash_only_for_an_upload(tmp_path: Path, argv, hashed: bool) -> None:
+    """jobsub.cli's first import hands the command line to the early hash, before the CLI's own imports:
+    only `jobsub upload SOURCES... DEST` (not a dry run, not another program importing jobsub.cli) hashes."""
+    src = write_random(tmp_path / "src.bin", 3 * MiB, seed=46).resolve()
+    words = [w.format(bin=tmp_path / "venv" / "bin", pkg=tmp_path, src=src) for w in argv]
+    prehash.start_from_argv(words)
+    assert prehash.wait(timeout=30)
+    value = prehash.take(src, src.stat())
+    assert value == (hashlib.sha256(src.read_bytes()).hexdigest() if hashed else None)
