@@ -222,24 +222,3 @@ def test_the_command_line_starts_the_early_hash_only_for_an_upload(tmp_path: Pat
     assert prehash.wait(timeout=30)
     value = prehash.take(src, src.stat())
     assert value == (hashlib.sha256(src.read_bytes()).hexdigest() if hashed else None)
-
-
-def test_the_early_hash_knows_every_option_that_takes_a_value() -> None:
-    """The command line is read before click parses it: an option of `jobsub` or `jobsub upload` that takes a
-    value but is missing from prehash's list would make its value count as a source (and the real sources
-    shift). A new valued option must be added there; this test names it."""
-    import click
-
-    import jobsub.cli as cli_module
-
-    group = next(v for v in vars(cli_module).values() if isinstance(v, click.Group))
-    upload = group.get_command(click.Context(group), "upload")
-    assert upload is not None
-    valued = {
-        opt
-        for command in (group, upload)
-        for param in command.params
-        if isinstance(param, click.Option) and not param.is_flag and not param.count
-        for opt in param.opts
-    }
-    assert valued == set(prehash._VALUED)
