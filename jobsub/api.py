@@ -414,9 +414,6 @@ class Client:
         TransferInterrupted on Ctrl-C (what was sent is kept: the same call resumes). `subscribers` take
         the engine's own events (jobsub.transfer.events.TransferSubscriber), for a richer display."""
         items: list[str | Path] = list(sources) if isinstance(sources, list) else [sources]
-        from jobsub import prehash
-
-        prehash.start(items)  # the whole-file SHA-256s, on a thread, while the S3 client is built (import-light)
         return self._manager(part_size, max_bandwidth, progress, subscribers).upload(items, _uri(dest))
 
     def plan_upload(

@@ -69,13 +69,12 @@ def motoenv(request, tmp_path: Path, monkeypatch) -> Env:
 
 
 def _counting(monkeypatch) -> dict[str, int]:
-    """Count the reads that hash the file: the whole-file SHA-256 pass, and the per-part checksums that the
-    part workers make just before each part is sent."""
+    """Count the reads that hash the file (the plan's pass, and per-part checksums made while sending)."""
     from jobsub.storage.checksums import Checksum
-    from jobsub.transfer import checksums
+    from jobsub.transfer import checksums, upload
 
     calls = {"pass": 0, "part": 0}
-    real_pass, real_range = checksums.file_digest, Checksum.of_range.__func__  # type: ignore[attr-defined]
+    real_pass, real_range = checksums.sha256_and_parts, Checksum.of_range.__func__  # type: ignore[attr-defined]
 
     def counted_pass(*args, **kwargs):
         calls["pass"] += 1
@@ -85,14 +84,14 @@ def _counting(monkeypatch) -> dict[str, int]:
         calls["part"] += 1
         return real_range(cls, *args, **kwargs)
 
-    monkeypatch.setattr(checksums, "file_digest", counted_pass)
+    monkeypatch.setattr(upload, "sha256_and_parts", counted_pass)
     monkeypatch.setattr(Checksum, "of_range", classmethod(counted_range))
     return calls
 
 
 def test_the_submits_plan_is_carried_out_without_reading_the_file_again(motoenv: Env, tmp_path: Path, monkeypatch):
-    """The submit plans each input for its estimate; its upload carries out that plan, so the file's
-    SHA-256 is computed once, not planned and hashed a second time (each part's MD5 is made as it is sent)."""
+    """The submit plans each input for its estimate; its upload carries out that plan, so the file is
+    hashed once (SHA-256 and part MD5s in one read), not planned and hashed a second time."""
     from jobsub.transfer import TransferManager
     from jobsub.uri import ObjectURI
 
@@ -103,7 +102,7 @@ def test_the_submits_plan_is_carried_out_without_reading_the_file_again(motoenv:
     plan = TransferManager(store).plan_upload([data], dest)
     assert calls == {"pass": 1, "part": 0}
     summary = TransferManager(store).upload([data], dest, plan)
-    assert calls == {"pass": 1, "part": 3}  # the plan's SHA-256; each of the 3 parts checked as it was sent
+    assert calls == {"pass": 1, "part": 0}  # the parts went with the plan's checksums
     assert summary.requests == plan.totals()["requests"] == 5 and not summary.failures
     out = tmp_path / "out.bin"
     motoenv.run("download", str(dest), str(out), "-q", check=True)

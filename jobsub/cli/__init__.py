@@ -14,7 +14,6 @@ from typing import ClassVar
 
 import click
 
-import jobsub.cli._early  # noqa: F401 (first of jobsub's: an upload's files start hashing beside the imports below)
 from jobsub import __version__
 from jobsub.cli.app import App, error_line, setup_logging
 from jobsub.errors import JobsubError

@@ -143,10 +143,6 @@ def upload_command(
     for source in sources:
         if is_remote(source):
             raise UsageError(f"upload takes local sources; for {source} use `jobsub download`")
-    if not dry_run:  # hash the named files on a thread while the profile, botocore and the client load
-        from jobsub import prehash
-
-        prehash.start(list(sources))
 
     client = app.client(concurrency=concurrency, read_timeout=read_timeout)  # its store opens on first use
 

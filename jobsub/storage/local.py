@@ -220,16 +220,12 @@ class LocalStore:
             self._write_atomic(self._meta_path(bucket, key), json.dumps(meta).encode())
 
     # -- one-pass local copies ---------------------------------------------------------------------------
-    def stage_file(
-        self, fd: int, size: int, progress: ProgressCallback | None = None, hash_copy: bool = True
-    ) -> StagedFile:
+    def stage_file(self, fd: int, size: int, progress: ProgressCallback | None = None) -> StagedFile:
         """Copy ``size`` bytes of an open file into staging and return the SHA-256 of what was stored.
 
         The source is read once: by copy_file_range in the kernel where the filesystem offers it (as `cp`
         does), else by our own reads. The hash is taken from the staged copy itself, a chunk behind the copy
         in a helper thread (from the page cache), so it describes exactly the bytes the object will hold.
-        ``hash_copy=False``: copy only (``sha256`` is ""); the caller already holds the source's SHA-256 for
-        a file identity it checks again after the copy (Uploader._put_local, the early hash).
         """
         tmp = self._tmp_path()
         out = self._new_file(tmp)
@@ -266,8 +262,7 @@ class LocalStore:
                             view = view[os.pwrite(out, view, offset + got - len(view)) :]
                     if got == 0:
                         raise StorageError("source shrank while copying; run the command again")
-                    if hash_copy:
-                        pending.append(hasher.submit(hash_range, offset, got))
+                    pending.append(hasher.submit(hash_range, offset, got))
                     offset += got
                     if progress:
                         progress(got)
@@ -282,7 +277,7 @@ class LocalStore:
             raise
         os.close(out)
         os.close(reader)
-        return StagedFile(tmp, offset, sha.hexdigest() if hash_copy else "")
+        return StagedFile(tmp, offset, sha.hexdigest())
 
     def commit_staged(self, staged: StagedFile, bucket: str, key: str, metadata: dict[str, str] | None) -> str:
         """Publish a staged copy; its ETag is the SHA-256 (64 hex digits, so never mistaken for an MD5)."""

@@ -84,7 +84,7 @@ def _register_precomputed_signer() -> None:
 
     botocore's S3 signers always hash the body themselves (``CrtS3SigV4Auth._get_existing_sha256`` returns
     None, ``S3SigV4Auth`` overwrites X-Amz-Content-SHA256 with ``payload()``) and, over HTTPS, sign
-    UNSIGNED-PAYLOAD for a streamed body. This one signs the SHA-256 jobsub's part worker computed, over
+    UNSIGNED-PAYLOAD for a streamed body. This one signs the SHA-256 jobsub computed in its hash pass, over
     HTTP and HTTPS alike, so the body is hashed once and the server checks it.
     """
     import botocore.auth

@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import time
 from pathlib import Path
 
 from jobsub.config import private_mkdir, state_dir
-from jobsub.prehash import RACY_SECONDS, cache_key, identity, is_racy  # noqa: F401 (import-light, shared)
 from jobsub.storage.checksums import (  # noqa: F401 (moved to the stores that use them; imported from here too)
     CHECKSUM_MODES,
     Checksum,
@@ -28,6 +28,9 @@ from jobsub.storage.checksums import (  # noqa: F401 (moved to the stores that u
 )
 
 _CHUNK = 256 << 10  # small reads: hashing speed is the same, and each worker thread holds less
+
+#: A file modified this recently may still be changing within one timestamp tick: do not trust the cache.
+RACY_SECONDS = 2.0
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -47,25 +50,67 @@ def range_md5(fd: int, offset: int, length: int) -> str:
     return Checksum.of_range("md5", fd, offset, length).hex
 
 
+def identity(stat: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What says "same file, same bytes" without reading it: size, mtime_ns, ctime_ns, inode, device."""
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+
+
+def is_racy(stat: os.stat_result, now: float | None = None) -> bool:
+    """True when the file changed so recently that a write in the same timestamp tick could go unseen."""
+    now = time.time() if now is None else now
+    return now - max(stat.st_mtime_ns, stat.st_ctime_ns) / 1e9 < RACY_SECONDS
+
+
 def _cache_path(path: Path, stat: os.stat_result) -> Path:
-    """The hash cache entry (made here with the state folder, so an unusable one fails the file in one line;
-    jobsub.prehash reads the same entries without creating anything)."""
-    return state_dir() / "hashes" / cache_key(path, stat)
+    key = "|".join(str(v) for v in (path.resolve(), *identity(stat)))
+    return state_dir() / "hashes" / hashlib.sha1(key.encode()).hexdigest()
 
 
 def lookup_sha256(path: Path, stat: os.stat_result) -> str | None:
-    """The remembered SHA-256 for this file identity, or None (never for a file changed within RACY_SECONDS).
-
-    An unusable state folder raises (OSError): the upload cannot keep its hash cache or journal, and that
-    file fails in one line saying why, whether or not its hash came from elsewhere (jobsub.prehash)."""
-    cache = _cache_path(path, stat)
+    """The remembered SHA-256 for this file identity, or None (never for a file changed within RACY_SECONDS)."""
     if is_racy(stat):
         return None
     try:
-        value = cache.read_text().strip()
+        value = _cache_path(path, stat).read_text().strip()
     except OSError:
         return None
     return value if len(value) == 64 else None
+
+
+_PASS_CHUNK = 1 << 20
+
+
+def sha256_and_parts(
+    path: Path, stat: os.stat_result, algorithm: str, ranges: list[tuple[int, int, int]]
+) -> tuple[str, dict[int, Checksum]]:
+    """One read of the file for both its SHA-256 (remembered as cached_sha256 does) and each part's checksum.
+
+    The SHA-256 must be known before CreateMultipartUpload (it goes into the metadata), so it cannot ride on
+    the parts as they are sent; the part checksums can ride on it instead. The part hasher runs on a helper
+    thread chunk by chunk (hashlib and CRT release the GIL), so the pass costs the slower hash, not both.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    whole = hashlib.sha256()
+    parts: dict[int, Checksum] = {}
+    with open(path, "rb") as fh, ThreadPoolExecutor(1, thread_name_prefix="hash") as helper:
+        fd = fh.fileno()
+        for number, offset, length in ranges:
+            hasher = new_hasher(algorithm)
+            position, end = offset, offset + length
+            while position < end:
+                chunk = os.pread(fd, min(_PASS_CHUNK, end - position), position)
+                if not chunk:
+                    break  # the file shrank: the send sees it (fstat) and the upload fails "source changed"
+                pending = helper.submit(hasher.update, chunk)
+                whole.update(chunk)
+                pending.result()
+                position += len(chunk)
+            parts[number] = Checksum(algorithm, base64.b64encode(hasher.digest()).decode())
+    value = whole.hexdigest()
+    if not is_racy(stat) and identity(path.stat()) == identity(stat):
+        remember_sha256(path, stat, value)
+    return value, parts
 
 
 def cached_sha256(path: Path, stat: os.stat_result | None = None) -> str:

@@ -70,6 +70,8 @@ class FilePlan:
     journal: Any = field(default=None, repr=False, compare=False)
     stale_journal: Any = field(default=None, repr=False, compare=False)
     reused_parts: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: part checksums made in the same read as the SHA-256 (none when the SHA-256 came from the cache)
+    part_checksums: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def parts_to_send(self) -> int:

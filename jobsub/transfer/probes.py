@@ -6,7 +6,7 @@ tomorrow (a tunnel, a swapped host), and a stale "verifies" would leave parts un
 written down per endpoint, for plans only (`upload --dry-run`, the estimate), which send nothing.
 
 The answer decides the per-part check of `checksum = auto` on a non-AWS endpoint: a signed SHA-256 (computed
-by each part's worker as it is sent, checked by the server) where the server verifies it, else MD5 + Content-MD5
+in the upload's one hash pass, checked by the server) where the server verifies it, else MD5 + Content-MD5
 and the ETag comparison. A wrong "verifies" would leave parts unchecked on a server that checks nothing, so
 the remembered answer is trusted only when everything about it is as this module writes it: a regular file
 owned by this user, at most MAX_BYTES, JSON with exactly the expected fields and types, for this very

@@ -9,12 +9,7 @@ Never lies about what it stored:
 
 Memory is bounded: each part worker preads only its own part, so at most (file workers + part workers) x
 part size bytes are in flight whatever the file size. A local-folder store gets no parts at all: the file is
-copied by the kernel (LocalStore.stage_file) while the early hash reads the source (jobsub.prehash).
-
-Hashing overlaps the rest: the whole-file SHA-256 runs on one thread from the moment the sources are known
-(jobsub.prehash; the CLI and the API start it before the S3 client is built), and each part's check is made
-by its part worker just before the part is sent, so nothing reads the whole file between the HEAD and
-CreateMultipartUpload unless the early hash could not be used (another identity, a folder's files).
+copied in one pass that also hashes it (LocalStore.stage_file).
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from jobsub import prehash
 from jobsub.errors import (
     ChecksumUnsupportedError,
     IntegrityError,
@@ -44,10 +38,10 @@ from jobsub.transfer.checksums import (
     Checksum,
     cached_sha256,
     etag_is_md5,
-    file_digest,
     identity,
     lookup_sha256,
     remember_sha256,
+    sha256_and_parts,
 )
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
@@ -154,10 +148,6 @@ class Uploader:
         self._planned_lock = threading.Lock()
 
     def run(self, items: list[UploadItem]) -> TransferSummary:
-        # the whole-file SHA-256s start now, on one thread, beside the bucket check, the probe and the HEADs
-        # (the CLI and the API started them earlier still, before the S3 client was built: jobsub.prehash)
-        # (a file the caller planned already, e.g. for a submit's estimate, has its SHA-256 in that plan)
-        prehash.start([item[0] for item in items if item not in self._planned])
         for bucket in sorted({b for _, b, _ in items}):
             check = getattr(self.store, "check_bucket", None)
             if check:
@@ -180,9 +170,6 @@ class Uploader:
                 "upload",
             )
         finally:
-            if self.cancel.is_set():
-                prehash.stop()
-            prehash.forget([path for path, _, _ in items])
             self._parts.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
 
     def close(self) -> None:
@@ -262,15 +249,18 @@ class Uploader:
         base: dict[str, Any] = {"source": str(path), "bucket": bucket, "key": key, "size": size, "stat": stat}
         existing = self.store.head(bucket, key)
         if hasattr(self.store, "stage_file"):
-            known = self._whole_sha256(path, stat) if existing and existing.size == size else None
+            known = cached_sha256(path, stat) if existing and existing.size == size else None
             if existing and known and existing.metadata.get(SHA256_META) == known:
                 return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=known)
             return FilePlan(**base, action="copy", reason="changed" if existing else "new", part_check="sha256")
         multipart = size > self.options.multipart_threshold
         part_size = plan_part_size(size, self.options.part_size)
-        # the whole-file SHA-256 only: each part's check is made by its part worker just before it is sent
-        # (Uploader._send_parts), so it waits on neither the probe's answer nor a pass before the first part
-        sha = self._whole_sha256(path, stat)
+        part_sums: dict[int, Checksum] = {}
+        sha = lookup_sha256(path, stat)
+        if sha is None and multipart:  # one read for the SHA-256 and the part checksums
+            sha, part_sums = sha256_and_parts(path, stat, algorithm, part_ranges(size, part_size))
+        elif sha is None:
+            sha = cached_sha256(path, stat)
         if existing and existing.size == size and existing.metadata.get(SHA256_META) == sha:
             return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=sha)
         reason = "changed" if existing else "new"
@@ -279,19 +269,8 @@ class Uploader:
         plan = FilePlan(
             **base, action="multipart", reason=reason, sha256=sha, part_size=part_size, part_check=algorithm
         )
+        plan.part_checksums = part_sums
         return self._plan_multipart(plan, adopt)
-
-    @staticmethod
-    def _whole_sha256(path: Path, stat: os.stat_result) -> str:
-        """The file's SHA-256 for this identity: the hash cache, else the early hash (jobsub.prehash, started
-        before the S3 client was built), else a read of its own (remembered either way)."""
-        sha = lookup_sha256(path, stat)
-        if sha is None:
-            sha = prehash.take(path, stat)
-            if sha is None:
-                return cached_sha256(path, stat)
-            remember_sha256(path, stat, sha)
-        return sha
 
     def _plan_multipart(self, plan: FilePlan, adopt: bool) -> FilePlan:
         assert plan.stat is not None and plan.sha256 is not None
@@ -359,6 +338,7 @@ class Uploader:
             return None
         same_algorithm = (
             plan.part_check in ("", self.algorithm, "sha256")  # sha256: a local copy, whatever the algorithm
+            and all(c.algorithm == self.algorithm for c in plan.part_checksums.values())
             and (plan.journal is None or plan.journal.algorithm == self.algorithm)
         )
         return plan if identity(now) == identity(plan.stat) and same_algorithm else None
@@ -381,8 +361,7 @@ class Uploader:
         return self.cancel.is_set()
 
     def _put_local(self, path: Path, stat: os.stat_result, bucket: str, key: str, report) -> str:
-        """A local store: a kernel copy beside the early hash (or one read that copies and hashes the staged
-        copy); unchanged objects are not rewritten."""
+        """A local store: one read of the source that copies and hashes; unchanged objects are not rewritten."""
         store: Any = self.store
         label = str(path)
 
@@ -390,23 +369,14 @@ class Uploader:
             self.limiter.consume(n, self._stop)
             report(n)
 
-        # the early hash (jobsub.prehash) is reading the source beside the copy: the copy is then the kernel's
-        # alone, and the object's SHA-256 is the source's, sound because the source's identity is the same
-        # before that hash began (take) and after the copy ended (_check_unchanged): a write in between
-        # would have moved its ctime, which no user can set back (the hash cache relies on the same)
-        early = prehash.claim(path)
         with open(path, "rb") as fh:
-            staged = store.stage_file(fh.fileno(), stat.st_size, progress, hash_copy=not early)
+            staged = store.stage_file(fh.fileno(), stat.st_size, progress)
         try:
             _check_unchanged(path, stat)
             if staged.size != stat.st_size:
                 raise _changed(path)
-            sha = staged.sha256
-            if early:  # None: hashed for another identity, or stopped; then the staged copy itself is read
-                sha = prehash.take(path, stat) or file_digest(staged.tmp)
-            remember_sha256(path, stat, sha)
-            staged.sha256 = sha  # the local object's ETag
-            store.commit_staged(staged, bucket, key, {SHA256_META: sha})
+            remember_sha256(path, stat, staged.sha256)
+            store.commit_staged(staged, bucket, key, {SHA256_META: staged.sha256})
         except BaseException:
             store.discard_staged(staged)
             raise
@@ -509,7 +479,7 @@ class Uploader:
         try:
             done = dict(reused)
             missing = [r for r in ranges if r[0] not in reused]
-            done.update(self._send_parts(fd, journal, missing, report))
+            done.update(self._send_parts(fd, journal, missing, report, plan.part_checksums))
             self.summary.add(parts_reused=len(reused))
             try:
                 _check_unchanged(path, stat)
@@ -541,11 +511,10 @@ class Uploader:
         journal: UploadJournal,
         ranges: list[tuple[int, int, int]],
         report,
+        known: dict[int, Checksum] | None = None,
     ) -> dict[int, tuple[str, Checksum]]:
-        """Send the parts, each checked by the run's settled algorithm, computed by its worker just before it
-        is sent (read from the page cache, then again as it is sent, rather than held: memory stays socket
-        buffers, not parts); a part whose bytes change in between is refused by the server's check of the
-        signed SHA-256 or Content-MD5, or by the ETag comparison, and the file's identity is checked after."""
+        """Send the parts; ``known``: checksums made in the plan's SHA-256 pass (each byte read once more,
+        as it is sent; a part whose bytes changed since is refused by the ETag/Content-MD5 check)."""
         failed = threading.Event()
 
         def stop() -> bool:
@@ -557,7 +526,11 @@ class Uploader:
             self.limiter.consume(length, stop)
             if os.fstat(fd).st_size < offset + length:
                 raise _changed(Path(journal.source))
-            checksum = self._part_checksum(None, fd, offset, length)
+            # without a checksum from the plan's pass (a cached SHA-256) the part is read twice from the page
+            # cache (checksum, then as it is sent) instead of being held: memory is socket buffers, not parts
+            checksum = (known or {}).get(number)
+            if checksum is None or checksum.algorithm != self.algorithm:
+                checksum = self._part_checksum(None, fd, offset, length)
             body = FileRange(fd, offset, length)
 
             def send(progress) -> str:
