@@ -414,6 +414,8 @@ class LocalStore:
                         if exc.errno not in _NO_COPY_FILE_RANGE:
                             raise
                         in_kernel = False
+                    if not n:  # 0 where bytes remain: some FUSE and network filesystems; plain reads decide
+                        in_kernel = False
                 if not in_kernel:
                     data = os.pread(src, count, at)
                     n = os.pwrite(fd, data, at) if data else 0

@@ -46,10 +46,6 @@ def file_checksum(path: Path, algorithm: str) -> Checksum:
         return Checksum.of_range(algorithm, fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
 
 
-def range_md5(fd: int, offset: int, length: int) -> str:
-    return Checksum.of_range("md5", fd, offset, length).hex
-
-
 def identity(stat: os.stat_result) -> tuple[int, int, int, int, int]:
     """What says "same file, same bytes" without reading it: size, mtime_ns, ctime_ns, inode, device."""
     return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
