@@ -19,11 +19,9 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,6 +36,7 @@ from jobsub.transfer.inorder import InOrderHasher, start_writeback
 from jobsub.transfer.journal import DownloadJournal
 from jobsub.uri import ObjectURI
 from tests.conftest import Env, poll, write_random
+from tests.fake_ranged_s3 import RangedObject, serving
 
 MiB = 1 << 20
 
@@ -154,67 +153,27 @@ def test_kill_9_mid_download_leaves_nothing_that_looks_complete_and_the_rerun_fe
     assert not partial.exists() and not journal_path.exists()
 
 
-class _CutEvery(BaseHTTPRequestHandler):
-    """HeadObject and ranged GetObject of one object over keep-alive. While `cutting`, every GET of the range
-    starting at `cut_at` sends half its body and closes the connection (Content-Length promised more)."""
+class _CutEvery(RangedObject):
+    """While ``cutting``, every GET of the range starting at ``cut_at`` sends half its body and closes the
+    connection (Content-Length promised more); every GET's first byte is kept in ``ranges``."""
 
-    protocol_version = "HTTP/1.1"
-    body = b""
-    cut_at = 0
     cutting = True
     ranges: ClassVar[list[int]] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _headers(self, status: int, length: int, extra: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(length))
-        self.send_header("ETag", '"0123456789abcdef0123456789abcdef-3"')
-        self.send_header("Last-Modified", "Mon, 30 Nov 2026 10:00:00 GMT")
-        self.send_header("x-amz-meta-jobsub-sha256", hashlib.sha256(type(self).body).hexdigest())
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-
-    def do_HEAD(self) -> None:
-        self._headers(200, len(type(self).body), {})
-
-    def do_GET(self) -> None:
+    def should_cut(self, first: int) -> bool:
         cls = type(self)
-        first, last = (int(v) for v in self.headers["Range"].split("=")[1].split("-"))
-        part = cls.body[first : last + 1]
         cls.ranges.append(first)
-        self._headers(206, len(part), {"Content-Range": f"bytes {first}-{last}/{len(cls.body)}"})
-        if first == cls.cut_at and cls.cutting:
-            self.wfile.write(part[: len(part) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(part)
+        return first == cls.cut_at and cls.cutting
 
 
 @pytest.fixture
 def cutting_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for key in list(os.environ):
-        if key.startswith("AWS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testtest")
     _CutEvery.body = os.urandom(13 * MiB)
     _CutEvery.cut_at = 5 * MiB
     _CutEvery.cutting = True
     _CutEvery.ranges = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutEvery)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_CutEvery, monkeypatch) as url:
+        yield url
 
 
 def test_a_body_always_cut_short_fails_in_one_line_and_the_healed_rerun_fetches_only_that_part(

@@ -15,10 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,6 +29,7 @@ from jobsub.transfer.events import EventHub
 from jobsub.transfer.inorder import InOrderHasher
 from jobsub.uri import ObjectURI
 from tests.conftest import Env
+from tests.fake_ranged_s3 import RangedObject, serving
 
 MiB = 1 << 20
 
@@ -142,67 +141,29 @@ def test_an_object_replaced_after_its_plan_is_refused_whole_never_mixed(
     assert dest.read_bytes() == newest != new
 
 
-class _CutOnce(BaseHTTPRequestHandler):
-    """HeadObject and ranged GetObject of one object over keep-alive; the first GET of the second part is
-    cut after half its body (the connection reset), every other request is answered whole."""
+class _CutOnce(RangedObject):
+    """The first GET of the second part is cut after half its body (the connection reset); every other
+    request is answered whole."""
 
-    protocol_version = "HTTP/1.1"
-    body = b""
-    cut_at = 0
     cuts = 0
     gets = 0
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _headers(self, status: int, length: int, extra: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(length))
-        self.send_header("ETag", '"0123456789abcdef0123456789abcdef-3"')
-        self.send_header("Last-Modified", "Mon, 30 Nov 2026 10:00:00 GMT")
-        self.send_header("x-amz-meta-jobsub-sha256", hashlib.sha256(type(self).body).hexdigest())
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-
-    def do_HEAD(self) -> None:
-        self._headers(200, len(type(self).body), {})
-
-    def do_GET(self) -> None:
+    def should_cut(self, first: int) -> bool:
         cls = type(self)
-        first, last = (int(v) for v in self.headers["Range"].split("=")[1].split("-"))
-        part = cls.body[first : last + 1]
-        self._headers(206, len(part), {"Content-Range": f"bytes {first}-{last}/{len(cls.body)}"})
         cls.gets += 1
         if first == cls.cut_at and cls.cuts == 0:
             cls.cuts += 1
-            self.wfile.write(part[: len(part) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(part)
+            return True
+        return False
 
 
 @pytest.fixture
 def cut_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for key in list(os.environ):
-        if key.startswith("AWS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testtest")
     _CutOnce.body = os.urandom(13 * MiB)
     _CutOnce.cut_at = 5 * MiB
     _CutOnce.cuts = _CutOnce.gets = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutOnce)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_CutOnce, monkeypatch) as url:
+        yield url
 
 
 def test_a_part_cut_mid_body_is_sent_again_and_the_file_is_the_objects(cut_server: str, tmp_path: Path) -> None:
