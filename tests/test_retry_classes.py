@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -84,23 +85,32 @@ def motoenv(request, tmp_path: Path, monkeypatch) -> Env:
     return _isolated_env(tmp_path, monkeypatch, "s3", _server(request, "moto"))
 
 
+def _upload_through(
+    proxy: FaultProxy, env: Env, src: Path, *flags: str, backoff: str = "0", **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """`jobsub upload SRC s3://.../f.bin --part-size 5MiB FLAGS` with every request through the fault proxy
+    (closed afterwards), the retry backoff set to ``backoff`` seconds, and ``extra_env``."""
+    try:
+        return env.run(
+            "upload",
+            str(src),
+            env.uri("f.bin"),
+            "--part-size",
+            "5MiB",
+            *flags,
+            extra_env={"JOBSUB_ENDPOINT_URL": proxy.url, "JOBSUB_RETRY_BACKOFF": backoff, **extra_env},
+        )
+    finally:
+        proxy.close()
+
+
 @pytest.mark.parametrize(("action", "says"), [("403", "rejected the credentials"), ("404", "no longer exists")])
 def test_403_and_404_on_a_part_are_final(motoenv: Env, tmp_path: Path, action: str, says: str) -> None:
     env = motoenv
     src = write_random(tmp_path / "f.bin", 15 * MiB, seed=21)
     proxy = FaultProxy(env.endpoint or "", [Rule("PUT", PART + r"2(&|$)", action)])
     started = time.monotonic()
-    try:
-        result = env.run(
-            "upload",
-            str(src),
-            env.uri("f.bin"),
-            "--part-size",
-            "5MiB",
-            extra_env={"JOBSUB_ENDPOINT_URL": proxy.url, "JOBSUB_RETRY_BACKOFF": "2"},
-        )
-    finally:
-        proxy.close()
+    result = _upload_through(proxy, env, src, backoff="2")
     assert result.returncode == 1 and says in result.stderr and "Traceback" not in result.stderr
     assert proxy.rules[0].seen == 1, f"a final {action} was sent again ({proxy.rules[0].seen} times)"
     assert time.monotonic() - started < 30, "a final error waited out the retry backoff"
@@ -112,18 +122,7 @@ def test_5xx_and_resets_are_retried(motoenv: Env, tmp_path: Path) -> None:
     src = write_random(tmp_path / "f.bin", 15 * MiB, seed=22)
     rules = [Rule("PUT", PART + r"1(&|$)", "503", {1, 2}), Rule("PUT", PART + r"3(&|$)", "reset", {1})]
     proxy = FaultProxy(env.endpoint or "", rules)
-    try:
-        result = env.run(
-            "upload",
-            str(src),
-            env.uri("f.bin"),
-            "--part-size",
-            "5MiB",
-            "-q",
-            extra_env={"JOBSUB_ENDPOINT_URL": proxy.url, "JOBSUB_RETRY_BACKOFF": "0"},
-        )
-    finally:
-        proxy.close()
+    result = _upload_through(proxy, env, src, "-q")
     assert result.returncode == 0, result.stderr
     assert proxy.rules[0].seen == 3 and proxy.rules[0].hits == 2
     assert proxy.rules[1].seen == 2 and proxy.rules[1].hits == 1
@@ -139,21 +138,7 @@ def test_aws_max_attempts_sets_botocore_s_attempts_per_request(motoenv: Env, tmp
     env = motoenv
     src = write_random(tmp_path / "f.bin", 10 * MiB, seed=23)
     proxy = FaultProxy(env.endpoint or "", [Rule("PUT", PART + r"2(&|$)", "500")])
-    try:
-        result = env.run(
-            "upload",
-            str(src),
-            env.uri("f.bin"),
-            "--part-size",
-            "5MiB",
-            extra_env={
-                "JOBSUB_ENDPOINT_URL": proxy.url,
-                "JOBSUB_RETRY_BACKOFF": "0",
-                "AWS_MAX_ATTEMPTS": str(attempts),
-            },
-        )
-    finally:
-        proxy.close()
+    result = _upload_through(proxy, env, src, AWS_MAX_ATTEMPTS=str(attempts))
     assert result.returncode == 1 and "InternalError" in result.stderr and "Traceback" not in result.stderr
     assert proxy.rules[0].seen == 4 * attempts
     assert env.store().head(env.bucket, "f.bin") is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,25 @@ def _runner_pids(job_id: str) -> list[int]:
         if f"JOBSUB_JOB_ID={job_id}".encode() in environ:
             found.append(int(entry.name))
     return found
+
+
+def _submit_with_the_record_refused(
+    service: JobService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: Callable[[str], list[Any]]
+) -> tuple[str, list[Any]]:
+    """Submit a job whose record write the store refuses once the runner has started (``started(job_id)``
+    waits for it and returns what it found); the submit must fail with the store's error. Returns the job id
+    and what ``started`` found."""
+    found: list[Any] = []
+
+    def refused(self: JobService, record: JobRecord, *args: Any) -> None:
+        found.extend(started(record.job_id))
+        raise StorageError("the bucket refused the write (test)")
+
+    monkeypatch.setattr(JobService, "_write_record", refused)
+    plan = service.plan(_spec(code_folder(tmp_path, "print('never', flush=True)\n")))
+    with pytest.raises(StorageError, match="refused the write"):
+        service.submit(plan)
+    return plan.job_id, found
 
 
 def _lines(service: JobService, job_id: str) -> list[str]:
@@ -124,19 +144,12 @@ def test_a_failed_record_write_stops_the_runner_it_started(
     """The store refuses the record after the runner started: the submit fails with the store's error, the
     runner it started is stopped at once (not left waiting a minute) and no job is listed."""
     service = _service()
-    started: list[int] = []
-
-    def refused(self: JobService, record: JobRecord, *args: Any) -> None:
-        started.extend(poll(lambda: _runner_pids(record.job_id), 30, what="the runner to start"))
-        raise StorageError("the bucket refused the write (test)")
-
-    monkeypatch.setattr(JobService, "_write_record", refused)
-    plan = service.plan(_spec(code_folder(tmp_path, "print('never', flush=True)\n")))
-    with pytest.raises(StorageError, match="refused the write"):
-        service.submit(plan)
+    job_id, started = _submit_with_the_record_refused(
+        service, tmp_path, monkeypatch, lambda job: poll(lambda: _runner_pids(job), 30, what="the runner to start")
+    )
     assert started
-    poll(lambda: not _runner_pids(plan.job_id), 10, what="the abandoned runner to be gone")
-    assert not service.record(plan.job_id).exists()
+    poll(lambda: not _runner_pids(job_id), 10, what="the abandoned runner to be gone")
+    assert not service.record(job_id).exists()
     assert [row.id for row in service.list_jobs()] == []
 
 
@@ -258,19 +271,15 @@ def test_docker_a_failed_record_write_removes_the_container_it_started(
     def containers(job_id: str) -> list[Any]:
         return list(client.api.containers(all=True, filters={"label": f"jobsub.job-id={job_id}"}))
 
-    seen: list[Any] = []
-
-    def refused(self: JobService, record: JobRecord, *args: Any) -> None:
-        seen.extend(poll(lambda: containers(record.job_id), 60, what="the job's container to be created"))
-        raise StorageError("the bucket refused the write (test)")
-
-    monkeypatch.setattr(JobService, "_write_record", refused)
-    plan = service.plan(_spec(code_folder(tmp_path, "print('never', flush=True)\n")))
-    with pytest.raises(StorageError, match="refused the write"):
-        service.submit(plan)
+    job_id, seen = _submit_with_the_record_refused(
+        service,
+        tmp_path,
+        monkeypatch,
+        lambda job: poll(lambda: containers(job), 60, what="the job's container to be created"),
+    )
     assert seen
-    poll(lambda: not containers(plan.job_id), 30, what="the abandoned container to be removed")
-    assert not service.record(plan.job_id).exists()
+    poll(lambda: not containers(job_id), 30, what="the abandoned container to be removed")
+    assert not service.record(job_id).exists()
 
 
 def test_a_slow_code_upload_does_not_eat_the_runner_s_record_wait(
