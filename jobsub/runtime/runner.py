@@ -35,6 +35,8 @@ from jobsub.errors import (
     TransferInterrupted,
 )
 from jobsub.executors.base import RunnerPlace
+from jobsub.executors.record_wait import RECORD_WAIT_SECONDS as RECORD_WAIT_SECONDS  # re-exported
+from jobsub.executors.record_wait import record_wait_seconds
 from jobsub.jobs.models import JobDocument, RunnerClaim
 from jobsub.jobs.packaging import unpack_code, verify_archive
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
@@ -68,21 +70,6 @@ OUTPUT_SYNC_SECONDS = float(os.environ.get("JOBSUB_OUTPUT_SYNC_SECONDS", "60"))
 #: Optional caps on the runtime's transfer rates (e.g. 50MiB, per second), for shared links.
 STAGING_MAX_BANDWIDTH = os.environ.get("JOBSUB_STAGING_MAX_BANDWIDTH")
 OUTPUT_MAX_BANDWIDTH = os.environ.get("JOBSUB_OUTPUT_MAX_BANDWIDTH")
-#: The docker, slurm and local executors start the runner beside the submit's record writes (the container,
-#: batch job or process starts while the record is written: docs/performance.md, "Start latency"), so a
-#: runner may come up before its record: it waits this long for it, then fails without running anything.
-RECORD_WAIT_SECONDS = 60.0
-
-
-def record_wait_seconds() -> float:
-    """JOBSUB_RECORD_WAIT_SECONDS (1 to 3600) or 60; a value that is not such a number is ignored (the
-    default), since a runner that fails on a knob before it has a record has nowhere to say why."""
-    raw = os.environ.get("JOBSUB_RECORD_WAIT_SECONDS", "").strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        return RECORD_WAIT_SECONDS
-    return value if 1 <= value <= 3600 else RECORD_WAIT_SECONDS
 
 
 def wait_for_record(record: JobRecord, seconds: float | None = None) -> tuple[JobDocument, JobStatus]:
