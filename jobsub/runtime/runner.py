@@ -122,6 +122,13 @@ class StatusWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
+    def set(self, **changes: Any) -> None:
+        """Change the runner's copy without writing it: the next `update` (or heartbeat) writes it with its
+        own changes, one PUT for both (RUNNING goes out with the command's process group, see _run_command)."""
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self.status, name, value)
+
     def update(self, **changes: Any) -> None:
         with self._lock:
             for name, value in changes.items():
@@ -366,7 +373,7 @@ class Runner:
         attempts = self.spec.max_retries + 1
         while True:
             attempt = self.status.status.attempt + 1
-            self.status.update(state=State.RUNNING, attempt=attempt)
+            self.status.set(state=State.RUNNING, attempt=attempt)  # written with the pgid, once it runs
             oom = OomWatch()
             code = self._run_command(paths)
             if not self.stop_reason and code != 0 and self._stopped_from_outside():
@@ -553,6 +560,8 @@ class Runner:
         self._watchdog_pid = watchdog.proc.pid
         watchdog.wait_ready()  # before the job's output shows: its escaped children are known from here on
         self._proc = proc
+        # RUNNING (set by _run_attempts), the attempt and the command's process group in one PUT, after the
+        # command was started: no status write between the staging and the command's start
         self.status.update(executor=self.status.status.executor.model_copy(update={"pgid": proc.pid}))
         pumps = [self.logs.pump(proc.stdout, "out"), self.logs.pump(proc.stderr, "err")]  # type: ignore[arg-type]
         try:
