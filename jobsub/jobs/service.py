@@ -203,16 +203,24 @@ class _Launch:
         """The record will not be written (the code upload failed, Ctrl-C): stop what was started, whatever
         the executor's submit got to, so no runner waits for a record and nothing is left behind. Errors
         are logged: the submit's own error is what the user needs to see."""
+        problem = self.stop()
+        if problem:
+            log.warning("%s", problem)
+
+    def stop(self) -> str | None:
+        """Stop what was started (see abandon); None once it is stopped or nothing was started, else why
+        that is not known (the start did not return, the executor could not stop it)."""
         self._thread.join(timeout=LAUNCH_ABANDON_SECONDS)
         handle = self._handle
         if handle is None:
             if self._thread.is_alive():
-                log.warning("the %s runner's start did not return; it stops by itself", self.executor.kind)
-            return
+                return f"the {self.executor.kind} runner's start did not return; it stops by itself"
+            return None
         try:
             self.executor.abandon(handle)
         except Exception as exc:
-            log.warning("could not stop the %s runner started for this submit: %s", self.executor.kind, exc)
+            return f"could not stop the {self.executor.kind} runner started for this submit: {exc}"
+        return None
 
 
 class JobService:
@@ -458,12 +466,13 @@ class JobService:
 
         if launch.age() <= record_wait_seconds() / 2:
             return True
+        took = launch.age()
+        problem = launch.stop()
+        if problem:  # two runners would wait for one record (the claim lets one run it, the handle names one)
+            raise JobError(f"{problem}; nothing was submitted: run the same command again (the code is uploaded)")
         log.info(
-            "the code upload took %.1f s: the %s runner is started again after the record",
-            launch.age(),
-            launch.executor.kind,
+            "the code upload took %.1f s: the %s runner is started again after the record", took, launch.executor.kind
         )
-        launch.abandon()
         return False
 
     def _write_record(self, record: JobRecord, plan: SubmitPlan, secret_env: dict[str, str] | None) -> None:

@@ -185,3 +185,32 @@ def test_docker_a_submit_that_uploads_an_input_starts_the_container_after_it(
     status = service.wait(job_id, timeout=90, poll=0.1)
     assert status.state == State.SUCCEEDED, status.reason
     assert "input bytes" in _lines(service, job_id)
+
+
+def test_docker_an_early_container_that_cannot_be_stopped_fails_the_submit_and_ends_by_itself(
+    docker_s3: Callable[[str], list[dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code upload outlasted half the record wait and the engine would not remove the early container
+    (simulated: the executor's abandon raises): the submit fails in one line instead of writing a record two
+    containers wait for, no job is recorded, and the early container gives up its record wait and is
+    removed by the engine (AutoRemove) without having run anything."""
+    from jobsub.errors import JobError
+    from jobsub.executors.docker import DockerExecutor
+
+    monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", "2")
+    service = _service(executor=None)
+    plan = service.plan(_spec(code_folder(tmp_path, "open('ran', 'w').write('x')\n"), name="stuck"))
+
+    def slow() -> None:
+        poll(lambda: docker_s3(plan.job_id), 30, what="the early container")
+        time.sleep(1.5)
+
+    def refuses(self: DockerExecutor, handle: Any) -> None:
+        raise RuntimeError("the engine refused to remove it (test)")
+
+    _wrap_code_put(service, monkeypatch, slow)
+    monkeypatch.setattr(DockerExecutor, "abandon", refuses)
+    with pytest.raises(JobError, match=r"could not stop the docker runner .* nothing was submitted"):
+        service.submit(plan)
+    assert not service.record(plan.job_id).exists()
+    poll(lambda: not docker_s3(plan.job_id), 30, what="the early container to give up and be removed")
