@@ -2,7 +2,11 @@
   - submit -> first log line shown by `jobsub logs -f` (what a user waits for after pressing enter), and
   - line printed by the job -> the same line shown by `logs -f` (how live the log is).
 
-    python benchmarks/jobs.py [--jobs 10] [--slurm] [--docker] [--ray] [--trace] [--baseline DIR]
+    python benchmarks/jobs.py [--jobs 10] [--slurm] [--docker] [--ray] [--trace] [--baseline DIR] [--fresh-code]
+
+--fresh-code changes the code folder before every job (each submit then uploads its code archive, as
+after an edit of the script; without it the archive is stored after the first job and a submit only checks
+it with a HEAD).
 
 --trace prints, per job on an S3 profile, the second after pressing enter at which each step happened (the
 submit wrote the record, the submit returned, the runner wrote STAGING, started the command, the command
@@ -87,8 +91,15 @@ def baseline_notes(firsts: list[float], floor: float | None = None) -> dict[str,
     return notes
 
 
+#: --fresh-code: each job's code folder differs from the last one's (a comment line), so every submit uploads
+#: its code archive, as after a user edited the script; without it the archive is stored after the first job
+FRESH_CODE = False
+
+
 def one_job(env: dict[str, str], code: Path, trace: bool = True) -> tuple[float, list[float]]:
     jobsub = [sys.executable, "-m", "jobsub"]
+    if FRESH_CODE:
+        (code / "main.py").write_text(SCRIPT + f"# {time.time_ns()}\n")
     started = time.time()
     out = subprocess.run(
         [*jobsub, "submit", "python-script", "--code", str(code), "--json"],
@@ -413,8 +424,12 @@ def main() -> None:
         help="another jobsub checkout whose jobs alternate with this tree's (slurm, docker, local executor; not "
         "ray, whose runtime is this tree's package)",
     )
+    parser.add_argument(
+        "--fresh-code", action="store_true", help="a changed code folder for every job (each submit uploads it)"
+    )
     args = parser.parse_args()
-    global BASELINE
+    global BASELINE, FRESH_CODE
+    FRESH_CODE = args.fresh_code
     BASELINE = str(args.baseline.resolve()) if args.baseline else ""
     work = Path(tempfile.mkdtemp(prefix="jobsub-jobs-bench-"))
     (work / "code").mkdir()

@@ -257,6 +257,13 @@ class BaseExecutor(Generic[H]):
         (runtime/runner.py, wait_for_record). The default starts it after, as every executor once did."""
         return False
 
+    def starts_before_uploads(self, request: LaunchRequest) -> bool:
+        """Whether the service may start this (early) runner even before it uploads the code archive, right
+        after `check`: only for a submit that uploads no input, and a runner started so is stopped and started
+        again after the record when the code upload outlasts half its record wait (jobs/service.py). The
+        default keeps the start after the uploads, beside the record writes only."""
+        return False
+
     def abandon(self, handle: H) -> None:
         """A runner started beside the record whose record will not be written (the submit failed, Ctrl-C):
         stop it now. The default cancels it; executors that can remove what they just made override this."""

@@ -309,6 +309,14 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
         on this machine: docker_local.py) is started the same way."""
         return True
 
+    def starts_before_uploads(self, request: LaunchRequest) -> bool:
+        """The container is created and started right after `check`, before the code archive's upload, for a
+        submit that uploads no input (jobs/service.py): the engine's start and the runtime's interpreter,
+        imports and S3 client then overlap the code upload and the record writes (docs/performance.md,
+        "Start latency", fifth pass). The service stops it and starts another after the record when that
+        upload outlasts half the runtime's record wait."""
+        return True
+
     def abandon(self, handle: DockerHandle) -> None:
         """The submit failed after the container started and before the record was written: remove the
         container at once (SIGKILL; `keep` does not apply: nothing of the job ran). Only a container this

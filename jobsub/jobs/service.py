@@ -170,12 +170,14 @@ def _runtime_tunables() -> dict[str, str]:
 
 class _Launch:
     """An executor's submit on a thread of its own, started before the job's record is written, so the
-    engine's start (docker create + start, sbatch) and the runner's own start overlap the record writes."""
+    engine's start (docker create + start, sbatch) and the runner's own start overlap the record writes
+    (and, for docker, the code upload before them)."""
 
     def __init__(self, executor: Executor, request: LaunchRequest) -> None:
         self.executor = executor
         self._handle: BaseHandle | None = None
         self._error: BaseException | None = None
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, args=(request,), name="launch", daemon=True)
         self._thread.start()
 
@@ -184,6 +186,10 @@ class _Launch:
             self._handle = self.executor.submit(request)
         except BaseException as exc:  # handed to the submitting thread, which raises it
             self._error = exc
+
+    def age(self) -> float:
+        """Seconds since the executor's submit was started (the runner's record wait began no earlier)."""
+        return time.monotonic() - self._started
 
     def result(self) -> BaseHandle:
         """The handle, once the executor's submit returned; its error, raised here, when it failed."""
@@ -197,16 +203,24 @@ class _Launch:
         """The record will not be written (the code upload failed, Ctrl-C): stop what was started, whatever
         the executor's submit got to, so no runner waits for a record and nothing is left behind. Errors
         are logged: the submit's own error is what the user needs to see."""
+        problem = self.stop()
+        if problem:
+            log.warning("%s", problem)
+
+    def stop(self) -> str | None:
+        """Stop what was started (see abandon); None once it is stopped or nothing was started, else why
+        that is not known (the start did not return, the executor could not stop it)."""
         self._thread.join(timeout=LAUNCH_ABANDON_SECONDS)
         handle = self._handle
         if handle is None:
             if self._thread.is_alive():
-                log.warning("the %s runner's start did not return; it stops by itself", self.executor.kind)
-            return
+                return f"the {self.executor.kind} runner's start did not return; it stops by itself"
+            return None
         try:
             self.executor.abandon(handle)
         except Exception as exc:
-            log.warning("could not stop the %s runner started for this submit: %s", self.executor.kind, exc)
+            return f"could not stop the {self.executor.kind} runner started for this submit: {exc}"
+        return None
 
 
 class JobService:
@@ -381,34 +395,21 @@ class JobService:
             billing.check_max_cost(plan.estimate, plan.max_cost)
         request = self.launch_request(plan, secret_env)
         self.executor.check(request)
-        # a SubmitPlan built without plans (none made) uploads as before: each file is planned as it goes.
-        # The plans say what the server held when they were made: they are carried out once, and only soon
-        # after (a second submit of the same plan, or one after a long confirm step, plans again).
-        fresh = time.monotonic() - plan.planned_at <= UPLOAD_PLAN_FRESH_SECONDS
-        made = dict(zip((dest for _, _, dest in plan.uploads), plan.upload_plans, strict=False)) if fresh else {}
-        plan.upload_plans = []
-        for name, path, dest in plan.uploads:
-            from jobsub.transfer import TransferManager  # here: a job without inputs needs no transfer engine
-
-            on_message(f"uploading input {name}: {path} -> {dest}")
-            target = ObjectURI.parse(dest)
-            summary = TransferManager(self.store, subscribers=subscribers).upload([path], target, made.get(dest))
-            for note in summary.skipped:
-                on_message(f"warning: input {name}: not uploaded: {note}")
-            if summary.failures:  # never start a job on an input that is only partly there
-                raise JobError(
-                    f"input {name}: {len(summary.failures)} file(s) failed to upload ({summary.failures[0]}); "
-                    "nothing was submitted: run the same command again (the upload resumes)"
-                )
         record = self.record(plan.job_id)
-        # the code first: a slow upload of a changed code folder must not eat an early runner's record wait
-        if plan.code and plan.code_archive is not None:
-            self._ensure_code(plan, on_message)
         # a plan submitted again (an API retry after a failed launch) finds its old record: its runner must not
         # read that record before the new one replaces it, so it starts after the writes, as before
         early = self.executor.starts_before_record(request) and not record.exists()
-        launch = _Launch(self.executor, request) if early else None
+        launch: _Launch | None = None
+        if early and not plan.uploads and self.executor.starts_before_uploads(request):
+            launch = _Launch(self.executor, request)  # before the code upload: see _keep_early_launch
         try:
+            self._upload_inputs(plan, subscribers, on_message)
+            if plan.code and plan.code_archive is not None:
+                self._ensure_code(plan, on_message)
+            if launch is not None and not self._keep_early_launch(launch):
+                launch, early = None, False  # started again after the record, as for a plan submitted again
+            if early and launch is None:
+                launch = _Launch(self.executor, request)  # beside the record writes
             self._write_record(record, plan, secret_env)
         except BaseException:
             if launch is not None:
@@ -430,6 +431,49 @@ class JobService:
             key = self._idempotency_uri(plan.spec.name, idempotency_key)
             self.store.put(key.bucket, key.key, plan.job_id.encode())
         return plan.job_id, True
+
+    def _upload_inputs(
+        self, plan: SubmitPlan, subscribers: list[TransferSubscriber] | None, on_message: Callable[[str], None]
+    ) -> None:
+        """Upload the plan's local inputs. A SubmitPlan built without plans (none made) uploads as before: each
+        file is planned as it goes. The plans say what the server held when they were made: they are carried
+        out once, and only soon after (a second submit of the same plan, or one after a long confirm step,
+        plans again)."""
+        fresh = time.monotonic() - plan.planned_at <= UPLOAD_PLAN_FRESH_SECONDS
+        made = dict(zip((dest for _, _, dest in plan.uploads), plan.upload_plans, strict=False)) if fresh else {}
+        plan.upload_plans = []
+        for name, path, dest in plan.uploads:
+            from jobsub.transfer import TransferManager  # here: a job without inputs needs no transfer engine
+
+            on_message(f"uploading input {name}: {path} -> {dest}")
+            target = ObjectURI.parse(dest)
+            summary = TransferManager(self.store, subscribers=subscribers).upload([path], target, made.get(dest))
+            for note in summary.skipped:
+                on_message(f"warning: input {name}: not uploaded: {note}")
+            if summary.failures:  # never start a job on an input that is only partly there
+                raise JobError(
+                    f"input {name}: {len(summary.failures)} file(s) failed to upload ({summary.failures[0]}); "
+                    "nothing was submitted: run the same command again (the upload resumes)"
+                )
+
+    def _keep_early_launch(self, launch: _Launch) -> bool:
+        """A runner started before the code upload waits record_wait_seconds() from its own start for the
+        record. Kept when the upload ended within half of that (the two record writes have the other half);
+        else it is stopped now, before any record exists (so it has read nothing), and the caller starts
+        another after the record: a slow first upload of a changed code folder never leaves a job whose
+        runner gave up waiting (docs/performance.md, "Start latency", fifth pass)."""
+        from jobsub.executors.record_wait import record_wait_seconds
+
+        if launch.age() <= record_wait_seconds() / 2:
+            return True
+        took = launch.age()
+        problem = launch.stop()
+        if problem:  # two runners would wait for one record (the claim lets one run it, the handle names one)
+            raise JobError(f"{problem}; nothing was submitted: run the same command again (the code is uploaded)")
+        log.info(
+            "the code upload took %.1f s: the %s runner is started again after the record", took, launch.executor.kind
+        )
+        return False
 
     def _write_record(self, record: JobRecord, plan: SubmitPlan, secret_env: dict[str, str] | None) -> None:
         """job.json, then status.json (QUEUED): a runner started before them waits for status.json."""

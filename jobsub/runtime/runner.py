@@ -35,6 +35,8 @@ from jobsub.errors import (
     TransferInterrupted,
 )
 from jobsub.executors.base import RunnerPlace
+from jobsub.executors.record_wait import RECORD_WAIT_SECONDS as RECORD_WAIT_SECONDS  # re-exported
+from jobsub.executors.record_wait import record_wait_seconds
 from jobsub.jobs.models import JobDocument, RunnerClaim
 from jobsub.jobs.packaging import unpack_code, verify_archive
 from jobsub.jobs.records import JobRecord, JobStatus, State, now_iso
@@ -68,21 +70,6 @@ OUTPUT_SYNC_SECONDS = float(os.environ.get("JOBSUB_OUTPUT_SYNC_SECONDS", "60"))
 #: Optional caps on the runtime's transfer rates (e.g. 50MiB, per second), for shared links.
 STAGING_MAX_BANDWIDTH = os.environ.get("JOBSUB_STAGING_MAX_BANDWIDTH")
 OUTPUT_MAX_BANDWIDTH = os.environ.get("JOBSUB_OUTPUT_MAX_BANDWIDTH")
-#: The docker, slurm and local executors start the runner beside the submit's record writes (the container,
-#: batch job or process starts while the record is written: docs/performance.md, "Start latency"), so a
-#: runner may come up before its record: it waits this long for it, then fails without running anything.
-RECORD_WAIT_SECONDS = 60.0
-
-
-def record_wait_seconds() -> float:
-    """JOBSUB_RECORD_WAIT_SECONDS (1 to 3600) or 60; a value that is not such a number is ignored (the
-    default), since a runner that fails on a knob before it has a record has nowhere to say why."""
-    raw = os.environ.get("JOBSUB_RECORD_WAIT_SECONDS", "").strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        return RECORD_WAIT_SECONDS
-    return value if 1 <= value <= 3600 else RECORD_WAIT_SECONDS
 
 
 def wait_for_record(record: JobRecord, seconds: float | None = None) -> tuple[JobDocument, JobStatus]:
@@ -134,6 +121,13 @@ class StatusWriter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def set(self, **changes: Any) -> None:
+        """Change the runner's copy without writing it: the next `update` (or heartbeat) writes it with its
+        own changes, one PUT for both (RUNNING goes out with the command's process group, see _run_command)."""
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self.status, name, value)
 
     def update(self, **changes: Any) -> None:
         with self._lock:
@@ -379,7 +373,7 @@ class Runner:
         attempts = self.spec.max_retries + 1
         while True:
             attempt = self.status.status.attempt + 1
-            self.status.update(state=State.RUNNING, attempt=attempt)
+            self.status.set(state=State.RUNNING, attempt=attempt)  # written with the pgid, once it runs
             oom = OomWatch()
             code = self._run_command(paths)
             if not self.stop_reason and code != 0 and self._stopped_from_outside():
@@ -566,6 +560,8 @@ class Runner:
         self._watchdog_pid = watchdog.proc.pid
         watchdog.wait_ready()  # before the job's output shows: its escaped children are known from here on
         self._proc = proc
+        # RUNNING (set by _run_attempts), the attempt and the command's process group in one PUT, after the
+        # command was started: no status write between the staging and the command's start
         self.status.update(executor=self.status.status.executor.model_copy(update={"pgid": proc.pid}))
         pumps = [self.logs.pump(proc.stdout, "out"), self.logs.pump(proc.stderr, "err")]  # type: ignore[arg-type]
         try:

@@ -383,3 +383,28 @@ def test_a_bad_record_wait_falls_back_to_the_default(monkeypatch: pytest.MonkeyP
         assert record_wait_seconds() == RECORD_WAIT_SECONDS == 60.0, bad
     monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", "2.5")
     assert record_wait_seconds() == 2.5
+
+
+def test_running_is_written_with_the_command_s_process_group(user: Env, tmp_path: Path) -> None:
+    """The runner writes RUNNING once the command has started, in the same status write as the command's
+    process group (no status PUT between staging and the command's start): every status read that says
+    RUNNING names the group `jobsub cancel` acts on, and the transitions still go STAGING -> RUNNING."""
+    service = _service()
+    plan = service.plan(_spec(code_folder(tmp_path, "import time\nprint('up', flush=True)\ntime.sleep(1)\n")))
+    job_id, _ = service.submit(plan)
+    record = service.record(job_id)
+    running: list[JobStatus] = []
+
+    def finished() -> bool:
+        status = record.read_status()
+        if status.state == State.RUNNING:
+            running.append(status)
+        return status.state.final
+
+    poll(finished, 60, interval=0.01, what="the job to finish")
+    assert running, "RUNNING was never seen"
+    assert all(s.executor is not None and s.executor.pgid for s in running), running[0]
+    final = record.read_status()
+    assert final.state == State.SUCCEEDED, final.reason
+    states = [t.state for t in final.transitions]
+    assert states.index(State.STAGING) < states.index(State.RUNNING) < states.index(State.SUCCEEDED)
