@@ -120,7 +120,8 @@ class InOrderHasher:
                 and len(chunk) > 0
             )
             if not mine:
-                self._cond.notify()
+                if self._next < len(self._ranges) and self._ranges[self._next][0] == number:
+                    self._cond.notify()  # only the part at the hash position can let the hasher move
                 return
             self._busy = True
         assert chunk is not None
