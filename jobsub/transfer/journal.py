@@ -92,7 +92,7 @@ def all_journals() -> list[UploadJournal]:
 
 
 #: a download journal names at most 10,000 parts; anything larger was not written by us
-_DOWNLOAD_JOURNAL_MAX_BYTES = 256 * 1024
+_DOWNLOAD_JOURNAL_MAX_BYTES = 128 * 1024
 #: the download journal's format: 2 records the written prefix of parts in flight and the tail's range size.
 #: A journal without it (jobsub before issue 22's fifth pass) or with another is not trusted: start again.
 DOWNLOAD_JOURNAL_VERSION = 2
