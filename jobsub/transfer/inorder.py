@@ -2,11 +2,13 @@
 
 Why: a download's end-to-end check is the SHA-256 of the whole file. Computed after the last part, it is a
 second full pass over the file that nothing overlaps (a third of a 512 MiB download's time on Ceph). Here a
-background thread hashes each part as soon as it and every part before it are on disk, reading from the page
-cache right after the write, so the hash is done when the last part lands. The bytes hashed are the bytes
-in the file, exactly what the final check hashed before.
+background thread hashes the file in order as it is written: the part at the hash position as far as its
+written prefix reaches (parts are ranges of up to 64 MiB, so waiting for whole parts would leave most of the
+hash for the end), then the next, reading from the page cache right after the write. Only bytes a writer
+reported as written are hashed, and a downloader never writes them again, so the bytes hashed are the
+bytes in the file, exactly what the final check hashed before.
 
-Once a part is hashed, its writeback to the disk is started without waiting for it
+Once 8 MiB (or a part's end) is hashed, its writeback to the disk is started without waiting for it
 (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, Linux): the download still ends with one `fsync` before the
 rename (a crash never leaves a file that looks complete), but that fsync then finds most pages already
 written instead of writing the whole file while the user waits (docs/performance.md, "Issue 22, fourth
