@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.transfer import bench_env, create_bucket, start_moto  # noqa: E402
+from jobsub.transfer.planning import plan_download_ranges  # noqa: E402
 
 MiB = 1 << 20
 JOBSUB = [sys.executable, "-m", "jobsub"]
@@ -165,7 +166,7 @@ def upload_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], s3
 
 def download_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], s3) -> dict:
     size = rng.randint(12, 48) * MiB + rng.randint(0, MiB)
-    part = rng.choice([5, 6, 8]) * MiB
+    part = rng.choice([0, 0, 5, 6, 8]) * MiB  # 0: the default ranges (bulk up to 64 MiB, an 8 MiB tail)
     jobs = rng.randint(1, 4)
     cap = rng.choice([20, 40, 80]) * MiB
     kill_at = rng.uniform(0.6, 3.0)
@@ -174,18 +175,24 @@ def download_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], 
     key = f"down/{n}.bin"
     subprocess.run([*JOBSUB, "upload", str(src), f"s3://soak/{key}", "-q"], env=env, check=True)
     dest = work / f"down{n}.bin"
-    argv = [*JOBSUB, "download", f"s3://soak/{key}", str(dest), "--part-size", str(part), "-j", str(jobs)]
+    sizing = ["--part-size", str(part)] if part else []
+    argv = [*JOBSUB, "download", f"s3://soak/{key}", str(dest), *sizing, "-j", str(jobs)]
     killed = kill_after([*argv, "--max-bandwidth", str(cap), "-q"], env, kill_at)
     early = dest.exists() and killed and sha256_file(dest) != sha256_file(src)
     journal = dest.with_name(dest.name + ".jobsub-part.json")
+    ranges = plan_download_ranges(size, jobs, part or None)[2]
     try:
-        recorded = len(json.loads(journal.read_text())["done"])
+        record = json.loads(journal.read_text())
+        recorded = len(record["done"])
+        # bytes the journal vouches for: whole parts, and the written prefix of parts in flight
+        kept = sum(n for p, _, n in ranges if p in record["done"]) + sum(record.get("written", {}).values())
     except (OSError, ValueError, KeyError):
-        recorded = 0
+        recorded = kept = 0
     finished = not killed or (dest.exists() and not journal.exists())  # done before the kill landed
     summary = rerun(argv, env)
-    total = -(-size // part)
+    total = len(ranges)
     resent = None if "error" in summary else summary["parts_sent"] - (0 if finished else total - recorded)
+    resent_bytes = None if "error" in summary else summary["bytes_transferred"] - (0 if finished else size - kept)
     wrong = not dest.exists() or sha256_file(dest) != sha256_file(src) or early
     result = {
         "kind": "download",
@@ -199,6 +206,7 @@ def download_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], 
         "parts_recorded_after_kill": recorded,
         "parts_sent_on_rerun": summary.get("parts_sent"),
         "resent_beyond_missing": resent,
+        "bytes_resent_beyond_missing": resent_bytes,
         "error": summary.get("error"),
         "corrupt": False,
         "wrong": wrong,
@@ -231,7 +239,8 @@ def main() -> None:
             flags = [k for k in ("corrupt", "wrong") if trial[k]] + (["error"] if trial["error"] else [])
             print(
                 f"{n:3d} {trial['kind']:<8} killed={trial['killed_mid_transfer']!s:<5} edit={trial['edit']!s:<24} "
-                f"resent={trial['resent_beyond_missing']!s:<4} {' '.join(flags) or 'ok'}",
+                f"resent={trial['resent_beyond_missing']!s:<4} bytes={trial.get('bytes_resent_beyond_missing')!s:<9} "
+                f"{' '.join(flags) or 'ok'}",
                 flush=True,
             )
     finally:
@@ -251,6 +260,9 @@ def main() -> None:
         "errors": sum(bool(t["error"]) for t in trials),
         "resent_parts_total": sum(max(0, r) for r in resent),
         "resent_parts_max": max(resent, default=0),
+        "download_bytes_resent_beyond_missing": sum(
+            max(0, t.get("bytes_resent_beyond_missing") or 0) for t in trials if t["kind"] == "download"
+        ),
         "max_concurrency": max((t["concurrency"] for t in trials), default=0),
         "seconds": round(time.monotonic() - started, 1),
         "seed": args.seed,

@@ -154,7 +154,7 @@ def test_kill_9_mid_download_leaves_nothing_that_looks_complete_and_the_rerun_fe
 
 
 class _CutEvery(RangedObject):
-    """While ``cutting``, every GET of the range starting at ``cut_at`` sends half its body and closes the
+    """While ``cutting``, every GET of a range starting in the part at ``cut_at`` sends half its body and closes the
     connection (Content-Length promised more); every GET's first byte is kept in ``ranges``."""
 
     cutting = True
@@ -163,7 +163,7 @@ class _CutEvery(RangedObject):
     def should_cut(self, first: int) -> bool:
         cls = type(self)
         cls.ranges.append(first)
-        return first == cls.cut_at and cls.cutting
+        return cls.cut_at <= first < cls.cut_at + 5 * MiB and cls.cutting  # a retry continues inside the part
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_a_body_always_cut_short_fails_in_one_line_and_the_healed_rerun_fetches_
     failure = summary.failures[0]
     assert "\n" not in failure and "bytes before the end" in failure and "Traceback" not in failure
     assert not dest.exists()
-    assert _CutEvery.ranges.count(5 * MiB) >= 2  # retried before giving up
+    assert sum(5 * MiB <= first < 10 * MiB for first in _CutEvery.ranges) >= 2  # retried before giving up
 
     _CutEvery.cutting = False
     _CutEvery.ranges = []

@@ -32,7 +32,7 @@ from jobsub.transfer.events import EventHub
 from jobsub.transfer.inorder import InOrderHasher
 from jobsub.transfer.journal import DownloadJournal
 from jobsub.transfer.keymap import check_conflicts, classify_key
-from jobsub.transfer.planning import part_ranges, plan_part_size
+from jobsub.transfer.planning import part_ranges, plan_download_ranges, plan_part_size
 from jobsub.units import human_size
 from jobsub.uri import ObjectURI
 
@@ -42,6 +42,8 @@ SIZE_ONLY = "size only"
 _FLEXIBLE_ORDER = ("crc64nvme", "crc32c", "crc32", "sha256")
 #: a HEAD made by plan() stands in for the download's own for this long (the CLI downloads at once)
 _HEAD_FRESH_S = 5.0
+#: the journal records a part's written prefix every this many bytes (what a kill -9 may fetch again per part)
+_SAVE_EVERY = 8 << 20
 
 
 def composite_checksum(path: Path, algorithm: str, part_size: int) -> str:
@@ -156,19 +158,32 @@ class Downloader:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + PARTIAL_SUFFIX)
         journal_path = DownloadJournal.path_for(partial)
-        part_size = plan_part_size(info.size, self.options.part_size)
-        ranges = part_ranges(info.size, part_size) if info.size else []
-        state = DownloadJournal(key=info.key, etag=info.etag, size=info.size, part_size=part_size)
+        stream = getattr(self.store, "get_range_to", None)  # S3: chunks go to the file as they arrive
+        copy = getattr(self.store, "copy_range_to", None)  # local store: the kernel copies, as `cp` does
+        if stream is not None and copy is None:  # streamed: large ranges, the hash follows each as it grows
+            part_size, tail_part, ranges = plan_download_ranges(
+                info.size, self.options.concurrency, self.options.part_size
+            )
+        else:  # whole parts (a local copy, or a store that returns bytes): hashed once each is complete
+            part_size = tail_part = plan_part_size(info.size, self.options.part_size)
+            ranges = part_ranges(info.size, part_size) if info.size else []
+        lengths = {n: length for n, _, length in ranges}
+        state = DownloadJournal(key=info.key, etag=info.etag, size=info.size, part_size=part_size, tail_part=tail_part)
         done: set[int] = set()
+        written: dict[int, int] = {}  # part -> bytes from its start in the file (parts in flight)
         old = DownloadJournal.load(journal_path)
         if old and old.same_object(state) and partial.is_file() and partial.stat().st_size == info.size:
-            done = set(old.done) & {n for n, _, _ in ranges}
-        if not done:
+            done = set(old.done) & set(lengths)
+            if stream is not None and copy is None:
+                written = {n: v for n, v in old.written.items() if n in lengths and n not in done and v < lengths[n]}
+                written = {n: v for n, v in written.items() if v > 0}
+        if not done and not written:
             self._preallocate(partial, target, info.size)
-        resumed = bool(done)
+        resumed = bool(done or written)
         self.summary.add(parts_reused=len(done))
         if resumed:
-            report(sum(length for n, _, length in ranges if n in done))
+            report(sum(length for n, _, length in ranges if n in done) + sum(written.values()))
+        state.written = dict(written)
         lock = threading.Lock()
 
         def save_state() -> None:
@@ -177,12 +192,13 @@ class Downloader:
 
         fd = os.open(partial, os.O_RDWR)
         failed = threading.Event()
-        hasher = InOrderHasher(fd, ranges, done) if sha else None  # the end-to-end check, while parts arrive
-        stream = getattr(self.store, "get_range_to", None)  # S3: chunks go to the file as they arrive
-        copy = getattr(self.store, "copy_range_to", None)  # local store: the kernel copies, as `cp` does
+        hasher = InOrderHasher(fd, ranges, done, written) if sha else None  # the end-to-end check, as bytes land
         try:
 
             def fetch(number: int, offset: int, length: int) -> None:
+                have = written.get(number, 0)  # bytes of this part in the file: never fetched (or written) again
+                saved = resumed_at = have
+
                 def write(at: int, chunk: bytes | memoryview) -> None:
                     try:
                         os.pwrite(fd, chunk, at)
@@ -190,6 +206,26 @@ class Downloader:
                         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                             raise _no_space(target, info.size) from None
                         raise
+
+                def write_streamed(at: int, chunk: memoryview) -> None:
+                    """A streamed chunk: only where this part's prefix ends and never past the part (a server
+                    that ignores the Range would otherwise overwrite other parts, hashed ones included)."""
+                    nonlocal have, saved
+                    if at != offset + have or have + len(chunk) > length:
+                        raise StorageError(
+                            f"s3://{bucket}/{info.key}: the server sent bytes outside the range asked for "
+                            f"(at {at}, range {offset}-{offset + length - 1}); refused"
+                        )
+                    write(at, chunk)
+                    have += len(chunk)
+                    if hasher:
+                        hasher.wrote(number, have, chunk)  # after the write: the hash covers only written bytes
+                    report(len(chunk))
+                    if have - saved >= _SAVE_EVERY and have < length:
+                        saved = have
+                        with lock:
+                            state.written[number] = have
+                            save_state()
 
                 def get(progress) -> None:
                     if copy is not None:
@@ -200,7 +236,11 @@ class Downloader:
                                 raise _no_space(target, info.size) from None
                             raise
                     elif stream is not None:
-                        got = stream(bucket, info.key, offset, length, write, progress)
+                        # a retry continues where the bytes in the file end (they are never written twice:
+                        # the in-order hash may have read them); progress is reported per written chunk
+                        if have < length:
+                            stream(bucket, info.key, offset + have, length - have, write_streamed, None)
+                        got = have
                     else:
                         data = self.store.get_range(bucket, info.key, offset, length, progress)
                         got = len(data)
@@ -210,17 +250,18 @@ class Downloader:
                         raise StorageError(f"short read of s3://{bucket}/{info.key} at {offset}")
 
                 try:
-                    self.limiter.consume(length, lambda: self.cancel.is_set() or failed.is_set())
+                    self.limiter.consume(length - resumed_at, lambda: self.cancel.is_set() or failed.is_set())
                     with_retries(get, report, self.options, lambda: self.cancel.is_set() or failed.is_set())
                 except Exception:
                     failed.set()
                     raise
                 with lock:
                     done.add(number)
+                    state.written.pop(number, None)
                     save_state()
                 if hasher:
                     hasher.completed(number)
-                self.summary.add(parts_sent=1, bytes_transferred=length)
+                self.summary.add(parts_sent=1, bytes_transferred=length - resumed_at)
 
             futures = [self._parts.submit(fetch, *r) for r in ranges if r[0] not in done]
             wait(futures)

@@ -93,16 +93,22 @@ def all_journals() -> list[UploadJournal]:
 
 #: a download journal names at most 10,000 parts; anything larger was not written by us
 _DOWNLOAD_JOURNAL_MAX_BYTES = 128 * 1024
+#: the download journal's format: 2 records the written prefix of parts in flight and the tail's range size.
+#: A journal without it (jobsub before issue 22's fifth pass) or with another is not trusted: start again.
+DOWNLOAD_JOURNAL_VERSION = 2
 
 
 @dataclass
 class DownloadJournal:
     """The download resume journal, beside the partial file in DEST (``NAME.jobsub-part.json``).
 
-    It says which object (key, ETag, size) the partial file holds and which parts of it are complete. It sits
-    in a folder other tools write to, so ``load`` trusts nothing: a file that is too large, not JSON, or has
-    fields of the wrong type is no journal (the download starts over), and a journal for another object or
-    part size never resumes (``same_object``).
+    It says which object (key, ETag, size) the partial file holds, how it is cut into ranges (``part_size``
+    for the bulk, ``tail_part`` for the last wave: transfer/planning.py's plan_download_ranges), which parts
+    are complete (``done``) and how many bytes from the start of each part in flight were written
+    (``written``, saved every few MiB): a rerun after kill -9 fetches only what is not recorded. It sits in a
+    folder other tools write to, so ``load`` trusts nothing: a file that is too large, not JSON, of another
+    format version, or has fields of the wrong type is no journal (the download starts over), and a journal
+    for another object or layout never resumes (``same_object``).
     """
 
     key: str
@@ -110,6 +116,9 @@ class DownloadJournal:
     size: int
     part_size: int
     done: list[int] = field(default_factory=list)
+    tail_part: int = 0
+    written: dict[int, int] = field(default_factory=dict)
+    version: int = DOWNLOAD_JOURNAL_VERSION
 
     @staticmethod
     def path_for(partial: Path) -> Path:
@@ -123,8 +132,21 @@ class DownloadJournal:
             if len(raw) > _DOWNLOAD_JOURNAL_MAX_BYTES:
                 return None
             data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("version") != DOWNLOAD_JOURNAL_VERSION:
+                return None  # an older jobsub's journal (or not ours): start again, never mix two formats
+            written_raw = data["written"]
+            if not isinstance(written_raw, dict) or not all(
+                isinstance(k, str) and k.isdigit() and len(k) < 8 for k in written_raw
+            ):
+                return None
             journal = cls(
-                key=data["key"], etag=data["etag"], size=data["size"], part_size=data["part_size"], done=data["done"]
+                key=data["key"],
+                etag=data["etag"],
+                size=data["size"],
+                part_size=data["part_size"],
+                done=data["done"],
+                tail_part=data["tail_part"],
+                written={int(k): v for k, v in written_raw.items()},
             )
         except (OSError, ValueError, TypeError, KeyError):
             return None
@@ -133,13 +155,17 @@ class DownloadJournal:
             and isinstance(journal.etag, str)
             and type(journal.size) is int
             and type(journal.part_size) is int
+            and type(journal.tail_part) is int
             and isinstance(journal.done, list)
             and all(type(n) is int and n >= 1 for n in journal.done)
+            and all(n >= 1 and type(v) is int and v >= 0 for n, v in journal.written.items())
         )
         return journal if types_ok else None
 
     def same_object(self, other: DownloadJournal) -> bool:
-        return (self.key, self.etag, self.size, self.part_size) == (other.key, other.etag, other.size, other.part_size)
+        """The same object (key, ETag, size) cut into the same ranges."""
+        mine = (self.key, self.etag, self.size, self.part_size, self.tail_part)
+        return mine == (other.key, other.etag, other.size, other.part_size, other.tail_part)
 
     def save(self, path: Path) -> None:
         """Replace the journal atomically (a kill -9 leaves the old one or the new one, never half)."""

@@ -33,6 +33,45 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
     return [(i + 1, i * part_size, min(part_size, size - i * part_size)) for i in range(count)]
 
 
+#: a streamed download's ranges: the bulk in ranges of up to this size (fewer requests: each GetObject costs
+#: botocore 4-6 ms of CPU), the last wave in DOWNLOAD_TAIL_RANGE ranges so the streams end close together
+DOWNLOAD_MAX_RANGE = 64 * MiB
+DOWNLOAD_TAIL_RANGE = DEFAULT_PART_SIZE
+
+
+def plan_download_ranges(
+    size: int, concurrency: int, requested: int | None = None
+) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """(bulk range size, tail range size, ranges) for a download streamed into a file by ranged GETs.
+
+    Why not upload's part size: a download has no 5 MiB minimum nor 10,000-part cap of its own, and every
+    GetObject costs 4-6 ms of botocore CPU (docs/performance.md, "Issue 22, fifth pass"), so the bulk goes in
+    ranges of up to 64 MiB (a 1 GiB object: 23 requests instead of 128). The in-order hash follows each range
+    as it is written, but ranges in flight together end together, so the last ``concurrency`` ranges are
+    8 MiB: the hash catches up on the bulk while they arrive, and what is left to hash after the last byte is
+    about one 8 MiB range per stream. A ``requested`` part size (``--part-size``) is used for every range.
+    The layout is a pure function of its inputs: a resumed download recomputes it and finds the same ranges.
+    """
+    if requested is not None or size <= 0:
+        part = plan_part_size(size, requested)
+        return part, part, part_ranges(size, part) if size else []
+    workers = max(1, concurrency)
+    tail_part = DOWNLOAD_TAIL_RANGE
+    tail = min(size, workers * tail_part)
+    bulk = size - tail
+    bulk_part = tail_part
+    if bulk > 0:
+        per_stream = math.ceil(bulk / workers)
+        bulk_part = max(tail_part, min(DOWNLOAD_MAX_RANGE, math.ceil(per_stream / MiB) * MiB))
+    ranges: list[tuple[int, int, int]] = []
+    offset = 0
+    while offset < size:
+        length = min(bulk_part if offset < bulk else tail_part, (bulk if offset < bulk else size) - offset)
+        ranges.append((len(ranges) + 1, offset, length))
+        offset += length
+    return bulk_part, tail_part, ranges
+
+
 # -- the typed transfer plan ---------------------------------------------------------------------------------
 #: What an upload does with one file: nothing (unchanged), one PUT, a multipart upload, or a local-folder copy.
 Action = Literal["skip", "put", "multipart", "copy"]
