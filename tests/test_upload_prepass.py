@@ -241,3 +241,71 @@ def test_a_missing_bucket_stops_the_pass_and_is_the_error(motoenv: Env, tmp_path
     with pytest.raises(BucketNotFoundError, match="does not exist"):
         TransferManager(motoenv.store()).upload([src], dest, None)
     assert len(chunks) < 64, "the pass read the whole file after the bucket check failed"
+
+
+# -- the first file's pass, begun while the S3 client is built (transfer/prepass.py) -----------------------------
+def _count_passes(monkeypatch) -> list[str]:
+    """Count the reads that hash a whole file (the early pass's and the upload's own): "CHECK@THREAD"."""
+    from jobsub.transfer import checksums, upload
+
+    calls: list[str] = []
+    real = checksums.sha256_and_parts
+
+    def counted(path, stat, algorithm, ranges, *args, **kwargs):
+        calls.append(f"{algorithm}@{threading.current_thread().name.split('_')[0]}")
+        return real(path, stat, algorithm, ranges, *args, **kwargs)
+
+    monkeypatch.setattr(checksums, "sha256_and_parts", counted)
+    monkeypatch.setattr(upload, "sha256_and_parts", counted)
+    return calls
+
+
+def test_the_early_pass_is_the_uploads_one_read(motoenv: Env, tmp_path: Path, monkeypatch) -> None:
+    """Client.upload starts the file's pass before its S3 client exists; the upload takes that pass (the file
+    is read once for the SHA-256 and the part MD5s) and the stored object carries the file's SHA-256."""
+    from jobsub.api import Client
+
+    src = write_random(tmp_path / "f.bin", 20 * MiB, seed=65)
+    calls = _count_passes(monkeypatch)
+    summary = Client().upload(src, motoenv.uri("e/f.bin"), part_size=5 * MiB)
+    assert not summary.failures and summary.parts_sent == 4
+    assert calls == ["md5@early-pass"], "the file was not read once, by the early pass, for its hashes"
+    head = motoenv.boto().head_object(Bucket=motoenv.bucket, Key="e/f.bin")
+    assert head["Metadata"]["jobsub-sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def test_a_file_rewritten_after_the_early_pass_is_read_again(motoenv: Env, tmp_path: Path, monkeypatch) -> None:
+    """Hostile: the file is rewritten (same size, new bytes) after the early pass read it and before the upload
+    plans it: the early pass's stat no longer matches, its values are dropped, the upload reads the file
+    itself, and the object holds the new bytes under their own SHA-256."""
+    from jobsub.api import Client
+    from jobsub.transfer import upload
+    from jobsub.transfer.prepass import EarlyPass
+
+    src = write_random(tmp_path / "f.bin", 12 * MiB, seed=66)
+    calls = _count_passes(monkeypatch)
+    real_stat, real_begin = upload.stable_stat, EarlyPass.begin
+    begun: list[EarlyPass] = []
+
+    def begin(*args, **kwargs) -> EarlyPass:
+        begun.append(real_begin(*args, **kwargs))
+        return begun[-1]
+
+    def rewrite_then_stat(path: Path):
+        if begun and path == begun[0].path and not begun[0]._done.is_set():
+            assert begun[0]._done.wait(30)
+        if calls == ["md5@early-pass"]:  # once, after the early pass and before the upload's own stat
+            time.sleep(0.01)  # a timestamp tick later
+            path.write_bytes(bytes(reversed(path.read_bytes())))
+        return real_stat(path)
+
+    monkeypatch.setattr(EarlyPass, "begin", begin)
+    monkeypatch.setattr(upload, "stable_stat", rewrite_then_stat)
+    summary = Client().upload(src, motoenv.uri("w/f.bin"), part_size=5 * MiB)
+    assert begun, "no early pass was begun"
+    assert not summary.failures
+    assert calls == ["md5@early-pass", "md5@file"], "the early pass's values were used for a rewritten file"
+    stored = motoenv.boto().get_object(Bucket=motoenv.bucket, Key="w/f.bin")
+    body = stored["Body"].read()
+    assert body == src.read_bytes()
+    assert stored["Metadata"]["jobsub-sha256"] == hashlib.sha256(body).hexdigest()
