@@ -40,7 +40,6 @@ if TYPE_CHECKING:  # imported when first used: `jobsub --help` and a notebook's 
     from jobsub.jobs.service import JobService, SubmitPlan
     from jobsub.jobs.spec import JobSpec
     from jobsub.transfer import TransferManager, TransferSummary, UploadPlan
-    from jobsub.transfer.prepass import EarlyPass
 
 __all__ = [
     "Bill",
@@ -415,33 +414,7 @@ class Client:
         TransferInterrupted on Ctrl-C (what was sent is kept: the same call resumes). `subscribers` take
         the engine's own events (jobsub.transfer.events.TransferSubscriber), for a richer display."""
         items: list[str | Path] = list(sources) if isinstance(sources, list) else [sources]
-        target = _uri(dest)
-        early = self._early_pass(items, part_size)
-        try:
-            return self._manager(part_size, max_bandwidth, progress, subscribers).upload(items, target, early=early)
-        finally:
-            if early is not None:
-                early.cancel()
-
-    def _early_pass(self, sources: list[str | Path], part_size: int | None) -> EarlyPass | None:
-        """One file, an S3 profile and its client still to be built (~0.2 s): that file's hash pass begins now,
-        beside the client's construction (transfer/prepass.py; the upload uses it only if it is still the
-        file's, with the part check the server settles on)."""
-        if self._store is not None or self.profile.storage == "local" or len(sources) != 1:
-            return None
-        from dataclasses import fields
-
-        from jobsub.transfer.common import TransferOptions
-        from jobsub.transfer.prepass import EarlyPass, expected_part_check
-
-        try:
-            path = Path(sources[0]).expanduser().resolve()  # as plan_uploads names it
-            if not path.is_file():
-                return None
-            threshold: int = next(f.default for f in fields(TransferOptions) if f.name == "multipart_threshold")  # type: ignore[assignment]
-            return EarlyPass.begin(path, expected_part_check(self.profile), part_size, threshold)
-        except Exception:  # the upload plans the file itself and reports any error there
-            return None
+        return self._manager(part_size, max_bandwidth, progress, subscribers).upload(items, _uri(dest))
 
     def plan_upload(
         self, sources: str | Path | list[str | Path], dest: str | ObjectURI, *, part_size: int | None = None

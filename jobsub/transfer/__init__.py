@@ -17,7 +17,6 @@ from jobsub.transfer.common import TransferOptions, TransferSummary
 from jobsub.transfer.download import Downloader
 from jobsub.transfer.events import EventHub, TransferSubscriber
 from jobsub.transfer.planning import FilePlan, UploadPlan
-from jobsub.transfer.prepass import EarlyPass
 from jobsub.transfer.upload import Uploader, plan_uploads
 from jobsub.uri import ObjectURI
 
@@ -55,15 +54,12 @@ class TransferManager:
         finally:
             uploader.close()
 
-    def upload(
-        self, sources: list[str | Path], dest: ObjectURI, plan: UploadPlan | None = None, early: EarlyPass | None = None
-    ) -> TransferSummary:
+    def upload(self, sources: list[str | Path], dest: ObjectURI, plan: UploadPlan | None = None) -> TransferSummary:
         """Upload; ``plan``: one ``plan_upload`` made for these sources (the submit's, for its estimate), carried
-        out file by file where the file is still the one planned (same identity), so its read is not redone.
-        ``early``: the first file's hash pass, begun before the store was opened (transfer/prepass.py)."""
+        out file by file where the file is still the one planned (same identity), so its read is not redone."""
         skipped: list[str] = []  # links out of a folder, FIFOs ...: named, never sent (transfer/sources.py)
         items = plan_uploads(sources, dest, skipped)
-        uploader = Uploader(self.store, self.options, self.hub, self._cancel, planned=plan, early=early)
+        uploader = Uploader(self.store, self.options, self.hub, self._cancel, planned=plan)
         uploader.summary.skipped.extend(skipped)
         return uploader.run(items)
 

@@ -60,22 +60,6 @@ def is_racy(stat: os.stat_result, now: float | None = None) -> bool:
     return now - max(stat.st_mtime_ns, stat.st_ctime_ns) / 1e9 < RACY_SECONDS
 
 
-#: A file changed less than this long ago may change again within the same timestamp tick, unseen by stat.
-SETTLE_SECONDS = 0.02
-
-
-def stable_stat(path: Path) -> os.stat_result:
-    """Stat a file once its last change is older than a timestamp tick, so any later write shows in stat."""
-    stat = path.stat()
-    for _ in range(50):
-        age = time.time() - max(stat.st_mtime_ns, stat.st_ctime_ns) / 1e9
-        if age >= SETTLE_SECONDS or age < -1.0:  # settled, or a clock that runs behind the filesystem
-            return stat
-        time.sleep(SETTLE_SECONDS - age)
-        stat = path.stat()
-    return stat
-
-
 def _cache_path(path: Path, stat: os.stat_result) -> Path:
     key = "|".join(str(v) for v in (path.resolve(), *identity(stat)))
     return state_dir() / "hashes" / hashlib.sha1(key.encode()).hexdigest()
@@ -110,7 +94,6 @@ def sha256_and_parts(
     ranges: list[tuple[int, int, int]],
     workers: int | None = None,
     stop: Callable[[], bool] | None = None,
-    remember: bool = True,
 ) -> tuple[str, dict[int, Checksum]]:
     """One read of the file for both its SHA-256 (remembered as cached_sha256 does) and each part's checksum.
 
@@ -123,8 +106,7 @@ def sha256_and_parts(
     bounded (half a part, at most 8 chunks): the reader waits instead of holding the file in memory.
 
     ``stop``: asked between chunks; True abandons the pass (raises Cancelled: a request overlapped with it
-    failed, or the transfer was interrupted). ``remember=False``: the SHA-256 is not written to the cache
-    (a pass begun before the upload wants it, transfer/prepass.py: the upload remembers it when it takes it).
+    failed, or the transfer was interrupted).
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -163,19 +145,9 @@ def sha256_and_parts(
             executor.shutdown(wait=True, cancel_futures=True)
     parts = {n: Checksum(algorithm, base64.b64encode(h.digest()).decode()) for n, h in hashers.items()}
     value = whole.hexdigest()
-    if remember:
-        remember_if_unchanged(path, stat, value)
-    return value, parts
-
-
-def remember_if_unchanged(path: Path, stat: os.stat_result, value: str) -> None:
-    """Remember a SHA-256 read from the file whose identity was ``stat``, if the file still has it."""
-    try:
-        same = identity(path.stat()) == identity(stat)
-    except OSError:
-        return
-    if same and not is_racy(stat):
+    if not is_racy(stat) and identity(path.stat()) == identity(stat):
         remember_sha256(path, stat, value)
+    return value, parts
 
 
 def cached_sha256(path: Path, stat: os.stat_result | None = None) -> str:

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,11 @@ from jobsub.transfer.checksums import (
     lookup_sha256,
     remember_sha256,
     sha256_and_parts,
-    stable_stat,
 )
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
 from jobsub.transfer.events import EventHub
 from jobsub.transfer.journal import UploadJournal
 from jobsub.transfer.planning import FilePlan, UploadPlan, part_ranges, plan_part_size
-from jobsub.transfer.prepass import EarlyPass
 from jobsub.transfer.sources import folder_files
 from jobsub.uri import ObjectURI, key_problem
 
@@ -92,6 +91,22 @@ def plan_uploads(sources: list[str | Path], dest: ObjectURI, skipped: list[str] 
     return items
 
 
+#: A file changed less than this long ago may change again within the same timestamp tick, unseen by stat.
+SETTLE_SECONDS = 0.02
+
+
+def stable_stat(path: Path) -> os.stat_result:
+    """Stat a file once its last change is older than a timestamp tick, so any later write shows in stat."""
+    stat = path.stat()
+    for _ in range(50):
+        age = time.time() - max(stat.st_mtime_ns, stat.st_ctime_ns) / 1e9
+        if age >= SETTLE_SECONDS or age < -1.0:  # settled, or a clock that runs behind the filesystem
+            return stat
+        time.sleep(SETTLE_SECONDS - age)
+        stat = path.stat()
+    return stat
+
+
 def _changed(path: Path) -> SourceChangedError:
     return SourceChangedError(f"source changed during upload: {path}; run the command again")
 
@@ -113,7 +128,6 @@ class Uploader:
         hub: EventHub,
         cancel: threading.Event,
         planned: UploadPlan | None = None,
-        early: EarlyPass | None = None,
     ) -> None:
         self.store = store
         self.options = options
@@ -137,8 +151,6 @@ class Uploader:
         self._guard: Future[None] | None = None
         #: requests sent while a file's hash pass runs (run(); see _pass_beside_requests)
         self._requests: ThreadPoolExecutor | None = None
-        #: the first file's pass, begun before the S3 client was built (transfer/prepass.py)
-        self._early = early
 
     def run(self, items: list[UploadItem]) -> TransferSummary:
         """Upload the items. The bucket check and the signed-payload probe go out on a helper thread while the
@@ -164,8 +176,6 @@ class Uploader:
         finally:
             self._parts.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
             self._requests.shutdown(wait=False, cancel_futures=True)
-            if self._early is not None:
-                self._early.cancel()
         self._guard.result()  # a missing bucket, refused credentials: every file stopped at Cancelled
         return summary
 
@@ -296,7 +306,7 @@ class Uploader:
         part_size = plan_part_size(size, self.options.part_size)
         part_sums: dict[int, Checksum] = {}
         listed: Future[list[UploadInfo]] | None = None
-        sha = lookup_sha256(path, stat)  # (an early pass, transfer/prepass.py, remembers nothing until taken)
+        sha = lookup_sha256(path, stat)
         if sha is None and multipart and self._guard is not None:  # an upload: its pass beside its requests
             sha, part_sums, algorithm, existing, listed = self._pass_beside_requests(item, stat, part_size, adopt)
         else:
@@ -343,9 +353,8 @@ class Uploader:
                 listed = self._requests.submit(self.store.list_uploads, bucket, key)
         ranges = part_ranges(stat.st_size, part_size)
         expected = self._expected_algorithm(bucket)
-        taken = self._early.take(path, stat, expected, ranges) if self._early is not None else None
         try:
-            sha, sums = taken or sha256_and_parts(path, stat, expected, ranges, stop=self._guard_failed)
+            sha, sums = sha256_and_parts(path, stat, expected, ranges, stop=self._guard_failed)
         except Cancelled:
             self._settled(bucket)  # the bucket check's or the probe's failure (run() raises it), or Ctrl-C
             raise
