@@ -218,10 +218,13 @@ def test_a_missing_bucket_stops_the_pass_and_is_the_error(motoenv: Env, tmp_path
     from jobsub.errors import BucketNotFoundError
     from jobsub.storage.s3 import S3Store
     from jobsub.transfer import TransferManager
+    from jobsub.transfer.probes import save_answer
     from jobsub.transfer.upload import Uploader
     from jobsub.uri import ObjectURI
 
     src = write_random(tmp_path / "f.bin", 64 * MiB, seed=64)
+    store = motoenv.store()
+    save_answer(store.description, False)  # an answer on record: the pass starts before the probe answers
     started = threading.Event()
     chunks = []
     real_stop, real_check = Uploader._guard_failed, S3Store.check_bucket
@@ -239,5 +242,28 @@ def test_a_missing_bucket_stops_the_pass_and_is_the_error(motoenv: Env, tmp_path
     monkeypatch.setattr(S3Store, "check_bucket", check)
     dest = ObjectURI.parse("s3://no-such-bucket-here/f.bin")
     with pytest.raises(BucketNotFoundError, match="does not exist"):
-        TransferManager(motoenv.store()).upload([src], dest, None)
+        TransferManager(store).upload([src], dest, None)
     assert len(chunks) < 64, "the pass read the whole file after the bucket check failed"
+
+
+def test_a_first_upload_to_an_endpoint_reads_the_file_once(motoenv: Env, tmp_path: Path, monkeypatch) -> None:
+    """With no answer on record, the pass waits for the probe instead of guessing: the file is read once,
+    with the check the server settles (MD5 on moto), never once for a guess and again for the answer."""
+    from jobsub.transfer import TransferManager, upload
+    from jobsub.transfer.probes import load_answer
+    from jobsub.uri import ObjectURI
+
+    store = motoenv.store()
+    assert load_answer(store.description) is None
+    calls: list[str] = []
+    real = upload.sha256_and_parts
+
+    def counted(path, stat, algorithm, ranges, *args, **kwargs):
+        calls.append(algorithm)
+        return real(path, stat, algorithm, ranges, *args, **kwargs)
+
+    monkeypatch.setattr(upload, "sha256_and_parts", counted)
+    src = write_random(tmp_path / "f.bin", 12 * MiB, seed=67)
+    summary = TransferManager(store).upload([src], ObjectURI.parse(motoenv.uri("once/f.bin")), None)
+    assert not summary.failures and calls == ["md5"]
+    assert load_answer(store.description) is False  # and the answer is on record for the next one

@@ -209,8 +209,9 @@ class Uploader:
 
     def _expected_algorithm(self, bucket: str) -> str:
         """The part check an upload's probe is expected to settle on, for a pass that starts before it answers:
-        the settled one, else what this process or a remembered record found, else MD5. Only a guess: the pass
-        is made again if the answer differs (_pass_beside_requests), never trusted in its place."""
+        the settled one, else what this process or a remembered record found; with neither, the answer itself
+        (waited for). Only a guess: the pass is made again if the answer differs (_pass_beside_requests), never
+        trusted in its place."""
         guard = self._guard
         if guard is None or guard.done() or self.algorithm != SIGNED_OR_MD5:
             return self._settled(bucket)
@@ -219,6 +220,8 @@ class Uploader:
         from jobsub.transfer import probes
 
         known = probes.asked_in_this_process(self.store.description, probes.load_answer)
+        if known is None:  # nothing to go on (a first upload to this endpoint): wait for the answer, as a
+            return self._settled(bucket)  # wrong guess would cost a second read of the whole file
         return SIGNED_SHA256 if known else "md5"
 
     def close(self) -> None:
