@@ -249,10 +249,11 @@ def test_a_missing_bucket_stops_the_pass_and_is_the_error(motoenv: Env, tmp_path
 def test_a_first_upload_to_an_endpoint_reads_the_file_once(motoenv: Env, tmp_path: Path, monkeypatch) -> None:
     """With no answer on record, the pass waits for the probe instead of guessing: the file is read once,
     with the check the server settles (MD5 on moto), never once for a guess and again for the answer."""
-    from jobsub.transfer import TransferManager, upload
+    from jobsub.transfer import TransferManager, probes, upload
     from jobsub.transfer.probes import load_answer
     from jobsub.uri import ObjectURI
 
+    monkeypatch.setattr(probes, "_asked", {})  # a new process: the shared moto was asked by earlier tests
     store = motoenv.store()
     assert load_answer(store.description) is None
     calls: list[str] = []
