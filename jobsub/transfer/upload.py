@@ -313,7 +313,7 @@ class Uploader:
         if sha is None and multipart and self._guard is not None:  # an upload: its pass beside its requests
             sha, part_sums, algorithm, existing, listed = self._pass_beside_requests(item, stat, part_size, adopt)
         else:
-            algorithm = self._settled(bucket)  # a plan only: the remembered answer or MD5, nothing asked
+            algorithm = self._settled(bucket)  # a plan: the remembered answer or MD5; an upload: the probe's
             existing = self.store.head(bucket, key)
             if sha is None and multipart:  # one read for the SHA-256 and the part checksums
                 sha, part_sums = sha256_and_parts(path, stat, algorithm, part_ranges(size, part_size))
