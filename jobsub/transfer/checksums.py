@@ -15,7 +15,10 @@ import base64
 import hashlib
 import os
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from jobsub.config import private_mkdir, state_dir
 from jobsub.storage.checksums import (  # noqa: F401 (moved to the stores that use them; imported from here too)
@@ -74,35 +77,73 @@ def lookup_sha256(path: Path, stat: os.stat_result) -> str | None:
 
 
 _PASS_CHUNK = 1 << 20
+#: threads that hash the parts in the plan's one read, beside the whole-file SHA-256 on the caller's thread
+PASS_WORKERS = 2
+
+
+def _pass_lanes(workers: int | None, parts: int) -> int:
+    """Part-hash threads for a pass over ``parts`` parts: PASS_WORKERS (one per further core is what two
+    cores allow: the caller's SHA-256 is the third stream), never more than the parts, at least one."""
+    return max(1, min(PASS_WORKERS if workers is None else workers, parts))
 
 
 def sha256_and_parts(
-    path: Path, stat: os.stat_result, algorithm: str, ranges: list[tuple[int, int, int]]
+    path: Path,
+    stat: os.stat_result,
+    algorithm: str,
+    ranges: list[tuple[int, int, int]],
+    workers: int | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[str, dict[int, Checksum]]:
     """One read of the file for both its SHA-256 (remembered as cached_sha256 does) and each part's checksum.
 
     The SHA-256 must be known before CreateMultipartUpload (it goes into the metadata), so it cannot ride on
-    the parts as they are sent; the part checksums can ride on it instead. The part hasher runs on a helper
-    thread chunk by chunk (hashlib and CRT release the GIL), so the pass costs the slower hash, not both.
-    """
-    from concurrent.futures import ThreadPoolExecutor
+    the parts as they are sent; the part checksums ride on it instead, from the very same bytes: each chunk
+    is read once (pread) and that one buffer feeds the whole-file SHA-256 (this thread) and its part's hasher.
+    The parts are dealt round-robin to ``workers`` threads (each part's chunks in order to one thread, so
+    its hash sees them in file order), which run beside this one (hashlib and CRT release the GIL): the pass
+    costs about (SHA-256 + part checks) / cores instead of the slower of the two. A worker's queue is
+    bounded (half a part, at most 8 chunks): the reader waits instead of holding the file in memory.
 
+    ``stop``: asked between chunks; True abandons the pass (raises Cancelled: a request overlapped with it
+    failed, or the transfer was interrupted).
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    lanes = _pass_lanes(workers, len(ranges))
+    part_size = max((length for _, _, length in ranges), default=0)
+    limit = max(2, min(8, part_size // (2 * _PASS_CHUNK)))
     whole = hashlib.sha256()
-    parts: dict[int, Checksum] = {}
-    with open(path, "rb") as fh, ThreadPoolExecutor(1, thread_name_prefix="hash") as helper:
-        fd = fh.fileno()
-        for number, offset, length in ranges:
-            hasher = new_hasher(algorithm)
-            position, end = offset, offset + length
-            while position < end:
-                chunk = os.pread(fd, min(_PASS_CHUNK, end - position), position)
-                if not chunk:
-                    break  # the file shrank: the send sees it (fstat) and the upload fails "source changed"
-                pending = helper.submit(hasher.update, chunk)
-                whole.update(chunk)
-                pending.result()
-                position += len(chunk)
-            parts[number] = Checksum(algorithm, base64.b64encode(hasher.digest()).decode())
+    hashers: dict[int, Any] = {}
+    executors = [ThreadPoolExecutor(1, thread_name_prefix=f"hash{i}") for i in range(lanes)]
+    queues: list[deque[Future[Any]]] = [deque() for _ in range(lanes)]
+    try:
+        with open(path, "rb") as fh:
+            fd = fh.fileno()
+            for index, (number, offset, length) in enumerate(ranges):
+                hasher = hashers[number] = new_hasher(algorithm)
+                lane, queue = executors[index % lanes], queues[index % lanes]
+                position, end = offset, offset + length
+                while position < end:
+                    if stop is not None and stop():
+                        from jobsub.transfer.common import Cancelled
+
+                        raise Cancelled()
+                    chunk = os.pread(fd, min(_PASS_CHUNK, end - position), position)
+                    if not chunk:
+                        break  # the file shrank: the send sees it (fstat) and the upload fails "source changed"
+                    while len(queue) >= limit:
+                        queue.popleft().result()
+                    queue.append(lane.submit(hasher.update, chunk))
+                    whole.update(chunk)
+                    position += len(chunk)
+            for queue in queues:
+                while queue:
+                    queue.popleft().result()
+    finally:
+        for executor in executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+    parts = {n: Checksum(algorithm, base64.b64encode(h.digest()).decode()) for n, h in hashers.items()}
     value = whole.hexdigest()
     if not is_racy(stat) and identity(path.stat()) == identity(stat):
         remember_sha256(path, stat, value)

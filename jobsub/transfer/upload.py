@@ -19,7 +19,7 @@ import hashlib
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,13 @@ from jobsub.errors import (
     ChecksumUnsupportedError,
     IntegrityError,
     InvalidURIError,
+    JobsubError,
     SourceChangedError,
     SourceNotFoundError,
     StorageError,
     UploadNotFoundError,
 )
-from jobsub.storage.base import SHA256_META, FileRange, ObjectStore, PartInfo
+from jobsub.storage.base import SHA256_META, FileRange, ObjectInfo, ObjectStore, PartInfo, UploadInfo
 from jobsub.storage.checksums import SIGNED_OR_MD5, SIGNED_SHA256
 from jobsub.transfer.checksums import (
     Checksum,
@@ -146,20 +147,23 @@ class Uploader:
             (Path(f.source), f.bucket, f.key): f for f in (planned.files if planned else [])
         }
         self._planned_lock = threading.Lock()
+        #: an upload's bucket check and probe (run()); None for a plan only, which asks nothing
+        self._guard: Future[None] | None = None
+        #: requests sent while a file's hash pass runs (run(); see _pass_beside_requests)
+        self._requests: ThreadPoolExecutor | None = None
 
     def run(self, items: list[UploadItem]) -> TransferSummary:
-        for bucket in sorted({b for _, b, _ in items}):
-            check = getattr(self.store, "check_bucket", None)
-            if check:
-                check(bucket)
-        if items:
-            self._settle_algorithm(items[0][1])
+        """Upload the items. The bucket check and the signed-payload probe go out on a helper thread while the
+        first files are read (their hash pass, _pass_beside_requests); every file waits for both before it
+        decides anything, and their error, if any, is raised here, as when they ran first."""
+        self._requests = ThreadPoolExecutor(max_workers=self.options.concurrency + 1, thread_name_prefix="ask")
+        self._guard = self._requests.submit(self._check_and_settle, items)
         for path, _, _ in items:
             size = path.stat().st_size
             self.summary.add(files=1, bytes_total=size)
             self.hub.emit("queued", path=str(path), size=size)
         try:
-            return run_files(
+            summary = run_files(
                 items,
                 self._upload_file,
                 lambda i: str(i[0]),
@@ -171,6 +175,54 @@ class Uploader:
             )
         finally:
             self._parts.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
+            self._requests.shutdown(wait=False, cancel_futures=True)
+        self._guard.result()  # a missing bucket, refused credentials: every file stopped at Cancelled
+        return summary
+
+    def _check_and_settle(self, items: list[UploadItem]) -> None:
+        """What an upload asks before it writes: does each bucket exist with these credentials (one clear
+        error early), and which part check does the server verify (_settle_algorithm, the probe)."""
+        check = getattr(self.store, "check_bucket", None)
+        for bucket in sorted({b for _, b, _ in items}):
+            if check:
+                check(bucket)
+        if items:
+            self._settle_algorithm(items[0][1])
+
+    def _guard_failed(self) -> bool:
+        """True once the bucket check or the probe failed, or the transfer was interrupted: a pass stops."""
+        guard = self._guard
+        failed = guard is not None and guard.done() and (guard.cancelled() or guard.exception() is not None)
+        return failed or self.cancel.is_set()
+
+    def _settled(self, bucket: str) -> str:
+        """The part check in force: an upload waits for its bucket check and probe (Cancelled if they failed:
+        run() raises their error); a plan only reads the remembered answer (_settle_algorithm, no request)."""
+        guard = self._guard
+        if guard is None:
+            return self._settle_algorithm(bucket, probe=False)
+        try:
+            guard.result()
+        except BaseException:
+            raise Cancelled() from None
+        return self.algorithm
+
+    def _expected_algorithm(self, bucket: str) -> str:
+        """The part check an upload's probe is expected to settle on, for a pass that starts before it answers:
+        the settled one, else what this process or a remembered record found; with neither, the answer itself
+        (waited for). Only a guess: the pass is made again if the answer differs (_pass_beside_requests), never
+        trusted in its place."""
+        guard = self._guard
+        if guard is None or guard.done() or self.algorithm != SIGNED_OR_MD5:
+            return self._settled(bucket)
+        if getattr(self.store, "probe_signed_payload", None) is None:
+            return "md5"
+        from jobsub.transfer import probes
+
+        known = probes.asked_in_this_process(self.store.description, probes.load_answer)
+        if known is None:  # nothing to go on (a first upload to this endpoint): wait for the answer, as a
+            return self._settled(bucket)  # wrong guess would cost a second read of the whole file
+        return SIGNED_SHA256 if known else "md5"
 
     def close(self) -> None:
         """Stop the part pool (a plan-only uploader never starts a part)."""
@@ -245,10 +297,10 @@ class Uploader:
         path, bucket, key = item
         stat = stable_stat(path)
         size = stat.st_size
-        algorithm = self._settle_algorithm(bucket, probe=False)  # run() settled it already, with the probe
         base: dict[str, Any] = {"source": str(path), "bucket": bucket, "key": key, "size": size, "stat": stat}
-        existing = self.store.head(bucket, key)
         if hasattr(self.store, "stage_file"):
+            self._settled(bucket)
+            existing = self.store.head(bucket, key)
             known = cached_sha256(path, stat) if existing and existing.size == size else None
             if existing and known and existing.metadata.get(SHA256_META) == known:
                 return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=known)
@@ -256,11 +308,17 @@ class Uploader:
         multipart = size > self.options.multipart_threshold
         part_size = plan_part_size(size, self.options.part_size)
         part_sums: dict[int, Checksum] = {}
+        listed: Future[list[UploadInfo]] | None = None
         sha = lookup_sha256(path, stat)
-        if sha is None and multipart:  # one read for the SHA-256 and the part checksums
-            sha, part_sums = sha256_and_parts(path, stat, algorithm, part_ranges(size, part_size))
-        elif sha is None:
-            sha = cached_sha256(path, stat)
+        if sha is None and multipart and self._guard is not None:  # an upload: its pass beside its requests
+            sha, part_sums, algorithm, existing, listed = self._pass_beside_requests(item, stat, part_size, adopt)
+        else:
+            algorithm = self._settled(bucket)  # a plan: the remembered answer or MD5; an upload: the probe's
+            existing = self.store.head(bucket, key)
+            if sha is None and multipart:  # one read for the SHA-256 and the part checksums
+                sha, part_sums = sha256_and_parts(path, stat, algorithm, part_ranges(size, part_size))
+            elif sha is None:
+                sha = cached_sha256(path, stat)
         if existing and existing.size == size and existing.metadata.get(SHA256_META) == sha:
             return FilePlan(**base, action="skip", reason="unchanged (same SHA-256)", sha256=sha)
         reason = "changed" if existing else "new"
@@ -270,9 +328,45 @@ class Uploader:
             **base, action="multipart", reason=reason, sha256=sha, part_size=part_size, part_check=algorithm
         )
         plan.part_checksums = part_sums
-        return self._plan_multipart(plan, adopt)
+        return self._plan_multipart(plan, adopt, listed)
 
-    def _plan_multipart(self, plan: FilePlan, adopt: bool) -> FilePlan:
+    def _pass_beside_requests(
+        self, item: UploadItem, stat: os.stat_result, part_size: int, adopt: bool
+    ) -> tuple[str, dict[int, Checksum], str, ObjectInfo | None, Future[list[UploadInfo]] | None]:
+        """An upload's one hash pass (whole-file SHA-256 and part checks from the same read), with the requests
+        that do not need its result in flight meanwhile: HEAD (is the object there already?), with no journal
+        ListMultipartUploads (an interrupted upload to adopt), and for the first files the bucket check and
+        the probe (run()). Each still decides what it did: the object's SHA-256 is compared after the pass,
+        an orphan's parts are re-read and checked (_adopt_orphan), a failed bucket check stops the pass
+        (Cancelled; run() raises its error), and the part check is the probe's answer: a pass made with
+        another (the expected one, _expected_algorithm) is made again, whole, with the answer.
+
+        Returns (SHA-256, part checksums, part check, the HEAD's answer, the pending uploads' future).
+        """
+        path, bucket, key = item
+        assert self._requests is not None
+        head = self._requests.submit(self.store.head, bucket, key)
+        listed: Future[list[UploadInfo]] | None = None
+        if adopt:
+            try:
+                journal = UploadJournal.path_for(str(path), self.store.description, bucket, key).exists()
+            except (OSError, JobsubError):
+                journal = True  # _plan_multipart finds out, as before
+            if not journal:
+                listed = self._requests.submit(self.store.list_uploads, bucket, key)
+        ranges = part_ranges(stat.st_size, part_size)
+        expected = self._expected_algorithm(bucket)
+        try:
+            sha, sums = sha256_and_parts(path, stat, expected, ranges, stop=self._guard_failed)
+        except Cancelled:
+            self._settled(bucket)  # the bucket check's or the probe's failure (run() raises it), or Ctrl-C
+            raise
+        algorithm = self._settled(bucket)
+        if algorithm != expected:  # the probe answered otherwise: the same one read, with the right check
+            sha, sums = sha256_and_parts(path, stat, algorithm, ranges, stop=self._guard_failed)
+        return sha, sums, algorithm, head.result(), listed
+
+    def _plan_multipart(self, plan: FilePlan, adopt: bool, listed: Future[list[UploadInfo]] | None = None) -> FilePlan:
         assert plan.stat is not None and plan.sha256 is not None
         ranges = part_ranges(plan.size, plan.part_size)
         plan.parts = len(ranges)
@@ -303,7 +397,7 @@ class Uploader:
                     plan.reason = f"its interrupted upload {journal.upload_id} no longer exists on the server"
             if plan.journal is None and adopt:
                 found = self._adopt_orphan(
-                    fd, plan.bucket, plan.key, ranges, plan.part_check, exclude=plan.abort_upload_id
+                    fd, plan.bucket, plan.key, ranges, plan.part_check, exclude=plan.abort_upload_id, listed=listed
                 )
                 plan.upload_id, plan.reused_parts = found
                 plan.resumed_from = "pending" if plan.upload_id else ""
@@ -332,6 +426,7 @@ class Uploader:
             plan = self._planned.pop(item, None)
         if plan is None or plan.stat is None:
             return None
+        self._settled(item[1])  # the bucket check and the probe first: the plan's check is compared with it
         try:
             now = stable_stat(item[0])
         except OSError:
@@ -600,14 +695,23 @@ class Uploader:
         return good
 
     def _adopt_orphan(
-        self, fd: int, bucket: str, key: str, ranges: list[tuple[int, int, int]], algorithm: str, exclude: str = ""
+        self,
+        fd: int,
+        bucket: str,
+        key: str,
+        ranges: list[tuple[int, int, int]],
+        algorithm: str,
+        exclude: str = "",
+        listed: Future[list[UploadInfo]] | None = None,
     ) -> tuple[str, dict[int, tuple[str, Checksum]]]:
         """With no journal, a pending upload of this key whose parts all hold our bytes is resumed, not resent.
 
-        ``exclude``: the upload the plan aborts (a stale journal's), never adopted.
+        ``exclude``: the upload the plan aborts (a stale journal's), never adopted. ``listed``: the pending
+        uploads, asked while the file was hashed (_pass_beside_requests); their parts are listed and re-read now.
         """
         try:
-            pending = [u for u in self.store.list_uploads(bucket, key) if u.key == key and u.upload_id != exclude]
+            uploads = listed.result() if listed is not None else self.store.list_uploads(bucket, key)
+            pending = [u for u in uploads if u.key == key and u.upload_id != exclude]
         except StorageError:
             return "", {}
         for upload in sorted(pending, key=lambda u: str(u.initiated), reverse=True):
