@@ -183,9 +183,10 @@ def download_trial(n: int, rng: random.Random, work: Path, env: dict[str, str], 
     ranges = plan_download_ranges(size, jobs, part or None)[2]
     try:
         record = json.loads(journal.read_text())
-        recorded = len(record["done"])
+        done = set(range(1, record["done_through"] + 1)) | set(record["done"])  # 1..done_through, and above
+        recorded = len(done)
         # bytes the journal vouches for: whole parts, and the written prefix of parts in flight
-        kept = sum(n for p, _, n in ranges if p in record["done"]) + sum(record.get("written", {}).values())
+        kept = sum(n for p, _, n in ranges if p in done) + sum(record.get("written", {}).values())
     except (OSError, ValueError, KeyError):
         recorded = kept = 0
     finished = not killed or (dest.exists() and not journal.exists())  # done before the kill landed

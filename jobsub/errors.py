@@ -18,7 +18,8 @@
     │   │   └── EndpointTimeoutError    it accepted the connection but sent no reply in time      [final]
     │   └── ChecksumUnsupportedError    the server rejected a flexible-checksum header (MD5 fallback) [final]
     ├── IntegrityError              bytes on the server differ from the bytes we sent / expected  [retried]
-    │   └── SourceChangedError      the local file changed while it was being uploaded            [final]
+    │   ├── SourceChangedError      the local file changed while it was being uploaded            [final]
+    │   └── ObjectChangedError      the object was replaced on the server while it was downloaded [final]
     ├── InsufficientSpaceError      the destination disk is full (says how much space is needed)  [final]
     ├── KeyConflictError            keys a local folder cannot hold together (`a` and `a/b`); nothing written
     ├── TransferInterrupted         Ctrl-C / SIGTERM: the transfer is resumable (exit 130)        [final]
@@ -117,6 +118,13 @@ class IntegrityError(JobsubError):
 
 class SourceChangedError(IntegrityError):
     """Never retried: sending the same file again while it is being written would only repeat the race."""
+
+    retryable = False
+
+
+class ObjectChangedError(IntegrityError):
+    """A ranged GET's If-Match failed (HTTP 412): the bytes already fetched belong to the old object, so the
+    download drops them and a rerun starts over on the new one. Never retried: the ETag will not come back."""
 
     retryable = False
 

@@ -133,19 +133,19 @@ def test_kill_9_mid_download_leaves_nothing_that_looks_complete_and_the_rerun_fe
     proc = moto_env.popen(*args, "--max-bandwidth", "8MiB", "-q", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         journal = poll(
-            lambda: (j := DownloadJournal.load(journal_path)) is not None and len(j.done) >= 2 and j,
+            lambda: (j := DownloadJournal.load(journal_path)) is not None and len(j.done_parts()) >= 2 and j,
             60,
             what="two recorded parts",
         )
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-    assert journal and len(journal.done) < 8, "the download finished before it could be killed"
+    assert journal and len(journal.done_parts()) < 8, "the download finished before it could be killed"
     assert not dest.exists(), "a killed download must not leave a file under the target name"
     assert partial.is_file() and partial.stat().st_size == 40 * MiB  # preallocated: its size proves nothing
     recorded = DownloadJournal.load(journal_path)
     assert recorded is not None
-    done = set(recorded.done)
+    done = recorded.done_parts()
     summary = json.loads(moto_env.run(*args, "--json", "-q", check=True).stdout)
     assert summary["parts_reused"] == len(done)
     assert summary["parts_sent"] == 8 - len(done)

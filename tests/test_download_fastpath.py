@@ -118,8 +118,8 @@ def test_an_object_replaced_after_its_plan_is_refused_whole_never_mixed(
     moto_env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The object is overwritten (same size, other bytes) between the plan's HEAD and the ranged reads: the
-    reused HEAD names the old SHA-256, so the download ends in one integrity failure and leaves no file and no
-    partial; planned again later, it is the new object's bytes."""
+    ranged GETs carry the HEAD's ETag (If-Match), so the download ends in one failure saying the object
+    changed, and leaves no file and no partial; planned again later, it is the new object's bytes."""
     _upload(moto_env, tmp_path, "swap.bin", 11 * MiB, seed=4)
     store = Client().store
     assert isinstance(store, S3Store)
@@ -128,7 +128,7 @@ def test_an_object_replaced_after_its_plan_is_refused_whole_never_mixed(
     items = downloader.plan(ObjectURI.parse(moto_env.uri("swap.bin")), dest)
     new = _upload(moto_env, tmp_path, "swap.bin", 11 * MiB, seed=5)
     failures = downloader.run(items).failures
-    assert len(failures) == 1 and "downloaded with a wrong checksum; run the download again" in failures[0]
+    assert len(failures) == 1 and "while it was read (its ETag no longer matches); run the" in failures[0]
     assert not dest.exists() and not dest.with_name(dest.name + PARTIAL_SUFFIX).exists()
     assert not list(tmp_path.glob("out.bin*"))
 

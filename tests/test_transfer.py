@@ -200,7 +200,8 @@ def test_download_resumes_a_partial_file(env: Env, tmp_path: Path) -> None:
 
     def parts_done() -> bool:
         try:
-            return len(json.loads(journal.read_text())["done"]) >= 2
+            record = json.loads(journal.read_text())
+            return record["done_through"] + len(record["done"]) >= 2  # parts 1..done_through, and those above
         except (OSError, ValueError):
             return False
 

@@ -222,7 +222,12 @@ def test_a_download_journal_naming_parts_that_do_not_exist_reuses_none_of_them(t
     dest.mkdir()
     partial = dest / "f.bin.jobsub-part"
     partial.write_bytes(b"\0" * (3 * MiB))
-    DownloadJournal("f.bin", info.etag, info.size, 8 * MiB, [2, 99]).save(DownloadJournal.path_for(partial))
+    from jobsub.transfer.planning import part_ranges
+
+    layout = DownloadJournal.layout_of(part_ranges(info.size, 8 * MiB))  # the layout matches: only the parts do not
+    DownloadJournal("f.bin", info.etag, info.size, 8 * MiB, [2, 99], layout=layout).save(
+        DownloadJournal.path_for(partial)
+    )
     summary = json.loads(env.run("download", env.uri("f.bin"), str(dest / "f.bin"), "--json", check=True).stdout)
     assert summary["parts_reused"] == 0
     assert (dest / "f.bin").read_bytes() == src.read_bytes()

@@ -178,6 +178,7 @@ class _Launch:
         self._handle: BaseHandle | None = None
         self._error: BaseException | None = None
         self._started = time.monotonic()
+        self._stop_tried = False
         self._thread = threading.Thread(target=self._run, args=(request,), name="launch", daemon=True)
         self._thread.start()
 
@@ -210,6 +211,9 @@ class _Launch:
     def stop(self) -> str | None:
         """Stop what was started (see abandon); None once it is stopped or nothing was started, else why
         that is not known (the start did not return, the executor could not stop it)."""
+        if self._stop_tried:  # once: a second try would only repeat the first one's answer, twice over
+            return None
+        self._stop_tried = True
         self._thread.join(timeout=LAUNCH_ABANDON_SECONDS)
         handle = self._handle
         if handle is None:

@@ -197,6 +197,7 @@ class Runner:
             store, self.outputs_dir, self.outputs_uri, self.logs.say, lambda: _output_options(output_bandwidth)
         )
         self.stop_reason: str | None = None  # "cancel" | "timeout" once the job must stop
+        self._stop_lock = threading.Lock()  # stop_reason and _proc, set from two threads
         self._signal: int | None = None  # set by the signal handler, acted on by the watcher
         self._proc: subprocess.Popen | None = None
         self._watchdog_pid = 0  # never signalled by kill_descendants
@@ -318,21 +319,26 @@ class Runner:
                 self.outputs.request()
 
     def _request_stop(self, reason: str, why: str) -> None:
-        if self.stop_reason:
-            return
-        self.stop_reason = reason
+        with self._stop_lock:  # against _run_command publishing a command just started (see there)
+            if self.stop_reason:
+                return
+            self.stop_reason = reason
+            proc = self._proc
         self.logs.say(f"{why}; stopping the job")
         self._staging_cancelled = True
         if self._staging_manager is not None:
             self._staging_manager.cancel()
-        proc = self._proc
         if proc is not None:
-            signal_group(proc.pid, signal.SIGTERM)
-            self._signal_escaped(signal.SIGTERM)  # children that left the group get the same grace
-            if not self._leader_exited.wait(CANCEL_GRACE_SECONDS):
-                self.logs.say(f"still running after {CANCEL_GRACE_SECONDS:g}s; sending SIGKILL")
-                signal_group(proc.pid, signal.SIGKILL)
-                self._signal_escaped(signal.SIGKILL)
+            self._stop_command(proc)
+
+    def _stop_command(self, proc: subprocess.Popen) -> None:
+        """SIGTERM to the command's group (and its escaped children), SIGKILL after the grace."""
+        signal_group(proc.pid, signal.SIGTERM)
+        self._signal_escaped(signal.SIGTERM)  # children that left the group get the same grace
+        if not self._leader_exited.wait(CANCEL_GRACE_SECONDS):
+            self.logs.say(f"still running after {CANCEL_GRACE_SECONDS:g}s; sending SIGKILL")
+            signal_group(proc.pid, signal.SIGKILL)
+            self._signal_escaped(signal.SIGKILL)
 
     def _stopped_from_outside(self) -> bool:
         """The runner itself got SIGTERM/SIGINT, or the record asks for a cancel: a command that just died
@@ -559,7 +565,11 @@ class Runner:
         watchdog = Watchdog(proc.pid, self.token)
         self._watchdog_pid = watchdog.proc.pid
         watchdog.wait_ready()  # before the job's output shows: its escaped children are known from here on
-        self._proc = proc
+        with self._stop_lock:  # a stop asked for since the last check (e.g. during the Popen) found no command
+            self._proc = proc  # to signal: it is this one's to carry out, on a thread (the grace waits for
+            stopped_meanwhile = self.stop_reason is not None  # the leader's exit, seen below)
+        if stopped_meanwhile:
+            threading.Thread(target=self._stop_command, args=(proc,), name="stop-command", daemon=True).start()
         # RUNNING (set by _run_attempts), the attempt and the command's process group in one PUT, after the
         # command was started: no status write between the staging and the command's start
         self.status.update(executor=self.status.status.executor.model_copy(update={"pgid": proc.pid}))

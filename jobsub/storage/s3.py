@@ -36,6 +36,8 @@ from jobsub.errors import (
     EndpointTimeoutError,
     InsufficientSpaceError,
     IntegrityError,
+    JobsubError,
+    ObjectChangedError,
     ObjectNotFoundError,
     RequestRejectedError,
     StorageError,
@@ -181,6 +183,27 @@ class _ReadError(OSError):
 
 class _ShortBody(Exception):
     """The connection closed before the body's Content-Length was read (the count of missing bytes)."""
+
+
+def _check_content_range(response: dict[str, Any], bucket: str, key: str, start: int, length: int) -> None:
+    """Refuse a ranged GET's answer that is not the range asked for, before any of its bytes is written: a
+    server that ignores Range (200 with the whole object) or answers another range would put bytes at the
+    wrong offsets. A 200 is accepted only where the range asked for is the whole object."""
+    got = str(response.get("ContentRange") or "")
+    want = f"bytes {start}-{start + length - 1}/"
+    if got.startswith(want):
+        return
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if not got and status == 200 and start == 0 and response.get("ContentLength") == length:
+        return
+    body = response.get("Body")
+    if body is not None:
+        body.close()
+    shown = got[:80] or f"HTTP {status} without a Content-Range"
+    raise RequestRejectedError(
+        f"s3://{bucket}/{key}: the server answered the ranged GET of bytes {start}-{start + length - 1} with "
+        f"{shown}; refused (it does not serve byte ranges as S3 does)"
+    )
 
 
 def _readinto_stream(body: Any, size: int) -> Iterator[memoryview]:
@@ -432,6 +455,11 @@ class S3Store:
                 )
             if code == "NoSuchUpload" or (code == "NoSuchKey" and upload_id):  # Ceph: ListParts after abort
                 return UploadNotFoundError(f"multipart upload {upload_id} for {where} no longer exists")
+            if code == "PreconditionFailed" or status == 412:  # a GET with If-Match: the object was replaced
+                return ObjectChangedError(
+                    f"{where} changed on {self.description} while it was read (its ETag no longer matches); "
+                    "run the command again"
+                )
             if code in ("NoSuchKey", "404", "NotFound"):
                 return ObjectNotFoundError(f"no object {where}")
             if code in ("BadDigest", "XAmzContentSHA256Mismatch"):  # Ceph checks both (SHA-256: signed HTTP)
@@ -549,6 +577,7 @@ class S3Store:
         length: int,
         write: Callable[[int, memoryview], None],
         progress: ProgressCallback | None = None,
+        if_match: str | None = None,
     ) -> int:
         """Like get_range, but each chunk goes to `write(offset, chunk)` as it arrives (downloads write it to
         the file), so no part is ever held whole: memory is one buffer per worker. Returns the bytes written.
@@ -559,9 +588,16 @@ class S3Store:
         """
         if length <= 0:
             return 0
+        extra = {"IfMatch": f'"{if_match}"'} if if_match else {}  # a replaced object is refused, never spliced
         response = self._call(
-            "get_object", _ctx=(bucket, key, ""), Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+            "get_object",
+            _ctx=(bucket, key, ""),
+            Bucket=bucket,
+            Key=key,
+            Range=f"bytes={start}-{start + length - 1}",
+            **extra,
         )
+        _check_content_range(response, bucket, key, start, length)
         written = 0
         try:
             for chunk in _readinto_stream(response["Body"], min(length, _READ_BUFFER)):
@@ -575,6 +611,10 @@ class S3Store:
             if isinstance(exc, _ReadError):
                 raise self._read_failure(exc.__cause__ or exc, bucket, key) from None
             raise  # a local write failed (full disk): not the server's fault
+        except JobsubError:  # the write refused the chunk (e.g. outside the range): its message says why
+            if progress:
+                progress(-written)
+            raise
         except Exception as exc:
             if progress:
                 progress(-written)

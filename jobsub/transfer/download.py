@@ -24,7 +24,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from jobsub.errors import InsufficientSpaceError, IntegrityError, ObjectNotFoundError, StorageError
+from jobsub.errors import (
+    InsufficientSpaceError,
+    IntegrityError,
+    ObjectChangedError,
+    ObjectNotFoundError,
+    StorageError,
+)
 from jobsub.storage.base import SHA256_META, ObjectInfo, ObjectStore
 from jobsub.transfer.checksums import Checksum, cached_sha256, etag_is_md5, file_checksum, file_digest, new_hasher
 from jobsub.transfer.common import Cancelled, RateLimiter, TransferOptions, TransferSummary, run_files, with_retries
@@ -168,12 +174,19 @@ class Downloader:
             part_size = tail_part = plan_part_size(info.size, self.options.part_size)
             ranges = part_ranges(info.size, part_size) if info.size else []
         lengths = {n: length for n, _, length in ranges}
-        state = DownloadJournal(key=info.key, etag=info.etag, size=info.size, part_size=part_size, tail_part=tail_part)
+        state = DownloadJournal(
+            key=info.key,
+            etag=info.etag,
+            size=info.size,
+            part_size=part_size,
+            tail_part=tail_part,
+            layout=DownloadJournal.layout_of(ranges),
+        )
         done: set[int] = set()
         written: dict[int, int] = {}  # part -> bytes from its start in the file (parts in flight)
         old = DownloadJournal.load(journal_path)
         if old and old.same_object(state) and partial.is_file() and partial.stat().st_size == info.size:
-            done = set(old.done) & set(lengths)
+            done = old.done_parts() & set(lengths)
             if stream is not None and copy is None:
                 written = {n: v for n, v in old.written.items() if n in lengths and n not in done and v < lengths[n]}
                 written = {n: v for n, v in written.items() if v > 0}
@@ -186,8 +199,8 @@ class Downloader:
         state.written = dict(written)
         lock = threading.Lock()
 
-        def save_state() -> None:
-            state.done = sorted(done)
+        def save_state() -> None:  # under `lock`; costs O(parts in flight), not O(parts), however large the file
+            state.set_done(done)
             state.save(journal_path)
 
         fd = os.open(partial, os.O_RDWR)
@@ -201,7 +214,12 @@ class Downloader:
 
                 def write(at: int, chunk: bytes | memoryview) -> None:
                     try:
-                        os.pwrite(fd, chunk, at)
+                        view = memoryview(chunk)
+                        while view:  # a short write (NFS, FUSE, a size limit) writes the rest, or raises
+                            n = os.pwrite(fd, view, at)
+                            if n <= 0:
+                                raise OSError(errno.EIO, f"wrote nothing to {partial} at {at}")
+                            view, at = view[n:], at + n
                     except OSError as exc:
                         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                             raise _no_space(target, info.size) from None
@@ -239,7 +257,9 @@ class Downloader:
                         # a retry continues where the bytes in the file end (they are never written twice:
                         # the in-order hash may have read them); progress is reported per written chunk
                         if have < length:
-                            stream(bucket, info.key, offset + have, length - have, write_streamed, None)
+                            stream(
+                                bucket, info.key, offset + have, length - have, write_streamed, None, info.etag or None
+                            )
                         got = have
                     else:
                         data = self.store.get_range(bucket, info.key, offset, length, progress)
@@ -268,7 +288,8 @@ class Downloader:
             errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
             real = [e for e in errors if not isinstance(e, Cancelled)]
             if real:
-                if isinstance(real[0], InsufficientSpaceError):  # a rerun cannot resume into a full disk
+                # a rerun cannot resume into a full disk, nor keep bytes of an object that was replaced
+                if isinstance(real[0], InsufficientSpaceError | ObjectChangedError):
                     partial.unlink(missing_ok=True)
                     journal_path.unlink(missing_ok=True)
                 raise real[0]

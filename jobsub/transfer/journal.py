@@ -91,8 +91,11 @@ def all_journals() -> list[UploadJournal]:
     return [j for j in journals if j is not None]
 
 
-#: a download journal names at most 10,000 parts; anything larger was not written by us
+#: a download journal records its complete parts as one number plus those above it, and its parts in flight:
+#: a few KiB for any size; anything larger was not written by us
 _DOWNLOAD_JOURNAL_MAX_BYTES = 128 * 1024
+#: more parts than any object has (5 TiB in 8 MiB ranges is 655,360)
+_MAX_DOWNLOAD_PARTS = 1 << 20
 #: the download journal's format: 2 records the written prefix of parts in flight and the tail's range size.
 #: A journal without it (jobsub before issue 22's fifth pass) or with another is not trusted: start again.
 DOWNLOAD_JOURNAL_VERSION = 2
@@ -115,10 +118,33 @@ class DownloadJournal:
     etag: str
     size: int
     part_size: int
-    done: list[int] = field(default_factory=list)
+    done: list[int] = field(default_factory=list)  # complete parts above done_through
     tail_part: int = 0
     written: dict[int, int] = field(default_factory=dict)
     version: int = DOWNLOAD_JOURNAL_VERSION
+    layout: str = ""  # layout_of(ranges): a rerun at another -j or --part-size cuts other ranges
+    done_through: int = 0  # parts 1..done_through are complete (parts are handed out in order)
+
+    @staticmethod
+    def layout_of(ranges: list[tuple[int, int, int]]) -> str:
+        """A fingerprint of every range's place and length: two layouts that share their bulk and tail sizes
+        (1 GiB at -j 4 and -j 8) still differ in where the tail starts, and must never resume each other."""
+        digest = hashlib.sha256()
+        for number, offset, length in ranges:
+            digest.update(f"{number}:{offset}:{length};".encode())
+        return digest.hexdigest()[:32]
+
+    def done_parts(self) -> set[int]:
+        return set(range(1, self.done_through + 1)) | set(self.done)
+
+    def set_done(self, done: set[int]) -> None:
+        """Record `done` compactly: the run of complete parts from part 1 as one number, the few above it
+        (parts in flight finish out of order) as a list, so a save stays small for any number of parts."""
+        through = self.done_through
+        while through + 1 in done:
+            through += 1
+        self.done_through = through
+        self.done = sorted(n for n in done if n > through) if len(done) > through else []
 
     @staticmethod
     def path_for(partial: Path) -> Path:
@@ -147,6 +173,8 @@ class DownloadJournal:
                 done=data["done"],
                 tail_part=data["tail_part"],
                 written={int(k): v for k, v in written_raw.items()},
+                layout=data["layout"],
+                done_through=data["done_through"],
             )
         except (OSError, ValueError, TypeError, KeyError):
             return None
@@ -156,6 +184,10 @@ class DownloadJournal:
             and type(journal.size) is int
             and type(journal.part_size) is int
             and type(journal.tail_part) is int
+            and isinstance(journal.layout, str)
+            and type(journal.done_through) is int
+            and 0 <= journal.done_through <= _MAX_DOWNLOAD_PARTS
+            and len(journal.done) <= _MAX_DOWNLOAD_PARTS
             and isinstance(journal.done, list)
             and all(type(n) is int and n >= 1 for n in journal.done)
             and all(n >= 1 and type(v) is int and v >= 0 for n, v in journal.written.items())
@@ -164,11 +196,18 @@ class DownloadJournal:
 
     def same_object(self, other: DownloadJournal) -> bool:
         """The same object (key, ETag, size) cut into the same ranges."""
-        mine = (self.key, self.etag, self.size, self.part_size, self.tail_part)
-        return mine == (other.key, other.etag, other.size, other.part_size, other.tail_part)
+        mine = (self.key, self.etag, self.size, self.part_size, self.tail_part, self.layout)
+        return bool(self.layout) and mine == (
+            other.key,
+            other.etag,
+            other.size,
+            other.part_size,
+            other.tail_part,
+            other.layout,
+        )
 
     def save(self, path: Path) -> None:
         """Replace the journal atomically (a kill -9 leaves the old one or the new one, never half)."""
         tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(asdict(self)))
+        tmp.write_text(json.dumps({**self.__dict__, "written": {str(k): v for k, v in self.written.items()}}))
         os.replace(tmp, path)
