@@ -268,3 +268,13 @@ def test_a_first_upload_to_an_endpoint_reads_the_file_once(motoenv: Env, tmp_pat
     summary = TransferManager(store).upload([src], ObjectURI.parse(motoenv.uri("once/f.bin")), None)
     assert not summary.failures and calls == ["md5"]
     assert load_answer(store.description) is False  # and the answer is on record for the next one
+
+
+def test_a_question_this_process_got_no_answer_to_is_not_replaced_by_an_old_record(monkeypatch) -> None:
+    """The probe was refused in this process (None: MD5 for this run): the next file's pass must guess MD5 too,
+    not the written-down "verifies" of an earlier run, or every later file would be read twice."""
+    from jobsub.transfer import probes
+
+    monkeypatch.setattr(probes, "_asked", {"http://ep": None})
+    assert probes.asked_in_this_process("http://ep", lambda _: True) is None
+    assert probes.asked_in_this_process("http://other", lambda _: True) is True

@@ -53,10 +53,13 @@ def ask_once(endpoint: str, ask: Callable[[], bool | None]) -> bool | None:
 
 def asked_in_this_process(endpoint: str, otherwise: Callable[[str], bool | None]) -> bool | None:
     """This process's own answer for ``endpoint`` if it asked, else ``otherwise(endpoint)`` (a written-down
-    one: read only when this process has no answer of its own)."""
+    one: read only when this process has not asked). A question this process asked and got no answer to
+    (None: no permission to write the probe, an outage) stays None: the upload then checks parts by MD5, so
+    a guess from an older written-down "verifies" would only make the file's pass run twice."""
     with _asked_lock:
-        known = _asked.get(endpoint)
-    return known if known is not None else otherwise(endpoint)
+        if endpoint in _asked:
+            return _asked[endpoint]
+    return otherwise(endpoint)
 
 
 def probe_path(endpoint: str) -> Path:

@@ -137,7 +137,8 @@ class Uploader:
         self.limiter = RateLimiter(options.max_bandwidth)
         self._parts = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="part")
         # resolved once from the profile (TransferManager); only a server that refuses it changes it (to md5).
-        # SIGNED_OR_MD5 (auto on a non-AWS endpoint) is settled by _settle_algorithm before the first plan.
+        # SIGNED_OR_MD5 (auto on a non-AWS endpoint) is settled by _settle_algorithm: in run(), on the helper
+        # thread beside the first files' hash pass (a pass that guessed otherwise is made again).
         self.algorithm: str = options.checksum or store.checksum_algorithm
         self._fallback_lock = threading.Lock()
         self._settle_lock = threading.Lock()
@@ -156,13 +157,13 @@ class Uploader:
         """Upload the items. The bucket check and the signed-payload probe go out on a helper thread while the
         first files are read (their hash pass, _pass_beside_requests); every file waits for both before it
         decides anything, and their error, if any, is raised here, as when they ran first."""
-        self._requests = ThreadPoolExecutor(max_workers=self.options.concurrency + 1, thread_name_prefix="ask")
-        self._guard = self._requests.submit(self._check_and_settle, items)
-        for path, _, _ in items:
+        for path, _, _ in items:  # before any request: a file gone since the plan sends nothing
             size = path.stat().st_size
             self.summary.add(files=1, bytes_total=size)
             self.hub.emit("queued", path=str(path), size=size)
+        self._requests = ThreadPoolExecutor(max_workers=self.options.concurrency + 1, thread_name_prefix="ask")
         try:
+            self._guard = self._requests.submit(self._check_and_settle, items)
             summary = run_files(
                 items,
                 self._upload_file,
@@ -176,6 +177,7 @@ class Uploader:
         finally:
             self._parts.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
             self._requests.shutdown(wait=False, cancel_futures=True)
+        assert self._guard is not None
         self._guard.result()  # a missing bucket, refused credentials: every file stopped at Cancelled
         return summary
 
