@@ -328,10 +328,23 @@ class DockerExecutor(BaseExecutor[DockerHandle]):
             return
         if not handle.container_id:
             return
+        api = self.client(handle.host).api
         try:
-            self.client(handle.host).api.remove_container(handle.container_id, force=True)
+            api.remove_container(handle.container_id, force=True)
         except docker.errors.NotFound:
             pass  # gone already (AutoRemove after the runner exited)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # "removal already in progress": the runner gave up and AutoRemove is taking it; done once it is gone
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    api.inspect_container(handle.container_id)
+                except docker.errors.NotFound:
+                    return
+                time.sleep(0.1)
+            raise
 
     def submit(self, request: LaunchRequest) -> DockerHandle:
         """Create, attach to stdin, start, hand the secrets over, close. Any failure on the way removes the
