@@ -188,8 +188,9 @@ class Downloader:
         if old and old.same_object(state) and partial.is_file() and partial.stat().st_size == info.size:
             done = old.done_parts() & set(lengths)
             if stream is not None and copy is None:
-                written = {n: v for n, v in old.written.items() if n in lengths and n not in done and v < lengths[n]}
-                written = {n: v for n, v in written.items() if v > 0}
+                written = {
+                    n: v for n, v in old.written.items() if n in lengths and n not in done and 0 < v < lengths[n]
+                }
         if not done and not written:
             self._preallocate(partial, target, info.size)
         resumed = bool(done or written)

@@ -34,7 +34,7 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
 
 
 #: a streamed download's ranges: the bulk in ranges of up to this size (fewer requests: each GetObject costs
-#: botocore 4-6 ms of CPU), the last wave in DOWNLOAD_TAIL_RANGE ranges so the streams end close together
+#: botocore ~2 ms of CPU), the last wave in DOWNLOAD_TAIL_RANGE ranges so the streams end close together
 DOWNLOAD_MAX_RANGE = 64 * MiB
 DOWNLOAD_TAIL_RANGE = DEFAULT_PART_SIZE
 
@@ -45,7 +45,7 @@ def plan_download_ranges(
     """(bulk range size, tail range size, ranges) for a download streamed into a file by ranged GETs.
 
     Why not upload's part size: a download has no 5 MiB minimum nor 10,000-part cap of its own, and every
-    GetObject costs 4-6 ms of botocore CPU (docs/performance.md, "Issue 22, fifth pass"), so the bulk goes in
+    GetObject costs 1.6-2.2 ms of botocore CPU (docs/performance.md, "Issue 22, fifth pass"), so the bulk goes in
     ranges of up to 64 MiB (a 1 GiB object: 23 requests instead of 128). The in-order hash follows each range
     as it is written, but ranges in flight together end together, so the last ``concurrency`` ranges are
     8 MiB: the hash catches up on the bulk while they arrive, and what is left to hash after the last byte is
