@@ -110,24 +110,42 @@ def test_docker_a_code_upload_that_fails_after_the_early_start_leaves_no_contain
     assert [row.id for row in service.list_jobs()] == []
 
 
-def test_docker_a_slow_code_upload_within_half_the_record_wait_keeps_the_early_container(
-    docker_s3: Callable[[str], list[dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The code upload takes 2 s of a 10 s record wait: the early container waits for its record and runs
-    the job (it does not give up, and no second container is made)."""
-    monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", "10")
+def _submit_with_a_slow_code_upload(
+    docker_s3: Callable[[str], list[dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    wait_s: int,
+    upload_s: float,
+    text: str,
+    name: str,
+) -> tuple[JobService, str, list[str]]:
+    """Submit a job printing `text` whose code upload takes `upload_s` seconds (once the early container is
+    there) under a `wait_s` record wait; the job must succeed. Returns the service, the job id and the early
+    containers seen during the upload."""
+    monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", str(wait_s))
     service = _service(executor=None)
-    plan = service.plan(_spec(code_folder(tmp_path, "print('waited for my record', flush=True)\n"), name="slow"))
-    seen: list[str] = []
+    plan = service.plan(_spec(code_folder(tmp_path, f"print({text!r}, flush=True)\n"), name=name))
+    early: list[str] = []
 
     def slow() -> None:
-        seen.extend(c["Id"] for c in poll(lambda: docker_s3(plan.job_id), 30, what="the early container"))
-        time.sleep(2.0)
+        early.extend(c["Id"] for c in poll(lambda: docker_s3(plan.job_id), 30, what="the early container"))
+        time.sleep(upload_s)
 
     _wrap_code_put(service, monkeypatch, slow)
     job_id, _ = service.submit(plan)
     status = service.wait(job_id, timeout=90, poll=0.1)
     assert status.state == State.SUCCEEDED, status.reason
+    return service, job_id, early
+
+
+def test_docker_a_slow_code_upload_within_half_the_record_wait_keeps_the_early_container(
+    docker_s3: Callable[[str], list[dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code upload takes 2 s of a 10 s record wait: the early container waits for its record and runs
+    the job (it does not give up, and no second container is made)."""
+    service, job_id, seen = _submit_with_a_slow_code_upload(
+        docker_s3, tmp_path, monkeypatch, wait_s=10, upload_s=2.0, text="waited for my record", name="slow"
+    )
     assert "waited for my record" in _lines(service, job_id)
     assert _handle_container(service, job_id) in seen
 
@@ -138,19 +156,9 @@ def test_docker_a_code_upload_longer_than_half_the_record_wait_starts_the_runner
     """The code upload outlasts half the record wait (2.5 s of 2 s: the early runtime would give up before
     the record lands): the submit removes the early container before writing the record and starts another
     after it, which runs the job; the early one is gone and never ran anything."""
-    monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", "2")
-    service = _service(executor=None)
-    plan = service.plan(_spec(code_folder(tmp_path, "print('second container', flush=True)\n"), name="late"))
-    early: list[str] = []
-
-    def slow() -> None:
-        early.extend(c["Id"] for c in poll(lambda: docker_s3(plan.job_id), 30, what="the early container"))
-        time.sleep(2.5)
-
-    _wrap_code_put(service, monkeypatch, slow)
-    job_id, _ = service.submit(plan)
-    status = service.wait(job_id, timeout=90, poll=0.1)
-    assert status.state == State.SUCCEEDED, status.reason
+    service, job_id, early = _submit_with_a_slow_code_upload(
+        docker_s3, tmp_path, monkeypatch, wait_s=2, upload_s=2.5, text="second container", name="late"
+    )
     lines = _lines(service, job_id)
     assert lines.count("second container") == 1, lines
     ran = _handle_container(service, job_id)
