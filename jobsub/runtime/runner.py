@@ -35,7 +35,6 @@ from jobsub.errors import (
     TransferInterrupted,
 )
 from jobsub.executors.base import RunnerPlace
-from jobsub.executors.record_wait import RECORD_WAIT_SECONDS as RECORD_WAIT_SECONDS  # re-exported
 from jobsub.executors.record_wait import record_wait_seconds
 from jobsub.jobs.models import JobDocument, RunnerClaim
 from jobsub.jobs.packaging import unpack_code, verify_archive

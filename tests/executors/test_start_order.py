@@ -376,7 +376,7 @@ def test_a_bad_record_wait_falls_back_to_the_default(monkeypatch: pytest.MonkeyP
     """JOBSUB_RECORD_WAIT_SECONDS that is no number, or out of 1..3600 (nan, inf, 0, a shell fragment), is
     ignored for the default 60 s: a runner that failed on the knob before it has a record could say why
     nowhere."""
-    from jobsub.runtime.runner import RECORD_WAIT_SECONDS, record_wait_seconds
+    from jobsub.executors.record_wait import RECORD_WAIT_SECONDS, record_wait_seconds
 
     for bad in ("soon", "nan", "inf", "0", "-5", "99999", "$(rm -rf /)", ""):
         monkeypatch.setenv("JOBSUB_RECORD_WAIT_SECONDS", bad)
