@@ -296,3 +296,23 @@ def test_sessions_made_while_the_start_thread_is_being_published_do_not_fail() -
     for thread in threads:
         thread.join(60)
     assert not errors, errors
+
+
+def test_a_process_ending_while_the_client_start_runs_waits_for_it() -> None:
+    """A submit refused at once (a bad --set) ends while `prepare()`'s thread still imports botocore. That
+    thread must finish before the interpreter finalizes: a daemon thread stopped inside C code there can
+    crash the exit with SIGSEGV on CPython < 3.14 (bpo-42969; CI once saw such a submit print its error and
+    die with -11). atexit hooks run after the interpreter joined its non-daemon threads, so the hook sees
+    the thread's work done; with a daemon thread it runs while botocore is still being imported."""
+    child = textwrap.dedent(
+        """
+        import atexit, sys, threading
+        from jobsub.storage import s3_client
+        atexit.register(lambda: print("at exit:", "botocore.client" in sys.modules, flush=True))
+        s3_client.prepare()
+        sys.exit(2)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout.strip() == "at exit: True", done.stdout + done.stderr

@@ -104,5 +104,9 @@ def prepare() -> None:
     with _lock:
         if _loader is not None or _preparing is not None:
             return
-        _preparing = threading.Thread(target=work, name="s3-client-start", daemon=True)
+        # not a daemon: a process that ends while this runs (a submit refused for a bad --set) waits for it
+        # (a fraction of a second) before the interpreter finalizes. A daemon thread still importing or reading
+        # botocore's data at finalization is stopped inside C code, which can crash the exit with SIGSEGV on
+        # CPython < 3.14 (bpo-42969): seen once in CI as a submit that printed its error and died with -11.
+        _preparing = threading.Thread(target=work, name="s3-client-start", daemon=False)
         _preparing.start()  # under the lock: no other thread can see it (and join it) before it started
