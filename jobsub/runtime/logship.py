@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import IO
 
 from jobsub.errors import JobsubError
@@ -42,6 +43,9 @@ class LogShipper:
         self._wake = threading.Event()  # set by the first line after a flush, and by close()
         self._thread = threading.Thread(target=self._loop, name="log-shipper", daemon=True)
         self.on_tick: list = []  # small callables run after each flush (metrics sync); never a long upload
+        #: called with the chunk's lines taken and before they are written (the runner's watchdog snapshot:
+        #: whatever printed them is known to it before anyone can read them); None when nothing is to be done
+        self.before_write: Callable[[], object] | None = None
 
     def start(self) -> LogShipper:
         self._thread.start()
@@ -75,6 +79,9 @@ class LogShipper:
                 lines = self._pending[:MAX_CHUNK_LINES]
             if not lines:
                 return True
+            before = self.before_write
+            if before is not None:
+                before()
             try:
                 self.record.write_chunk(self.next_chunk, lines, self.writer)
             except JobsubError as exc:

@@ -9,7 +9,9 @@ Layers, because each alone has a gap:
 - the group leader gets PR_SET_PDEATHSIG(SIGKILL) (Linux prctl through ctypes), so kill -9 of the runner
   kills it at once;
 - a watchdog process, in a session of its own, holds a pipe from the runner and keeps a snapshot of the
-  runner's descendants (pid and start time, every 0.1 s: one /proc scan costs about a millisecond). When the
+  runner's descendants (pid and start time, every 0.1 s: one /proc scan costs about a millisecond; and on the
+  runner's request before each chunk of the job's output is shipped, so a line a reader acts on was printed
+  by processes the watchdog knows). The snapshot's processes are killed first, then the marked ones. When the
   runner dies in any way the pipe closes and the watchdog SIGKILLs the job's group, every snapshotted
   process that is still the same process, every process whose environment carries this runner's
   JOBSUB_RUNNER_ID, and their descendants. PDEATHSIG is not inherited across fork and a setsid'd child is not
@@ -27,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,7 +47,9 @@ for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
     signal.signal(sig, signal.SIG_IGN)
 pgid = int(sys.argv[1])
 marker = ("JOBSUB_RUNNER_ID=" + sys.argv[2]).encode()
-runner, me = os.getppid(), os.getpid()
+runner, me = int(sys.argv[3]), os.getpid()
+if os.getppid() != runner:  # the runner died before this started: its tree now hangs below init, not it
+    runner = 0
 
 def table():
     found = {}
@@ -81,35 +86,47 @@ def marked(t):
             pass
     return found
 
-known, said, told = {}, b"", False
+# stdin from the runner: b"s" asks for a snapshot now (answered b"s" once taken), b"d" says the runner
+# reaped the job itself; end of file without b"d" means the runner died
+known, done, told = {}, False, False
 while True:
     ready = select.select([0], [], [], 0 if not told else 0.1)[0]
+    asked = 0
     if ready:
         chunk = os.read(0, 64)
         if not chunk:
             break
-        said += chunk
-        continue
+        done = done or b"d" in chunk
+        asked = chunk.count(b"s")
+        if not asked:
+            continue
     t = table()
     known = {p: s for p, s in known.items() if p in t and t[p][1] == s}
-    for pid in tree(t, [runner]):
+    for pid in tree(t, [runner] if runner else []):
         known[pid] = t[pid][1]
-    if not told:  # the first snapshot is taken: the runner may now show the job's output (Watchdog.wait_ready)
-        told = True
-        try:
-            os.write(1, b"r")
-            os.close(1)
-        except OSError:
-            pass
-if said == b"done":
+    answer = b"" if told else b"r"  # the first snapshot is taken: the runner may show the job's output
+    told = True
+    try:
+        if answer or asked:
+            os.write(1, answer + b"s" * asked)
+    except OSError:
+        pass
+if done:
     sys.exit(0)
 try:
     os.killpg(pgid, signal.SIGKILL)
 except OSError:
     pass
-for _ in range(50):
+for round in range(50):
     t = table()
-    targets = {p for p, s in known.items() if p in t and t[p][1] == s} | marked(t)
+    targets = {p for p, s in known.items() if p in t and t[p][1] == s}
+    if round == 0:  # the snapshot's processes first: the environment scan reads every process on the machine
+        for pid in targets - {me}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    targets |= marked(t)
     targets |= tree(t, targets)
     alive = [p for p in targets if p != me and p in t and t[p][2] not in ("Z", "X")]
     if not alive:
@@ -157,42 +174,80 @@ class Watchdog:
 
     def __init__(self, pgid: int, runner_id: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid), runner_id],
+            [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid), runner_id, str(os.getpid())],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,  # one byte when its first snapshot of the runner's tree is taken
+            stdout=subprocess.PIPE,  # b"r" once its first snapshot is taken, b"s" for each one asked for
             stderr=subprocess.DEVNULL,
             close_fds=True,
             # its own session: whoever kills the runner's group (Ray's supervisor does once the entrypoint
             # is gone) must not kill the watchdog before it has killed what the runner left behind
             start_new_session=True,
+            bufsize=0,  # unbuffered: the answers are read with os.read beside select
         )
+        self._lock = threading.Lock()  # one request at a time (the log shipper's thread, the runner's)
+        self._owed = 0  # snapshots asked for and not answered yet
+        self._ready = False  # the first snapshot was taken
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Block until the watchdog has taken its first snapshot of the runner's descendants (at most
         `timeout` s). Why: a child double-forked out of the job's session is known to the watchdog only from
         a snapshot; the runner shows the job's output (where a test, or a user, learns the job is running and
         may kill the runner) only after this, so a runner killed at once still leaves nothing behind."""
+        with self._lock:
+            return self._ready or self._answer(b"r", timeout)
+
+    def snapshot(self, timeout: float = 2.0) -> bool:
+        """Have the watchdog snapshot the runner's descendants now, and wait (at most `timeout` s) until it
+        has. The runner calls this before it ships the job's output: lines shown to a user were printed by
+        processes the watchdog knows, so a runner killed by whoever read them (kill -9 a moment after the
+        job printed that it daemonized) still leaves nothing behind. Between snapshots (every 0.1 s) a child
+        that escapes and whose runner dies within that window can still be missed. False when the watchdog
+        did not answer (gone): the caller goes on, as it would without one."""
+        with self._lock:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b"s")
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                return False
+            self._owed += 1
+            return self._answer(b"s", timeout)
+
+    def _answer(self, wanted: bytes, timeout: float) -> bool:
+        """Read the watchdog's answers until `wanted` came: b"r" once, or b"s" for every snapshot asked (a
+        late answer to an earlier request that timed out is counted, so it is never taken for this one's)."""
         import select
 
         out = self.proc.stdout
         if out is None:
             return False
+        deadline = time.monotonic() + timeout
         try:
-            ready = select.select([out], [], [], timeout)[0]
-            return bool(ready and out.read(1) == b"r")
+            while (left := deadline - time.monotonic()) > 0:
+                if not select.select([out], [], [], left)[0]:
+                    return False
+                got = os.read(out.fileno(), 64)
+                if not got:
+                    return False
+                self._ready = self._ready or b"r" in got
+                self._owed -= got.count(b"s")
+                if (wanted == b"r" and self._ready) or (wanted == b"s" and self._owed <= 0):
+                    return True
         except (OSError, ValueError):
             return False
-        finally:
-            out.close()
+        return False
 
     def done(self) -> None:
         """The runner has killed and reaped the group itself: let the watchdog go without killing anything."""
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(b"done")
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        with self._lock:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b"d")
+                self.proc.stdin.close()
+            except (OSError, ValueError):
+                pass
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

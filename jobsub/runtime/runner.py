@@ -564,6 +564,7 @@ class Runner:
         watchdog = Watchdog(proc.pid, self.token)
         self._watchdog_pid = watchdog.proc.pid
         watchdog.wait_ready()  # before the job's output shows: its escaped children are known from here on
+        self.logs.before_write = watchdog.snapshot  # and each chunk of it is shipped after a fresh snapshot
         with self._stop_lock:  # a stop asked for since the last check (e.g. during the Popen) found no command
             self._proc = proc  # to signal: it is this one's to carry out, on a thread (the grace waits for
             stopped_meanwhile = self.stop_reason is not None  # the leader's exit, seen below)
@@ -581,6 +582,7 @@ class Runner:
             code = proc.wait()
         finally:
             self._kill_command()
+            self.logs.before_write = None
             watchdog.done()
             self._proc = None
         for pump in pumps:

@@ -95,8 +95,36 @@ def _handle(env: Env, job_id: str) -> dict:
     return dict(record.get_json("executor.json"))
 
 
+def _describe(pid: int) -> str:
+    """What a process is, for a failure message: parent, state, what it waits in, and its command line."""
+    try:
+        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120].decode(errors="replace")
+    except OSError:
+        return f"{pid}: gone"
+    return f"{pid}: ppid {rest[1]} state {rest[0]} wchan {wchan or '-'} cmd {cmdline!r}"
+
+
+def _watchdogs() -> list[int]:
+    """Live runner watchdogs on this machine (their command line carries the watchdog's code)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"JOBSUB_RUNNER_ID=" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def _gone(pids: list[int], what: str) -> None:
-    poll(lambda: not any(_alive(p) for p in pids), 30, 0.2, f"the setsid'd and double-forked children gone {what}")
+    try:
+        poll(lambda: not any(_alive(p) for p in pids), 30, 0.2, f"the setsid'd and double-forked children gone {what}")
+    except AssertionError as exc:  # say who is left and which watchdogs live: a flake here must be diagnosable
+        left = [_describe(p) for p in pids if _alive(p)]
+        dogs = [_describe(p) for p in _watchdogs()]
+        raise AssertionError(f"{exc}; still running: {left}; watchdogs: {dogs}") from None
 
 
 def test_escaped_children_die_on_cancel(kenv: tuple[Env, ExecutorHarness], tmp_path: Path) -> None:
@@ -154,6 +182,38 @@ def test_escaped_children_die_when_the_runner_is_killed(kenv: tuple[Env, Executo
     finally:
         _kill(pids)
         harness.reap(handle)
+
+
+def test_a_runner_killed_the_moment_the_output_shows_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> None:
+    """The job daemonizes (double fork, empty environment) and says so; whoever reads that line kills the
+    runner at once. The watchdog snapshots every 0.1 s, so a kill inside that window used to leave the
+    daemon running (a CI flake of the test above); the runner now has the watchdog snapshot before it
+    ships each chunk, so the line cannot be read before the daemon is known. The record's chunks are
+    read straight from the local store (no CLI start in between), to kill within milliseconds."""
+    from jobsub.config import resolve_profile
+    from jobsub.jobs.records import JobRecord
+    from jobsub.uri import ObjectURI
+
+    env = make_env(tmp_path, "local")
+    use_env(monkeypatch, env)
+    code = code_folder(tmp_path, _HOSTILE)
+    job_id = env.run_json("submit", "python-script", "--code", str(code))["job_id"]
+    record = JobRecord(env.store(), ObjectURI.parse(resolve_profile()[1].jobs_uri).as_prefix(), job_id)
+
+    def escaped() -> re.Match[str] | None:
+        for key in record.chunks_after(""):
+            for line in record.read_chunk(key):
+                if found := re.fullmatch(r"escaped (\d+) (\d+)", line.text):
+                    return found
+        return None
+
+    match = poll(escaped, 120, 0.005, "the escaped pids in the record")
+    os.kill(int(record.get_json("executor.json")["pid"]), 9)
+    pids = [int(match.group(1)), int(match.group(2))]
+    try:
+        _gone(pids, "after kill -9 of the runner the moment they were shown")
+    finally:
+        _kill(pids)
 
 
 def test_cancel_of_a_lost_job_says_what_it_checked(tmp_path: Path, monkeypatch) -> None:
