@@ -204,6 +204,8 @@ class Watchdog:
         that escapes and whose runner dies within that window can still be missed. False when the watchdog
         did not answer (gone): the caller goes on, as it would without one."""
         with self._lock:
+            if self._owed > 0:  # an earlier request is still unanswered: the watchdog is stuck or slow, so
+                timeout = 0.05  # do not hold every chunk for the whole timeout (a late answer ends this)
             try:
                 assert self.proc.stdin is not None
                 self.proc.stdin.write(b"s")
@@ -223,8 +225,10 @@ class Watchdog:
             return False
         deadline = time.monotonic() + timeout
         try:
+            waiting = select.poll()  # not select(): a runner with over 1024 open files is no exception
+            waiting.register(out.fileno(), select.POLLIN)
             while (left := deadline - time.monotonic()) > 0:
-                if not select.select([out], [], [], left)[0]:
+                if not waiting.poll(left * 1000):
                     return False
                 got = os.read(out.fileno(), 64)
                 if not got:
@@ -240,12 +244,16 @@ class Watchdog:
     def done(self) -> None:
         """The runner has killed and reaped the group itself: let the watchdog go without killing anything."""
         with self._lock:
+            assert self.proc.stdin is not None
             try:
-                assert self.proc.stdin is not None
                 self.proc.stdin.write(b"d")
-                self.proc.stdin.close()
             except (OSError, ValueError):
-                pass
+                pass  # the watchdog is gone already
+            finally:
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
         try:

@@ -563,24 +563,27 @@ class Runner:
         )
         watchdog = Watchdog(proc.pid, self.token)
         self._watchdog_pid = watchdog.proc.pid
-        watchdog.wait_ready()  # before the job's output shows: its escaped children are known from here on
-        self.logs.before_write = watchdog.snapshot  # and each chunk of it is shipped after a fresh snapshot
-        with self._stop_lock:  # a stop asked for since the last check (e.g. during the Popen) found no command
-            self._proc = proc  # to signal: it is this one's to carry out, on a thread (the grace waits for
-            stopped_meanwhile = self.stop_reason is not None  # the leader's exit, seen below)
-        if stopped_meanwhile:
-            threading.Thread(target=self._stop_command, args=(proc,), name="stop-command", daemon=True).start()
-        # RUNNING (set by _run_attempts), the attempt and the command's process group in one PUT, after the
-        # command was started: no status write between the staging and the command's start
-        self.status.update(executor=self.status.status.executor.model_copy(update={"pgid": proc.pid}))
-        pumps = [self.logs.pump(proc.stdout, "out"), self.logs.pump(proc.stderr, "err")]  # type: ignore[arg-type]
+        pumps: list[threading.Thread] = []
         try:
+            watchdog.wait_ready()  # before the job's output shows: its escaped children are known from here on
+            self.logs.before_write = watchdog.snapshot  # and each chunk of it is shipped after a fresh snapshot
+            with self._stop_lock:  # a stop asked for since the last check (e.g. during the Popen) found no
+                self._proc = proc  # command to signal: it is this one's to carry out, on a thread (the grace
+                stopped_meanwhile = self.stop_reason is not None  # waits for the leader's exit, seen below)
+            if stopped_meanwhile:
+                threading.Thread(target=self._stop_command, args=(proc,), name="stop-command", daemon=True).start()
+            # RUNNING (set by _run_attempts), the attempt and the command's process group in one PUT, after the
+            # command was started: no status write between the staging and the command's start
+            self.status.update(executor=self.status.status.executor.model_copy(update={"pgid": proc.pid}))
+            pumps = [self.logs.pump(proc.stdout, "out"), self.logs.pump(proc.stderr, "err")]  # type: ignore[arg-type]
             wait_leader_exit(proc.pid)
             self._leader_exited.set()
             signal_group(proc.pid, signal.SIGKILL)  # whatever the command left behind in its group
             self._signal_escaped(signal.SIGKILL)  # and outside it (setsid, double fork): nothing outlives the job
             code = proc.wait()
         finally:
+            with self._stop_lock:
+                self._proc = proc  # whatever failed above, this command is the one to end now
             self._kill_command()
             self.logs.before_write = None
             watchdog.done()

@@ -101,8 +101,10 @@ def _describe(pid: int) -> str:
         rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         wchan = Path(f"/proc/{pid}/wchan").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120].decode(errors="replace")
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):
         return f"{pid}: gone"
+    except OSError as exc:
+        return f"{pid}: unreadable ({exc.strerror})"
     return f"{pid}: ppid {rest[1]} state {rest[0]} wchan {wchan or '-'} cmd {cmdline!r}"
 
 
@@ -207,13 +209,74 @@ def test_a_runner_killed_the_moment_the_output_shows_leaves_nothing_behind(tmp_p
                     return found
         return None
 
-    match = poll(escaped, 120, 0.005, "the escaped pids in the record")
-    os.kill(int(record.get_json("executor.json")["pid"]), 9)
+    runner = int(record.get_json("executor.json")["pid"])
+    try:
+        match = poll(escaped, 120, 0.005, "the escaped pids in the record")
+    except AssertionError:
+        os.kill(runner, 9)  # nothing of this test left behind when the job never said it
+        raise
+    os.kill(runner, 9)
     pids = [int(match.group(1)), int(match.group(2))]
     try:
         _gone(pids, "after kill -9 of the runner the moment they were shown")
     finally:
         _kill(pids)
+
+
+_WATCHDOG_CLIENT = """
+import json, os, resource, signal, subprocess, sys, time
+from jobsub.runtime.procs import Watchdog
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the watchdog's pipes get fds over 1024
+dummy = subprocess.Popen(["sleep", "60"], start_new_session=True)  # the "command": the only group it may kill
+watchdog = Watchdog(dummy.pid, "protocol-test")
+result = {"ready": watchdog.wait_ready()}
+
+def timed(name, timeout):
+    started = time.monotonic()
+    result[name] = [watchdog.snapshot(timeout=timeout), round(time.monotonic() - started, 3)]
+
+timed("answered", 5.0)
+os.kill(watchdog.proc.pid, signal.SIGSTOP)  # alive but not answering
+timed("stuck_first", 1.0)
+timed("stuck_again", 1.0)
+os.kill(watchdog.proc.pid, signal.SIGCONT)
+timed("after", 5.0)
+timed("after_again", 5.0)
+watchdog.done()
+result["dummy_alive"] = dummy.poll() is None
+dummy.kill()
+dummy.wait()
+print(json.dumps(result))
+"""
+
+
+def test_the_watchdog_answers_snapshot_requests_and_a_stuck_one_does_not_hold_every_chunk(tmp_path: Path) -> None:
+    """The runner asks its watchdog for a snapshot before each log chunk. With its pipes on file descriptors
+    over 1024 (a runner with many open files) it still answers; once stopped (SIGSTOP), the first request
+    waits its timeout but the next ones do not (log shipping is not held 2 s per chunk); after SIGCONT the
+    late answers are counted and requests are answered again. `done` leaves the command alone. Run in a
+    child process: a watchdog whose pipe closes without "done" kills what its runner started."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WATCHDOG_CLIENT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ready"] and result["answered"][0], result
+    assert result["stuck_first"][0] is False and result["stuck_first"][1] >= 0.9, result
+    assert result["stuck_again"][0] is False and result["stuck_again"][1] < 0.5, result
+    assert result["after"][0] and result["after_again"][0] and result["after_again"][1] < 2.0, result
+    assert result["dummy_alive"], "a watchdog told it is done must kill nothing"
 
 
 def test_cancel_of_a_lost_job_says_what_it_checked(tmp_path: Path, monkeypatch) -> None:
